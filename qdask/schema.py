@@ -245,7 +245,7 @@ class Column:
     sql_type: str
     nullable: bool = True
     default: str | None = None  # SQL text of the default, e.g. "'0'" or "CURRENT_TIMESTAMP"
-    extra: str = ""  # other attributes kept verbatim, e.g. "AUTO_INCREMENT"
+    extra: str = ""  # other attributes kept verbatim, e.g. "CHARACTER SET latin1"
     datatype: str | None = None
     length: int | None = None
     description: str | None = None
@@ -463,8 +463,10 @@ def parse_column_definition(name: str, definition: str) -> Column:
     """A `Column` from a MySQL column definition such as ``"int(11) NOT NULL DEFAULT '0'"``.
 
     Understands the type with its arguments and UNSIGNED/ZEROFILL, NULL / NOT NULL, DEFAULT,
-    AUTO_INCREMENT, COMMENT, CHARACTER SET / COLLATE, ON UPDATE and generated columns; anything else
-    is an error that quotes it. ``DEFAULT NULL`` on a nullable column is the default and is dropped.
+    COMMENT, CHARACTER SET / COLLATE, ON UPDATE and generated columns; anything else is an error that
+    quotes it. ``DEFAULT NULL`` on a nullable column is the default and is dropped; inline keys and
+    AUTO_INCREMENT are dropped because Qserv tables carry no keys (MySQL refuses AUTO_INCREMENT
+    without one).
     """
     try:
         parsed = _parse_type(definition)
@@ -493,16 +495,9 @@ def parse_column_definition(name: str, definition: str) -> Column:
             if i < len(tokens) and tokens[i].startswith("("):  # CURRENT_TIMESTAMP(6), or a function call
                 default += tokens[i]
                 i += 1
-        elif word in (
-            "AUTO_INCREMENT",
-            "PRIMARY",
-            "UNIQUE",
-            "KEY",
-            "INVISIBLE",
-            "VIRTUAL",
-            "STORED",
-            "PERSISTENT",
-        ):
+        elif word in ("AUTO_INCREMENT", "PRIMARY", "UNIQUE", "KEY"):
+            i += 1  # dropped: Qserv creates tables without keys, and AUTO_INCREMENT needs one (error 1075)
+        elif word in ("INVISIBLE", "VIRTUAL", "STORED", "PERSISTENT"):
             extra.append(word)
             i += 1
         elif word == "COMMENT" and i + 1 < len(tokens):
