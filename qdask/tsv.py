@@ -1,0 +1,406 @@
+"""Arrow record batches → the exact bytes a Qserv worker's ``LOAD DATA`` reads (a contribution file).
+
+A Qserv worker loads a contribution with ``LOAD DATA INFILE … CHARACTER SET <charset> FIELDS TERMINATED
+BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'`` (its default dialect, see ``QSERV_DIALECT``), after
+prefixing every line with the transaction id. So MariaDB, not qdask, decides what each byte means, and
+this module writes bytes whose meaning under those rules is exactly the source value:
+
+* NULL → ``\\N``. Float NaN and ±inf → ``\\N`` too (MariaDB ``DOUBLE``/``FLOAT`` cannot hold them); they
+  are counted per column (``TsvFileInfo.nan_to_null``) so the caller can report the change.
+* float64 → the shortest decimal that round-trips (pyarrow's cast, like Python's ``repr``). float32 is
+  first widened to float64 and written as that double's shortest repr: MariaDB parses every number as a
+  double and then narrows it to ``FLOAT``, so the widened text is exact in both steps (the float32 shortest
+  repr, e.g. ``3.4028235e+38`` for FLT_MAX, parses to a double above FLT_MAX and draws warning 1264).
+  MariaDB stores ``-0.0`` as ``0`` whatever the input (also for ``INSERT``): that is the server's rule.
+* booleans → ``0``/``1``; integers and decimals plain; timestamps ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (a
+  time-zone-aware timestamp as its UTC wall-clock time; a nanosecond value that does not fit in
+  microseconds is an error, MariaDB would round it); dates ``YYYY-MM-DD``; times ``HH:MM:SS[.ffffff]``.
+* strings and binary values: backslash, tab, newline, carriage return and NUL are written as ``\\\\``,
+  ``\\t``, ``\\n``, ``\\r``, ``\\0``, which ``LOAD DATA`` turns back into those bytes. So no raw tab or
+  newline ever appears inside a field (a line is a row, split on ``\\n`` alone, as the worker's reader
+  does) and the literal two-character string ``\\N`` is written ``\\\\N``, which is not NULL.
+* text is encoded in the declared charset: ``utf8mb4`` (as is), ``utf8mb3``/``utf8`` (a character outside
+  the BMP is an error) or ``latin1``. MariaDB's ``latin1`` is Windows-1252 plus the five bytes that
+  cp1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D, mapped to the C1 controls of the same value), so
+  ``€`` is encodable but U+0080 is not. A value that cannot be encoded is an error naming the column and
+  row (``TsvEncodeError``), never a silent ``?``. Binary values are written byte for byte (escaped).
+
+Encoding is vectorised with ``pyarrow.compute`` (cast, replace_substring, fill_null, one element-wise
+join per slice); no Python code runs per value. Memory is bounded by one input batch plus the text of
+one slice of it (``SLICE_BYTES``), whatever the batch or column count.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "CHARSETS",
+    "CHECKSUM_ALGORITHM",
+    "MAX_LINE_BYTES",
+    "QSERV_DIALECT",
+    "TsvDialect",
+    "TsvEncodeError",
+    "TsvFileInfo",
+    "encode_batch",
+    "file_checksum",
+    "load_data_sql",
+    "write_tsv",
+]
+
+#: The checksum of a contribution file: SHA-256 of its bytes, written ``"sha256:<hex>"`` so a verifier
+#: knows the algorithm (``sha256sum`` computes the same hex digest). Hardware-accelerated (~1.7 GB/s here),
+#: far faster than the encoding itself.
+CHECKSUM_ALGORITHM = "sha256"
+
+#: A Qserv worker refuses rows longer than this (16 MiB); refused here first, naming the row.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+#: The charsets this encoder writes (``charset_name`` sent to Qserv with the contribution).
+CHARSETS = ("latin1", "utf8mb4", "utf8mb3", "utf8")
+
+#: Text produced per slice of an input batch; bounds memory for wide tables and huge batches.
+SLICE_BYTES = 32 * 1024 * 1024
+
+_NULL = b"\\N"
+# (byte, escape) pairs; the backslash must come first so later escapes are not escaped again.
+_ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"), (b"\x00", b"\\0"))
+
+
+@dataclass(frozen=True)
+class TsvDialect:
+    """The CSV dialect as Qserv's ingest services take it: the four form fields, in escaped notation.
+
+    The values are the exact strings sent with a contribution (``fields_terminated_by="\\\\t"`` is the two
+    characters backslash and ``t``); the worker pastes them into its ``LOAD DATA`` statement.
+    """
+
+    fields_terminated_by: str = "\\t"
+    fields_enclosed_by: str = "\\0"
+    fields_escaped_by: str = "\\\\"
+    lines_terminated_by: str = "\\n"
+
+    def form_fields(self) -> dict[str, str]:
+        """The dialect as the contribution's form/JSON fields."""
+        return {
+            "fields_terminated_by": self.fields_terminated_by,
+            "fields_enclosed_by": self.fields_enclosed_by,
+            "fields_escaped_by": self.fields_escaped_by,
+            "lines_terminated_by": self.lines_terminated_by,
+        }
+
+    def sql_options(self) -> str:
+        """The ``FIELDS … LINES …`` clause a worker builds from these values (no ENCLOSED BY for ``\\0``)."""
+        enclosed = "" if self.fields_enclosed_by == "\\0" else f" ENCLOSED BY '{self.fields_enclosed_by}'"
+        return (
+            f"FIELDS TERMINATED BY '{self.fields_terminated_by}'{enclosed} "
+            f"ESCAPED BY '{self.fields_escaped_by}' LINES TERMINATED BY '{self.lines_terminated_by}'"
+        )
+
+
+#: Qserv's default dialect, the one this encoder writes.
+QSERV_DIALECT = TsvDialect()
+
+
+def load_data_sql(path: str | os.PathLike, table: str, charset: str, *, local: bool = True) -> str:
+    """The ``LOAD DATA`` statement a Qserv worker runs for a file (``table`` already quoted by the caller).
+
+    ``local=True`` gives ``LOAD DATA LOCAL INFILE`` with identical options, for a client-side file.
+    """
+    if charset not in CHARSETS:
+        raise ValueError(f"unsupported charset {charset!r}; expected one of {', '.join(CHARSETS)}")
+    quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
+    return (
+        f"LOAD DATA {'LOCAL ' if local else ''}INFILE '{quoted}' INTO TABLE {table} "
+        f"CHARACTER SET {charset} {QSERV_DIALECT.sql_options()}"
+    )
+
+
+class TsvEncodeError(ValueError):
+    """A value cannot be written so that MariaDB reads it back unchanged; names the column and row."""
+
+    def __init__(self, message: str, *, column: str | None = None, row: int | None = None):
+        super().__init__(message)
+        self.column = column
+        self.row = row
+
+
+@dataclass(frozen=True)
+class TsvFileInfo:
+    """What ``write_tsv`` wrote: rows, bytes, ``"sha256:<hex>"`` checksum, NaN/inf→NULL counts per column."""
+
+    path: Path
+    rows: int
+    bytes: int
+    checksum: str
+    charset: str
+    nan_to_null: dict[str, int] = field(default_factory=dict)
+
+
+def _mariadb_latin1_map():
+    table = []
+    for byte in range(256):
+        try:
+            table.append(bytes([byte]).decode("cp1252"))
+        except UnicodeDecodeError:  # 0x81, 0x8D, 0x8F, 0x90, 0x9D: MariaDB maps them to U+0081 etc.
+            table.append(chr(byte))
+    return codecs.charmap_build("".join(table))
+
+
+_LATIN1_MAP = _mariadb_latin1_map()
+
+
+def _offsets(arr: pa.Array) -> np.ndarray:
+    """The ``len + 1`` value offsets of a (non-large) string/binary array, honouring its slice offset."""
+    return np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
+
+
+def _data_view(arr: pa.Array) -> memoryview:
+    """The bytes of all values of a string/binary array, back to back, without a copy."""
+    offs = _offsets(arr)
+    data = arr.buffers()[2]
+    if data is None:
+        return memoryview(b"")
+    return memoryview(data)[int(offs[0]) : int(offs[-1])]
+
+
+def _preview(value: str) -> str:
+    return repr(value if len(value) <= 60 else value[:60] + "…")
+
+
+def _encode_latin1(arr: pa.StringArray, name: str, row0: int) -> pa.Array:
+    """UTF-8 strings → MariaDB latin1 bytes, all values in one codec call; unencodable → TsvEncodeError."""
+    if pc.all(pc.string_is_ascii(arr)).as_py() is not False:
+        return arr.cast(pa.binary())
+    filled = pc.fill_null(arr, "")
+    text = bytes(_data_view(filled)).decode("utf-8")
+    try:
+        encoded, _ = codecs.charmap_encode(text, "strict", _LATIN1_MAP)
+    except UnicodeEncodeError as exc:
+        ends = np.cumsum(pc.utf8_length(filled).to_numpy(zero_copy_only=False))
+        row = int(np.searchsorted(ends, exc.start, side="right"))
+        value, char = filled[row].as_py(), text[exc.start]
+        raise TsvEncodeError(
+            f"column {name!r}, row {row0 + row}: character {char!r} (U+{ord(char):04X}) "
+            f"of value {_preview(value)} cannot be encoded in latin1 (MariaDB's Windows-1252); declare the "
+            "table and the contribution utf8mb4, or clean the value",
+            column=name, row=row0 + row,
+        ) from None
+    lengths = pc.utf8_length(filled).to_numpy(zero_copy_only=False)
+    offsets = np.zeros(len(arr) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    out = pa.Array.from_buffers(pa.binary(), len(arr), [None, pa.py_buffer(offsets), pa.py_buffer(encoded)])
+    return pc.if_else(arr.is_valid(), out, pa.scalar(None, pa.binary()))
+
+
+def _check_bmp(arr: pa.StringArray, name: str, row0: int, charset: str) -> None:
+    """utf8mb3 holds only the Basic Multilingual Plane; a 4-byte character would become a warning or ``?``."""
+    bad = pc.match_substring_regex(arr, "[\\x{10000}-\\x{10FFFF}]")
+    if pc.any(bad).as_py():
+        row = int(pc.index(bad, True).as_py())
+        raise TsvEncodeError(
+            f"column {name!r}, row {row0 + row}: value {_preview(arr[row].as_py())} has a character outside "
+            f"the Basic Multilingual Plane, which {charset} cannot hold; declare utf8mb4",
+            column=name, row=row0 + row,
+        )
+
+
+def _escape(arr: pa.Array) -> pa.Array:
+    """Apply the LOAD DATA escapes; only passes whose byte occurs, so a clean column costs one scan each."""
+    for raw, escaped in _ESCAPES:
+        if pc.any(pc.match_substring(arr, raw.decode())).as_py():
+            arr = pc.replace_substring(arr, raw.decode(), escaped.decode())
+    return arr
+
+
+def _check_sub_microsecond(arr: pa.Array, name: str, row0: int) -> None:
+    ticks = pc.fill_null(arr.cast(pa.int64()), 0).to_numpy()
+    bad = np.flatnonzero(ticks % 1000)
+    if len(bad):
+        row = int(bad[0])
+        raise TsvEncodeError(
+            f"column {name!r}, row {row0 + row}: value {arr[row]} has nanoseconds, but MariaDB keeps at most "
+            "microseconds and would round it",
+            column=name, row=row0 + row,
+        )
+
+
+def _column_text(arr: pa.Array, name: str, row0: int, charset: str, nan_counts: dict[str, int]) -> pa.Array:
+    """One column → binary array of field texts (escaped, encoded), NULL still as null."""
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        arr = arr.dictionary_decode()
+        t = arr.type
+    if pa.types.is_null(t):
+        return pa.nulls(len(arr), pa.binary())
+    if pa.types.is_boolean(t):
+        return pc.if_else(arr, pa.scalar(b"1"), pa.scalar(b"0"))
+    if pa.types.is_integer(t) or pa.types.is_decimal(t):
+        return arr.cast(pa.string()).cast(pa.binary())
+    if pa.types.is_floating(t):
+        arr = arr.cast(pa.float64())  # exact for float16/float32; see the module docstring
+        bad = pc.or_(pc.is_nan(arr), pc.is_inf(arr))
+        count = pc.sum(bad.cast(pa.int64())).as_py() or 0
+        if count:
+            nan_counts[name] = nan_counts.get(name, 0) + count
+            arr = pc.if_else(bad, pa.scalar(None, pa.float64()), arr)
+        return arr.cast(pa.string()).cast(pa.binary())
+    if pa.types.is_timestamp(t) or pa.types.is_time(t):
+        if t.unit == "ns":
+            _check_sub_microsecond(arr, name, row0)
+            target = pa.timestamp("us") if pa.types.is_timestamp(t) else pa.time64("us")
+            arr = arr.cast(target, safe=False)
+        elif pa.types.is_timestamp(t) and t.tz is not None:
+            arr = arr.cast(pa.timestamp(t.unit))  # UTC wall-clock time
+        return arr.cast(pa.string()).cast(pa.binary())
+    if pa.types.is_date(t):
+        return arr.cast(pa.string()).cast(pa.binary())
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        arr = _escape(arr.cast(pa.string()))
+        if charset == "latin1":
+            return _encode_latin1(arr, name, row0)
+        if charset in ("utf8mb3", "utf8"):
+            _check_bmp(arr, name, row0, charset)
+        return arr.cast(pa.binary())
+    if (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
+            or pa.types.is_binary_view(t)):
+        return _escape(arr.cast(pa.binary()))
+    raise TsvEncodeError(f"column {name!r}: type {t} has no LOAD DATA text form", column=name)
+
+
+def _select(batch: pa.RecordBatch, columns: Sequence[str] | None) -> pa.RecordBatch:
+    if columns is None:
+        return batch
+    missing = [c for c in columns if c not in batch.schema.names]
+    if missing:
+        raise KeyError(f"columns {missing} are not in the batch (it has {batch.schema.names})")
+    return batch.select(list(columns))
+
+
+def _slice_rows(batch: pa.RecordBatch) -> int:
+    """Rows per slice so that one slice's text stays near SLICE_BYTES."""
+    if batch.num_rows == 0:
+        return 1
+    fixed = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
+    var = sum(col.nbytes for col in batch.columns if not any(is_fixed(col.type) for is_fixed in fixed))
+    per_row = 24 * batch.num_columns + 2 * var // batch.num_rows + 1
+    return max(1, SLICE_BYTES // per_row)
+
+
+def _encode_slice(batch: pa.RecordBatch, row0: int, charset: str, nan_counts: dict[str, int]) -> pa.Array:
+    fields = [
+        pc.fill_null(_column_text(col, name, row0, charset, nan_counts), pa.scalar(_NULL))
+        for name, col in zip(batch.schema.names, batch.columns, strict=True)
+    ]
+    # The line terminator rides on the last field, so one join builds whole lines.
+    fields[-1] = pc.binary_join_element_wise(fields[-1], pa.scalar(b""), pa.scalar(b"\n"))
+    lines = pc.binary_join_element_wise(*fields, pa.scalar(b"\t")) if len(fields) > 1 else fields[0]
+    lengths = pc.binary_length(lines)
+    longest = pc.max(lengths).as_py()
+    if longest is not None and longest > MAX_LINE_BYTES:
+        row = int(pc.index(lengths, longest).as_py())
+        raise TsvEncodeError(
+            f"row {row0 + row} is {longest} bytes long; a Qserv worker refuses rows over {MAX_LINE_BYTES}",
+            row=row0 + row,
+        )
+    return lines
+
+
+def encode_batch(
+    batch: pa.RecordBatch,
+    *,
+    columns: Sequence[str] | None = None,
+    charset: str = "latin1",
+    first_row: int = 0,
+    nan_to_null: dict[str, int] | None = None,
+) -> Iterator[memoryview]:
+    """Encode one batch, yielding the file bytes slice by slice (each view valid until the next one).
+
+    NaN/inf→NULL counts are added to ``nan_to_null`` when given. ``first_row`` is the batch's row
+    number in the whole stream, used only in error messages. Only one slice's text exists at a time.
+    """
+    if charset not in CHARSETS:
+        raise ValueError(f"unsupported charset {charset!r}; expected one of {', '.join(CHARSETS)}")
+    batch = _select(batch, columns)
+    if batch.num_columns == 0:
+        raise ValueError("a contribution needs at least one column")
+    counts = nan_to_null if nan_to_null is not None else {}
+    step = _slice_rows(batch)
+    for start in range(0, batch.num_rows, step):
+        lines = _encode_slice(batch.slice(start, step), first_row + start, charset, counts)
+        yield _data_view(lines)
+        del lines
+
+
+def write_tsv(
+    batches: Iterable[pa.RecordBatch] | pa.Table,
+    path: str | os.PathLike,
+    *,
+    columns: Sequence[str] | None = None,
+    charset: str = "latin1",
+) -> TsvFileInfo:
+    """Stream batches into the contribution file ``path``, atomically, and return what was written.
+
+    ``columns`` selects and orders the fields (the Qserv table's columns, without ``qserv_trans_id``);
+    by default every batch's own column order. The file appears at ``path`` only when complete: it is
+    written to a temporary name in the same directory, fsynced, renamed, and the directory fsynced. If
+    encoding fails or the source raises, the temporary file is removed and ``path`` is left untouched
+    (a process killed mid-write leaves only a ``.<name>.tmp-*`` file, never a partial ``path``).
+    """
+    if charset not in CHARSETS:
+        raise ValueError(f"unsupported charset {charset!r}; expected one of {', '.join(CHARSETS)}")
+    if isinstance(batches, pa.Table):
+        batches = batches.to_batches()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    digest = hashlib.new(CHECKSUM_ALGORITHM)
+    rows = size = 0
+    nan_to_null: dict[str, int] = {}
+    names: list[str] | None = list(columns) if columns is not None else None
+    try:
+        with open(tmp, "wb") as out:
+            for batch in batches:
+                if names is None:
+                    names = batch.schema.names
+                for chunk in encode_batch(
+                    batch, columns=names, charset=charset, first_row=rows, nan_to_null=nan_to_null
+                ):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                rows += batch.num_rows
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return TsvFileInfo(path, rows, size, f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}", charset, nan_to_null)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_checksum(path: str | os.PathLike, *, block: int = 1 << 20) -> str:
+    """Recompute a file's checksum in the ``write_tsv`` form (``"sha256:<hex>"``), reading in blocks."""
+    digest = hashlib.new(CHECKSUM_ALGORITHM)
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}"

@@ -1,0 +1,291 @@
+"""qdask.tsv against a real MariaDB: files loaded with the very LOAD DATA statement a Qserv worker runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from qdask.tsv import (
+    MAX_LINE_BYTES,
+    QSERV_DIALECT,
+    TsvEncodeError,
+    file_checksum,
+    load_data_sql,
+    write_tsv,
+)
+
+TRANS_ID = 7
+
+HOSTILE = [
+    "plain",
+    "tab\there",
+    "new\nline",
+    "carriage\rreturn\r\n",
+    "back\\slash\\",
+    "\\",
+    "\\N",
+    "N",
+    "\\\\N",
+    "'single' \"double\" `back`",
+    "nul\x00byte",
+    "\x00",
+    "",
+    " leading and trailing spaces ",
+    "\\t not a tab \\n not a newline \\0",
+    "\x1a ctrl-Z \x08 backspace",
+]
+UNICODE = ["é à ü ß", "日本語", "emoji 🚀 outside the BMP", "€ euro", "zero\u200bwidth"]
+# Every character MariaDB's latin1 (Windows-1252 plus five C1 pass-throughs) can hold, in one value.
+LATIN1_ALL = bytes(range(256)).decode("cp1252", errors="ignore") + "\x81\x8d\x8f\x90\x9d"
+
+
+@pytest.fixture
+def db(mariadb):
+    """A fresh database on the private server, dropped afterwards."""
+    name = f"tsv_{uuid.uuid4().hex[:8]}"
+    conn = mariadb.connect()
+    conn.cursor().execute(f"CREATE DATABASE {name}")
+    conn.select_db(name)
+    yield conn
+    conn.cursor().execute(f"DROP DATABASE {name}")
+    conn.close()
+
+
+def qserv_load(conn, table: str, columns_ddl: str, path: Path, charset: str) -> tuple[int, list]:
+    """Do what a Qserv worker does with a contribution: MyISAM table partitioned by transaction, every
+    line prefixed with the transaction id, LOAD DATA with the worker's options, then SHOW WARNINGS."""
+    cur = conn.cursor()
+    cur.execute(
+        f"CREATE TABLE {table} (qserv_trans_id INT NOT NULL, {columns_ddl}) ENGINE=MyISAM "
+        f"PARTITION BY LIST (qserv_trans_id) (PARTITION p0 VALUES IN (0), "
+        f"PARTITION p{TRANS_ID} VALUES IN ({TRANS_ID}))"
+    )
+    prefixed = path.with_suffix(".worker")
+    with open(path, "rb") as src, open(prefixed, "wb") as dst:
+        for line in src:  # splits on b"\n" only, like the worker's reader
+            dst.write(f"{TRANS_ID}\t".encode() + line)
+    cur.execute("SET SESSION max_error_count=64")
+    loaded = cur.execute(load_data_sql(prefixed, table, charset))
+    cur.execute("SHOW WARNINGS")
+    return loaded, list(cur.fetchall())
+
+
+def fetch(conn, sql: str) -> list[tuple]:
+    cur = conn.cursor()
+    cur.execute(sql)
+    return list(cur.fetchall())
+
+
+def test_dialect_is_qservs_default():
+    assert QSERV_DIALECT.form_fields() == {
+        "fields_terminated_by": "\\t",
+        "fields_enclosed_by": "\\0",
+        "fields_escaped_by": "\\\\",
+        "lines_terminated_by": "\\n",
+    }
+    assert QSERV_DIALECT.sql_options() == (
+        "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+    )
+    assert load_data_sql("/x/it's.tsv", "`t`", "latin1") == (
+        "LOAD DATA LOCAL INFILE '/x/it\\'s.tsv' INTO TABLE `t` CHARACTER SET latin1 "
+        "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+    )
+
+
+def test_every_type_and_hostile_value_round_trips_utf8mb4(db, tmp_path):
+    texts = HOSTILE + UNICODE
+    n = len(texts) + 1  # the last row is NULL in every column
+    doubles = [1.7976931348623157e308, -1.7976931348623157e308, 5e-324, -5e-324, 0.1, 1 / 3, -0.0,
+               2.2250738585072014e-308, 1e22, 123456789.12345678, math.pi, -1e-300, 42.0, math.e,
+               9007199254740993.0, 0.30000000000000004, 1e-7, 6.02214076e23, 1.0, 2.5, -7.25]
+    floats32 = np.array([3.4028234663852886e38, -3.4028234663852886e38, 1.401298464324817e-45,
+                         1.1754943508222875e-38, 0.1, 1 / 3, 16777217.0, -0.0, 2.5, 1e-10, 7.0,
+                         65504.0, 1e30, math.pi, 0.2, -1.5, 3.0, 100.5, 1e-40, 5.5, 9.75], dtype=np.float32)
+    binaries = [t.encode("utf-8") for t in texts[:-2]] + [bytes(range(256)), b"\xe2\t\xe2\\N\x00\n"]
+    stamp = dt.datetime(2026, 11, 26, 14, 39, 40, 123456)
+    batch = pa.record_batch({
+        "k": pa.array(range(n), pa.int32()),
+        "i32": pa.array([2**31 - 1, -2**31] + list(range(n - 3)) + [None], pa.int32()),
+        "i64": pa.array([2**63 - 1, -2**63] + list(range(n - 3)) + [None], pa.int64()),
+        "u64": pa.array([2**64 - 1, 0] + list(range(n - 3)) + [None], pa.uint64()),
+        "d": pa.array(doubles[: n - 1] + [None], pa.float64()),
+        "f": pa.array(list(floats32[: n - 1]) + [None], pa.float32()),
+        "flag": pa.array([True, False] * ((n - 1) // 2) + [True] * ((n - 1) % 2) + [None]),
+        "s": pa.array(texts + [None]),
+        "txt": pa.array(list(reversed(texts)) + [None], pa.large_string()),
+        "bin": pa.array(binaries + [None], pa.binary()),
+        "ts": pa.array([stamp + dt.timedelta(days=k, microseconds=k) for k in range(n - 1)] + [None],
+                       pa.timestamp("us")),
+        "day": pa.array([dt.date(1000 + 50 * k, 1 + k % 12, 1 + k % 28) for k in range(n - 1)] + [None]),
+    })
+    path = tmp_path / "all.tsv"
+    info = write_tsv([batch.slice(0, 7), batch.slice(7)], path, charset="utf8mb4")
+    assert info.rows == n and info.bytes == path.stat().st_size and info.nan_to_null == {}
+
+    ddl = ("k INT, i32 INT, i64 BIGINT, u64 BIGINT UNSIGNED, d DOUBLE, f FLOAT, flag BOOL, "
+           "s VARCHAR(100) CHARACTER SET utf8mb4, txt TEXT CHARACTER SET utf8mb4, bin VARBINARY(300), "
+           "ts DATETIME(6), day DATE")
+    loaded, warnings = qserv_load(db, "t", ddl, path, "utf8mb4")
+    assert warnings == []
+    assert loaded == n
+    got = fetch(db, "SELECT i32, i64, u64, d, CAST(f AS DOUBLE), flag, s, txt, bin, ts, day "
+                    "FROM t ORDER BY k")
+    got = [[row[k] for row in got] for k in range(11)]
+    src = batch.to_pydict()
+    assert got[0] == src["i32"] and got[1] == src["i64"] and got[2] == src["u64"]
+    assert got[3] == src["d"]  # -0.0 compares equal to the 0.0 MariaDB stores (it drops the sign)
+    assert [None if v is None else np.float32(v) for v in got[4]] == [
+        None if v is None else np.float32(v) for v in src["f"]]
+    assert [None if v is None else bool(v) for v in got[5]] == src["flag"]
+    assert got[6] == src["s"] and got[7] == src["txt"] and got[8] == src["bin"]
+    assert got[9] == src["ts"] and got[10] == src["day"]
+
+
+def test_latin1_round_trip_of_every_latin1_character(db, tmp_path):
+    values = HOSTILE + [LATIN1_ALL, "café € œ Ÿ ‰ ™", "\x81\x8d\x8f\x90\x9d", None]
+    batch = pa.record_batch({"k": pa.array(range(len(values)), pa.int32()), "s": pa.array(values)})
+    path = tmp_path / "latin1.tsv"
+    info = write_tsv([batch], path, charset="latin1")
+    assert info.rows == len(values)
+    loaded, warnings = qserv_load(db, "t", "k INT, s VARCHAR(400) CHARACTER SET latin1", path, "latin1")
+    assert warnings == [] and loaded == len(values)
+    assert [r[0] for r in fetch(db, "SELECT s FROM t ORDER BY k")] == values
+
+
+def test_non_latin1_text_is_refused_naming_column_and_row(tmp_path):
+    path = tmp_path / "bad.tsv"
+    batches = [pa.record_batch({"name": ["ok", "fine"]}), pa.record_batch({"name": ["ok", "日本", None]})]
+    with pytest.raises(TsvEncodeError, match=r"column 'name', row 3: character '日'") as err:
+        write_tsv(batches, path, charset="latin1")
+    assert (err.value.column, err.value.row) == ("name", 3)
+    # U+0080 is a C1 control in Python's latin-1 but MariaDB would read byte 0x80 as '€': refused too.
+    with pytest.raises(TsvEncodeError, match="U\\+0080"):
+        write_tsv([pa.record_batch({"name": ["\x80"]})], path, charset="latin1")
+    with pytest.raises(TsvEncodeError, match="outside the Basic Multilingual Plane"):
+        write_tsv([pa.record_batch({"name": ["🚀"]})], path, charset="utf8mb3")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nan_and_inf_become_null_and_are_counted(db, tmp_path):
+    batch = pa.record_batch({
+        "k": pa.array(range(6), pa.int32()),
+        "d": pa.array([math.nan, math.inf, -math.inf, None, 1.5, -0.0]),
+        "f": pa.array([1.0, math.nan, 2.0, math.inf, None, 3.0], pa.float32()),
+    })
+    path = tmp_path / "nan.tsv"
+    info = write_tsv([batch, batch], path)
+    assert info.nan_to_null == {"d": 6, "f": 4}
+    loaded, warnings = qserv_load(db, "t", "k INT, d DOUBLE, f FLOAT", path, "latin1")
+    assert warnings == [] and loaded == 12
+    expected = [(None, 1.0), (None, None), (None, 2.0), (None, None), (1.5, None), (0.0, 3.0)]
+    assert fetch(db, "SELECT d, f FROM t ORDER BY k") == [row for row in expected for _ in (1, 2)]
+
+
+def test_random_doubles_and_float32_round_trip_bit_exactly(db, tmp_path):
+    rng = np.random.default_rng(2026)
+    doubles = rng.integers(0, 2**64 - 1, 20000, dtype=np.uint64, endpoint=True).view(np.float64)
+    floats = rng.integers(0, 2**32 - 1, 20000, dtype=np.uint32, endpoint=True).view(np.float32)
+    finite = np.isfinite(doubles) & np.isfinite(floats) & (doubles != 0) & (floats != 0)
+    doubles, floats = doubles[finite], floats[finite]  # +0/-0: MariaDB keeps no sign
+    batch = pa.record_batch({"k": np.arange(len(doubles), dtype=np.int32), "d": doubles, "f": floats})
+    path = tmp_path / "rand.tsv"
+    write_tsv([batch], path)
+    loaded, warnings = qserv_load(db, "t", "k INT, d DOUBLE, f FLOAT", path, "latin1")
+    assert warnings == [] and loaded == len(doubles)
+    rows = fetch(db, "SELECT d, CAST(f AS DOUBLE) FROM t ORDER BY k")
+    assert np.array_equal(np.array([r[0] for r in rows]).view(np.uint64), doubles.view(np.uint64))
+    back32 = np.array([r[1] for r in rows]).astype(np.float32)
+    assert np.array_equal(back32.view(np.uint32), floats.view(np.uint32))
+
+
+def test_checksum_rows_and_bytes_are_those_of_the_file(tmp_path):
+    batch = pa.record_batch({"a": pa.array(range(1000)), "s": pa.array([f"v\t{k}" for k in range(1000)])})
+    path = tmp_path / "c.tsv"
+    info = write_tsv([batch, batch.slice(0, 10), batch.slice(0, 0)], path)
+    data = path.read_bytes()
+    assert info.rows == 1010 == data.count(b"\n")
+    assert info.bytes == len(data)
+    assert info.checksum == "sha256:" + hashlib.sha256(data).hexdigest() == file_checksum(path)
+    assert data.splitlines()[1] == b"1\tv\\t1"
+    path.write_bytes(data[:-1])
+    assert file_checksum(path) != info.checksum
+
+
+def test_write_is_atomic_when_the_source_fails(tmp_path):
+    path = tmp_path / "chunk_57.txt"
+    path.write_bytes(b"previous complete file\n")
+
+    def source():
+        for k in range(5):
+            yield pa.record_batch({"a": pa.array(range(k * 100000, (k + 1) * 100000))})
+        raise OSError("input went away")
+
+    with pytest.raises(OSError, match="input went away"):
+        write_tsv(source(), path)
+    assert path.read_bytes() == b"previous complete file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk_57.txt"]
+
+
+def test_columns_select_and_order_fields(tmp_path):
+    batch = pa.record_batch({"a": [1, 2], "b": ["x", "y"], "c": [True, False]})
+    path = tmp_path / "o.tsv"
+    write_tsv([batch], path, columns=["c", "a"])
+    assert path.read_bytes() == b"1\t1\n0\t2\n"
+    with pytest.raises(KeyError, match="'z'"):
+        write_tsv([batch], path, columns=["a", "z"])
+
+
+def test_refusals_for_values_mariadb_would_alter(tmp_path):
+    path = tmp_path / "r.tsv"
+    nanos = pa.array([1_000, 1_000_000_001], pa.timestamp("ns"))
+    with pytest.raises(TsvEncodeError, match="column 't', row 1: .*nanoseconds"):
+        write_tsv([pa.record_batch({"t": nanos})], path)
+    whole_micros = pa.array([1_000, None], pa.timestamp("ns", tz="UTC"))
+    write_tsv([pa.record_batch({"t": whole_micros})], path)
+    assert path.read_bytes() == b"1970-01-01 00:00:00.000001\n\\N\n"
+    huge = pa.record_batch({"k": [1, 2], "s": ["small", "x" * MAX_LINE_BYTES]})
+    with pytest.raises(TsvEncodeError, match="row 1 is .* bytes long"):
+        write_tsv([huge], path)
+    with pytest.raises(TsvEncodeError, match="no LOAD DATA text form"):
+        write_tsv([pa.record_batch({"l": pa.array([[1, 2]])})], path)
+
+
+WIDE_MEMORY_PROBE = """
+import numpy as np, pyarrow as pa, sys
+import qdask.tsv
+qdask.tsv.SLICE_BYTES = SLICE_BYTES = 4 * 1024 * 1024  # small, so the text is many slices
+from qdask.tsv import write_tsv
+rows, cols = 6000, 991
+rng = np.random.default_rng(1)
+arrays = {}
+for k in range(cols):
+    kind = k % 4
+    if kind == 0: arrays[f"c{k}"] = pa.array(rng.standard_normal(rows))
+    elif kind == 1: arrays[f"c{k}"] = pa.array(rng.standard_normal(rows).astype(np.float32))
+    elif kind == 2: arrays[f"c{k}"] = pa.array(rng.integers(-2**62, 2**62, rows))
+    else: arrays[f"c{k}"] = pa.array(rng.random(rows) < 0.5)
+batch = pa.record_batch(arrays)
+pool = pa.default_memory_pool()
+base = pool.bytes_allocated()
+info = write_tsv([batch], sys.argv[1])
+print(info.rows, info.bytes, base, pool.max_memory() - base, SLICE_BYTES)
+"""
+
+
+def test_wide_table_memory_is_bounded_by_slices_not_by_the_text(tmp_path):
+    """991 columns: the text of a batch is far larger than what encoding holds at once (measured peak)."""
+    out = subprocess.run([sys.executable, "-c", WIDE_MEMORY_PROBE, str(tmp_path / "wide.tsv")],
+                         capture_output=True, text=True, check=True).stdout.split()
+    rows, size, base, peak_extra, slice_bytes = map(int, out)
+    assert rows == 6000 and size == (tmp_path / "wide.tsv").stat().st_size
+    assert size > 16 * slice_bytes  # the whole text is far above the bound below
+    assert peak_extra < 4 * slice_bytes, (peak_extra, size)  # measured: about 2 slices
