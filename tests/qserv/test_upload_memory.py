@@ -1,0 +1,87 @@
+"""A contribution is streamed from disk: uploading a 320 MiB file grows the client's memory by far less.
+
+The upload runs in a fresh subprocess (so nothing else in the test session pollutes its memory) to a real
+loopback HTTP server that reads the multipart body in 64 KiB pieces. The child reports its resident size
+before the upload (psutil) and its lifetime peak after it (`ru_maxrss`), a conservative measure of growth.
+A control run makes the same child buffer the file first, proving the measure would catch buffering.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+SIZE = 320 * 2**20
+BOUND = 64 * 2**20
+
+CHILD = r"""
+import json, resource, sys
+import psutil
+import qdask.qserv.client as client
+
+url, path, mode = sys.argv[1:4]
+if mode == "buffered":  # what a client reading the whole file would do
+    class Buffered:
+        def __init__(self, fh):
+            self.data = fh.read()
+            self.pos = 0
+        def read(self, size=-1):
+            size = len(self.data) if size is None or size < 0 else size
+            out = self.data[self.pos:self.pos + size]
+            self.pos += len(out)
+            return out
+        def seek(self, *a):
+            self.pos = 0
+        def fileno(self):
+            raise OSError
+        def tell(self):
+            return self.pos
+    client._BlockReader = Buffered
+qc = client.QservClient(url, "key")
+qc.check_worker_version(url + "/w")
+before = psutil.Process().memory_info().rss
+c = qc.ingest_csv(url + "/w", 7, "Object", path, chunk=57)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"before": before, "peak": peak, "num_bytes": c.num_bytes}))
+"""
+
+
+def run_child(url: str, path, mode: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, url, str(path), mode], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("upload") / "chunk_57.txt"
+    line = b"123456789\t0.1234567890123\t-45.678901234567\tsome text\n"
+    block = line * (2**20 // len(line))
+    with open(path, "wb") as fh:
+        while fh.tell() < SIZE:
+            fh.write(block)
+    return path
+
+
+def test_csv_upload_memory_stays_far_below_file_size(fake_qserv, big_file):
+    size = big_file.stat().st_size
+    fake_qserv.route(
+        "POST",
+        "/ingest/csv",
+        lambda rec: {"contrib": {"status": "FINISHED", "num_bytes": rec.parts[-1]["size"]}},
+    )
+    streamed = run_child(fake_qserv.url, big_file, "streamed")
+    assert streamed["num_bytes"] == size  # the server received the whole file
+    growth = streamed["peak"] - streamed["before"]
+    assert growth < BOUND, (
+        f"client memory grew by {growth / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB upload"
+    )
+
+    buffered = run_child(fake_qserv.url, big_file, "buffered")
+    assert buffered["num_bytes"] == size
+    assert buffered["peak"] - buffered["before"] > size  # the measure does catch a buffering client
