@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -54,7 +55,9 @@ class SchemaMismatch(ValueError):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         count = len(self.problems)
-        super().__init__(f"{source}: columns do not match the table schema ({count} problems):\n{lines}")
+        plural = "s" if count != 1 else ""
+        head = f"{source}: columns do not match the table schema ({count} problem{plural})"
+        super().__init__(f"{head}:\n{lines}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -95,7 +98,7 @@ _KNOWN = set(_INTEGERS) | _STRINGS | _BINARIES | _TEMPORAL | {"FLOAT", "DOUBLE",
 _TYPE_RE = re.compile(
     r"""^\s*(?P<base>double\s+precision|character\s+varying|char\s+varying|national\s+char(?:acter)?
         |national\s+varchar|[a-z][a-z0-9_]*)
-        \s*(?:\((?P<args>[^()]*)\))?
+        (?:\s*\((?P<args>[^()]*)\))?
         (?P<mods>(?:\s+(?:unsigned|signed|zerofill))*)
         (?P<rest>.*)$""",
     re.IGNORECASE | re.VERBOSE | re.DOTALL,
@@ -121,9 +124,7 @@ class _ParsedType:
         elif base in ("FLOAT", "DOUBLE") and len(args) == 2:
             pass  # FLOAT(M,D): keep, it rounds values
         elif base == "DECIMAL":
-            args = (args + ("10", "0"))[:2] if len(args) < 2 else args
-            if len(args) == 1:
-                args = (args[0], "0")
+            args = {0: ("10", "0"), 1: (args[:1] + ("0",))}.get(len(args), args)  # MySQL defaults
         elif base in ("CHAR", "BINARY") and not args:
             args = ("1",)
         elif base in ("DATETIME", "TIMESTAMP", "TIME") and args == ("0",):
@@ -659,14 +660,17 @@ def _unquote_ident(text: str) -> str:
 
 
 def from_ddl(ddl: str | Path, table: str | None = None, *, partitioned: bool = False) -> TableSchema:
-    """A `TableSchema` from MySQL ``CREATE TABLE`` text (or the path of a file holding it).
+    """A `TableSchema` from MySQL ``CREATE TABLE`` text or a file (a `Path`, an existing file, *.schema/.sql).
 
     Reads column names and definitions; keys, indexes, constraints and table options are ignored.
     With several CREATE TABLE statements, `table` picks one. Anything not understood is an error
     naming the column and quoting the text.
     """
     source = "DDL"
-    if isinstance(ddl, Path) or (isinstance(ddl, str) and "\n" not in ddl and "(" not in ddl):
+    is_path = isinstance(ddl, Path) or (
+        "\n" not in ddl and (ddl.endswith((".schema", ".sql", ".ddl")) or os.path.isfile(ddl))
+    )
+    if is_path:
         source = str(ddl)
         try:
             ddl = Path(ddl).read_text(encoding="utf-8", errors="replace")
