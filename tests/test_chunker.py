@@ -108,11 +108,15 @@ def _sphgeom_overlap(sph, ch, ra, dec, pad, k):
     h = 180.0 / (ch.num_stripes * ch.num_sub_stripes)
     nss = ch.num_stripes * ch.num_sub_stripes
     r = ch.overlap + pad
-    found = _sphgeom_cells(sph, _lon_interval(ra, _alpha_sphgeom(ch.overlap, k, h) + pad_lon), dec)
+
+    def cells(band: int, lat: float) -> set[tuple[int, int]]:
+        return _sphgeom_cells(sph, _lon_interval(ra, _alpha_sphgeom(ch.overlap, band, h) + pad_lon), lat)
+
+    found = cells(k, dec)
     if k > 0 and dec - r < k * h - 90.0:
-        found |= _sphgeom_cells(sph, _lon_interval(ra, _alpha_sphgeom(ch.overlap, k - 1, h) + pad_lon), dec - r)
+        found |= cells(k - 1, dec - r)
     if k < nss - 1 and dec + r >= (k + 1) * h - 90.0:
-        found |= _sphgeom_cells(sph, _lon_interval(ra, _alpha_sphgeom(ch.overlap, k + 1, h) + pad_lon), dec + r)
+        found |= cells(k + 1, dec + r)
     return found
 
 
