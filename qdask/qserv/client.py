@@ -344,7 +344,7 @@ class QservClient:
     def __init__(
         self,
         controller_url: str,
-        auth_key: SecretStr | str = "",
+        auth_key: SecretStr | str,
         admin_auth_key: SecretStr | str | None = None,
         version: int = API_VERSION,
         timeout: float = 60.0,
