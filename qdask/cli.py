@@ -21,5 +21,117 @@ def main() -> None:
     """
 
 
+@main.command("locate", context_settings={"ignore_unknown_options": True})
+@click.argument("ra", type=float)
+@click.argument("dec", type=float)
+@click.option(
+    "--layout",
+    default="340,3,0.01667",
+    show_default=True,
+    help="S,SS,OVERLAP: stripes, sub-stripes per stripe, overlap radius in degrees (default: DP0.2).",
+)
+def locate_command(ra: float, dec: float, layout: str) -> None:
+    """Show where Qserv's partitioner puts RA DEC (degrees): chunk, sub-chunk, bounds, overlap copies.
+
+    A negative DEC may be given as is (`qdask locate 62 -37`).
+    """
+    from qdask.sky import Chunker
+
+    try:
+        s, ss, overlap = layout.split(",")
+        chunker = Chunker(int(s), int(ss), float(overlap))
+    except ValueError as exc:
+        msg = f"expected S,SS,OVERLAP such as 340,3,0.01667 ({exc})"
+        raise click.BadParameter(msg, param_hint="--layout") from None
+    try:
+        located = chunker.locate_all([ra], [dec])
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    chunk, sub = int(located.chunk_id[0]), int(located.sub_chunk_id[0])
+    click.echo(f"layout S={chunker.num_stripes} SS={chunker.num_sub_stripes} overlap={chunker.overlap} deg")
+    click.echo(f"chunkId {chunk}  subChunkId {sub}")
+    ra0, ra1, dec0, dec1 = chunker.chunk_bounds(chunk)
+    click.echo(f"chunk bounds      RA {ra0:.6f} .. {ra1:.6f}  Dec {dec0:.6f} .. {dec1:.6f}")
+    ra0, ra1, dec0, dec1 = chunker.sub_chunk_bounds(chunk, sub)
+    click.echo(f"sub-chunk bounds  RA {ra0:.6f} .. {ra1:.6f}  Dec {dec0:.6f} .. {dec1:.6f}")
+    copies = list(zip(located.overlap_chunk_id.tolist(), located.overlap_sub_chunk_id.tolist(), strict=True))
+    click.echo(f"overlap copies: {len(copies)}")
+    for c, sc in copies:
+        where = "same chunk" if c == chunk else "other chunk"
+        click.echo(f"  chunk_{c}_overlap.txt  {c}/{sc}  ({where})")
+
+
+@main.command("plan")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--check", is_flag=True, help="Only validate CONFIG and print the resolved config, then stop.")
+def plan_command(config: str, check: bool) -> None:
+    """Validate CONFIG and print the resolved configuration (secrets masked), or its errors.
+
+    Errors name the file, line and key path, and exit with status 2. `--check` stops after
+    validation; without it the same is printed for now (the input units are discovered and
+    planned by `qdask ingest`).
+    """
+    from qdask.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        click.echo(str(e), err=True)
+        raise SystemExit(2) from None
+    click.echo(f"# {cfg.source}: valid", err=True)
+    click.echo(cfg.to_yaml(), nl=False)
+    if check:
+        return
+    click.echo("# input units are discovered and planned by `qdask ingest`", err=True)
+
+
+@main.group("emulator")
+def emulator_group() -> None:
+    """The local Qserv stand-in (controller + worker ingest services + czar on MariaDB)."""
+
+
+@emulator_group.command("serve")
+@click.option("--workers", "num_workers", default=3, show_default=True, help="Number of worker servers.")
+@click.option("--mariadb", "dsn", default=None, help="mysql://user[:pw]@host:port (default: private).")
+@click.option("--port", default=25081, show_default=True, help="Controller port (0: any free port).")
+@click.option("--worker-port", "worker_ports", multiple=True, type=int, help="Worker port (repeat; 0: free).")
+@click.option("--auth-key", default="", show_default=True, help="The ingest 'auth_key'.")
+@click.option("--admin-auth-key", default="admin", show_default=True, help="The 'admin_auth_key'.")
+@click.option("--instance", default="qserv", show_default=True, help="Prefix of the stand-in's databases.")
+def emulator_serve(num_workers: int, dsn: str | None, port: int, worker_ports: tuple[int, ...], auth_key: str,
+                   admin_auth_key: str, instance: str) -> None:
+    """Run the stand-in until Ctrl-C; prints the controller URL and the czar DSN."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from qdask.emulator.server import EmulatorConfig, serve_forever
+    from qdask.mariadb import PrivateMariaDB
+
+    def terminate(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)  # stop cleanly (and stop the private server) on SIGTERM
+    private = None
+    if dsn is None:
+        private = PrivateMariaDB().start()
+        dsn = private.dsn
+
+    def ready(emulator) -> None:
+        click.echo(f"controller {emulator.controller_url}")
+        click.echo(f"czar       {emulator.czar_dsn}")
+        for name, url in emulator.worker_urls.items():
+            click.echo(f"{name:10s} {url}")
+
+    config = EmulatorConfig(dsn=dsn, workers=num_workers, port=port, worker_ports=list(worker_ports),
+                            auth_key=auth_key, admin_auth_key=admin_auth_key, instance=instance)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_forever(config, ready))
+    finally:
+        if private is not None:
+            private.stop()
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,62 @@
+"""The czar's view of a published catalog: one MariaDB database per catalog, queryable over MySQL.
+
+Each partitioned table is a MERGE table over its chunk tables ``<T>_<chunk>`` on every worker
+(overlap tables are not part of a table's rows, as in Qserv); each regular table is a MERGE table over
+one worker's copy (every worker holds the same rows), so it reads as itself. The czar database is
+rebuilt at every publish and dropped with the catalog.
+"""
+
+from __future__ import annotations
+
+from qdask.emulator.state import State
+from qdask.emulator.storage import DUMMY_CHUNK, SqlPool, chunk_table, qid
+
+
+class Czar:
+    def __init__(self, state: State, pool: SqlPool, nodes: dict, prefix: str = ""):
+        self.state = state
+        self.pool = pool
+        self.nodes = nodes
+        self.prefix = prefix
+
+    def dbname(self, db: str) -> str:
+        return self.prefix + db
+
+    async def publish(self, db: str) -> None:
+        """(Re)create the czar database of ``db`` from what the workers hold now."""
+        await self.pool.run(self._build, db)
+
+    def _build(self, conn, db: str) -> None:
+        czar_db = self.dbname(db)
+        tables = self.state.db_tables(db)
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {qid(czar_db)}")
+            for t in tables:
+                if not t["is_published"]:
+                    continue
+                members = self._members(conn, db, t)
+                first_worker = min(self.nodes)
+                proto = qid(self.nodes[first_worker].storage.dbname(db), t["name"])
+                target = qid(czar_db, t["name"])
+                cur.execute(f"DROP TABLE IF EXISTS {target}")
+                cur.execute(f"CREATE TABLE {target} LIKE {proto}")
+                union = ", ".join(members)
+                cur.execute(f"ALTER TABLE {target} ENGINE=MRG_MyISAM UNION=({union}) INSERT_METHOD=NO")
+
+    def _members(self, conn, db: str, t: dict) -> list[str]:
+        if not t["is_partitioned"]:
+            first_worker = min(self.nodes)
+            return [qid(self.nodes[first_worker].storage.dbname(db), t["name"])]
+        out = []
+        for name in sorted(self.nodes):
+            storage = self.nodes[name].storage
+            for chunk in storage.chunk_tables(conn, db, t["name"]):
+                if chunk != DUMMY_CHUNK:
+                    out.append(qid(storage.dbname(db), chunk_table(t["name"], chunk, False)))
+        return out
+
+    async def drop_database(self, db: str) -> None:
+        await self.pool.aexecute(f"DROP DATABASE IF EXISTS {qid(self.dbname(db))}")
+
+    async def drop_table(self, db: str, table: str) -> None:
+        await self.pool.aexecute(f"DROP TABLE IF EXISTS {qid(self.dbname(db), table)}")

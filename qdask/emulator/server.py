@@ -1,0 +1,317 @@
+"""Start the whole stand-in: controller, N workers and czar on one MariaDB server, in one event loop.
+
+``Emulator`` is the asyncio object (used by ``qdask emulator serve``); ``EmulatorThread`` runs it in
+a background thread for synchronous callers (tests, benchmarks, ``qdask demo``)::
+
+    with EmulatorThread("mysql://root@127.0.0.1:3306", workers=3) as qserv:
+        qserv.controller_url      # http://127.0.0.1:PORT   (Qserv's controller REST API)
+        qserv.czar_dsn            # mysql://root@127.0.0.1:3306 (query catalogs by name)
+        qserv.faults.add("load_failed", match={"chunk": 7480})
+        qserv.set_worker_down("worker-2", True)
+
+Workers register their host and HTTP port with the controller's worker registry (persisted), which is
+where location services read them from, as in Qserv.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import tempfile
+import threading
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from qdask.emulator.controller import Controller
+from qdask.emulator.czar import Czar
+from qdask.emulator.faults import FaultInjector
+from qdask.emulator.protocol import Keys
+from qdask.emulator.state import State
+from qdask.emulator.storage import Dsn, SqlPool, WorkerStorage
+from qdask.emulator.worker import WorkerNode
+
+log = logging.getLogger("qdask.emulator")
+
+
+@dataclass
+class EmulatorConfig:
+    """Everything that defines one stand-in. ``instance`` namespaces its MariaDB databases:
+    ``<instance>_replica`` (controller records), ``<instance>_w<i>__<db>`` (worker data),
+    ``<instance>_qservMeta`` (director index, row counters); czar databases are ``<czar_prefix><db>``."""
+
+    dsn: str
+    workers: int = 3
+    host: str = "127.0.0.1"
+    port: int = 0
+    worker_ports: list[int] = field(default_factory=list)
+    auth_key: str = ""
+    admin_auth_key: str = "admin"
+    instance: str = "qserv"
+    czar_prefix: str = ""
+    tmp_dir: str | None = None
+    load_local: bool | None = None  # None: server-side LOAD DATA INFILE when possible, else LOCAL
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+class Emulator:
+    """The running stand-in (asyncio). ``await start()`` / ``await stop()``."""
+
+    def __init__(self, config: EmulatorConfig):
+        self.config = config
+        self.keys = Keys(config.auth_key, config.admin_auth_key)
+        self.faults = FaultInjector()
+        self.dsn = Dsn.parse(config.dsn)
+        self.pool: SqlPool | None = None
+        self.state: State | None = None
+        self.nodes: dict[str, WorkerNode] = {}
+        self.controller: Controller | None = None
+        self._runners: list[web.AppRunner] = []
+        self._worker_runners: dict[str, web.AppRunner] = {}
+        self._worker_sites: dict[str, web.TCPSite] = {}
+        self._own_tmp = False
+        self.controller_port = 0
+
+    @property
+    def controller_url(self) -> str:
+        return f"http://{self.config.host}:{self.controller_port}"
+
+    @property
+    def worker_urls(self) -> dict[str, str]:
+        return {n: f"http://{self.config.host}:{w.port}" for n, w in self.nodes.items()}
+
+    @property
+    def czar_dsn(self) -> str:
+        return self.dsn.url()
+
+    @property
+    def meta_db(self) -> str:
+        return f"{self.config.instance}_qservMeta"
+
+    def _middleware(self, server: str):
+        @web.middleware
+        async def delay(request: web.Request, handler):
+            fault = self.faults.fire(
+                ("delay",),
+                {"server": server, "worker": server, "method": request.method, "path": request.path},
+            )
+            if fault is not None:
+                await asyncio.sleep(fault.seconds)
+            return await handler(request)
+
+        return delay
+
+    async def _serve(self, routes, server: str, port: int) -> tuple[web.AppRunner, web.TCPSite, int]:
+        app = web.Application(middlewares=[self._middleware(server)], client_max_size=1 << 40)
+        app.add_routes(routes)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.host, port, reuse_address=True)
+        await site.start()
+        actual = site._server.sockets[0].getsockname()[1]
+        return runner, site, actual
+
+    async def start(self) -> Emulator:
+        cfg = self.config
+        self.pool = SqlPool(self.dsn)
+        if cfg.tmp_dir is None:
+            cfg.tmp_dir = tempfile.mkdtemp(prefix="qdask-emulator-")
+            self._own_tmp = True
+        load_local = cfg.load_local
+        if load_local is None:
+            sfp = (await self.pool.aexecute("SELECT @@secure_file_priv"))[0][0]
+            load_local = not (self.dsn.is_local and sfp == "")
+        self.state = State(self.pool, f"{cfg.instance}_replica")
+        await self.pool.run(lambda conn: self.state.open())
+        czar = Czar(self.state, self.pool, self.nodes, cfg.czar_prefix)
+        self.controller = Controller(
+            self.state, self.pool, self.nodes, self.keys, self.faults, czar, self.meta_db
+        )
+        self.controller.switch_worker = self.set_worker_down
+        await self.pool.aexecute(f"CREATE DATABASE IF NOT EXISTS `{self.meta_db}`")
+        for i in range(1, cfg.workers + 1):
+            name = f"worker-{i}"
+            port = cfg.worker_ports[i - 1] if i - 1 < len(cfg.worker_ports) else 0
+            previous = self.state.workers.get(name, {}).get("http-loader-port", 0)
+            if port == 0 and previous and _port_free(cfg.host, previous):
+                port = previous  # a restarted stand-in keeps its workers where clients knew them
+            storage = WorkerStorage(f"{cfg.instance}_w{i}__", load_local)
+            node = WorkerNode(
+                name, cfg.host, 0, self.state, self.pool, storage, self.keys, self.faults, cfg.tmp_dir
+            )
+            runner, site, node.port = await self._serve(node.routes(), name, port)
+            self._worker_runners[name], self._worker_sites[name] = runner, site
+            self.nodes[name] = node
+            await self.state.put_worker(
+                {
+                    "name": name,
+                    "is-enabled": 1,
+                    "is-read-only": 0,
+                    "loader-host": {"addr": cfg.host, "name": "localhost"},
+                    "loader-port": 0,
+                    "loader-tmp-dir": cfg.tmp_dir,
+                    "http-loader-host": {"addr": cfg.host, "name": "localhost"},
+                    "http-loader-port": node.port,
+                    "http-loader-tmp-dir": cfg.tmp_dir,
+                }
+            )
+        port = cfg.port
+        previous = self.controller_port
+        runner, _site, self.controller_port = await self._serve(
+            self.controller.routes(), "controller", port or previous
+        )
+        self._runners.append(runner)
+        for node in self.nodes.values():
+            node.start_async()
+            await node.resume()
+        log.info(
+            "Qserv stand-in: controller %s, workers %s, czar %s",
+            self.controller_url,
+            self.worker_urls,
+            self.czar_dsn,
+        )
+        return self
+
+    async def set_worker_down(self, name: str, down: bool) -> None:
+        """Fault: close (``down``) or reopen a worker's listener on the same port."""
+        node = self.nodes[name]
+        self.faults.mark_worker(name, down)
+        site = self._worker_sites.get(name)
+        if down and site is not None:
+            await site.stop()
+            self._worker_sites.pop(name)
+        elif not down and site is None:
+            site = web.TCPSite(self._worker_runners[name], self.config.host, node.port, reuse_address=True)
+            await site.start()
+            self._worker_sites[name] = site
+
+    async def stop(self) -> None:
+        for node in self.nodes.values():
+            await node.close()
+        for runner in [*self._runners, *self._worker_runners.values()]:
+            await runner.cleanup()
+        self._runners.clear()
+        self._worker_runners.clear()
+        self._worker_sites.clear()
+        if self.pool is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.pool.close)
+        if self._own_tmp and self.config.tmp_dir:
+            shutil.rmtree(self.config.tmp_dir, ignore_errors=True)
+            self.config.tmp_dir = None
+
+
+class EmulatorThread:
+    """An :class:`Emulator` on its own event loop in a background thread, driven synchronously.
+
+    Attributes after :meth:`start`: ``controller_url``, ``worker_urls`` ({name: url}), ``czar_dsn``,
+    ``auth_key``, ``admin_auth_key``, ``faults`` (a :class:`FaultInjector`), ``state``.
+    """
+
+    def __init__(self, dsn: str, **options):
+        self.config = EmulatorConfig(dsn=dsn, **options)
+        self.emulator: Emulator | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.faults = FaultInjector()
+
+    # properties for the callers
+    @property
+    def controller_url(self) -> str:
+        return self.emulator.controller_url
+
+    @property
+    def worker_urls(self) -> dict[str, str]:
+        return self.emulator.worker_urls
+
+    @property
+    def czar_dsn(self) -> str:
+        return self.emulator.czar_dsn
+
+    @property
+    def auth_key(self) -> str:
+        return self.config.auth_key
+
+    @property
+    def admin_auth_key(self) -> str:
+        return self.config.admin_auth_key
+
+    @property
+    def state(self) -> State:
+        return self.emulator.state
+
+    def czar_connect(self, database: str | None = None):
+        """A pymysql connection to the czar (autocommit), optionally on a catalog's database."""
+        return self.emulator.dsn.connect(None if database is None else self.config.czar_prefix + database)
+
+    def call(self, coro, timeout: float = 120):
+        """Run a coroutine on the stand-in's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def start(self) -> EmulatorThread:
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        def run():
+            asyncio.set_event_loop(self._loop)
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="qserv-emulator", daemon=True)
+        self._thread.start()
+        ready.wait()
+        self.emulator = Emulator(self.config)
+        self.emulator.faults = self.faults
+        self.faults.down_workers.clear()
+        self.call(self.emulator.start())
+        self.config.port = self.emulator.controller_port
+        self.config.worker_ports = [n.port for n in self.emulator.nodes.values()]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        with contextlib.suppress(Exception):
+            self.call(self.emulator.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
+        self._loop = None
+
+    def restart(self) -> EmulatorThread:
+        """Stop and start again on the same ports and MariaDB state (a controller/worker restart)."""
+        self.stop()
+        return self.start()
+
+    def set_worker_down(self, name: str, down: bool = True) -> None:
+        """Make worker ``name`` unreachable (connections refused) or reachable again."""
+        self.call(self.emulator.set_worker_down(name, down))
+
+    def __enter__(self) -> EmulatorThread:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+async def serve_forever(config: EmulatorConfig, on_ready=None) -> None:
+    """Run until cancelled (used by ``qdask emulator serve``)."""
+    emulator = Emulator(config)
+    await emulator.start()
+    if on_ready:
+        on_ready(emulator)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await emulator.stop()
