@@ -121,6 +121,8 @@ def file_unit(
     path = os.path.abspath(str(path))
     try:
         size = os.path.getsize(path)
+    except FileNotFoundError:
+        raise SourceError(f"{path}: no such file") from None
     except OSError as exc:
         raise SourceError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
     options = {
@@ -619,6 +621,8 @@ def _read_csv(
     if not os.path.exists(path):
         raise SourceError(f"{label}: no such file")
     types = _conversion_types(schema, pairs)
+    if fmt.header:
+        _check_header(label, _csv_header(label, path, fmt), schema)
     try:
         stream = pa.input_stream(path, compression=fmt.compression)
     except (OSError, pa.ArrowException) as exc:
@@ -648,8 +652,6 @@ def _read_csv(
             )
         except (OSError, EOFError, pa.ArrowException) as exc:
             raise SourceError(f"{label}: {_csv_message(exc)}") from None
-        if fmt.header:
-            _check_header(label, reader.schema.names, schema)
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -667,6 +669,25 @@ def _read_csv(
                 fields.append(pa.field(dst, target))
             row += batch.num_rows
             yield pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _csv_header(label: str, path: str, fmt: FileFormat) -> list[str]:
+    """The column names on the first line of a CSV file (read alone, before any conversion)."""
+    import csv
+    import io
+
+    head = b""
+    try:
+        with pa.input_stream(path, compression=fmt.compression) as stream:
+            while b"\n" not in head:
+                chunk = stream.read(1 << 16)
+                if not chunk:
+                    break
+                head += chunk
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"{label}: cannot read the header line: {_csv_message(exc)}") from None
+    line = head.split(b"\n", 1)[0].rstrip(b"\r").decode(fmt.encoding, errors="replace")
+    return next(csv.reader(io.StringIO(line), delimiter=fmt.delimiter or ","), [])
 
 
 def _csv_message(exc: BaseException) -> str:
