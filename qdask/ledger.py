@@ -1,0 +1,898 @@
+"""The durable record of an ingest run: SQLite in the staging directory.
+
+It holds what every stage has done, so that ``qdask ingest`` re-run after any stop resumes exactly:
+
+* the **run**: one per ledger, with the fingerprint of the resolved config (secrets removed). Opening the
+  ledger with another fingerprint raises ``FingerprintMismatch``; the caller decides what to say or do.
+* **units** of input (planned → partitioned, or failed), with rows read/invalid/quarantined and attempts;
+* **shards**: the rows of one unit in one (table, chunk, overlap), as a file with rows/bytes/checksum;
+* **chunk files**: the contribution file of one (table, chunk, overlap), staged → loaded. A regular
+  (non-partitioned) table has a single file under the sentinel chunk ``REGULAR_CHUNK`` (-1), overlap 0;
+  the loader sends it to every worker (Qserv ignores the chunk number of regular tables);
+* **transactions** (Qserv's id, database, state as last seen, the chunk files they carry, context JSON);
+* **contributions**: one upload of a chunk file to a worker in a transaction, with Qserv's answer.
+
+Invariants are in the schema (primary keys, unique keys, foreign keys, CHECKs), so a double record is
+impossible, and every write is idempotent. The invalidation rule:
+
+* re-recording a shard, a chunk file or a unit plan with the same content is a no-op;
+* a shard whose checksum changes, that appears, or that disappears (a unit re-partitioned, or re-planned
+  with another spec) deletes the chunk file of its (table, chunk, overlap) when that file is only staged:
+  the chunk is collected again. If the file is loaded (its transaction committed) or carried by a
+  transaction still open, nothing is changed and ``LedgerConflict`` is raised: rows already in Qserv
+  cannot be replaced silently;
+* a chunk file is recorded with the digest of the shard checksums it was built from (``shards_digest``);
+  if the shards changed meanwhile, the record is refused (``LedgerConflict``), so a collect racing a
+  re-partition cannot record a stale file;
+* a chunk file can be carried by at most one transaction that is started or committed (never the same
+  rows in two live transactions); it becomes ``loaded`` when that transaction is recorded committed.
+
+Concurrency and durability: WAL journal, ``synchronous=FULL``, busy timeout, and every write in one short
+``BEGIN IMMEDIATE`` transaction, so the driver and Dask worker processes can write at once. FULL (one
+fsync of the WAL per commit) rather than NORMAL because the ledger records facts about Qserv (a started
+transaction id, a commit): after a power loss NORMAL may forget the last commits, and a forgotten open
+transaction would block publishing. Writes are per unit, chunk or contribution (thousands per run, not
+millions), so the fsync costs nothing noticeable. A killed process loses only its uncommitted
+transaction. WAL needs shared memory: all writers must run on the same host as the file (not over NFS);
+workers on other hosts return their metadata to the driver, which records it.
+
+One ``Ledger`` object per process and thread (it owns one sqlite3 connection); pickling a ``Ledger``
+sends only its path, and the receiving process opens its own connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = [
+    "REGULAR_CHUNK",
+    "ChunkFile",
+    "ChunkKey",
+    "Contribution",
+    "FingerprintMismatch",
+    "Ledger",
+    "LedgerConflict",
+    "LedgerError",
+    "Run",
+    "Shard",
+    "Transaction",
+    "Unit",
+    "config_fingerprint",
+    "shards_digest",
+]
+
+#: The chunk id under which a regular (non-partitioned) table's contribution file is recorded.
+REGULAR_CHUNK = -1
+
+SCHEMA_VERSION = 1
+
+UNIT_STATES = ("planned", "partitioned", "failed")
+FILE_STATES = ("staged", "loaded")
+TRANSACTION_STATES = ("started", "committed", "aborted")
+
+_SCHEMA = f"""
+CREATE TABLE run (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    run_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE units (
+    unit_id TEXT PRIMARY KEY,
+    table_name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    est_rows INTEGER,
+    est_bytes INTEGER,
+    status TEXT NOT NULL CHECK (status IN {UNIT_STATES}),
+    rows_read INTEGER,
+    rows_invalid INTEGER,
+    rows_quarantined INTEGER,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    updated TEXT NOT NULL
+);
+CREATE INDEX units_by_table ON units (table_name, status);
+CREATE TABLE shards (
+    unit_id TEXT NOT NULL REFERENCES units (unit_id),
+    table_name TEXT NOT NULL,
+    chunk_id INTEGER NOT NULL,
+    overlap INTEGER NOT NULL CHECK (overlap IN (0, 1)),
+    path TEXT NOT NULL UNIQUE,
+    rows INTEGER NOT NULL CHECK (rows >= 0),
+    bytes INTEGER NOT NULL CHECK (bytes >= 0),
+    checksum TEXT NOT NULL,
+    PRIMARY KEY (unit_id, table_name, chunk_id, overlap)
+);
+CREATE INDEX shards_by_chunk ON shards (table_name, chunk_id, overlap);
+CREATE TABLE chunk_files (
+    file_id INTEGER PRIMARY KEY,
+    table_name TEXT NOT NULL,
+    chunk_id INTEGER NOT NULL,
+    overlap INTEGER NOT NULL CHECK (overlap IN (0, 1)),
+    path TEXT NOT NULL UNIQUE,
+    rows INTEGER NOT NULL CHECK (rows >= 0),
+    bytes INTEGER NOT NULL CHECK (bytes >= 0),
+    checksum TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN {FILE_STATES}),
+    updated TEXT NOT NULL,
+    UNIQUE (table_name, chunk_id, overlap)
+);
+CREATE TABLE transactions (
+    transaction_id INTEGER PRIMARY KEY CHECK (transaction_id > 0),
+    database TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN {TRANSACTION_STATES}),
+    context TEXT NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE transaction_files (
+    transaction_id INTEGER NOT NULL REFERENCES transactions (transaction_id),
+    file_id INTEGER NOT NULL REFERENCES chunk_files (file_id) ON DELETE CASCADE,
+    PRIMARY KEY (transaction_id, file_id)
+);
+CREATE INDEX transaction_files_by_file ON transaction_files (file_id);
+CREATE TABLE contributions (
+    transaction_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    qserv_id INTEGER,
+    status TEXT NOT NULL,
+    num_rows INTEGER,
+    num_rows_loaded INTEGER,
+    num_bytes INTEGER,
+    num_warnings INTEGER,
+    warnings TEXT,
+    error TEXT,
+    retries INTEGER NOT NULL DEFAULT 0,
+    updated TEXT NOT NULL,
+    PRIMARY KEY (transaction_id, file_id, worker),
+    FOREIGN KEY (transaction_id, file_id) REFERENCES transaction_files (transaction_id, file_id)
+        ON DELETE CASCADE
+);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+
+class LedgerError(RuntimeError):
+    """The ledger cannot do what was asked; the message says why."""
+
+
+class FingerprintMismatch(LedgerError):
+    """The ledger belongs to a run of a different config."""
+
+    def __init__(self, path: Path, stored: str, given: str):
+        super().__init__(
+            f"the ledger {path} records a run of another config (fingerprint {stored}, this config has "
+            f"{given}); use the config it was made with, or another staging directory for this config"
+        )
+        self.stored = stored
+        self.given = given
+
+
+class LedgerConflict(LedgerError):
+    """A write that would contradict what the ledger already holds (e.g. replace loaded rows)."""
+
+
+class ChunkKey(NamedTuple):
+    """The destination of rows in Qserv: table, chunk id (``REGULAR_CHUNK`` for regular tables), overlap."""
+
+    table: str
+    chunk_id: int
+    overlap: bool
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    fingerprint: str
+    created: str
+
+
+@dataclass(frozen=True)
+class Unit:
+    unit_id: str
+    table: str
+    spec: dict
+    status: str
+    est_rows: int | None = None
+    est_bytes: int | None = None
+    rows_read: int | None = None
+    rows_invalid: int | None = None
+    rows_quarantined: int | None = None
+    error: str | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The rows of one unit that go to one (table, chunk, overlap), in one file."""
+
+    unit_id: str
+    table: str
+    chunk_id: int
+    overlap: bool
+    path: str
+    rows: int
+    bytes: int
+    checksum: str
+
+    @property
+    def key(self) -> ChunkKey:
+        return ChunkKey(self.table, self.chunk_id, self.overlap)
+
+
+@dataclass(frozen=True)
+class ChunkFile:
+    """The contribution file of one (table, chunk, overlap); ``sources`` = ``shards_digest`` of its shards."""
+
+    table: str
+    chunk_id: int
+    overlap: bool
+    path: str
+    rows: int
+    bytes: int
+    checksum: str
+    sources: str
+    status: str = "staged"
+
+    @property
+    def key(self) -> ChunkKey:
+        return ChunkKey(self.table, self.chunk_id, self.overlap)
+
+
+@dataclass(frozen=True)
+class Transaction:
+    transaction_id: int
+    database: str
+    state: str
+    context: dict
+    files: tuple[ChunkKey, ...]
+
+
+@dataclass(frozen=True)
+class Contribution:
+    transaction_id: int
+    file: ChunkKey
+    worker: str
+    status: str
+    qserv_id: int | None = None
+    num_rows: int | None = None
+    num_rows_loaded: int | None = None
+    num_bytes: int | None = None
+    num_warnings: int | None = None
+    warnings: list | None = None
+    error: str | None = None
+    retries: int = 0
+
+
+_SECRET_WORDS = ("auth_key", "password", "secret", "token", "credential")
+
+
+def config_fingerprint(config: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> str:
+    """``sha256:<hex>`` of a resolved config as canonical JSON, without secrets or ``ignore``-d keys.
+
+    Any key containing auth_key/password/secret/token/credential is dropped at every depth, so the
+    fingerprint never depends on, nor reveals, a secret. ``ignore`` holds dotted paths of settings that
+    do not change what is loaded (e.g. ``"cluster"``, ``"cluster.workers"``).
+    """
+    ignored = {tuple(p.split(".")) for p in ignore}
+
+    def clean(value: Any, path: tuple[str, ...]) -> Any:
+        if isinstance(value, Mapping):
+            return {
+                str(k): clean(v, (*path, str(k)))
+                for k, v in value.items()
+                if (*path, str(k)) not in ignored and not any(w in str(k).lower() for w in _SECRET_WORDS)
+            }
+        if isinstance(value, list | tuple):
+            return [clean(v, path) for v in value]
+        return value
+
+    text = json.dumps(clean(config, ()), sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def shards_digest(shards: Iterable[Shard]) -> str:
+    """A digest of the shards a chunk file is built from (unit ids and checksums, order-independent)."""
+    items = sorted(f"{s.unit_id}\0{s.checksum}" for s in shards)
+    return "sha256:" + hashlib.sha256("\n".join(items).encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class Ledger:
+    """The ledger of one staging directory. Open with ``Ledger(path)``; close with ``close()`` or ``with``."""
+
+    def __init__(self, path: str | os.PathLike, *, busy_timeout: float = 60.0):
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        with self._write():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            elif version != SCHEMA_VERSION:
+                raise LedgerError(
+                    f"the ledger {self.path} has schema version {version}; this qdask reads {SCHEMA_VERSION}"
+                )
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __reduce__(self):
+        return (_reopen, (str(self.path), self.busy_timeout))
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; IMMEDIATE takes the write lock up front (waiting up to the busy
+        timeout), so two writers never deadlock upgrading read locks."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
+        return self._db.execute(sql, params).fetchall()
+
+    # -- run --------------------------------------------------------------------------------------
+
+    def open_run(self, fingerprint: str, *, run_id: str | None = None) -> Run:
+        """The ledger's run, created on first use; ``FingerprintMismatch`` if it was another config's."""
+        with self._write() as db:
+            row = db.execute("SELECT run_id, fingerprint, created FROM run").fetchone()
+            if row is None:
+                run = Run(
+                    run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.urandom(3).hex()}", fingerprint, _now()
+                )
+                db.execute("INSERT INTO run VALUES (1, ?, ?, ?)", (run.run_id, run.fingerprint, run.created))
+                return run
+        if row["fingerprint"] != fingerprint:
+            raise FingerprintMismatch(self.path, row["fingerprint"], fingerprint)
+        return Run(row["run_id"], row["fingerprint"], row["created"])
+
+    def run(self) -> Run | None:
+        """The recorded run without checking a fingerprint (for ``qdask status``)."""
+        row = self._db.execute("SELECT run_id, fingerprint, created FROM run").fetchone()
+        return None if row is None else Run(row["run_id"], row["fingerprint"], row["created"])
+
+    # -- units ------------------------------------------------------------------------------------
+
+    def plan_units(self, units: Iterable[Unit]) -> int:
+        """Record planned units in one transaction; returns how many were new or changed.
+
+        A unit already recorded with the same table and spec is left as it is (whatever its status); one
+        whose table or spec changed is reset to planned and its shards are removed (see the module rule).
+        """
+        changed = 0
+        with self._write() as db:
+            for unit in units:
+                spec = json.dumps(unit.spec, sort_keys=True)
+                row = db.execute(
+                    "SELECT table_name, spec FROM units WHERE unit_id = ?", (unit.unit_id,)
+                ).fetchone()
+                if row is not None and (row["table_name"], row["spec"]) == (unit.table, spec):
+                    continue
+                if row is not None:
+                    self._replace_shards(db, unit.unit_id, [])
+                db.execute(
+                    "INSERT INTO units (unit_id, table_name, spec, est_rows, est_bytes, status, updated) "
+                    "VALUES (?, ?, ?, ?, ?, 'planned', ?) ON CONFLICT (unit_id) DO UPDATE SET "
+                    "table_name = excluded.table_name, spec = excluded.spec, est_rows = excluded.est_rows, "
+                    "est_bytes = excluded.est_bytes, status = 'planned', rows_read = NULL, "
+                    "rows_invalid = NULL, rows_quarantined = NULL, error = NULL, updated = excluded.updated",
+                    (unit.unit_id, unit.table, spec, unit.est_rows, unit.est_bytes, _now()),
+                )
+                changed += 1
+        return changed
+
+    def unit_started(self, unit_id: str) -> int:
+        """Count an attempt at partitioning a unit (before it runs, so a task that kills its worker shows)."""
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE units SET attempts = attempts + 1, updated = ? WHERE unit_id = ? RETURNING attempts",
+                (_now(), unit_id),
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise LedgerError(f"unit {unit_id!r} is not planned in {self.path}")
+            return row[0]
+
+    def unit_partitioned(
+        self,
+        unit_id: str,
+        shards: Iterable[Shard],
+        *,
+        rows_read: int,
+        rows_invalid: int = 0,
+        rows_quarantined: int = 0,
+    ) -> list[ChunkKey]:
+        """Record a unit's complete set of shards and mark it partitioned, atomically.
+
+        The given shards replace the unit's previous ones. Returns the keys whose staged chunk file
+        was invalidated (to be collected again); raises ``LedgerConflict`` if a loaded one would be.
+        """
+        shards = list(shards)
+        for shard in shards:
+            if shard.unit_id != unit_id:
+                raise LedgerError(f"shard {shard.path} belongs to unit {shard.unit_id!r}, not {unit_id!r}")
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM units WHERE unit_id = ?", (unit_id,)).fetchone() is None:
+                raise LedgerError(f"unit {unit_id!r} is not planned in {self.path}")
+            invalidated = self._replace_shards(db, unit_id, shards)
+            db.execute(
+                "UPDATE units SET status = 'partitioned', rows_read = ?, rows_invalid = ?, "
+                "rows_quarantined = ?, error = NULL, updated = ? WHERE unit_id = ?",
+                (rows_read, rows_invalid, rows_quarantined, _now(), unit_id),
+            )
+        return invalidated
+
+    def unit_failed(self, unit_id: str, error: str) -> None:
+        """Mark a unit failed with its error text (its previous shards, if any, stay recorded)."""
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE units SET status = 'failed', error = ?, updated = ? WHERE unit_id = ?",
+                (error, _now(), unit_id),
+            )
+            if cur.rowcount == 0:
+                raise LedgerError(f"unit {unit_id!r} is not planned in {self.path}")
+
+    def _replace_shards(self, db: sqlite3.Connection, unit_id: str, shards: list[Shard]) -> list[ChunkKey]:
+        old = {
+            (r["table_name"], r["chunk_id"], bool(r["overlap"])): (
+                r["path"],
+                r["rows"],
+                r["bytes"],
+                r["checksum"],
+            )
+            for r in db.execute("SELECT * FROM shards WHERE unit_id = ?", (unit_id,))
+        }
+        new = {s.key: (s.path, s.rows, s.bytes, s.checksum) for s in shards}
+        if len(new) != len(shards):
+            raise LedgerError(f"unit {unit_id!r}: two shards for the same (table, chunk, overlap)")
+        changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+        invalidated = [ChunkKey(*k) for k in sorted(changed) if self._invalidate(db, ChunkKey(*k))]
+        for key in changed - new.keys():
+            db.execute(
+                "DELETE FROM shards WHERE unit_id = ? AND table_name = ? AND chunk_id = ? AND overlap = ?",
+                (unit_id, key[0], key[1], int(key[2])),
+            )
+        for key in changed & new.keys():
+            path, rows, size, checksum = new[key]
+            db.execute(
+                "INSERT INTO shards VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (unit_id, table_name, chunk_id, overlap) DO UPDATE SET path = excluded.path, "
+                "rows = excluded.rows, bytes = excluded.bytes, checksum = excluded.checksum",
+                (unit_id, key[0], key[1], int(key[2]), path, rows, size, checksum),
+            )
+        return invalidated
+
+    def _invalidate(self, db: sqlite3.Connection, key: ChunkKey) -> bool:
+        """Delete the staged chunk file of ``key``; refuse if it is loaded or in an open transaction."""
+        row = db.execute(
+            "SELECT f.file_id, f.status, f.path, ("
+            "  SELECT MIN(t.transaction_id) FROM transaction_files tf"
+            "  JOIN transactions t USING (transaction_id) WHERE tf.file_id = f.file_id"
+            "  AND t.state = 'started') AS open_tid "
+            "FROM chunk_files f WHERE table_name = ? AND chunk_id = ? AND overlap = ?",
+            (key.table, key.chunk_id, int(key.overlap)),
+        ).fetchone()
+        if row is None:
+            return False
+        if row["status"] == "loaded" or row["open_tid"] is not None:
+            where = (
+                "is loaded in Qserv"
+                if row["status"] == "loaded"
+                else f"is in open transaction {row['open_tid']}"
+            )
+            raise LedgerConflict(
+                f"the input of chunk file {row['path']} ({key.table}, chunk {key.chunk_id}, overlap "
+                f"{int(key.overlap)}) changed, but that file {where}; its rows cannot be replaced silently"
+            )
+        db.execute("DELETE FROM chunk_files WHERE file_id = ?", (row["file_id"],))
+        return True
+
+    def units(self, *, table: str | None = None, status: str | None = None) -> list[Unit]:
+        sql, params = "SELECT * FROM units WHERE 1", []
+        if table is not None:
+            sql, params = sql + " AND table_name = ?", [*params, table]
+        if status is not None:
+            sql, params = sql + " AND status = ?", [*params, status]
+        return [_unit(r) for r in self._rows(sql + " ORDER BY unit_id", params)]
+
+    def units_to_partition(self) -> list[Unit]:
+        """Units not yet partitioned (planned or failed), in id order."""
+        return [
+            _unit(r) for r in self._rows("SELECT * FROM units WHERE status != 'partitioned' ORDER BY unit_id")
+        ]
+
+    # -- shards and chunk files -------------------------------------------------------------------
+
+    def shards(self, key: ChunkKey | None = None, *, unit_id: str | None = None) -> list[Shard]:
+        """Shards of one destination, or of one unit, or all; in (table, chunk, overlap, unit) order."""
+        sql, params = "SELECT * FROM shards WHERE 1", []
+        if key is not None:
+            sql += " AND table_name = ? AND chunk_id = ? AND overlap = ?"
+            params += [key.table, key.chunk_id, int(key.overlap)]
+        if unit_id is not None:
+            sql, params = sql + " AND unit_id = ?", [*params, unit_id]
+        rows = self._rows(sql + " ORDER BY table_name, chunk_id, overlap, unit_id", params)
+        return [
+            Shard(
+                r["unit_id"],
+                r["table_name"],
+                r["chunk_id"],
+                bool(r["overlap"]),
+                r["path"],
+                r["rows"],
+                r["bytes"],
+                r["checksum"],
+            )
+            for r in rows
+        ]
+
+    def chunks_to_collect(self) -> list[ChunkKey]:
+        """Destinations with shards, no chunk file yet, and every unit of their table partitioned."""
+        rows = self._rows(
+            "SELECT DISTINCT s.table_name, s.chunk_id, s.overlap FROM shards s "
+            "WHERE NOT EXISTS (SELECT 1 FROM units u WHERE u.table_name = s.table_name "
+            "                  AND u.status != 'partitioned') "
+            "AND NOT EXISTS (SELECT 1 FROM chunk_files f WHERE f.table_name = s.table_name "
+            "                AND f.chunk_id = s.chunk_id AND f.overlap = s.overlap) "
+            "ORDER BY s.table_name, s.chunk_id, s.overlap"
+        )
+        return [ChunkKey(r[0], r[1], bool(r[2])) for r in rows]
+
+    def record_chunk_file(self, file: ChunkFile) -> bool:
+        """Record a collected contribution file as staged; returns False when it was already recorded.
+
+        ``file.sources`` must equal ``shards_digest`` of the destination's current shards, else the file
+        was built from stale shards and ``LedgerConflict`` is raised. A different file for the same
+        destination replaces a staged record, and is refused for a loaded or in-transaction one.
+        """
+        key = file.key
+        with self._write() as db:
+            current = shards_digest(self.shards(key))
+            if file.sources != current:
+                raise LedgerConflict(
+                    f"chunk file {file.path} was built from shards that changed since ({key.table}, chunk "
+                    f"{key.chunk_id}, overlap {int(key.overlap)}); collect it again"
+                )
+            row = db.execute(
+                "SELECT path, rows, bytes, checksum FROM chunk_files WHERE table_name = ? AND chunk_id = ? "
+                "AND overlap = ?",
+                (key.table, key.chunk_id, int(key.overlap)),
+            ).fetchone()
+            if row is not None and tuple(row) == (file.path, file.rows, file.bytes, file.checksum):
+                return False
+            if row is not None:
+                self._invalidate(db, key)
+            db.execute(
+                "INSERT INTO chunk_files (table_name, chunk_id, overlap, path, rows, bytes, checksum, "
+                "sources, status, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'staged', ?)",
+                (
+                    key.table,
+                    key.chunk_id,
+                    int(key.overlap),
+                    file.path,
+                    file.rows,
+                    file.bytes,
+                    file.checksum,
+                    file.sources,
+                    _now(),
+                ),
+            )
+        return True
+
+    def drop_chunk_file(self, key: ChunkKey) -> bool:
+        """Forget a staged chunk file (e.g. found corrupt on disk) so it is collected again."""
+        with self._write() as db:
+            return self._invalidate(db, key)
+
+    def chunk_files(self, *, status: str | None = None, table: str | None = None) -> list[ChunkFile]:
+        sql, params = "SELECT * FROM chunk_files WHERE 1", []
+        if status is not None:
+            sql, params = sql + " AND status = ?", [*params, status]
+        if table is not None:
+            sql, params = sql + " AND table_name = ?", [*params, table]
+        return [_chunk_file(r) for r in self._rows(sql + " ORDER BY table_name, chunk_id, overlap", params)]
+
+    def files_to_load(self) -> list[ChunkFile]:
+        """Staged chunk files not carried by a started transaction (after aborting the open ones on
+        resume, their files are here again)."""
+        rows = self._rows(
+            "SELECT * FROM chunk_files f WHERE status = 'staged' AND NOT EXISTS ("
+            "  SELECT 1 FROM transaction_files tf JOIN transactions t USING (transaction_id) "
+            "  WHERE tf.file_id = f.file_id AND t.state = 'started') "
+            "ORDER BY table_name, chunk_id, overlap"
+        )
+        return [_chunk_file(r) for r in rows]
+
+    # -- transactions and contributions -----------------------------------------------------------
+
+    def transaction_started(
+        self, transaction_id: int, database: str, files: Iterable[ChunkKey], context: Mapping | None = None
+    ) -> None:
+        """Record a Qserv transaction just started and the chunk files it will carry.
+
+        Idempotent for the same id and files. Refused (``LedgerConflict``) if a file is not staged or is
+        already carried by another started or committed transaction.
+        """
+        files = list(files)
+        with self._write() as db:
+            row = db.execute(
+                "SELECT database FROM transactions WHERE transaction_id = ?", (transaction_id,)
+            ).fetchone()
+            if row is not None and row["database"] != database:
+                raise LedgerConflict(
+                    f"transaction {transaction_id} is recorded for database {row['database']}"
+                )
+            if row is None:
+                db.execute(
+                    "INSERT INTO transactions VALUES (?, ?, 'started', ?, ?, ?)",
+                    (
+                        transaction_id,
+                        database,
+                        json.dumps(dict(context or {}), sort_keys=True),
+                        _now(),
+                        _now(),
+                    ),
+                )
+            for key in files:
+                file_id = self._file_id(db, key)
+                other = db.execute(
+                    "SELECT t.transaction_id, t.state FROM transaction_files tf JOIN transactions t "
+                    "USING (transaction_id) WHERE tf.file_id = ? AND t.state != 'aborted' "
+                    "AND t.transaction_id != ?",
+                    (file_id, transaction_id),
+                ).fetchone()
+                if other is not None:
+                    raise LedgerConflict(
+                        f"chunk file {key} is already in {other['state']} transaction "
+                        f"{other['transaction_id']}"
+                    )
+                db.execute("INSERT OR IGNORE INTO transaction_files VALUES (?, ?)", (transaction_id, file_id))
+
+    def transaction_state(self, transaction_id: int, state: str) -> None:
+        """Record a transaction's state as last seen in Qserv: ``committed`` (its files become loaded) or
+        ``aborted`` (its files are free to load again). Re-recording the same state is a no-op; leaving a
+        final state is refused."""
+        if state not in TRANSACTION_STATES:
+            raise ValueError(f"transaction state must be one of {TRANSACTION_STATES}, not {state!r}")
+        with self._write() as db:
+            row = db.execute(
+                "SELECT state FROM transactions WHERE transaction_id = ?", (transaction_id,)
+            ).fetchone()
+            if row is None:
+                raise LedgerError(f"transaction {transaction_id} is not recorded in {self.path}")
+            if row["state"] == state:
+                return
+            if row["state"] != "started":
+                raise LedgerConflict(
+                    f"transaction {transaction_id} is {row['state']}; it cannot become {state}"
+                )
+            db.execute(
+                "UPDATE transactions SET state = ?, updated = ? WHERE transaction_id = ?",
+                (state, _now(), transaction_id),
+            )
+            if state == "committed":
+                db.execute(
+                    "UPDATE chunk_files SET status = 'loaded', updated = ? WHERE file_id IN "
+                    "(SELECT file_id FROM transaction_files WHERE transaction_id = ?)",
+                    (_now(), transaction_id),
+                )
+
+    def transactions(self, *, state: str | None = None) -> list[Transaction]:
+        sql, params = "SELECT * FROM transactions", []
+        if state is not None:
+            sql, params = sql + " WHERE state = ?", [state]
+        out = []
+        for r in self._rows(sql + " ORDER BY transaction_id", params):
+            files = self._rows(
+                "SELECT f.table_name, f.chunk_id, f.overlap FROM transaction_files tf JOIN chunk_files f "
+                "USING (file_id) WHERE tf.transaction_id = ? ORDER BY 1, 2, 3",
+                (r["transaction_id"],),
+            )
+            out.append(
+                Transaction(
+                    r["transaction_id"],
+                    r["database"],
+                    r["state"],
+                    json.loads(r["context"]),
+                    tuple(ChunkKey(f[0], f[1], bool(f[2])) for f in files),
+                )
+            )
+        return out
+
+    def open_transactions(self) -> list[Transaction]:
+        """Transactions of this run last seen started: on resume, abort them in Qserv and redo their files."""
+        return self.transactions(state="started")
+
+    def record_contribution(self, contribution: Contribution, *, retry: bool = False) -> None:
+        """Record (or update) one upload of a chunk file to a worker in a transaction, with Qserv's answer.
+
+        One record per (transaction, file, worker); ``retry=True`` counts another attempt of it.
+        """
+        c = contribution
+        with self._write() as db:
+            file_id = self._file_id(db, c.file)
+            if (
+                db.execute(
+                    "SELECT 1 FROM transaction_files WHERE transaction_id = ? AND file_id = ?",
+                    (c.transaction_id, file_id),
+                ).fetchone()
+                is None
+            ):
+                raise LedgerConflict(f"chunk file {c.file} is not carried by transaction {c.transaction_id}")
+            db.execute(
+                "INSERT INTO contributions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (transaction_id, file_id, worker) DO UPDATE SET qserv_id = excluded.qserv_id, "
+                "status = excluded.status, num_rows = excluded.num_rows, "
+                "num_rows_loaded = excluded.num_rows_loaded, num_bytes = excluded.num_bytes, "
+                "num_warnings = excluded.num_warnings, warnings = excluded.warnings, error = excluded.error, "
+                "retries = retries + ?, updated = excluded.updated",
+                (
+                    c.transaction_id,
+                    file_id,
+                    c.worker,
+                    c.qserv_id,
+                    c.status,
+                    c.num_rows,
+                    c.num_rows_loaded,
+                    c.num_bytes,
+                    c.num_warnings,
+                    None if c.warnings is None else json.dumps(c.warnings),
+                    c.error,
+                    int(retry),
+                    _now(),
+                    int(retry),
+                ),
+            )
+
+    def contributions(self, transaction_id: int | None = None) -> list[Contribution]:
+        sql, params = (
+            "SELECT c.*, f.table_name, f.chunk_id, f.overlap FROM contributions c "
+            "JOIN chunk_files f USING (file_id)",
+            [],
+        )
+        if transaction_id is not None:
+            sql, params = sql + " WHERE c.transaction_id = ?", [transaction_id]
+        rows = self._rows(
+            sql + " ORDER BY c.transaction_id, f.table_name, f.chunk_id, f.overlap, c.worker", params
+        )
+        return [
+            Contribution(
+                r["transaction_id"],
+                ChunkKey(r["table_name"], r["chunk_id"], bool(r["overlap"])),
+                r["worker"],
+                r["status"],
+                r["qserv_id"],
+                r["num_rows"],
+                r["num_rows_loaded"],
+                r["num_bytes"],
+                r["num_warnings"],
+                None if r["warnings"] is None else json.loads(r["warnings"]),
+                r["error"],
+                r["retries"],
+            )
+            for r in rows
+        ]
+
+    def _file_id(self, db: sqlite3.Connection, key: ChunkKey) -> int:
+        row = db.execute(
+            "SELECT file_id FROM chunk_files WHERE table_name = ? AND chunk_id = ? AND overlap = ?",
+            (key.table, key.chunk_id, int(key.overlap)),
+        ).fetchone()
+        if row is None:
+            raise LedgerConflict(f"no chunk file is recorded for {key}")
+        return row[0]
+
+    # -- totals and summary -----------------------------------------------------------------------
+
+    def chunk_rows(self, *, table: str | None = None, status: str | None = None) -> dict[ChunkKey, int]:
+        """Rows per (table, chunk, overlap) from the chunk files, for comparing with Qserv's counts."""
+        return {f.key: f.rows for f in self.chunk_files(table=table, status=status)}
+
+    def table_rows(self) -> dict[str, dict[str, int]]:
+        """Per table: rows read from the input, invalid, quarantined (units) and rows/overlap rows staged
+        and loaded (chunk files)."""
+        out: dict[str, dict[str, int]] = {}
+        for r in self._rows(
+            "SELECT table_name, SUM(rows_read), SUM(rows_invalid), SUM(rows_quarantined) FROM units "
+            "GROUP BY table_name"
+        ):
+            out[r[0]] = {"rows_read": r[1] or 0, "rows_invalid": r[2] or 0, "rows_quarantined": r[3] or 0}
+        for r in self._rows(
+            "SELECT table_name, overlap, status, SUM(rows) FROM chunk_files "
+            "GROUP BY table_name, overlap, status"
+        ):
+            entry = out.setdefault(r[0], {"rows_read": 0, "rows_invalid": 0, "rows_quarantined": 0})
+            name = ("overlap_rows_" if r[1] else "rows_") + r[2]
+            entry[name] = entry.get(name, 0) + r[3]
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per stage and state, for ``qdask status``."""
+
+        def counts(sql: str) -> dict[str, int]:
+            return {r[0]: r[1] for r in self._rows(sql)}
+
+        shard = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(rows), 0), COALESCE(SUM(bytes), 0) FROM shards"
+        )
+        n_shards, shard_rows, shard_bytes = shard.fetchone()
+        run = self.run()
+        return {
+            "run_id": run.run_id if run else None,
+            "units": counts("SELECT status, COUNT(*) FROM units GROUP BY status"),
+            "shards": {"count": n_shards, "rows": shard_rows, "bytes": shard_bytes},
+            "chunks_to_collect": len(self.chunks_to_collect()),
+            "chunk_files": counts("SELECT status, COUNT(*) FROM chunk_files GROUP BY status"),
+            "transactions": counts("SELECT state, COUNT(*) FROM transactions GROUP BY state"),
+            "contributions": counts("SELECT status, COUNT(*) FROM contributions GROUP BY status"),
+        }
+
+
+def _reopen(path: str, busy_timeout: float) -> Ledger:
+    return Ledger(path, busy_timeout=busy_timeout)
+
+
+def _unit(r: sqlite3.Row) -> Unit:
+    return Unit(
+        r["unit_id"],
+        r["table_name"],
+        json.loads(r["spec"]),
+        r["status"],
+        r["est_rows"],
+        r["est_bytes"],
+        r["rows_read"],
+        r["rows_invalid"],
+        r["rows_quarantined"],
+        r["error"],
+        r["attempts"],
+    )
+
+
+def _chunk_file(r: sqlite3.Row) -> ChunkFile:
+    return ChunkFile(
+        r["table_name"],
+        r["chunk_id"],
+        bool(r["overlap"]),
+        r["path"],
+        r["rows"],
+        r["bytes"],
+        r["checksum"],
+        r["sources"],
+        r["status"],
+    )
