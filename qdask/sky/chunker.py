@@ -339,8 +339,10 @@ class Chunker:
     def locate(self, ra, dec, *, invalid: str = "raise"):
         """Home (chunk_id, sub_chunk_id) as int32 arrays for positions in degrees (arrays, lists or scalars).
 
-        With ``invalid="mask"`` returns ``(chunk_id, sub_chunk_id, invalid_mask)`` and invalid rows get -1;
-        with the default ``"raise"`` any invalid row raises `InvalidPositionError`.
+        Inputs are broadcast together and taken as float64, the double the partitioner's ``strtod`` reads
+        from text; outputs have the broadcast shape. With ``invalid="mask"`` returns ``(chunk_id,
+        sub_chunk_id, invalid_mask)`` and invalid rows get -1; with the default ``"raise"`` any invalid row
+        raises `InvalidPositionError` (nothing is ever placed silently where Qserv's result is undefined).
         """
         located = self._run(ra, dec, invalid, overlap=False)
         if invalid == "mask":
@@ -352,6 +354,7 @@ class Chunker:
 
         These are exactly the rows Qserv's partitioner writes to ``chunk_<id>_overlap.txt``, same-chunk
         copies included, ordered by row and within a row as Qserv emits them (below, above, left, right).
+        ``row`` indexes the (flattened, broadcast) input. With overlap 0 there are no copies.
         With ``invalid="mask"`` the invalid mask is returned fourth and invalid rows get no copies.
         """
         located = self._run(ra, dec, invalid, overlap=True)
@@ -478,8 +481,8 @@ class Chunker:
         o_row = np.empty(total, dtype=np.int64)
         o_chunk = np.empty(total, dtype=np.int32)
         o_sub = np.empty(total, dtype=np.int32)
-        self._emit_up_down(ra, i_b, b_lo, b_cnt, b_ss, start[i_b], o_row, o_chunk, o_sub)
-        self._emit_up_down(ra, i_a, a_lo, a_cnt, a_ss, start[i_a] + n_before_a, o_row, o_chunk, o_sub)
+        self._emit_up_down(i_b, b_lo, b_cnt, b_ss, start[i_b], o_row, o_chunk, o_sub)
+        self._emit_up_down(i_a, a_lo, a_cnt, a_ss, start[i_a] + n_before_a, o_row, o_chunk, o_sub)
         ring_last = t.ring_last
         # left neighbour: sc - 1, wrapping from 0 to the last sub-chunk of the ring
         sc_l = sc[i_l] - 1.0
@@ -514,7 +517,7 @@ class Chunker:
         cnt[wrap] += ring[wrap]
         return lo, cnt.astype(np.int64), k
 
-    def _emit_up_down(self, ra, idx, lo, cnt, k, first_slot, o_row, o_chunk, o_sub):
+    def _emit_up_down(self, idx, lo, cnt, k, first_slot, o_row, o_chunk, o_sub):
         """Write the copies of rows `idx` into sub-chunks lo, lo+1, ... (mod ring) of sub-stripes `k`."""
         if idx.size == 0:
             return
