@@ -225,6 +225,26 @@ def test_dp02_layout_facts():
     assert Chunker(85, 12, 0.01667).max_chunk_id == 14_280
 
 
+@pytest.mark.parametrize(
+    ("layout", "n_chunks", "max_id", "m", "equator_chunks", "equator_n", "n_sub_chunks"),
+    [
+        ((340, 3, 0.01667), 146_332, 230_520, 12, 679, 3, 1_317_080),
+        ((85, 12, 0.01667), 8_983, 14_280, 69, 169, 12, 1_300_320),
+        ((85, 14, 0.001), 8_983, 14_280, 81, 169, 14, 1_771_342),
+        ((18, 100, 0.01), 368, 612, 618, 35, 102, 4_102_724),
+    ],
+)
+def test_layout_statistics(layout, n_chunks, max_id, m, equator_chunks, equator_n, n_sub_chunks):
+    """Layout statistics from the partitioning notes (§9), computed by the authors with their own model."""
+    ch = Chunker(*layout)
+    s, ss = layout[:2]
+    assert ch.all_chunks().size == n_chunks and ch.max_chunk_id == max_id
+    assert ch.max_sub_chunks_per_chunk == m
+    assert ch.chunks_per_stripe[s // 2] == equator_chunks
+    assert ch.sub_chunks_per_chunk[s * ss // 2] == equator_n
+    assert int(np.sum(np.repeat(ch.chunks_per_stripe, ss) * ch.sub_chunks_per_chunk)) == n_sub_chunks
+
+
 def test_bounds_contain_located_points():
     ch = Chunker(85, 14, 0.001)
     ra, dec = _random_sky(np.random.default_rng(5), 300)
