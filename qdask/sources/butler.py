@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -178,6 +179,21 @@ def _batch_rows(schema: pa.Schema, names: Iterable[str], batch_bytes: int) -> in
     return int(min(max(batch_bytes // _row_width(schema, names), 64), 1 << 20))
 
 
+def _size_text(uri: str) -> str:
+    """'N bytes', 'missing' or 'not a file': what a failed open found at `uri`, for the message."""
+    from lsst.resources import ResourcePath
+
+    try:
+        rp = ResourcePath(uri, forceDirectory=False)
+        if rp.isLocal and Path(rp.ospath).is_dir():
+            return "a directory, not a file"
+        return f"{rp.size()} bytes"
+    except FileNotFoundError:
+        return "missing"
+    except Exception as exc:  # any scheme's own error: still report the open failure
+        return f"size unknown: {exc}"
+
+
 @contextmanager
 def _open_parquet(uri: str, label: str) -> Iterator[pq.ParquetFile]:
     """Open a Parquet file by URI or path (local or any lsst-resources scheme), naming it in any error."""
@@ -193,7 +209,7 @@ def _open_parquet(uri: str, label: str) -> Iterator[pq.ParquetFile]:
             handle = fs.open(path, "rb")
             pf = pq.ParquetFile(handle, pre_buffer=False)
     except (OSError, pa.ArrowException, ValueError) as exc:
-        raise SourceError(f"{label}: cannot open {uri} as a Parquet file: {exc}") from exc
+        raise SourceError(f"{label}: cannot open as a Parquet file ({_size_text(uri)}): {exc}") from exc
     try:
         yield pf
     finally:
@@ -251,7 +267,7 @@ def read_parquet(
         wanted = layout.resolve(columns, label)
         start, stop = row_groups if row_groups is not None else (0, meta.num_row_groups)
         if stop > meta.num_row_groups:
-            raise SourceError(f"{label}: row groups [{start}, {stop}) but {uri} has {meta.num_row_groups}")
+            raise SourceError(f"{label}: row groups [{start}, {stop}) but the file has {meta.num_row_groups}")
         stored = list(dict.fromkeys(layout.physical[c] for c in wanted if c in layout.physical))
         if not stored:  # only recomputed index columns: read the narrowest stored column for the counts
             stored = [min(pf.schema_arrow.names, key=lambda n: _row_width(pf.schema_arrow, [n]))]
@@ -270,9 +286,9 @@ def read_parquet(
                 yield _select(batch, layout, wanted, row + done)
                 done += batch.num_rows
         except (OSError, pa.ArrowException) as exc:
-            raise SourceError(f"{label}: reading {uri} failed after {done} rows: {exc}") from exc
+            raise SourceError(f"{label}: reading failed after {done} rows: {exc}") from exc
         if done != expected:
-            raise SourceError(f"{label}: read {done} rows from {uri}, its footer says {expected}")
+            raise SourceError(f"{label}: read {done} rows, its footer says {expected}")
 
 
 def _parquet_schema(uri: str, columns: Sequence[str] | None, label: str) -> pa.Schema:
