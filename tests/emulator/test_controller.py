@@ -1,0 +1,315 @@
+"""Controller services: databases, tables, transactions and their state machine, chunk allocation (§3, §5)."""
+
+from __future__ import annotations
+
+import lsst.sphgeom
+
+from tests.emulator.api import Api, rows, unique_db
+
+CHUNKS = sorted(lsst.sphgeom.Chunker(85, 12).getAllChunks())[1000:1012]
+
+
+# ---------------------------------------------------------------- databases
+def test_database_registration_and_errors(qserv):
+    api = Api(qserv)
+    db = unique_db("dbreg")
+    answer = api.create_db(db, local_load_secondary_index=1)
+    assert answer["database"]["database"] == db and answer["database"]["is_published"] == 0
+    assert answer["database"]["family_name"] == "layout_85_12" and answer["database"]["tables"] == []
+    assert answer["warning"] == (
+        "The parameter 'local_load_secondary_index' is obsolete since version 20 of the"
+        " API and it will be ignored."
+    )
+    dup = api.post(
+        "/ingest/database", {"database": db, "num_stripes": 85, "num_sub_stripes": 12, "overlap": 0.1}
+    )
+    assert dup["success"] == 0
+    assert dup["error"].startswith("operation failed due to: ")
+    assert dup["error"].endswith(f"the database '{db}' already exists.")
+    neg = api.post(
+        "/ingest/database",
+        {"database": unique_db("neg"), "num_stripes": 85, "num_sub_stripes": 12, "overlap": -1},
+    )
+    assert neg["error"] == "invalid parameters of the request, ex: overlap can't have a negative value"
+    listed = api.get("/ingest/database")["databases"]
+    assert {"name": db, "family": "layout_85_12", "is_published": 0} in listed
+    # the family is shared by any database with the same stripes/sub-stripes, overlap not compared
+    other = unique_db("dbreg")
+    assert api.create_db(other, overlap=0.5)["database"]["family_name"] == "layout_85_12"
+    families = api.get("/replication/config")["config"]["database_families"]
+    assert [f["overlap"] for f in families if f["name"] == "layout_85_12"] == [0.01667] or families
+    # every worker got the database
+    with qserv.czar_connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE %s", (f"qserv\\_w%\\_\\_{db}",))
+        assert len(cur.fetchall()) == len(qserv.worker_urls)
+
+
+def test_list_databases_filters(qserv):
+    api = Api(qserv)
+    db = unique_db("lst")
+    api.create_db(db, stripes=10, sub=3)
+    answer = api.get("/ingest/database", {"family": "layout_10_3", "all": 0, "published": 0})
+    assert [d["name"] for d in answer["databases"]] == [db]
+    answer = api.get("/ingest/database", {"family": "layout_10_3", "all": 0})
+    assert answer["success"] == 0 and "published" in answer["error"]
+
+
+# ---------------------------------------------------------------- tables
+def test_table_registration_and_validation(qserv):
+    api = Api(qserv)
+    db = unique_db("tbl")
+    api.create_db(db)
+    answer = api.create_director(db)
+    table = answer["database"]["tables"][0]
+    assert table["columns"][0] == {"name": "qserv_trans_id", "type": "INT NOT NULL"}
+    assert (table["is_director"], table["is_partitioned"], table["unique_primary_key"]) == (1, 1, 1)
+    assert (table["charset_name"], table["collation_name"]) == ("latin1", "latin1_general_ci")
+    assert api.create_director(db, table="Obj2")["success"] == 1
+    dup = api.post(
+        "/ingest/table",
+        {"database": db, "table": "Obj", "is_partitioned": 0, "schema": [{"name": "a", "type": "INT"}]},
+    )
+    assert dup["success"] == 0 and dup["error"].endswith("table already exists")
+    reserved = api.post(
+        "/ingest/table",
+        {
+            "database": db,
+            "table": "R",
+            "is_partitioned": 0,
+            "schema": [{"name": "qserv_trans_id", "type": "INT"}],
+        },
+    )
+    assert reserved["error"].endswith("reserved column 'qserv_trans_id' is not allowed")
+    missing = api.post(
+        "/ingest/table",
+        {
+            "database": db,
+            "table": "D",
+            "is_partitioned": 1,
+            "director_table": "",
+            "director_key": "nope",
+            "latitude_key": "a",
+            "longitude_key": "a",
+            "schema": [{"name": "a", "type": "INT"}],
+        },
+    )
+    assert missing["error"].endswith("no matching column 'nope' found in schema for parameter 'director_key'")
+    nosub = api.post(
+        "/ingest/table",
+        {
+            "database": db,
+            "table": "D",
+            "is_partitioned": 1,
+            "director_table": "",
+            "director_key": "a",
+            "latitude_key": "a",
+            "longitude_key": "a",
+            "schema": [{"name": "a", "type": "INT"}],
+        },
+    )
+    assert nosub["error"].endswith(
+        "no matching column 'subChunkId' found in schema for parameter 'subChunkId'"
+    )
+    notobj = api.post("/ingest/table", {"database": db, "table": "D", "is_partitioned": 0, "schema": ["a"]})
+    assert notobj["error"].endswith("columns definitions in table schema are not JSON objects")
+    old = api.post(
+        "/ingest/table",
+        {
+            "database": db,
+            "table": "D",
+            "is_partitioned": 0,
+            "charset_name": "utf8",
+            "schema": [{"name": "a", "type": "INT"}],
+            "version": 48,
+        },
+    )
+    assert old["error_ext"] == {"min_version": 49, "max_version": 55}
+    assert api.post("/ingest/table", {"database": "nosuch", "table": "T", "is_partitioned": 0, "schema": []})[
+        "error"
+    ].endswith("no such database 'nosuch'.")
+    dep = api.post(
+        "/ingest/table",
+        {
+            "database": db,
+            "table": "Dep",
+            "is_partitioned": 1,
+            "director_table": "Obj",
+            "director_key": "oid",
+            "schema": [
+                {"name": "oid", "type": "BIGINT"},
+                {"name": "chunkId", "type": "INT"},
+                {"name": "subChunkId", "type": "INT"},
+            ],
+        },
+    )
+    assert dep["success"] == 1
+    listed = api.get(f"/ingest/table/{db}")["tables"]
+    assert listed == [
+        {"name": "Obj", "is_partitioned": 1},
+        {"name": "Obj2", "is_partitioned": 1},
+        {"name": "Dep", "is_partitioned": 1},
+    ]
+    # MariaDB side: prototype + dummy chunk tables, MyISAM, partitioned by transaction with p0
+    with qserv.czar_connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_NAME, ENGINE, CREATE_OPTIONS FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s"
+            " ORDER BY TABLE_NAME",
+            (f"qserv_w1__{db}",),
+        )
+        found = {r[0]: r[1:] for r in cur.fetchall()}
+        assert {"Obj", "Obj_1234567890", "ObjFullOverlap_1234567890", "Dep_1234567890"} <= found.keys()
+        assert all(engine == "MyISAM" and "partitioned" in opts for engine, opts in found.values())
+        cur.execute(
+            "SELECT PARTITION_NAME FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA=%s AND"
+            " TABLE_NAME='Obj'",
+            (f"qserv_w1__{db}",),
+        )
+        assert [r[0] for r in cur.fetchall()] == ["p0"]
+    # delete a table
+    assert api.delete(f"/ingest/table/{db}/Obj2")["success"] == 1
+    assert [t["name"] for t in api.get(f"/ingest/table/{db}")["tables"]] == ["Obj", "Dep"]
+    assert api.delete(f"/ingest/table/{db}/Obj2")["error"].startswith(
+        "invalid parameters of the request, ex: no such table 'Obj2'"
+    )
+
+
+# ---------------------------------------------------------------- transactions
+def test_transaction_state_machine(qserv):
+    api = Api(qserv)
+    db = unique_db("trn")
+    api.create_db(db)
+    api.create_director(db)
+    answer = api.ok(api.post("/ingest/trans", {"database": db, "context": {"pod": "p1"}}))
+    trans = answer["databases"][db]["transactions"][0]
+    tid = trans["id"]
+    assert trans["state"] == "STARTED" and trans["begin_time"] > 0 and trans["start_time"] > 0
+    assert trans["end_time"] == 0 and trans["context"] == {}
+    got = api.get(f"/ingest/trans/{tid}", params={"include_context": 1, "include_log": 1})
+    t = got["databases"][db]["transactions"][0]
+    assert t["context"] == {"pod": "p1"}
+    assert [e["name"] for e in t["log"]] == ["begin add dir idx part", "end add dir idx part"]
+    missing = api.put(f"/ingest/trans/{tid}")
+    assert missing["success"] == 0 and "abort" in missing["error"]
+    committed = api.end(tid)
+    assert committed["success"] == 1 and committed["secondary-index-build-success"] == 1
+    t = committed["databases"][db]["transactions"][0]
+    assert t["state"] == "FINISHED" and t["end_time"] >= t["transition_time"] > 0
+    again = api.end(tid)
+    assert again["error"] == f"transaction id={tid} can't be ended at this time because of state=FINISHED."
+    assert api.end(tid, abort=True)["error"] == (
+        f"transaction id={tid} can't be ended at this time because of state=FINISHED."
+    )
+    t2 = api.begin(db)
+    assert t2 > tid
+    aborted = api.end(t2, abort=True)
+    assert aborted["databases"][db]["transactions"][0]["state"] == "ABORTED"
+    assert api.end(t2)["error"].endswith("because of state=ABORTED.")
+    unknown = api.get("/ingest/trans/999999")
+    assert unknown["success"] == 0 and "no such transaction" in unknown["error"]
+    listed = api.get("/ingest/trans", params={"database": db})["databases"][db]
+    assert [x["state"] for x in listed["transactions"]] == ["FINISHED", "ABORTED"]
+    only = api.get("/ingest/trans", params={"database": db, "trans_state": "!FINISHED"})["databases"][db]
+    assert [x["id"] for x in only["transactions"]] == [t2]
+    by_zero = api.get("/ingest/trans/0", params={"database": db})["databases"][db]
+    assert len(by_zero["transactions"]) == 2
+    assert api.post("/ingest/trans", {"database": "nosuch"})["error"].endswith("no such database 'nosuch'.")
+
+
+def test_failed_commit_then_abort(qserv):
+    api = Api(qserv)
+    db = unique_db("fc")
+    api.create_db(db)
+    api.create_director(db)
+    tid = api.begin(db)
+    qserv.faults.add("fail_commit", match={"transaction_id": tid})
+    failed = api.end(tid)
+    assert failed["success"] == 0
+    state = api.get(f"/ingest/trans/{tid}")["databases"][db]["transactions"][0]["state"]
+    assert state == "FINISH_FAILED"
+    assert (
+        api.end(tid)["error"]
+        == f"transaction id={tid} can't be ended at this time because of state=FINISH_FAILED."
+    )
+    assert api.end(tid, abort=True)["databases"][db]["transactions"][0]["state"] == "ABORTED"
+
+
+def test_contrib_summary_and_long_listing(qserv):
+    api = Api(qserv)
+    db = unique_db("sum")
+    api.create_db(db)
+    api.create_director(db)
+    tid = api.begin(db)
+    loc = api.allocate(tid, CHUNKS[0])
+    api.ok(api.csv(loc["worker"], tid, "Obj", CHUNKS[0], rows(1, 5, CHUNKS[0])))
+    api.ok(api.csv(loc["worker"], tid, "Obj", CHUNKS[0], rows(100, 3, CHUNKS[0]), overlap=1))
+    answer = api.get(f"/ingest/trans/{tid}", params={"contrib": 1})["databases"][db]["transactions"][0]
+    summary = answer["contrib"]["summary"]
+    assert answer["contrib"]["files"] == []
+    assert summary["num_files_by_status"] == {"FINISHED": 2}
+    assert (
+        summary["num_rows"],
+        summary["num_rows_loaded"],
+        summary["num_chunk_files"],
+        summary["num_chunk_overlap_files"],
+        summary["num_workers"],
+    ) == (8, 8, 1, 1, 1)
+    assert summary["table"]["Obj"]["num_rows"] == 5 and summary["table"]["Obj"]["overlap"]["num_rows"] == 3
+    assert summary["worker"][loc["worker"]]["num_files"] == 2
+    files = api.get(f"/ingest/trans/{tid}", params={"contrib": 1, "contrib_long": 1})
+    files = files["databases"][db]["transactions"][0]["contrib"]["files"]
+    assert [f["overlap"] for f in files] == [0, 1]
+    one = api.get(f"/ingest/trans/contrib/{files[0]['id']}")
+    assert one["contribution"]["id"] == files[0]["id"] and one["contribution"]["status"] == "FINISHED"
+    api.ok(api.end(tid))
+
+
+# ---------------------------------------------------------------- chunk placement
+def test_chunk_allocation_rules(qserv):
+    api = Api(qserv)
+    db = unique_db("chk")
+    api.create_db(db)
+    api.create_director(db)
+    tid = api.begin(db)
+    bad = api.post("/ingest/chunk", {"transaction_id": tid, "chunk": 1})
+    assert bad["success"] == 0 and bad["error"] == "this chunk number is not valid"
+    bad = api.post("/ingest/chunks", {"database": db, "chunks": [CHUNKS[0], 5]})
+    assert bad["error"] == "chunk 5 is not valid"
+    dummy = api.post("/ingest/chunk", {"database": db, "chunk": 1234567890})
+    assert dummy["success"] == 1
+    first = api.allocate(tid, CHUNKS[0])
+    assert set(first) == {
+        "chunk",
+        "worker",
+        "host",
+        "host_name",
+        "port",
+        "http_host",
+        "http_host_name",
+        "http_port",
+    }
+    assert api.allocate(tid, CHUNKS[0]) == first  # sticky
+    # least-loaded: each new chunk goes to a worker holding the fewest chunk replicas (all databases)
+    for chunk in CHUNKS[1:4]:
+        load = qserv.state.chunk_load()
+        chosen = api.allocate(tid, chunk)["worker"]
+        assert load[chosen] == min(load.values())
+    answer = api.ok(api.post("/ingest/chunks", {"database": db, "chunks": CHUNKS[1:7]}))
+    locations = answer["locations"]
+    assert [loc["chunk"] for loc in locations] == CHUNKS[1:7]
+    used = [loc["worker"] for loc in locations]
+    replicas = api.get("/ingest/chunks", params={"database": db})["replica"]
+    assert {(r["chunk"], r["worker"]) for r in replicas} >= {
+        (loc["chunk"], loc["worker"]) for loc in locations
+    }
+    assert replicas[0]["Obj"]["rows"] == 0
+    # co-location: a chunk already held for another DB of the same family goes to the same worker
+    other = unique_db("chk")
+    api.create_db(other)
+    same = api.ok(api.post("/ingest/chunks", {"database": other, "chunks": CHUNKS[1:7]}))["locations"]
+    assert [loc["worker"] for loc in same] == used
+    regular = api.get("/ingest/regular", {"database": db})
+    assert sorted(loc["worker"] for loc in regular["locations"]) == sorted(qserv.worker_urls)
+    assert "chunk" not in regular["locations"][0]
+    multi = api.ok(api.post("/ingest/chunks-multi", {"database": db, "chunks": [CHUNKS[0]]}))["locations"]
+    assert multi == [first]
+    api.ok(api.end(tid))
