@@ -133,5 +133,28 @@ def emulator_serve(num_workers: int, dsn: str | None, port: int, worker_ports: t
             private.stop()
 
 
+@main.command("demo-repo")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--tracts", default=2, show_default=True, type=click.IntRange(1, 60), help="Tracts to fill.")
+@click.option(
+    "--rows-per-patch", default=200, show_default=True, type=click.IntRange(1), help="Objects per patch."
+)
+@click.option("--patches-per-tract", default=4, show_default=True, type=int, help="A square: 1, 4, 9, … 49.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same repository.")
+def demo_repo_command(path: str, tracts: int, rows_per_patch: int, patches_per_tract: int, seed: int) -> None:
+    """Create a Butler repository at PATH with DP0.2-shaped Object, ForcedSource and CcdVisit datasets."""
+    import json
+
+    from qdask.demo import make_demo_repo
+
+    try:
+        repo = make_demo_repo(
+            path, tracts=tracts, rows_per_patch=rows_per_patch, patches_per_tract=patches_per_tract, seed=seed
+        )
+    except (ValueError, FileExistsError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(json.dumps(repo.to_dict(), indent=2))
+
+
 if __name__ == "__main__":
     main()
