@@ -13,3 +13,21 @@ def fake_qserv():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def qserv_standin(mariadb):
+    """The Qserv stand-in (controller, 3 workers, czar) on the session MariaDB, namespaced for these tests.
+
+    Has `controller_url`, `auth_key`, `admin_auth_key`, `czar_dsn`, `faults` (see qdask/emulator/faults.py).
+    """
+    from qdask.emulator.server import EmulatorThread
+
+    with EmulatorThread(
+        mariadb.dsn,
+        workers=3,
+        auth_key="client-test-key",
+        admin_auth_key="client-admin-key",
+        instance="qclient",
+    ) as emulator:
+        yield emulator

@@ -1,0 +1,190 @@
+"""The whole ingest workflow through `QservClient` against the Qserv stand-in on real MariaDB.
+
+Data: Qserv's own `test101` catalog (genuine partitioner output: Object chunk 7480 + overlaps, Source chunk
+7480, the regular table Filter), registered with the REST bodies Qserv ships for it. The test drives the
+contract's steps in order (§2) and ends by counting rows through the czar.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from qdask.qserv import (
+    CSV,
+    TSV,
+    ContributionCheckError,
+    QservAuthError,
+    QservClient,
+    QservError,
+    Recovery,
+    check_contribution,
+    classify,
+)
+from qdask.qserv.czar import Czar
+
+
+def lines(path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def table_args(path) -> dict:
+    """A `register_table` call from one of test101's `table_*.json` REST bodies."""
+    body = json.loads(path.read_text())
+    args = {"schema": body["schema"], "is_partitioned": bool(body["is_partitioned"])}
+    if body["is_partitioned"]:
+        args.update(
+            director_table=body["director_table"],
+            director_key=body["director_key"],
+            latitude_key=body.get("latitude_key"),
+            longitude_key=body.get("longitude_key"),
+        )
+    return args
+
+
+@pytest.fixture
+def test101(shared_data):
+    return shared_data / "qserv-itest" / "test101"
+
+
+def test_full_workflow(qserv_standin, test101, caplog):
+    db = "qdask_test101"
+    data = test101 / "data"
+    ingest = {
+        # (table, chunk, overlap, file, dialect)
+        ("Object", 7480, False): data / "Object" / "chunk_7480.txt",
+        ("Object", 7480, True): data / "Object" / "chunk_7480_overlap.txt",
+        ("Object", 7310, True): data / "Object" / "chunk_7310_overlap.txt",
+        ("Source", 7480, False): data / "Source" / "chunk_7480.txt",
+    }
+    caplog.set_level(logging.WARNING, logger="qdask.qserv")
+    qc = QservClient(
+        qserv_standin.controller_url, qserv_standin.auth_key, admin_auth_key=qserv_standin.admin_auth_key
+    )
+    with qc:
+        assert qc.check_version().version >= 55
+        workers = [w for w in qc.workers() if w.is_enabled and not w.is_read_only]
+        assert len(workers) >= 2
+
+        qc.register_database(db, 85, 12, 0.01667)
+        for name in ("Object", "Source", "Filter"):  # director first
+            qc.register_table(db, name, **table_args(test101 / f"table_{name}.json"))
+        assert sorted(t["name"] for t in qc.list_tables(db)) == ["Filter", "Object", "Source"]
+
+        # a transaction that is aborted: its rows must not survive
+        doomed = qc.begin_transaction(db, context={"run": "test", "purpose": "abort"})
+        locs = qc.allocate_chunks([7480], transaction_id=doomed.id)
+        c = qc.ingest_csv(
+            locs[7480], doomed.id, "Source", ingest[("Source", 7480, False)], chunk=7480, dialect=CSV
+        )
+        check_contribution(
+            c, lines(ingest[("Source", 7480, False)]), ingest[("Source", 7480, False)].stat().st_size
+        )
+        assert qc.abort_transaction(doomed.id).state == "ABORTED"
+
+        t = qc.begin_transaction(db, context={"run": "test"})
+        assert t.state == "STARTED"
+        locs = qc.allocate_chunks([7480, 7310], transaction_id=t.id)
+        assert locs == qc.allocate_chunks([7310, 7480], database=db)  # allocation is sticky
+        assert qc.allocate_chunk(7480, database=db).worker == locs[7480].worker
+
+        for (table, chunk, overlap), path in ingest.items():
+            c = qc.ingest_csv(locs[chunk], t.id, table, path, chunk=chunk, overlap=overlap, dialect=CSV)
+            check_contribution(c, lines(path), path.stat().st_size)
+            assert (c.transaction_id, c.table, c.chunk, c.overlap, c.worker) == (
+                t.id,
+                table,
+                chunk,
+                int(overlap),
+                locs[chunk].worker,
+            )
+
+        regular = qc.regular_locations(transaction_id=t.id)
+        assert sorted(loc.worker for loc in regular) == sorted(w.name for w in workers)
+        for loc in regular:  # a regular table goes to every worker
+            c = qc.ingest_csv(loc, t.id, "Filter", data / "Filter.csv", dialect=TSV)
+            check_contribution(c, 9, (data / "Filter.csv").stat().st_size)
+
+        # what the controller knows about the transaction's contributions
+        seen = qc.get_transaction(t.id, contrib=True, contrib_long=True, include_context=True)
+        assert seen.context == {"run": "test"}
+        assert len(seen.contributions) == len(ingest) + len(regular)
+        assert all(x.status == "FINISHED" for x in seen.contributions)
+        assert qc.get_contribution(seen.contributions[0].id).id == seen.contributions[0].id
+
+        assert qc.commit_transaction(t.id).state == "FINISHED"
+        states = {x.id: x.state for x in qc.list_transactions(db)}
+        assert states == {doomed.id: "ABORTED", t.id: "FINISHED"}
+
+        published = qc.publish_database(db)
+        assert published["is_published"]
+
+        czar = Czar(qserv_standin.czar_dsn)
+        assert czar.count(db, "Object") == lines(ingest[("Object", 7480, False)])
+        assert czar.count(db, "Source") == lines(ingest[("Source", 7480, False)])  # the aborted copy is gone
+        assert czar.count(db, "Filter") == 9
+        ids = sorted(
+            int(line.split(b",")[0]) for line in ingest[("Object", 7480, False)].read_bytes().splitlines()
+        )
+        with czar.query(f"SELECT objectId FROM `{db}`.`Object` ORDER BY objectId") as rows:
+            assert rows.columns == ["objectId"]
+            assert [r[0] for r in rows] == ids  # each director row exactly once, no overlap copies
+
+        qc.delete_database(db, admin=True)
+    # every request carried the version, so the server never warned about it (or anything else)
+    assert [r.getMessage() for r in caplog.records if r.name == "qdask.qserv"] == []
+
+
+def test_contract_errors_from_the_standin(qserv_standin, test101, tmp_path):
+    db = "qdask_errors"
+    qc = QservClient(
+        qserv_standin.controller_url,
+        qserv_standin.auth_key,
+        admin_auth_key=qserv_standin.admin_auth_key,
+        retries=1,
+        backoff=0.01,
+    )
+    wrong = QservClient(qserv_standin.controller_url, "not-the-key", retries=0)
+    with qc, wrong:
+        with pytest.raises(QservAuthError) as err:
+            wrong.register_database(db, 85, 12, 0.01667)
+        assert "not-the-key" not in str(err.value)
+        assert classify(err.value) is Recovery.FATAL
+
+        with pytest.raises(QservError, match="no such database") as err:
+            qc.begin_transaction("qdask_nope")
+        assert err.value.endpoint == "POST /ingest/trans"
+
+        qc.register_database(db, 85, 12, 0.01667)
+        with pytest.raises(QservError, match="already exists"):
+            qc.register_database(db, 85, 12, 0.01667)
+        qc.register_table(db, "Object", **table_args(test101 / "table_Object.json"))
+        t = qc.begin_transaction(db)
+        loc = qc.allocate_chunks([7480], transaction_id=t.id)[7480]
+
+        # a file with a short row and a non-number: loaded with warnings, which are never success
+        bad = tmp_path / "bad.txt"
+        good_line = (test101 / "data" / "Object" / "chunk_7480.txt").read_text().splitlines()[0]
+        bad.write_text(
+            good_line + "\n" + "1,2,3\n" + good_line.replace(good_line.split(",")[2], "abc", 1) + "\n"
+        )
+        c = qc.ingest_csv(loc, t.id, "Object", bad, chunk=7480, dialect=CSV)
+        assert c.status == "FINISHED" and c.num_warnings > 0
+        with pytest.raises(ContributionCheckError, match="num_warnings=") as check:
+            check_contribution(c, 3, bad.stat().st_size)
+        assert classify(check.value) is Recovery.ABORT_AND_REDO
+
+        # a worker that does not own the chunk refuses it
+        others = [loc2 for loc2 in qc.regular_locations(database=db) if loc2.worker != loc.worker]
+        with pytest.raises(QservError, match="not allocated to worker"):
+            qc.ingest_csv(others[0], t.id, "Object", bad, chunk=7480, dialect=CSV)
+
+        assert qc.abort_transaction(t.id).state == "ABORTED"
+        with pytest.raises(QservError, match="is not active"):
+            qc.ingest_csv(loc, t.id, "Object", bad, chunk=7480, dialect=CSV)
+        with pytest.raises(QservError, match="can't be ended at this time"):
+            qc.commit_transaction(t.id)
+        qc.delete_database(db)
