@@ -73,6 +73,7 @@ CHARSETS = ("latin1", "utf8mb4", "utf8mb3", "utf8")
 SLICE_BYTES = 32 * 1024 * 1024
 
 _NULL = b"\\N"
+_NULL_SCALAR = pa.scalar(_NULL)
 # (byte, escape) pairs; the backslash must come first so later escapes are not escaped again.
 _ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"), (b"\x00", b"\\0"))
 
@@ -181,7 +182,7 @@ def _preview(value: str) -> str:
 def _encode_latin1(arr: pa.StringArray, name: str, row0: int) -> pa.Array:
     """UTF-8 strings → MariaDB latin1 bytes, all values in one codec call; unencodable → TsvEncodeError."""
     if pc.all(pc.string_is_ascii(arr)).as_py() is not False:
-        return arr.cast(pa.binary())
+        return arr.view(pa.binary())
     filled = pc.fill_null(arr, "")
     text = bytes(_data_view(filled)).decode("utf-8")
     try:
@@ -246,15 +247,16 @@ def _column_text(arr: pa.Array, name: str, row0: int, charset: str, nan_counts: 
     if pa.types.is_boolean(t):
         return pc.if_else(arr, pa.scalar(b"1"), pa.scalar(b"0"))
     if pa.types.is_integer(t) or pa.types.is_decimal(t):
-        return arr.cast(pa.string()).cast(pa.binary())
+        return arr.cast(pa.string()).view(pa.binary())
     if pa.types.is_floating(t):
         arr = arr.cast(pa.float64())  # exact for float16/float32; see the module docstring
-        bad = pc.or_(pc.is_nan(arr), pc.is_inf(arr))
-        count = pc.sum(bad.cast(pa.int64())).as_py() or 0
+        finite = pc.is_finite(arr)  # null where arr is null
+        count = len(arr) - arr.null_count - (pc.sum(finite).as_py() or 0)
         if count:
+            bad = pc.invert(finite)
             nan_counts[name] = nan_counts.get(name, 0) + count
             arr = pc.if_else(bad, pa.scalar(None, pa.float64()), arr)
-        return arr.cast(pa.string()).cast(pa.binary())
+        return arr.cast(pa.string()).view(pa.binary())
     if pa.types.is_timestamp(t) or pa.types.is_time(t):
         if t.unit == "ns":
             _check_sub_microsecond(arr, name, row0)
@@ -262,9 +264,9 @@ def _column_text(arr: pa.Array, name: str, row0: int, charset: str, nan_counts: 
             arr = arr.cast(target, safe=False)
         elif pa.types.is_timestamp(t) and t.tz is not None:
             arr = arr.cast(pa.timestamp(t.unit))  # UTC wall-clock time
-        return arr.cast(pa.string()).cast(pa.binary())
+        return arr.cast(pa.string()).view(pa.binary())
     if pa.types.is_date(t):
-        return arr.cast(pa.string()).cast(pa.binary())
+        return arr.cast(pa.string()).view(pa.binary())
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         arr = _escape(arr.cast(pa.string()))
         if charset == "latin1":
@@ -298,10 +300,10 @@ def _slice_rows(batch: pa.RecordBatch) -> int:
 
 
 def _encode_slice(batch: pa.RecordBatch, row0: int, charset: str, nan_counts: dict[str, int]) -> pa.Array:
-    fields = [
-        pc.fill_null(_column_text(col, name, row0, charset, nan_counts), pa.scalar(_NULL))
-        for name, col in zip(batch.schema.names, batch.columns, strict=True)
-    ]
+    fields = []
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        text = _column_text(col, name, row0, charset, nan_counts)
+        fields.append(pc.fill_null(text, _NULL_SCALAR) if text.null_count else text)
     # The line terminator rides on the last field, so one join builds whole lines.
     fields[-1] = pc.binary_join_element_wise(fields[-1], pa.scalar(b""), pa.scalar(b"\n"))
     lines = pc.binary_join_element_wise(*fields, pa.scalar(b"\t")) if len(fields) > 1 else fields[0]
