@@ -48,7 +48,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -193,6 +193,8 @@ class ChunkKey(NamedTuple):
 
 @dataclass(frozen=True)
 class Run:
+    """The run a ledger belongs to (one per ledger)."""
+
     run_id: str
     fingerprint: str
     created: str
@@ -200,10 +202,12 @@ class Run:
 
 @dataclass(frozen=True)
 class Unit:
+    """A unit of input (``spec``: what the partition task needs to read it, JSON-serialisable)."""
+
     unit_id: str
     table: str
-    spec: dict
-    status: str
+    spec: dict = field(default_factory=dict)
+    status: str = "planned"
     est_rows: int | None = None
     est_bytes: int | None = None
     rows_read: int | None = None
@@ -252,6 +256,8 @@ class ChunkFile:
 
 @dataclass(frozen=True)
 class Transaction:
+    """A Qserv transaction as last seen, with the chunk files it carries."""
+
     transaction_id: int
     database: str
     state: str
@@ -261,6 +267,8 @@ class Transaction:
 
 @dataclass(frozen=True)
 class Contribution:
+    """One upload of a chunk file to a worker within a transaction, with Qserv's answer."""
+
     transaction_id: int
     file: ChunkKey
     worker: str

@@ -152,13 +152,17 @@ def test_every_type_and_hostile_value_round_trips_utf8mb4(db, tmp_path):
 
 def test_latin1_round_trip_of_every_latin1_character(db, tmp_path):
     values = HOSTILE + [LATIN1_ALL, "café € œ Ÿ ‰ ™", "\x81\x8d\x8f\x90\x9d", None]
-    batch = pa.record_batch({"k": pa.array(range(len(values)), pa.int32()), "s": pa.array(values)})
+    binaries = [bytes(range(256))] + [v.encode("utf-8") for v in values[1:-1]] + [None]
+    batch = pa.record_batch({"k": pa.array(range(len(values)), pa.int32()), "s": pa.array(values),
+                             "b": pa.array(binaries, pa.binary())})
     path = tmp_path / "latin1.tsv"
     info = write_tsv([batch], path, charset="latin1")
     assert info.rows == len(values)
-    loaded, warnings = qserv_load(db, "t", "k INT, s VARCHAR(400) CHARACTER SET latin1", path, "latin1")
+    ddl = "k INT, s VARCHAR(400) CHARACTER SET latin1, b VARBINARY(1000)"
+    loaded, warnings = qserv_load(db, "t", ddl, path, "latin1")
     assert warnings == [] and loaded == len(values)
-    assert [r[0] for r in fetch(db, "SELECT s FROM t ORDER BY k")] == values
+    rows = fetch(db, "SELECT s, b FROM t ORDER BY k")
+    assert [r[0] for r in rows] == values and [r[1] for r in rows] == binaries
 
 
 def test_non_latin1_text_is_refused_naming_column_and_row(tmp_path):
