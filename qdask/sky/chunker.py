@@ -373,26 +373,24 @@ class Chunker:
         ra_f = np.ascontiguousarray(ra_b).reshape(-1)
         dec_f = np.ascontiguousarray(dec_b).reshape(-1)
         n = ra_f.size
-        bad = None
-        if not _all_valid(ra_f, dec_f):
-            bad = ~_valid_mask(ra_f, dec_f)
-            if invalid == "raise":
-                raise _invalid_error(ra_f, dec_f, bad)
         chunk_id = np.empty(n, dtype=np.int32)
         sub_id = np.empty(n, dtype=np.int32)
+        mask = np.zeros(n, dtype=bool) if invalid == "mask" else None
         want_overlap = overlap and self._r > 0.0
         pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for start in range(0, n, BLOCK_ROWS):
             stop = min(start + BLOCK_ROWS, n)
             r_blk, d_blk = ra_f[start:stop], dec_f[start:stop]
             bad_blk = None
-            if bad is not None:
-                bad_blk = bad[start:stop]
-                if bad_blk.any():  # compute on harmless stand-ins, then overwrite with -1
-                    r_blk = np.where(bad_blk, 0.0, r_blk)
-                    d_blk = np.where(bad_blk, 0.0, d_blk)
-                else:
-                    bad_blk = None
+            # validate block by block while the block is in cache (a separate pass over the whole input
+            # would double the memory traffic)
+            if not _all_valid(r_blk, d_blk):
+                if mask is None:
+                    raise _invalid_error(ra_f, dec_f, ~_valid_mask(ra_f, dec_f))
+                bad_blk = ~_valid_mask(r_blk, d_blk)
+                mask[start:stop] = bad_blk
+                r_blk = np.where(bad_blk, 0.0, r_blk)  # compute on harmless stand-ins, then overwrite
+                d_blk = np.where(bad_blk, 0.0, d_blk)
             home = self._home(r_blk, d_blk, chunk_id[start:stop], sub_id[start:stop])
             if want_overlap:
                 rows, oc, osc = self._overlap(r_blk, d_blk, home, bad_blk)
@@ -410,9 +408,8 @@ class Chunker:
             o_row = np.empty(0, dtype=np.int64)
             o_chunk = np.empty(0, dtype=np.int32)
             o_sub = np.empty(0, dtype=np.int32)
-        mask = None
-        if invalid == "mask":
-            mask = (bad if bad is not None else np.zeros(n, dtype=bool)).reshape(shape)
+        if mask is not None:
+            mask = mask.reshape(shape)
         return Located(chunk_id.reshape(shape), sub_id.reshape(shape), o_row, o_chunk, o_sub, mask)
 
     def _home(self, ra: np.ndarray, dec: np.ndarray, cid_out: np.ndarray, scid_out: np.ndarray):
