@@ -1,0 +1,1 @@
+"""qdask benchmark suite; results are recorded in benchmarks/results/."""
