@@ -675,3 +675,24 @@ def test_dialect_values_are_checked():
     assert Dialect().as_fields()["fields_terminated_by"] == "\\t"
     with pytest.raises(ValueError, match="escaped notation"):
         Dialect(fields_terminated_by="\t")
+
+
+def test_async_cancel_and_queued_retry_calls(fake_qserv):
+    fake_qserv.route("DELETE", "/ingest/file-async/3", {"contrib": {**CONTRIB, "status": "CANCELLED"}})
+    fake_qserv.route(
+        "DELETE", "/ingest/file-async/trans/7", {"contribs": [{**CONTRIB, "status": "CANCELLED"}]}
+    )
+    fake_qserv.route("PUT", "/ingest/file-async/3", {"contrib": {**CONTRIB, "status": "IN_PROGRESS"}})
+    w = fake_qserv.worker_url
+    with client_for(fake_qserv) as qc:
+        cancelled = qc.cancel_async(w, 3)
+        assert cancelled.status == "CANCELLED"
+        assert [c.status for c in qc.cancel_async_transaction(w, 7)] == ["CANCELLED"]
+        assert qc.retry_file(w, 3, asynchronous=True).status == "IN_PROGRESS"
+    for method, path in (
+        ("DELETE", "/ingest/file-async/3"),
+        ("DELETE", "/ingest/file-async/trans/7"),
+        ("PUT", "/ingest/file-async/3"),
+    ):
+        rec = fake_qserv.calls(method, path)[0]
+        assert rec.role == "worker" and rec.json == {"auth_key": KEY, "version": 55}

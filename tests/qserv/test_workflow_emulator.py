@@ -188,3 +188,55 @@ def test_contract_errors_from_the_standin(qserv_standin, test101, tmp_path):
         with pytest.raises(QservError, match="can't be ended at this time"):
             qc.commit_transaction(t.id)
         qc.delete_database(db)
+
+
+def test_post_ingest_services(qserv_standin, test101):
+    db = "qdask_post"
+    path = test101 / "data" / "Object" / "chunk_7480.txt"
+    qc = QservClient(
+        qserv_standin.controller_url, qserv_standin.auth_key, admin_auth_key=qserv_standin.admin_auth_key
+    )
+    with qc:
+        qc.register_database(db, 85, 12, 0.01667, auto_build_secondary_index=False)
+        qc.register_table(db, "Object", **table_args(test101 / "table_Object.json"))
+        qc.register_table(db, "Extra", [("id", "INT")], is_partitioned=False)
+        qc.set_ingest_config(db, ASYNC_PROC_LIMIT=2)
+        assert qc.get_ingest_config(db)["ASYNC_PROC_LIMIT"] == 2
+        qc.delete_table(db, "Extra")
+        assert [t["name"] for t in qc.list_tables(db)] == ["Object"]
+        assert {"name": db, "is_published": 0} in [
+            {k: d[k] for k in ("name", "is_published")} for d in qc.list_databases(published=False)
+        ]
+
+        t = qc.begin_transaction(db)
+        loc = qc.allocate_chunk(7480, transaction_id=t.id)
+        check_contribution(
+            qc.ingest_csv(loc, t.id, "Object", path, chunk=7480, dialect=CSV), 1000, path.stat().st_size
+        )
+        assert qc.commit_transaction(t.id).secondary_index_build_success is False  # auto-build is off
+        with pytest.raises(QservError, match="is not published"):
+            qc.build_director_index(db, "Object")
+        qc.publish_database(db)
+        assert db in [d["name"] for d in qc.list_databases(published=True)]
+        assert qc.database_info(db)["is_published"]
+
+        qc.build_director_index(db, "Object")
+        with pytest.raises(QservError):  # rebuild=0 refuses an existing index
+            qc.build_director_index(db, "Object")
+        qc.build_director_index(db, "Object", rebuild=True)
+
+        qc.scan_table_stats(
+            db,
+            "Object",
+            force_rescan=True,
+            row_counters_state_update_policy="ENABLED",
+            row_counters_deploy_at_qserv=True,
+        )
+        entries = qc.table_stats(db, "Object")
+        assert sum(e["num_rows"] for e in entries if not e["is_overlap"]) == 1000
+        assert [c["chunk"] for c in qc.list_chunks(db)] == [7480]
+
+        with pytest.raises(QservError, match="administrator"):
+            qc.delete_database(db)  # published: the plain key is not enough
+        qc.delete_database(db, admin=True)
+        assert qc.database_info(db) is None
