@@ -10,6 +10,7 @@ them). Type spellings are normalised (``bigint(20)`` → ``BIGINT``, ``INTEGER``
 
 from __future__ import annotations
 
+import collections
 import functools
 import importlib.resources
 import json
@@ -139,6 +140,7 @@ def _split_args(text: str) -> tuple[str, ...]:
     return tuple(a.strip() for a in text.split(",")) if text.strip() else ()
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_type(text: str) -> _ParsedType:
     """Split a MySQL column type (with or without trailing attributes) into its parts."""
     m = _TYPE_RE.match(text)
@@ -322,11 +324,15 @@ class TableSchema:
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Column]:
+        return {c.name: c for c in self.columns}
+
     def column(self, name: str) -> Column:
-        for c in self.columns:
-            if c.name == name:
-                return c
-        raise KeyError(f"{self.name}: no column {name!r}")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"{self.name}: no column {name!r}") from None
 
     def all_columns(self) -> list[Column]:
         """Data columns, then `chunkId` and `subChunkId` for a partitioned table."""
@@ -880,7 +886,7 @@ def check_arrow_schema(
         for f in found:
             if f.name not in expected:
                 problems.append(f"extra column {label(f.name)} of type {f.type} is not in the table schema")
-    dupes = sorted({n for n in found.names if found.names.count(n) > 1})
+    dupes = sorted(n for n, k in collections.Counter(found.names).items() if k > 1)
     problems.extend(f"column {n!r} appears more than once in the input" for n in dupes)
     if problems:
         raise SchemaMismatch(source, problems)
@@ -896,8 +902,10 @@ def check_batch_values(
     import pyarrow.compute as pc
 
     problems = []
+    present = set(batch.schema.names)
     for c in schema.columns:
-        if c.name not in batch.schema.names:
+        limit = c.max_length
+        if c.name not in present or (c.nullable and limit is None):
             continue
         arr = batch.column(c.name)
         if not c.nullable:
@@ -905,7 +913,6 @@ def check_batch_values(
             if pc.any(bad).as_py():
                 first = pc.index(bad, True).as_py()
                 problems.append(f"column {c.name!r} is NOT NULL but row {row_offset + first} is NULL or NaN")
-        limit = c.max_length
         t = arr.type.value_type if pa.types.is_dictionary(arr.type) else arr.type
         if limit is not None and (
             pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)

@@ -382,3 +382,60 @@ def test_csv_with_and_without_header(tmp_path):
     bad.write_bytes(b"1,1.5,a\nx,2.5,b\n")
     with pytest.raises(SourceError, match=rf"{bad}.*'x'"):
         list(read_file(bad, TSV_SCHEMA))
+
+
+def test_mostly_clean_dump_with_some_escapes_matches_load_data(tmp_path, mariadb):
+    """Rows with escapes among plain rows (the mixed Arrow + Python path) keep their order and values."""
+    rng = np.random.default_rng(3)
+    lines, expected = [], []
+    for i in range(3000):
+        x = None if i % 7 == 0 else float(rng.normal())
+        if i % 97 == 5:
+            raw_s, s = b"x\\ty\\\\z\\0", "x\ty\\z\0"
+        elif i % 101 == 7:
+            raw_s, s = b"\\N", None
+        else:
+            raw_s, s = b"s%d" % i, f"s{i}"
+        lines.append(b"%d\t%s\t%s\n" % (i, b"\\N" if x is None else repr(x).encode(), raw_s))
+        expected.append({"id": i, "x": x, "name": s})
+    path = tmp_path / "mixed.tsv"
+    path.write_bytes(b"".join(lines))
+    schema = TableSchema("M", (Column("id", "BIGINT", False), Column("x", "DOUBLE"), Column("name", "TEXT")))
+    assert read_all(path, schema).to_pylist() == expected
+    assert read_all(path, schema, batch_bytes=1000).to_pylist() == expected
+    conn = mariadb.connect()
+    with conn.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS files_esc")
+        cur.execute("DROP TABLE IF EXISTS files_esc.M")
+        cur.execute("CREATE TABLE files_esc.M (id BIGINT NOT NULL, x DOUBLE, name TEXT) CHARSET utf8mb4")
+        cur.execute(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE files_esc.M CHARACTER SET utf8mb4")
+        cur.execute("SELECT id, x, name FROM files_esc.M ORDER BY id")
+        assert [tuple(r.values()) for r in expected] == list(cur.fetchall())
+    conn.close()
+
+
+def test_text_batches_are_bounded_and_selection_on_fast_path(tmp_path):
+    """A 20 MB dump read in 256 kB blocks never yields a batch near the file's size."""
+    rows = 400_000
+    body = b"".join(b"%d\t%d.25\tn%d\n" % (i, i, i % 100) for i in range(rows))
+    path = tmp_path / "big.tsv.gz"
+    path.write_bytes(gzip.compress(body, compresslevel=1))
+    sizes = []
+    for batch in read_file(path, TSV_SCHEMA, batch_bytes=256 * 1024, select=[("x", "x"), ("id", "objectId")]):
+        assert batch.schema.names == ["x", "objectId"]
+        sizes.append((batch.num_rows, batch.nbytes))
+    assert sum(n for n, _ in sizes) == rows
+    assert len(sizes) >= len(body) // (256 * 1024)
+    assert max(b for _, b in sizes) < 1024 * 1024  # the whole file would be ~6.4 MB as Arrow
+
+
+def test_tsv_with_header_line(tmp_path):
+    path = tmp_path / "h.tsv"
+    path.write_bytes(b"id\tx\tname\n1\t\\N\ta\n2\t2.5\t\\N\n")
+    assert read_all(path, TSV_SCHEMA, header=True).to_pylist() == [
+        {"id": 1, "x": None, "name": "a"},
+        {"id": 2, "x": 2.5, "name": None},
+    ]
+    path.write_bytes(b"id\tname\tx\n1\ta\t\\N\n")
+    with pytest.raises(SchemaMismatch, match=r"(?s)h.tsv \(header line\).*another order"):
+        list(read_file(path, TSV_SCHEMA, header=True))

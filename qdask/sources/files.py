@@ -20,10 +20,8 @@ no row is ever dropped silently.
 from __future__ import annotations
 
 import glob as globmod
-import gzip
 import os
 import re
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -356,20 +354,21 @@ def _read_parquet(
 
 
 def _open_text(label: str, path: str, compression: str | None) -> BinaryIO:
+    """A binary stream of the file's bytes; gzip is inflated by Arrow (C++, no GIL held)."""
+    if not os.path.isfile(path):
+        raise SourceError(f"{label}: no such file" if not os.path.exists(path) else f"{label}: not a file")
     try:
-        return gzip.open(path, "rb") if compression == "gzip" else open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        raise SourceError(f"{label}: no such file") from None
-    except OSError as exc:
-        raise SourceError(f"{label}: cannot open: {exc.strerror or exc}") from None
+        return pa.input_stream(path, compression=compression)
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"{label}: cannot open: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _read_raw(label: str, stream: BinaryIO, size: int) -> bytes:
     try:
         return stream.read(size)
-    except EOFError as exc:
-        raise SourceError(f"{label}: the compressed file is truncated ({exc})") from None
-    except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+    except (EOFError, OSError, pa.ArrowException) as exc:
+        if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
+            raise SourceError(f"{label}: the compressed file is truncated ({exc})") from None
         raise SourceError(f"{label}: cannot read (corrupt compressed data?): {exc}") from None
 
 
@@ -558,10 +557,36 @@ def _parse_block_fast(
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _count_records(block: bytes) -> int:
-    if b"\\" not in block:
-        return block.count(b"\n")
-    return sum(1 for m in _TOKEN.finditer(block) if m.group() == b"\n")
+def _parse_block_mixed(
+    block: bytes, schema: TableSchema, pairs: list[tuple[str, str]], encoding: str
+) -> pa.RecordBatch | None:
+    """Records with escapes decoded in Python, the others by Arrow, merged back in order.
+
+    Escapes are usually rare (a binary column here and there), so this keeps most of a block on
+    Arrow's parser. None when a newline is escaped or anything fails: the slow path then decides.
+    """
+    if b"\\\n" in block:
+        return None
+    records = block.split(b"\n")[:-1]  # the block ends with a newline
+    dirty = [i for i, r in enumerate(records) if b"\\" in r and r.count(b"\\") != r.count(b"\\N")]
+    if not dirty or len(dirty) > len(records) // 2:
+        return None
+    dirty_set = set(dirty)
+    clean = [i for i in range(len(records)) if i not in dirty_set]
+    parts = []
+    if clean:
+        part = _parse_block_fast(b"\n".join(records[i] for i in clean) + b"\n", schema, pairs, encoding)
+        if part is None:
+            return None
+        parts.append(part)
+    try:
+        dirty_block = b"\n".join(records[i] for i in dirty) + b"\n"
+        parts.append(_parse_block_slow("", dirty_block, schema, pairs, 1, encoding))
+    except SourceError:
+        return None
+    merged = pa.Table.from_batches(parts).combine_chunks()
+    order = pa.array(sorted(range(len(records)), key=(clean + dirty).__getitem__))
+    return merged.take(order).combine_chunks().to_batches()[0]
 
 
 def _read_tsv(
@@ -586,10 +611,10 @@ def _read_tsv(
                 first_row = 2
                 if not block:
                     continue
-            batch = None
-            if block.count(b"\\") == block.count(b"\\N"):
-                batch = _parse_block_fast(block, schema, pairs, fmt.encoding)
+            batch = _parse_block_fast(block, schema, pairs, fmt.encoding)
             if batch is None:
+                batch = _parse_block_mixed(block, schema, pairs, fmt.encoding)
+            if batch is None:  # decides every record itself, and names the first bad one
                 batch = _parse_block_slow(label, block, schema, pairs, first_row, fmt.encoding)
             first_row += batch.num_rows
             yield batch
