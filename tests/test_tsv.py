@@ -7,6 +7,7 @@ import hashlib
 import math
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -293,3 +294,27 @@ def test_wide_table_memory_is_bounded_by_slices_not_by_the_text(tmp_path):
     assert rows == 6000 and size == (tmp_path / "wide.tsv").stat().st_size
     assert size > 16 * slice_bytes  # the whole text is far above the bound below
     assert peak_extra < 4 * slice_bytes, (peak_extra, size)  # measured: about 2 slices
+
+
+KILLED_WRITER = """
+import sys, pyarrow as pa
+from qdask.tsv import write_tsv
+batch = pa.record_batch({"a": pa.array(range(200_000)), "s": pa.array(["x\\ty"] * 200_000)})
+write_tsv((batch for _ in range(100_000)), sys.argv[1])
+"""
+
+
+def test_a_writer_killed_mid_file_leaves_no_file_at_the_final_path(tmp_path):
+    path = tmp_path / "chunk_9.txt"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path)])
+    try:
+        while not any(p.stat().st_size > 0 for p in tmp_path.glob(".chunk_9.txt.tmp-*")):
+            assert proc.poll() is None, "the writer ended before it could be killed"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -9
+    assert not path.exists()
+    info = write_tsv([pa.record_batch({"a": [1]})], path)  # the re-run writes the whole file
+    assert path.read_bytes() == b"1\n" and info.rows == 1
