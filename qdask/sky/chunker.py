@@ -187,6 +187,16 @@ def _as_float64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+class _Scratch:
+    """Per-call work buffers for one block (reused block after block, never shared between calls)."""
+
+    def __init__(self, rows: int) -> None:
+        self.f = [np.empty(rows) for _ in range(8)]
+        self.ss = np.empty(rows, dtype=np.intp)
+        self.counts = np.empty(rows, dtype=np.int64)
+        self.start = np.empty(rows, dtype=np.int64)
+
+
 class Chunker:
     """Qserv's chunk/sub-chunk/overlap assignment for one layout (S stripes, SS sub-stripes, overlap deg).
 
@@ -378,6 +388,7 @@ class Chunker:
         mask = np.zeros(n, dtype=bool) if invalid == "mask" else None
         want_overlap = overlap and self._r > 0.0
         pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        scratch = _Scratch(min(n, BLOCK_ROWS))
         for start in range(0, n, BLOCK_ROWS):
             stop = min(start + BLOCK_ROWS, n)
             r_blk, d_blk = ra_f[start:stop], dec_f[start:stop]
@@ -391,9 +402,9 @@ class Chunker:
                 mask[start:stop] = bad_blk
                 r_blk = np.where(bad_blk, 0.0, r_blk)  # compute on harmless stand-ins, then overwrite
                 d_blk = np.where(bad_blk, 0.0, d_blk)
-            home = self._home(r_blk, d_blk, chunk_id[start:stop], sub_id[start:stop])
+            home = self._home(r_blk, d_blk, chunk_id[start:stop], sub_id[start:stop], scratch)
             if want_overlap:
-                rows, oc, osc = self._overlap(r_blk, d_blk, home, bad_blk)
+                rows, oc, osc = self._overlap(r_blk, d_blk, home, bad_blk, scratch)
                 if rows.size:
                     rows += start
                     pieces.append((rows, oc, osc))
@@ -412,38 +423,52 @@ class Chunker:
             mask = mask.reshape(shape)
         return Located(chunk_id.reshape(shape), sub_id.reshape(shape), o_row, o_chunk, o_sub, mask)
 
-    def _home(self, ra: np.ndarray, dec: np.ndarray, cid_out: np.ndarray, scid_out: np.ndarray):
-        """Qserv's Chunker::locate for one block; returns the intermediates the overlap step reuses."""
+    def _home(self, ra, dec, cid_out, scid_out, scratch: _Scratch):
+        """Qserv's Chunker::locate for one block; returns the intermediates the overlap step reuses.
+
+        Works in preallocated scratch (``out=``): per-block temporaries would otherwise be mapped and
+        unmapped by malloc for every block, and the page faults cost more than the arithmetic.
+        """
         t = self._t
-        ssf = np.add(dec, 90.0)
+        m = ra.size
+        ssf, w, sc, nn, chunk = (f[:m] for f in scratch.f[:5])
+        ss = scratch.ss[:m]
+        np.add(dec, 90.0, out=ssf)
         np.divide(ssf, self._h, out=ssf)
         np.floor(ssf, out=ssf)
         np.minimum(ssf, self._nss - 1, out=ssf)  # dec = +90 goes to the top sub-stripe
-        ss = ssf.astype(np.intp)
-        w = t.width.take(ss, mode="clip")
-        sc = np.divide(ra, w)
+        np.copyto(ss, ssf, casting="unsafe")
+        t.width.take(ss, out=w, mode="clip")
+        np.divide(ra, w, out=sc)
         np.floor(sc, out=sc)
-        np.minimum(sc, t.ring_last.take(ss, mode="clip"), out=sc)  # ra = 360 goes to the last sub-chunk
-        nn = t.n_float.take(ss, mode="clip")
-        chunk = np.divide(sc, nn)  # exact integer division: sc, N are small integers held in doubles
+        t.ring_last.take(ss, out=nn, mode="clip")
+        np.minimum(sc, nn, out=sc)  # ra = 360 goes to the last sub-chunk of the ring
+        t.n_float.take(ss, out=nn, mode="clip")
+        np.divide(sc, nn, out=chunk)  # exact integer division: sc, N are small integers held in doubles
         np.floor(chunk, out=chunk)
-        tmp = t.chunk_base.take(ss, mode="clip")
+        tmp = ssf
+        t.chunk_base.take(ss, out=tmp, mode="clip")
         tmp += chunk
         cid_out[...] = tmp
         np.multiply(chunk, nn, out=tmp)
         np.subtract(sc, tmp, out=tmp)
-        tmp += t.sub_base.take(ss, mode="clip")
+        t.sub_base.take(ss, out=chunk, mode="clip")
+        tmp += chunk
         scid_out[...] = tmp
         return ss, sc, w
 
-    def _overlap(self, ra, dec, home, bad):
+    def _overlap(self, ra, dec, home, bad, scratch: _Scratch):
         """Qserv's overlap placements for one block: (local row, chunk_id, sub_chunk_id), row-ordered."""
         t = self._t
         ss, sc, w = home
-        below = dec < t.below_thr.take(ss, mode="clip")
-        above = dec >= t.above_thr.take(ss, mode="clip")
-        a_lr = t.alpha_lr.take(ss, mode="clip")
-        edge = np.multiply(sc, w)  # lonMin
+        m = ra.size
+        thr, a_lr, edge = (f[:m] for f in scratch.f[5:8])
+        t.below_thr.take(ss, out=thr, mode="clip")
+        below = dec < thr
+        t.above_thr.take(ss, out=thr, mode="clip")
+        above = dec >= thr
+        t.alpha_lr.take(ss, out=a_lr, mode="clip")
+        np.multiply(sc, w, out=edge)  # lonMin
         edge += a_lr
         left = ra < edge
         np.add(sc, 1.0, out=edge)
@@ -464,7 +489,8 @@ class Chunker:
         b_lo, b_cnt, b_ss = self._up_down(ra, ss, i_b, -1)
         a_lo, a_cnt, a_ss = self._up_down(ra, ss, i_a, +1)
         # Row-major output: count each row's copies, then scatter each kind into its slot of the row.
-        counts = np.zeros(ra.size, dtype=np.int64)
+        counts, start = scratch.counts[:m], scratch.start[:m]
+        counts.fill(0)
         counts[i_b] = b_cnt
         n_before_a = counts[i_a]
         counts[i_a] += a_cnt
@@ -472,8 +498,8 @@ class Chunker:
         counts[i_l] += 1
         n_before_r = counts[i_r]
         counts[i_r] += 1
-        start = np.cumsum(counts)
-        total = int(start[-1]) if start.size else 0
+        np.cumsum(counts, out=start)
+        total = int(start[-1]) if m else 0
         start -= counts
         o_row = np.empty(total, dtype=np.int64)
         o_chunk = np.empty(total, dtype=np.int32)
