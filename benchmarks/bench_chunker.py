@@ -27,7 +27,9 @@ LAYOUT = (340, 3, 0.01667)  # DP0.2
 
 
 def _best(fn, repeat: int) -> tuple[float, float]:
-    """Best wall-clock and best CPU seconds over `repeat` runs (CPU time is robust to a busy machine)."""
+    """Best wall-clock and best CPU seconds over `repeat` runs after a warm-up (CPU time is robust to a busy
+    machine, wall time is what a task sees)."""
+    fn()  # untimed warm-up: first-touch page faults of the big outputs would otherwise favour later runs
     wall = cpu = float("inf")
     for _ in range(repeat):
         w0, c0 = time.perf_counter(), time.process_time()
