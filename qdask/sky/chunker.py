@@ -12,11 +12,14 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple, overload
 
 import numpy as np
 
 __all__ = ["Chunker", "InvalidPositionError", "LayoutError", "Located"]
+
+IntArrays2 = tuple[np.ndarray, np.ndarray]
+IntArrays3 = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 DEG_PER_RAD = 57.2957795130823208767981548141  # the partitioner's literal; equals 180/pi as a double
 RAD_PER_DEG = 0.0174532925199432957692369076849
@@ -346,6 +349,11 @@ class Chunker:
 
     # ---- locating rows -------------------------------------------------------------------------------
 
+    @overload
+    def locate(self, ra, dec, *, invalid: Literal["raise"] = "raise") -> IntArrays2: ...
+    @overload
+    def locate(self, ra, dec, *, invalid: Literal["mask"]) -> IntArrays3: ...
+
     def locate(self, ra, dec, *, invalid: str = "raise"):
         """Home (chunk_id, sub_chunk_id) as int32 arrays for positions in degrees (arrays, lists or scalars).
 
@@ -358,6 +366,13 @@ class Chunker:
         if invalid == "mask":
             return located.chunk_id, located.sub_chunk_id, located.invalid
         return located.chunk_id, located.sub_chunk_id
+
+    @overload
+    def locate_overlap(self, ra, dec, *, invalid: Literal["raise"] = "raise") -> IntArrays3: ...
+    @overload
+    def locate_overlap(
+        self, ra, dec, *, invalid: Literal["mask"]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
 
     def locate_overlap(self, ra, dec, *, invalid: str = "raise"):
         """Overlap copies: (row int64, chunk_id int32, sub_chunk_id int32), one entry per copy.
