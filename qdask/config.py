@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import difflib
 import fnmatch
+import functools
 import glob as globlib
 import json
 import math
@@ -99,7 +100,7 @@ class ConfigError(ValueError):
         for key, message in self.problems:
             line = self.lines.get(key)
             where = f"{self.source}:{line}" if line else self.source
-            out.append(f"  {where}: {key or '<top level>'}: {message}")
+            out.append(f"  {where}: {key}: {message}" if key else f"  {where}: {message}")
         return "\n".join(out)
 
 
@@ -532,8 +533,14 @@ def resolve_felis_schema(schema: str, base_dir: Path | None = None) -> Path:
 
 def felis_table_names(path: Path) -> list[str]:
     """Top-level table names of a felis YAML file, by a light text scan (no full parse: DP0.2 is big)."""
-    names = re.findall(r"^- name:\s*['\"]?([A-Za-z0-9_]+)['\"]?\s*$", path.read_text(), flags=re.MULTILINE)
-    return names
+    st = path.stat()
+    return list(_felis_table_names(str(path), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=32)
+def _felis_table_names(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    text = Path(path).read_text()
+    return tuple(re.findall(r"^- name:\s*['\"]?([A-Za-z0-9_]+)['\"]?\s*$", text, flags=re.MULTILINE))
 
 
 class FelisSchema(_Model):
@@ -867,14 +874,21 @@ class CzarDSN(_Model):
         return self.url()
 
 
+def _mask_url(v: str) -> str:
+    """`v` with any user:password part replaced, so a URL can be quoted in an error."""
+    return re.sub(r"(?<=//)[^/@]*@", "***@", v)
+
+
 def _check_controller(v: str) -> str:
     u = urlsplit(v)
     if u.scheme not in ("http", "https") or not u.hostname:
-        raise ValueError(f"expected an http:// or https:// URL of the replication controller, got {v!r}")
+        raise ValueError(
+            f"expected an http:// or https:// URL of the replication controller, got {_mask_url(v)!r}"
+        )
     try:
         _ = u.port
     except ValueError:
-        raise ValueError(f"the port in {v!r} is not a number in 1..65535") from None
+        raise ValueError(f"the port in {_mask_url(v)!r} is not a number in 1..65535") from None
     if u.username or u.password:
         raise ValueError("do not put credentials in the controller URL; the auth key comes from auth_key_env")
     return v.rstrip("/")
@@ -1536,7 +1550,8 @@ def _message(err: dict[str, Any]) -> str:
         "model_attributes_type",
     ):
         value = err.get("input")
-        if not isinstance(value, (dict, list)) or len(repr(value)) < 60:
+        secret = any("password" in str(part) for part in loc)
+        if not secret and (not isinstance(value, (dict, list)) or len(repr(value)) < 60):
             msg += f" (got {value!r})"
     return msg
 
@@ -1593,7 +1608,8 @@ def _locate(key: str, lines: Mapping[str, int]) -> int | None:
     while key:
         if key in lines:
             return lines[key]
-        key = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", key)
+        parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", key)
+        key = "" if parent == key else parent
     return None
 
 
