@@ -404,3 +404,47 @@ def test_table_schema_select_keeps_types_and_renames():
         "INT NOT NULL",
     ]
     assert small.column("ra").description == t.column("coord_ra").description
+
+
+PEER_SCHEMAS = ["apdb", "cdb_latiss", "dp03_10yr", "dp02_obscore", "sso_base"]
+FELIS_BASE = {
+    "boolean": "BOOLEAN",
+    "byte": "TINYINT",
+    "short": "SMALLINT",
+    "int": "INT",
+    "long": "BIGINT",
+    "float": "FLOAT",
+    "double": "DOUBLE",
+    "char": "CHAR",
+    "string": "VARCHAR",
+    "text": "LONGTEXT",
+    "timestamp": "DATETIME",
+}
+
+
+def test_peer_schemas_resolve_and_create_in_mariadb(mariadb):
+    """Every table of several lsst-sdm-schemas peers (text, timestamps, strings) is valid MariaDB DDL."""
+    from felis.datamodel import Schema
+
+    conn = mariadb.connect()
+    with conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS schema_peers")
+        cur.execute("CREATE DATABASE schema_peers")
+    conn.select_db("schema_peers")
+    created = 0
+    for name in PEER_SCHEMAS:
+        path = Path(str(importlib.resources.files("lsst.sdm.schemas") / f"{name}.yaml"))
+        for ftable in Schema.from_uri(str(path), context={"id_generation": True}).tables:
+            t = felis_table(name, ftable.name)
+            assert t.names == [c.name for c in ftable.columns]
+            for c, fc in zip(t.columns, ftable.columns, strict=True):
+                if fc.mysql_datatype is None:
+                    assert c.sql_type.split("(")[0] == FELIS_BASE[fc.datatype.value], (name, c)
+                if fc.datatype.value in ("char", "string"):
+                    assert c.max_length == fc.length
+                c.arrow_type  # noqa: B018 - every type has an Arrow type
+            _create_like_qserv(conn, f"{name}_{ftable.name}", t)
+            assert len(_column_types(conn, "schema_peers", f"{name}_{ftable.name}")) == len(t.columns) + 1
+            created += 1
+    assert created >= 25
+    conn.close()
