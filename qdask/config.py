@@ -65,8 +65,11 @@ __all__ = [
     "SchemaSource",
     "StagingConfig",
     "TableInput",
+    "TableConfig",
     "check_identifier",
+    "config_from_dict",
     "load_config",
+    "match_files",
     "parse_bytes",
 ]
 
@@ -804,6 +807,9 @@ _TABLE_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+TableConfig = DirectorTable | ChildTable | RegularTable
+
+
 def _table_kind(v: Any) -> str | None:
     kind = v.get("kind") if isinstance(v, dict) else getattr(v, "kind", None)
     return kind if kind in TABLE_KINDS else None
@@ -1231,6 +1237,8 @@ class IngestConfig(_Model):
 
     _source: Path | None = PrivateAttr(default=None)
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _base_dir: Path | None = PrivateAttr(default=None)
+    _check_paths: bool = PrivateAttr(default=True)
 
     @model_validator(mode="after")
     def _tables_consistent(self) -> IngestConfig:
@@ -1296,6 +1304,8 @@ class IngestConfig(_Model):
     @property
     def base_dir(self) -> Path:
         """The directory relative paths were resolved against."""
+        if self._base_dir is not None:
+            return self._base_dir
         return self._source.parent if self._source else Path.cwd()
 
     def table(self, name: str) -> DirectorTable | ChildTable | RegularTable:
@@ -1417,7 +1427,9 @@ class IngestConfig(_Model):
                 k8s.pop("adaptive", None)
                 k8s["workers"] = workers
                 origin["cluster.kubernetes.workers"] = "--workers"
-        return _validate(raw, self._source, self.base_dir, text=None, origin=origin)
+        return _validate(
+            raw, self._source, self.base_dir, text=None, origin=origin, check_paths=self._check_paths
+        )
 
 
 def _drop_none(value: Any) -> Any:
@@ -1641,8 +1653,18 @@ def _validate(
         located = {k: ln for k, _ in problems if (ln := _locate(k, lines)) is not None}
         raise ConfigError(where, problems, located) from None
     cfg._source = source
+    cfg._base_dir = base_dir
+    cfg._check_paths = check_paths
     cfg._raw = copy.deepcopy(raw)
     return cfg
+
+
+def config_from_dict(
+    data: Mapping[str, Any], base_dir: str | os.PathLike[str] | None = None, *, check_paths: bool = True
+) -> IngestConfig:
+    """Validate config data already in memory (e.g. built by a test); relative paths use `base_dir`."""
+    base = Path(base_dir).resolve() if base_dir is not None else Path.cwd()
+    return _validate(copy.deepcopy(dict(data)), None, base, text=None, check_paths=check_paths)
 
 
 def load_config(path: str | os.PathLike[str], *, check_paths: bool = True) -> IngestConfig:

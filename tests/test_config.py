@@ -18,6 +18,7 @@ from qdask.config import (
     IngestConfig,
     RegularTable,
     check_identifier,
+    config_from_dict,
     load_config,
     match_files,
     parse_bytes,
@@ -606,3 +607,14 @@ def test_plan_check_reports_yaml_syntax_errors_with_their_line(tmp_path):
     result = CliRunner().invoke(main, ["plan", str(path), "--check"])
     assert result.exit_code == 2 and "not valid YAML" in result.stderr
     assert f"{path.resolve()}:3" in result.stderr or f"{path}:3" in result.stderr
+
+
+def test_config_from_memory_and_path_checks(tmp_path, good):
+    good["tables"][2]["input"] = {"files": {"glob": "later/*.tsv"}}  # files that do not exist yet
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(good, tmp_path)
+    assert "no file matches" in dict(info.value.problems)["tables[2].input.files.glob"]
+    cfg = config_from_dict(good, tmp_path, check_paths=False)
+    assert cfg.table("Filter").input.files.glob == str(tmp_path / "later" / "*.tsv")
+    assert cfg.staging.directory == tmp_path / "staging" and cfg.source is None
+    assert cfg.with_overrides(workers=5).cluster.workers == 5  # overrides keep the relaxed path checks
