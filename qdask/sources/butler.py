@@ -52,7 +52,7 @@ __all__ = [
 #: Bytes of file one task reads at most (unless a single row group is larger): files above are split.
 DEFAULT_MAX_UNIT_BYTES = 512 * 2**20
 #: Decoded bytes of one record batch; sets the batch's row count from the selected columns' widths.
-DEFAULT_BATCH_BYTES = 16 * 2**20
+DEFAULT_BATCH_BYTES = 32 * 2**20
 
 #: Storage classes the Butler writes with its ParquetFormatter, i.e. whose files pyarrow reads directly.
 PARQUET_STORAGE_CLASSES = frozenset(
@@ -94,11 +94,16 @@ class ParquetLayout:
         """
         if columns is None:
             return list(self.columns)
-        by_physical = {p: name for name, p in self.physical.items()}
+        by_physical: dict[str, str] | None = None
         wanted: list[str] = []
         missing: list[str] = []
         for name in columns:
-            logical = name if name in self.physical or name in self.range_index else by_physical.get(name)
+            if name in self.physical or name in self.range_index:
+                logical: str | None = name
+            else:
+                if by_physical is None:
+                    by_physical = {p: n for n, p in self.physical.items()}
+                logical = by_physical.get(name)
             if logical is None:
                 missing.append(name)
             elif logical not in wanted:
@@ -263,19 +268,20 @@ def read_parquet(
     label = label or uri
     with _open_parquet(uri, label) as pf:
         meta = pf.metadata
-        layout = parquet_layout(pf.schema_arrow)
+        schema = pf.schema_arrow
+        layout = parquet_layout(schema)
         wanted = layout.resolve(columns, label)
         start, stop = row_groups if row_groups is not None else (0, meta.num_row_groups)
         if stop > meta.num_row_groups:
             raise SourceError(f"{label}: row groups [{start}, {stop}) but the file has {meta.num_row_groups}")
         stored = list(dict.fromkeys(layout.physical[c] for c in wanted if c in layout.physical))
         if not stored:  # only recomputed index columns: read the narrowest stored column for the counts
-            stored = [min(pf.schema_arrow.names, key=lambda n: _row_width(pf.schema_arrow, [n]))]
+            stored = [min(schema.names, key=lambda n: _row_width(schema, [n]))]
         expected = sum(meta.row_group(i).num_rows for i in range(start, stop))
         row = sum(meta.row_group(i).num_rows for i in range(start)) if layout.range_index else 0
         done = 0
         batches = pf.iter_batches(
-            batch_size=_batch_rows(pf.schema_arrow, stored, batch_bytes),
+            batch_size=_batch_rows(schema, stored, batch_bytes),
             row_groups=range(start, stop),
             columns=stored,
             use_threads=True,
