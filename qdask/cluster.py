@@ -1,0 +1,61 @@
+"""Where the Dask work runs: a LocalCluster by default, or an existing scheduler by address.
+
+Workers are processes (so a worker killed by the kernel for memory costs one task, not the driver) with
+an explicit memory limit, which Dask's nanny enforces the way a Kubernetes pod limit would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dask
+from distributed import Client, LocalCluster
+
+
+class ClusterError(RuntimeError):
+    """The requested cluster cannot be started or reached."""
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """How many workers, how big, and where (kind: local | scheduler)."""
+
+    kind: str = "local"
+    workers: int = 2
+    threads_per_worker: int = 1
+    memory_per_worker: int | None = None  # bytes; None lets Dask divide the machine's memory
+    scheduler_address: str | None = None
+    dashboard_address: str = ":0"
+
+
+@contextlib.contextmanager
+def open_client(spec: ClusterSpec) -> Iterator[Client]:
+    """A Dask client for the spec, with the cluster it started (if any) shut down on exit."""
+    # Tasks are idempotent and cheap to redo; a worker killed twice on the same task means the task
+    # itself is the cause (e.g. out of memory), which the driver reports instead of looping.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 2}):
+        if spec.kind == "scheduler":
+            if not spec.scheduler_address:
+                raise ClusterError("cluster kind 'scheduler' needs a scheduler address")
+            try:
+                client = Client(spec.scheduler_address, timeout="30s")
+            except OSError as exc:
+                raise ClusterError(
+                    f"cannot reach the Dask scheduler at {spec.scheduler_address}: {exc}") from exc
+            with client:
+                yield client
+            return
+        if spec.kind != "local":
+            raise ClusterError(f"cluster kind {spec.kind!r} cannot be started by this version of qdask "
+                               "(use 'local' or 'scheduler' with the address of a running scheduler)")
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+        cluster = LocalCluster(
+            n_workers=spec.workers, threads_per_worker=spec.threads_per_worker, processes=True,
+            memory_limit=spec.memory_per_worker if spec.memory_per_worker else "auto",
+            dashboard_address=spec.dashboard_address, silence_logs=logging.WARNING,
+        )
+        with cluster, Client(cluster) as client:
+            yield client

@@ -1,0 +1,182 @@
+"""Partition (map) stage: one input unit's rows → per-chunk Parquet shards, plus small metadata.
+
+For a director table each row gets its home chunk/sub-chunk and its overlap copies; a child table is
+placed by the position columns it carries (its director's position, overlap 0); a regular table is not
+partitioned and lands in one shard. Rows with invalid positions are counted and quarantined to a Parquet
+file the user can inspect (or the unit fails, by policy) — never dropped silently. The task returns only
+metadata; data never travels through Dask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from qdask.sky import Chunker
+from qdask.stages.shards import ShardInfo, ShardWriter, unit_file_key
+
+REGULAR_CHUNK = -1
+"""The chunk id under which a regular (fully replicated) table's rows are staged."""
+
+INVALID_EXAMPLES = 5
+
+
+class InvalidPositionsError(ValueError):
+    """A unit holds rows whose position cannot be placed, and the table's policy is to stop."""
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """Everything a partition task needs to know about its table; small and picklable."""
+
+    name: str
+    kind: str  # "director" | "child" | "regular"
+    schema: pa.Schema  # the staged columns in Qserv order (chunkId/subChunkId last when partitioned)
+    rename: dict[str, str] = field(default_factory=dict)  # source column → Qserv column
+    ra: str | None = None  # Qserv column names of the position used for placement
+    dec: str | None = None
+    layout: tuple[int, int, float] | None = None  # (num_stripes, num_sub_stripes, overlap)
+    invalid_policy: str = "quarantine"  # or "stop"
+    compression: str = "zstd"
+    compression_level: int | None = 3
+
+    @property
+    def partitioned(self) -> bool:
+        return self.kind != "regular"
+
+    @property
+    def data_columns(self) -> list[str]:
+        """The staged columns that come from the input (all but chunkId/subChunkId)."""
+        names = self.schema.names
+        return names[:-2] if self.partitioned else names
+
+    @property
+    def source_columns(self) -> list[str]:
+        """The input's column names to read, in Qserv order."""
+        back = {target: source for source, target in self.rename.items()}
+        return [back.get(name, name) for name in self.data_columns]
+
+    def chunker(self) -> Chunker:
+        num_stripes, num_sub_stripes, overlap = self.layout
+        return Chunker(num_stripes, num_sub_stripes, overlap if self.kind == "director" else 0.0)
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    """What one unit produced: row counts, the shards, and where invalid rows were quarantined."""
+
+    unit_id: str
+    table: str
+    rows_read: int
+    rows_staged: int  # home rows (excluding overlap copies and quarantined rows)
+    rows_invalid: int
+    overlap_rows: int
+    shards: tuple[ShardInfo, ...]
+    quarantine_path: str | None = None
+    invalid_examples: tuple[tuple, ...] = ()
+
+
+def conform_batch(batch: pa.RecordBatch, plan: TablePlan, unit_id: str) -> pa.Table:
+    """Select, rename and cast a source batch to the table's staged data columns.
+
+    A value that does not fit its column type (overflow, unparsable) fails the unit with a message
+    naming the unit and the column; nothing is truncated silently.
+    """
+    table = pa.Table.from_batches([batch])
+    missing = [name for name in plan.source_columns if name not in table.column_names]
+    if missing:
+        raise KeyError(f"{unit_id}: input lacks column(s) {', '.join(missing)} needed by table {plan.name}")
+    columns = []
+    for source, target in zip(plan.source_columns, plan.data_columns, strict=True):
+        column = table.column(source)
+        wanted = plan.schema.field(target).type
+        if column.type != wanted:
+            try:
+                column = column.cast(wanted, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise ValueError(
+                    f"{unit_id}: column {source!r} of table {plan.name} does not fit {wanted}: {exc}"
+                ) from exc
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=plan.data_columns)
+
+
+def _positions(table: pa.Table, plan: TablePlan) -> tuple[np.ndarray, np.ndarray]:
+    def as_float(name: str) -> np.ndarray:
+        column = table.column(name).cast(pa.float64())
+        return column.fill_null(float("nan")).to_numpy()
+
+    return as_float(plan.ra), as_float(plan.dec)
+
+
+def _with_location(table: pa.Table, chunk_ids: np.ndarray, sub_chunk_ids: np.ndarray) -> pa.Table:
+    return table.append_column("chunkId", pa.array(chunk_ids, pa.int32())).append_column(
+        "subChunkId", pa.array(sub_chunk_ids, pa.int32()))
+
+
+def partition_batches(batches: Iterable[pa.RecordBatch], plan: TablePlan, unit_id: str,
+                      shard_root: Path, quarantine_root: Path) -> PartitionResult:
+    """Stream a unit's batches into shards; the pure worker function behind the partition task."""
+    key = unit_file_key(unit_id)
+    writer = ShardWriter(shard_root, plan.name, key, plan.schema, compression=plan.compression,
+                         compression_level=plan.compression_level)
+    chunker = plan.chunker() if plan.partitioned else None
+    quarantine_file = Path(quarantine_root) / plan.name / f"{key}.parquet"
+    quarantine: pq.ParquetWriter | None = None
+    rows_read = rows_invalid = overlap_rows = 0
+    examples: list[tuple] = []
+    try:
+        for batch in batches:
+            data = conform_batch(batch, plan, unit_id)
+            rows_read += data.num_rows
+            if chunker is None:
+                writer.add(data, np.full(data.num_rows, REGULAR_CHUNK, dtype=np.int64), overlap=False)
+                continue
+            ra, dec = _positions(data, plan)
+            located = chunker.locate_all(ra, dec, invalid="mask")
+            if plan.kind == "director" and len(located.overlap_row):
+                overlap_rows += len(located.overlap_row)
+                copies = data.take(pa.array(located.overlap_row))
+                writer.add(_with_location(copies, located.overlap_chunk_id, located.overlap_sub_chunk_id),
+                           located.overlap_chunk_id, overlap=True)
+            chunk_ids, sub_chunk_ids, invalid = located.chunk_id, located.sub_chunk_id, located.invalid
+            if invalid.any():
+                bad = data.filter(pa.array(invalid))
+                rows_invalid += bad.num_rows
+                first = rows_read - data.num_rows
+                picked = np.flatnonzero(invalid)[: max(INVALID_EXAMPLES - len(examples), 0)]
+                examples += [(first + int(i), float(ra[i]), float(dec[i])) for i in picked]
+                if plan.invalid_policy == "stop":
+                    raise InvalidPositionsError(
+                        f"{unit_id}: {int(invalid.sum())} row(s) of table {plan.name} have invalid positions "
+                        f"({plan.ra}, {plan.dec}); first (row, ra, dec): {examples}")
+                if quarantine is None:
+                    quarantine_file.parent.mkdir(parents=True, exist_ok=True)
+                    quarantine = pq.ParquetWriter(str(quarantine_file) + ".tmp", bad.schema)
+                quarantine.write_table(bad)
+                keep = ~invalid
+                data = data.filter(pa.array(keep))
+                chunk_ids, sub_chunk_ids = chunk_ids[keep], sub_chunk_ids[keep]
+            writer.add(_with_location(data, chunk_ids, sub_chunk_ids), chunk_ids, overlap=False)
+        shards = writer.close()
+    except BaseException:
+        writer.discard()
+        if quarantine is not None:
+            quarantine.close()
+            Path(str(quarantine_file) + ".tmp").unlink(missing_ok=True)
+        raise
+    quarantine_path = None
+    if quarantine is not None:
+        quarantine.close()
+        Path(str(quarantine_file) + ".tmp").replace(quarantine_file)
+        quarantine_path = str(quarantine_file)
+    return PartitionResult(
+        unit_id=unit_id, table=plan.name, rows_read=rows_read, rows_staged=rows_read - rows_invalid,
+        rows_invalid=rows_invalid, overlap_rows=overlap_rows, shards=tuple(shards),
+        quarantine_path=quarantine_path, invalid_examples=tuple(examples),
+    )
