@@ -1536,7 +1536,9 @@ def _message(err: dict[str, Any]) -> str:
             return f"missing required key{what} for a {loc[2]} table"
         return f"missing required key{what}"
     if kind == "table_kind":
-        got = err.get("input", {}).get("kind") if isinstance(err.get("input"), dict) else None
+        if not isinstance(err.get("input"), dict):
+            return "expected a table: a mapping with name, kind, input, schema, ..."
+        got = err["input"].get("kind")
         return f"kind must be one of director, child, regular (got {got!r})"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
@@ -1659,6 +1661,55 @@ def _validate(
     return cfg
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, first: int, line: int) -> None:
+        self.key, self.first, self.line = key, first, line
+        super().__init__(f"duplicate key {key!r}")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error, not a silent override
+    (a config with two `ra:` keys would otherwise load the last one without a word)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._qdask_root = node
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str) and key in seen:
+                raise _DuplicateKey(_yaml_path(self, node, key), seen[key], line)
+            if isinstance(key, str):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_path(loader: yaml.SafeLoader, node: yaml.Node, key: str) -> str:
+    """Best-effort key path of `key` inside `node` (the path from the document root, by position)."""
+    root = getattr(loader, "_qdask_root", None)
+    path = _find_node_path(root, node, "") if root is not None else None
+    return f"{path}.{key}" if path else key
+
+
+def _find_node_path(current: yaml.Node, target: yaml.Node, path: str) -> str | None:
+    if current is target:
+        return path
+    if isinstance(current, yaml.MappingNode):
+        for k, v in current.value:
+            found = _find_node_path(v, target, f"{path}.{k.value}" if path else str(k.value))
+            if found is not None:
+                return found
+    elif isinstance(current, yaml.SequenceNode):
+        for i, v in enumerate(current.value):
+            found = _find_node_path(v, target, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
 def config_from_dict(
     data: Mapping[str, Any], base_dir: str | os.PathLike[str] | None = None, *, check_paths: bool = True
 ) -> IngestConfig:
@@ -1679,7 +1730,11 @@ def load_config(path: str | os.PathLike[str], *, check_paths: bool = True) -> In
     except OSError as e:
         raise ConfigError(p, [("", f"cannot read the config file: {e.strerror or e}")]) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except _DuplicateKey as e:
+        raise ConfigError(
+            p, [(e.key, f"key given twice (lines {e.first} and {e.line}); keep one")], {e.key: e.line}
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         lines = {"": mark.line + 1} if mark is not None else {}

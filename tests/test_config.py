@@ -618,3 +618,23 @@ def test_config_from_memory_and_path_checks(tmp_path, good):
     assert cfg.table("Filter").input.files.glob == str(tmp_path / "later" / "*.tsv")
     assert cfg.staging.directory == tmp_path / "staging" and cfg.source is None
     assert cfg.with_overrides(workers=5).cluster.workers == 5  # overrides keep the relaxed path checks
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path, good):
+    path = write(tmp_path, good)
+    lines = path.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == "ra: ra_PS")
+    lines.insert(at + 1, lines[at].replace("ra_PS", "ra_SG"))  # same indentation: same mapping
+    text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    [(key, message)] = info.value.problems
+    assert key == "tables[0].ra" and "key given twice" in message
+    line = at + 2
+    assert f"{path.resolve()}:{line}: tables[0].ra" in str(info.value)
+
+
+def test_a_table_that_is_not_a_mapping(tmp_path, good):
+    good["tables"].append("Object")
+    assert "expected a table" in problems(tmp_path, good)["tables[3]"]
