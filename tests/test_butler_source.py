@@ -417,3 +417,19 @@ def test_reading_a_2gb_dataset_streams_in_bounded_memory(tmp_path):
     print("whole-file control:", control)
     assert control["rows"] == expected_rows
     assert control["pool_max"] > bound and control["rss_growth"] > bound, control
+
+
+def test_discovery_is_not_capped_at_the_butler_default_of_20000(tmp_path):
+    """query_datasets caps at 20 000 results unless limit=None; the source must see every dataset."""
+    Butler.makeRepo(str(tmp_path))
+    butler = Butler.from_config(str(tmp_path), writeable=True, run="many/run")
+    n = 20_001
+    butler.registry.insertDimensionData(
+        "skymap", {"name": "sky", "hash": b"x", "tract_max": n, "patch_nx_max": 1, "patch_ny_max": 1}
+    )
+    butler.registry.insertDimensionData("tract", *[{"skymap": "sky", "id": i} for i in range(n)])
+    dt = _register(butler, "tiny", ["skymap", "tract"], storage="ArrowTable")
+    butler.registry.insertDatasets(dt, [{"skymap": "sky", "tract": i} for i in range(n)], run="many/run")
+    refs = ButlerSource(str(tmp_path), "tiny", "many/run", where="skymap = 'sky'", butler=butler).refs()
+    assert len(refs) == n
+    assert [r.dataId["tract"] for r in refs] == list(range(n))  # sorted by data id: a deterministic plan

@@ -457,7 +457,7 @@ class ButlerSource:
             raise SourceError(f"bad query for {self._query_text()}: {exc}{hint}") from exc
         if not refs:
             raise NoDatasetsError(f"{self.repo}: no {self._query_text()}")
-        return sorted(refs, key=lambda r: tuple(str(v) for v in r.dataId.required.values()))
+        return sorted(refs, key=lambda r: tuple(r.dataId.required.values()))  # one type: same key types
 
     def discover(self) -> list[InputUnit]:
         """The input units: one per dataset, or several row-group ranges for a file over the byte budget."""
