@@ -572,14 +572,22 @@ class Ledger:
 
     def chunks_to_collect(self) -> list[ChunkKey]:
         """Destinations with shards, no chunk file yet, and every unit of their table partitioned."""
-        rows = self._rows(
-            "SELECT DISTINCT s.table_name, s.chunk_id, s.overlap FROM shards s "
-            "WHERE NOT EXISTS (SELECT 1 FROM units u WHERE u.table_name = s.table_name "
-            "                  AND u.status != 'partitioned') "
-            "AND NOT EXISTS (SELECT 1 FROM chunk_files f WHERE f.table_name = s.table_name "
-            "                AND f.chunk_id = s.chunk_id AND f.overlap = s.overlap) "
-            "ORDER BY s.table_name, s.chunk_id, s.overlap"
+        # Tables first (one pass over units), then distinct destinations per table from the shard index;
+        # the chunk-file test runs once per destination, not once per shard.
+        ready = self._rows(
+            "SELECT table_name FROM units GROUP BY table_name "
+            "HAVING SUM(status != 'partitioned') = 0 ORDER BY table_name"
         )
+        rows = []
+        for (table,) in ready:
+            rows += self._rows(
+                "SELECT ?, k.chunk_id, k.overlap FROM "
+                "(SELECT DISTINCT chunk_id, overlap FROM shards WHERE table_name = ?) AS k "
+                "WHERE NOT EXISTS (SELECT 1 FROM chunk_files f WHERE f.table_name = ? "
+                "                  AND f.chunk_id = k.chunk_id AND f.overlap = k.overlap) "
+                "ORDER BY k.chunk_id, k.overlap",
+                (table, table, table),
+            )
         return [ChunkKey(r[0], r[1], bool(r[2])) for r in rows]
 
     def record_chunk_file(self, file: ChunkFile) -> bool:
