@@ -320,8 +320,8 @@ def _check_charset(charset: str | None, collation: str | None, where: str) -> No
 class Partitioning(_Model):
     """Qserv's sky layout: stripes, sub-stripes per stripe, and overlap radius in degrees."""
 
-    num_stripes: int = Field(gt=0, le=32767)
-    num_sub_stripes: int = Field(gt=0, le=32767)
+    num_stripes: int = Field(gt=0, le=32767, description="stripes; <= 32767 keeps chunk ids in int32")
+    num_sub_stripes: int = Field(gt=0, le=32767, description="sub-stripes per stripe")
     overlap: float = Field(ge=0, le=10)
 
     @property
