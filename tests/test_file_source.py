@@ -439,3 +439,19 @@ def test_tsv_with_header_line(tmp_path):
     path.write_bytes(b"id\tname\tx\n1\ta\t\\N\n")
     with pytest.raises(SchemaMismatch, match=r"(?s)h.tsv \(header line\).*another order"):
         list(read_file(path, TSV_SCHEMA, header=True))
+
+
+def test_parquet_widening_casts(tmp_path):
+    """Doubles into FLOAT round; one out of FLOAT range is an error, not an infinity; ns times truncate."""
+    path = tmp_path / "w.parquet"
+    ts = pa.array([1_700_000_000_123_456_789], pa.timestamp("ns"))
+    pq.write_table(pa.table({"f": pa.array([0.1], pa.float64()), "t": ts}), path)
+    schema = TableSchema("W", (Column("f", "FLOAT"), Column("t", "DATETIME(6)")))
+    row = read_all(path, schema).to_pylist()[0]
+    assert row["f"] == pytest.approx(0.1, rel=1e-7)
+    assert row["t"] == datetime.datetime(2023, 11, 14, 22, 13, 20, 123456)
+    pq.write_table(
+        pa.table({"f": pa.array([0.5, 1e300], pa.float64()), "t": pa.concat_arrays([ts, ts])}), path
+    )
+    with pytest.raises(SourceError, match=rf"{path}.*column 'f': row 1 is out of FLOAT range"):
+        list(read_file(path, schema))

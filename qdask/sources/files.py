@@ -332,13 +332,7 @@ def _read_parquet(
                 if pa.types.is_dictionary(arr.type):
                     arr = arr.dictionary_decode()
                 if arr.type != field.type:
-                    try:
-                        arr = arr.cast(field.type)
-                    except pa.ArrowInvalid as exc:
-                        raise SourceError(
-                            f"{unit.label}: column {pairs[i][0]!r}: cannot convert values "
-                            f"in rows {done}..{done + batch.num_rows - 1} to {field.type}: {exc}"
-                        ) from None
+                    arr = _widen(unit.label, pairs[i][0], arr, field.type, done)
                 arrays.append(arr)
             done += batch.num_rows
             yield pa.RecordBatch.from_arrays(arrays, schema=targets)
@@ -346,6 +340,27 @@ def _read_parquet(
         raise SourceError(
             f"{unit.label}: reading failed after {done} rows (truncated or corrupt?): {exc}"
         ) from None
+
+
+def _widen(label: str, column: str, arr: pa.Array, target: pa.DataType, first_row: int) -> pa.Array:
+    """Cast Parquet values to the column's Arrow type; an overflow or a value made infinite is an error.
+
+    Timestamps are truncated to the column's precision (as MySQL stores them); everything else must
+    convert exactly, except that doubles round to FLOAT precision (the column's own rounding).
+    """
+    try:
+        out = arr.cast(target, safe=not pa.types.is_timestamp(target))
+    except pa.ArrowInvalid as exc:
+        raise SourceError(
+            f"{label}: column {column!r}: cannot convert values in rows {first_row}.."
+            f"{first_row + len(arr) - 1} to {target}: {exc}"
+        ) from None
+    if pa.types.is_float32(target) and pa.types.is_floating(arr.type):
+        grew = pc.and_(pc.is_inf(out), pc.invert(pc.is_inf(arr)))
+        if pc.any(grew).as_py():
+            row = first_row + pc.index(grew, True).as_py()
+            raise SourceError(f"{label}: column {column!r}: row {row} is out of FLOAT range")
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
