@@ -237,19 +237,28 @@ def split_row_groups(rows: Sequence[int], sizes: Sequence[int], max_bytes: int) 
     return ranges
 
 
-def _select(
-    batch: pa.RecordBatch, layout: ParquetLayout, wanted: Sequence[str], first_row: int
-) -> pa.RecordBatch:
-    """The logical columns `wanted` of a batch of stored columns, recomputing RangeIndex values."""
-    arrays = []
+def _output_schema(stored: pa.Schema, layout: ParquetLayout, wanted: Sequence[str]) -> pa.Schema:
+    """The schema of the batches a reader yields: the `wanted` logical columns, typed as stored."""
+    fields = []
     for name in wanted:
+        if name in layout.range_index:
+            fields.append(pa.field(name, pa.int64(), nullable=False))
+        else:
+            fields.append(stored.field(layout.physical[name]).with_name(name))
+    return pa.schema(fields)
+
+
+def _select(batch: pa.RecordBatch, layout: ParquetLayout, out: pa.Schema, first_row: int) -> pa.RecordBatch:
+    """The logical columns of schema `out` from a batch of stored columns, recomputing RangeIndex values."""
+    arrays = []
+    for name in out.names:
         if name in layout.range_index:
             start, step = layout.range_index[name]
             pos = np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)
             arrays.append(pa.array(start + step * pos, type=pa.int64()))
         else:
             arrays.append(batch.column(layout.physical[name]))
-    return pa.RecordBatch.from_arrays(arrays, names=list(wanted))
+    return pa.RecordBatch.from_arrays(arrays, schema=out)
 
 
 def read_parquet(
@@ -271,6 +280,7 @@ def read_parquet(
         schema = pf.schema_arrow
         layout = parquet_layout(schema)
         wanted = layout.resolve(columns, label)
+        out = _output_schema(schema, layout, wanted)
         start, stop = row_groups if row_groups is not None else (0, meta.num_row_groups)
         if stop > meta.num_row_groups:
             raise SourceError(f"{label}: row groups [{start}, {stop}) but the file has {meta.num_row_groups}")
@@ -289,7 +299,7 @@ def read_parquet(
         )
         try:
             for batch in batches:
-                yield _select(batch, layout, wanted, row + done)
+                yield _select(batch, layout, out, row + done)
                 done += batch.num_rows
         except (OSError, pa.ArrowException) as exc:
             raise SourceError(f"{label}: reading failed after {done} rows: {exc}") from exc
@@ -301,13 +311,7 @@ def _parquet_schema(uri: str, columns: Sequence[str] | None, label: str) -> pa.S
     with _open_parquet(uri, label) as pf:
         schema = pf.schema_arrow
         layout = parquet_layout(schema)
-        fields = []
-        for name in layout.resolve(columns, label):
-            if name in layout.range_index:
-                fields.append(pa.field(name, pa.int64()))
-            else:
-                fields.append(schema.field(layout.physical[name]).with_name(name))
-        return pa.schema(fields)
+        return _output_schema(schema, layout, layout.resolve(columns, label))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -354,10 +358,11 @@ def read_unit(
         table = _butler_table(unit, butler)
         layout = parquet_layout(table.schema)
         wanted = layout.resolve(columns, unit.label)
+        out = _output_schema(table.schema, layout, wanted)
         stored = [layout.physical[c] for c in wanted if c in layout.physical]
         done = 0
         for batch in table.to_batches(max_chunksize=_batch_rows(table.schema, stored or [], batch_bytes)):
-            yield _select(batch, layout, wanted, done)
+            yield _select(batch, layout, out, done)
             done += batch.num_rows
     else:
         raise SourceError(f"{unit.label}: the Butler source cannot read format {unit.format!r}")
