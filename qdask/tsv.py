@@ -268,12 +268,14 @@ def _column_text(arr: pa.Array, name: str, row0: int, charset: str, nan_counts: 
     if pa.types.is_date(t):
         return arr.cast(pa.string()).view(pa.binary())
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        arr = _escape(arr.cast(pa.string()))
+        # Encode first (errors then show the value as given); the escapes are ASCII bytes, the same in
+        # UTF-8 and latin1, so escaping the encoded bytes is equivalent.
+        arr = arr.cast(pa.string())
         if charset == "latin1":
-            return _encode_latin1(arr, name, row0)
+            return _escape(_encode_latin1(arr, name, row0))
         if charset in ("utf8mb3", "utf8"):
             _check_bmp(arr, name, row0, charset)
-        return arr.cast(pa.binary())
+        return _escape(arr.view(pa.binary()))
     if (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
             or pa.types.is_binary_view(t)):
         return _escape(arr.cast(pa.binary()))
