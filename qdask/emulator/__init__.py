@@ -1,0 +1,28 @@
+"""A faithful local stand-in for Qserv's ingest services (API version 55), storing data in MariaDB.
+
+What runs (one process, one event loop, one port each):
+
+* the Master Replication Controller REST API (``controller.py``), default port 25081;
+* N Worker Ingest Servers (``worker.py``), each with its own port, which register their host/port with
+  the controller's worker registry; clients learn them only from the location services;
+* a czar (``czar.py``): after publish, MariaDB database ``<db>`` where partitioned tables are MERGE
+  tables over the workers' chunk tables and regular tables read as themselves.
+
+Start it:
+
+* command line: ``qdask emulator serve [--workers N] [--mariadb DSN] [--port P] [--auth-key K]``
+  (no ``--mariadb``: a private MariaDB is started and removed on exit); prints the controller URL,
+  the czar DSN and the worker URLs;
+* Python: ``with EmulatorThread(dsn, workers=3, auth_key="k") as qserv: ...`` (``server.py``), or
+  ``await Emulator(EmulatorConfig(dsn=...)).start()`` inside an event loop;
+* pytest: the ``qserv`` fixture of ``tests/emulator/conftest.py``.
+
+Storage follows Qserv (``storage.py``): MyISAM, ``qserv_trans_id`` first, ``PARTITION BY LIST`` with
+``p0`` and ``p<T>`` per transaction, chunk/overlap/dummy tables, the worker's own ``LOAD DATA``
+statement. Controller records persist in ``<instance>_replica`` (``state.py``); faults are injected at
+run time (``faults.py``).
+"""
+
+from qdask.emulator.server import Emulator, EmulatorConfig, EmulatorThread
+
+__all__ = ["Emulator", "EmulatorConfig", "EmulatorThread"]

@@ -1,8 +1,12 @@
 """Fault injection for recovery tests, switchable at run time (Python API or the controller's admin route).
 
-A fault is a rule: what to do (``kind``), which events it applies to (``match`` on ``worker``,
-``table``, ``chunk``, ``overlap``, ``transaction_id``, ``database``, ``method``/``path``), which matching
-event fires first (``nth``, 1-based) and how many times it fires (``times``, 0 = forever).
+A fault is a rule: what to do (``kind``), which events it applies to (``match``: equality on
+``worker``, ``table``, ``chunk``, ``overlap``, ``transaction_id``, ``database``, ``url``, ``method``;
+``path`` is a prefix), which matching event fires first (``nth``, 1-based) and how many times it fires
+(``times``, 0 = forever). Python: ``faults.add(kind, match=..., nth=..., times=..., seconds=...)``,
+``faults.remove(id)``, ``faults.clear()``, ``faults.list()``. HTTP (controller, not part of Qserv's
+API): ``POST /emulator/faults`` with the same fields as JSON, ``GET``/``DELETE /emulator/faults``,
+``DELETE /emulator/faults/:id``.
 
 Kinds and what they leave behind (what a real Qserv would leave):
 
