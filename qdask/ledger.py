@@ -310,6 +310,21 @@ def config_fingerprint(config: Mapping[str, Any], *, ignore: Iterable[str] = ())
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def _secret_keys(value: Any, path: str = "") -> list[str]:
+    """Dotted paths of the keys in ``value`` that look like secrets."""
+    found = []
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            here = f"{path}.{k}" if path else str(k)
+            if any(w in str(k).lower() for w in _SECRET_WORDS):
+                found.append(here)
+            found += _secret_keys(v, here)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            found += _secret_keys(v, path)
+    return found
+
+
 def shards_digest(shards: Iterable[Shard]) -> str:
     """A digest of the shards a chunk file is built from (unit ids and checksums, order-independent)."""
     items = sorted(f"{s.unit_id}\0{s.checksum}" for s in shards)
@@ -662,10 +677,14 @@ class Ledger:
     ) -> None:
         """Record a Qserv transaction just started and the chunk files it will carry.
 
-        Idempotent for the same id and files. Refused (``LedgerConflict``) if a file is not staged or is
-        already carried by another started or committed transaction.
+        Idempotent for the same id and files. Refused (``LedgerConflict``) if a file is not recorded or is
+        already carried by another started or committed transaction, and (``LedgerError``) if the
+        context has a key that looks like a secret (the context is also sent to Qserv).
         """
         files = list(files)
+        secrets = _secret_keys(context or {})
+        if secrets:
+            raise LedgerError(f"a transaction context must not carry secrets; remove {', '.join(secrets)}")
         with self._write() as db:
             row = db.execute(
                 "SELECT database FROM transactions WHERE transaction_id = ?", (transaction_id,)

@@ -263,6 +263,9 @@ def test_double_records_are_impossible(ledger):
         ledger.transaction_started(3, "dp02", [key])
     with pytest.raises(LedgerConflict, match="cannot become aborted"):
         ledger.transaction_state(1, "aborted")
+    with pytest.raises(Exception, match="must not carry secrets; remove qserv.auth_key"):
+        ledger.transaction_started(4, "dp02", [], {"run": "r", "qserv": {"auth_key": "k"}})
+    assert [t.transaction_id for t in ledger.transactions()] == [1]
     with pytest.raises(LedgerConflict, match="not carried by transaction 9"):
         ledger.record_contribution(Contribution(9, key, "w1", "FINISHED"))
     with pytest.raises(sqlite3.IntegrityError):
