@@ -27,7 +27,8 @@ this module writes bytes whose meaning under those rules is exactly the source v
 
 Encoding is vectorised with ``pyarrow.compute`` (cast, replace_substring, fill_null, one element-wise
 join per slice); no Python code runs per value. Memory is bounded by one input batch plus the text of
-one slice of it (``SLICE_BYTES``), whatever the batch or column count.
+one slice of it (the field texts and the joined lines: about 2 × ``SLICE_BYTES``, measured), whatever the
+batch size or column count.
 """
 
 from __future__ import annotations
