@@ -271,7 +271,8 @@ def _objects(
     flux = {b: 10 ** ((_AB_NJY - (mag + colours[i] - colours[3])) / 2.5) for i, b in enumerate(BANDS)}
     miss_p = {"u": 0.05, "g": 0.01, "r": 0.01, "i": 0.01, "z": 0.02, "y": 0.06}
     missing = {b: rng.random(n) < miss_p[b] for b in BANDS}
-    parent = np.where(rng.random(n) < 0.1, object_id[0], 0).astype(np.int64)
+    parent = np.where(rng.random(n) < 0.1, object_id[0], 0).astype(np.int64)  # a few deblended children
+    parent[0] = 0
     x = (ra - tbox[0]) * np.cos(np.radians(dec)) / _PIXEL_DEG + 100
     y = (dec - tbox[2]) / _PIXEL_DEG + 100
     return {
@@ -315,7 +316,7 @@ def _object_batches(
             yield pa.RecordBatch.from_arrays([_column(f, n, rng, ctx) for f in schema], schema=schema)
 
 
-def _ccdvisits(seed: int, visits_per_band: int) -> dict[str, np.ndarray]:
+def _ccdvisits(visits_per_band: int) -> dict[str, np.ndarray]:
     """The CcdVisit rows' ids and bands: `visits_per_band` visits per band, `_DETECTORS` detectors each."""
     rows = [(b, v, d) for b in BANDS for v in range(visits_per_band) for d in range(_DETECTORS)]
     band = np.array([r[0] for r in rows])
@@ -325,7 +326,7 @@ def _ccdvisits(seed: int, visits_per_band: int) -> dict[str, np.ndarray]:
 
 
 def _ccdvisit_batch(schema: pa.Schema, seed: int, visits_per_band: int) -> pa.RecordBatch:
-    ids = _ccdvisits(seed, visits_per_band)
+    ids = _ccdvisits(visits_per_band)
     n = len(ids["band"])
     rng = np.random.default_rng([seed, 1])
     ra0, ra1, dec0, dec1 = FOOTPRINT
@@ -383,11 +384,9 @@ def _forced_batches(
     pick = np.repeat(np.arange(n_obj), per)
     band_of = np.tile(np.repeat(np.array(list(BANDS)), visits_per_band), n_obj)
     visit_k = np.tile(np.arange(visits_per_band), n_obj * len(BANDS))
-    ids = _ccdvisits(seed, visits_per_band)
     detector = rng.integers(0, _DETECTORS, n)
     ccd = 200000 + np.array([BANDS.index(b) for b in band_of]) * 1000 + visit_k
-    ccd = ccd.astype(np.int64) * 1000 + detector
-    assert np.isin(ccd, ids["ccdVisitId"]).all()
+    ccd = ccd.astype(np.int64) * 1000 + detector  # = _ccdvisits()["ccdVisitId"] of that band/visit/detector
 
     def take(name: str) -> np.ndarray:
         return objects.column(name).to_numpy(zero_copy_only=False)[pick]
