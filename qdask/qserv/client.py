@@ -20,8 +20,9 @@ by a lock. Pickling re-creates the client from its settings (the keys travel ins
 task to authenticate), so it can be shipped to Dask workers.
 
 Secrets: the keys are held as `pydantic.SecretStr`; they never appear in `repr`, log lines or exception
-text (server messages are scrubbed of them), and `begin_transaction`/`commit_transaction` refuse a
-`context` that contains one.
+text (server messages are scrubbed of keys of 3 characters or more; shorter ones would garble every
+message and protect nothing), and `begin_transaction`/`commit_transaction` refuse a `context` that
+contains one.
 """
 
 from __future__ import annotations
@@ -440,11 +441,21 @@ class QservClient:
         return value
 
     def _check_context(self, context: Any) -> Any:
+        """Refuse a transaction context in which any string (key or value) contains a key."""
         if context is None:
             return None
-        text = json.dumps(context)
-        for key in (self._auth_key, self._admin_auth_key):
-            if key is not None and key.get_secret_value() and key.get_secret_value() in text:
+        json.dumps(context)  # must be JSON
+        keys = [k.get_secret_value() for k in (self._auth_key, self._admin_auth_key) if k is not None]
+        keys = [k for k in keys if k]
+        stack = [context]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, (list, tuple)):
+                stack.extend(item)
+            elif any(k in str(item) for k in keys):
                 raise ValueError("the transaction context must not contain an authorization key")
         return context
 
@@ -469,7 +480,6 @@ class QservClient:
         auth: bool = False,
         admin: bool = False,
         timeout: float | None = None,
-        files: dict | None = None,
         form: dict | None = None,
         upload: Path | None = None,
         check_version: bool = True,
