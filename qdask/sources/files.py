@@ -38,6 +38,7 @@ from qdask.sources.units import InputUnit, SourceError, row_group_suffix
 __all__ = [
     "DEFAULT_BATCH_BYTES",
     "DEFAULT_UNIT_BYTES",
+    "TEXT_BLOCK_BYTES",
     "FileFormat",
     "detect_format",
     "discover_files",
@@ -50,6 +51,10 @@ __all__ = [
 DEFAULT_BATCH_BYTES = 32 * 1024**2
 #: A Parquet file larger than this is split into row-group ranges of at most this many bytes.
 DEFAULT_UNIT_BYTES = 512 * 1024**2
+
+#: Text is parsed in blocks of at most this many bytes: Arrow's parser is faster on cache-sized blocks
+#: (a 95 MB dump: 1-2 MB blocks ~1.5x faster than 32 MB ones), and memory stays small.
+TEXT_BLOCK_BYTES = 2 * 1024**2
 
 _FORMATS = ("parquet", "csv", "tsv")
 _EXTENSIONS = {
@@ -617,7 +622,7 @@ def _read_tsv(
     stream = _open_text(label, path, fmt.compression)
     first_row = 1  # 1-based record number of the block's first record, for messages
     with stream:
-        for block in _tsv_blocks(label, stream, batch_bytes):
+        for block in _tsv_blocks(label, stream, min(batch_bytes, TEXT_BLOCK_BYTES)):
             if fmt.header and first_row == 1:
                 head_end = _record_end(block, block.find(b"\n") + 1)
                 header = block[:head_end].rstrip(b"\n").split(b"\t")
@@ -670,7 +675,7 @@ def _read_csv(
     read_options = pacsv.ReadOptions(
         column_names=None if fmt.header else schema.names,
         use_threads=False,
-        block_size=max(1 << 16, min(batch_bytes, 1 << 30)),
+        block_size=max(1 << 16, min(batch_bytes, TEXT_BLOCK_BYTES)),
     )
     parse_options = pacsv.ParseOptions(delimiter=fmt.delimiter or ",", ignore_empty_lines=False)
     convert_options = pacsv.ConvertOptions(
