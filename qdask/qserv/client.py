@@ -975,6 +975,22 @@ class QservClient:
         data = self._ctl("GET", f"/ingest/trans/{int(transaction_id)}", "GET /ingest/trans", params=q)
         return self._one(data, None, f"GET /ingest/trans/{transaction_id}")
 
+    def settle_transaction(
+        self, transaction_id: int, *, poll: float = 1.0, timeout: float | None = None
+    ) -> Transaction:
+        """Wait until a transaction leaves the transitional states (IS_STARTING/IS_FINISHING/IS_ABORTING).
+
+        Use after a commit or abort whose answer was lost (§5): FINISHED means the commit happened,
+        STARTED that it never arrived (commit again), *_FAILED that it must be aborted and redone.
+        With `timeout`, the transaction is returned as it is when the time is up.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            t = self.get_transaction(transaction_id)
+            if not t.state.startswith("IS_") or (deadline is not None and time.monotonic() >= deadline):
+                return t
+            time.sleep(poll)
+
     def list_transactions(
         self,
         database: str,

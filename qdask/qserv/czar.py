@@ -106,10 +106,18 @@ class Rows:
 class Czar:
     """SQL through the czar: `query` streams rows, `count` counts a table. Safe to share between threads."""
 
-    def __init__(self, dsn: str | DSN, *, connect_timeout: float = 10.0, read_timeout: float | None = None):
+    def __init__(
+        self,
+        dsn: str | DSN,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float | None = None,
+        charset: str = "utf8mb4",
+    ):
         self.dsn = dsn if isinstance(dsn, DSN) else parse_dsn(dsn)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.charset = charset
 
     def __repr__(self) -> str:
         return f"Czar({str(self.dsn)!r})"
@@ -126,7 +134,7 @@ class Czar:
             read_timeout=self.read_timeout,
             cursorclass=pymysql.cursors.SSCursor,
             autocommit=True,
-            charset="utf8mb4",
+            charset=self.charset,
         )
 
     def query(

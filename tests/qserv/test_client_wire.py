@@ -696,3 +696,15 @@ def test_async_cancel_and_queued_retry_calls(fake_qserv):
     ):
         rec = fake_qserv.calls(method, path)[0]
         assert rec.role == "worker" and rec.json == {"auth_key": KEY, "version": 55}
+
+
+def test_settle_transaction_waits_out_transitional_states(fake_qserv):
+    states = iter(["IS_FINISHING", "IS_FINISHING", "FINISH_FAILED"])
+
+    def answer(rec):
+        return {"databases": {"db1": {"transactions": [{"id": 7, "database": "db1", "state": next(states)}]}}}
+
+    fake_qserv.route("GET", "/ingest/trans/7", answer)
+    with client_for(fake_qserv) as qc:
+        t = qc.settle_transaction(7, poll=0.01)
+    assert t.state == "FINISH_FAILED" and len(fake_qserv.calls("GET", "/ingest/trans/7")) == 3

@@ -240,3 +240,50 @@ def test_post_ingest_services(qserv_standin, test101):
             qc.delete_database(db)  # published: the plain key is not enough
         qc.delete_database(db, admin=True)
         assert qc.database_info(db) is None
+
+
+def test_one_client_shared_by_upload_threads(qserv_standin, test101):
+    """As in the load stage: several threads share one client and upload into one transaction at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    db = "qdask_threads"
+    data = test101 / "data"
+    jobs = [
+        ("Object", 7480, False, data / "Object" / "chunk_7480.txt"),
+        ("Object", 7480, True, data / "Object" / "chunk_7480_overlap.txt"),
+        ("Object", 7310, True, data / "Object" / "chunk_7310_overlap.txt"),
+        ("Source", 7480, False, data / "Source" / "chunk_7480.txt"),
+    ]
+    qc = QservClient(
+        qserv_standin.controller_url, qserv_standin.auth_key, admin_auth_key=qserv_standin.admin_auth_key
+    )
+    with qc:
+        qc.register_database(db, 85, 12, 0.01667)
+        for name in ("Object", "Source", "Filter"):
+            qc.register_table(db, name, **table_args(test101 / f"table_{name}.json"))
+        t = qc.begin_transaction(db)
+        locs = qc.allocate_chunks([7480, 7310], transaction_id=t.id)
+        regular = qc.regular_locations(database=db)
+
+        def chunk_job(job):
+            table, chunk, overlap, path = job
+            c = qc.ingest_csv(locs[chunk], t.id, table, path, chunk=chunk, overlap=overlap, dialect=CSV)
+            return check_contribution(c, lines(path), path.stat().st_size)
+
+        def regular_job(loc):
+            c = qc.ingest_csv(loc, t.id, "Filter", data / "Filter.csv", dialect=TSV)
+            return check_contribution(c, 9, (data / "Filter.csv").stat().st_size)
+
+        with ThreadPoolExecutor(4) as pool:
+            done = list(pool.map(chunk_job, jobs)) + list(pool.map(regular_job, regular))
+        assert len({c.id for c in done}) == len(jobs) + len(regular)
+        assert len(qc._clients) > 1  # the threads each used their own connection pool
+        qc.commit_transaction(t.id)
+        qc.publish_database(db)
+        czar = Czar(qserv_standin.czar_dsn)
+        assert (czar.count(db, "Object"), czar.count(db, "Source"), czar.count(db, "Filter")) == (
+            lines(jobs[0][3]),
+            lines(jobs[3][3]),
+            9,
+        )
+        qc.delete_database(db, admin=True)
