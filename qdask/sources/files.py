@@ -23,7 +23,7 @@ import glob as globmod
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -247,7 +247,7 @@ def read_unit(
         raise SchemaError(f"{unit.label}: selection names a column not in the schema: {exc}") from None
     out_schema = TableSchema(
         schema.name,
-        tuple(c.__class__(**{**c.__dict__, "name": dst}) for c, (_, dst) in zip(in_cols, pairs, strict=True)),
+        tuple(replace(c, name=dst) for c, (_, dst) in zip(in_cols, pairs, strict=True)),
         partitioned=schema.partitioned,
         source=schema.source,
     )
