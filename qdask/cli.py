@@ -156,5 +156,144 @@ def demo_repo_command(path: str, tracts: int, rows_per_patch: int, patches_per_t
     click.echo(json.dumps(repo.to_dict(), indent=2))
 
 
+def _config(path: str, **overrides):
+    """Load CONFIG with command-line overrides, or exit 2 with the located errors."""
+    from qdask.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(path)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return cfg.with_overrides(**given) if given else cfg
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from None
+
+
+def _print_report(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="qdask verify")
+    for name in ("table", "check", "result", "detail"):
+        table.add_column(name)
+    for check in report.checks:
+        table.add_row(check.table, check.name, "[green]ok[/]" if check.ok else "[red]DIFFERS[/]", check.detail)
+    Console().print(table)
+
+
+@main.command("ingest")
+@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.option("--workers", type=click.IntRange(1), help="Dask workers (overrides cluster.workers).")
+@click.option("--controller", help="Qserv Replication controller URL (overrides qserv.controller).")
+@click.option("--czar", help="Czar DSN mysql://user@host:port (overrides qserv.czar).")
+@click.option("--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory).")
+@click.option("--scheduler", help="Address of a running Dask scheduler (instead of a local cluster).")
+@click.option("--stage-only", is_flag=True, help="Stop once every contribution file and its checksum are staged.")
+@click.option("--no-verify", is_flag=True, help="Skip the verification after publishing.")
+def ingest_command(config, workers, controller, czar, staging, scheduler, stage_only, no_verify) -> None:
+    """Ingest the catalog CONFIG describes into Qserv; re-run the same command to resume after any stop."""
+    from qdask.ingest import Ingest, IngestError
+
+    cfg = _config(config, workers=workers, controller=controller, czar=czar, staging=staging, scheduler=scheduler)
+    ingest = Ingest(cfg)
+    try:
+        ingest.plan()
+        ingest.show_plan()
+        summary = ingest.run(stage_only=stage_only, verify_after=not no_verify)
+    except IngestError as exc:
+        click.echo(f"qdask ingest stopped: {exc}", err=True)
+        raise SystemExit(1) from None
+    for note in summary.notes:
+        click.echo(f"- {note}", err=True)
+    for table, (count, paths) in summary.quarantined.items():
+        click.echo(f"- {table}: {count:,} row(s) with invalid positions quarantined in {', '.join(paths[:3])}",
+                   err=True)
+    if not summary.changed_anything:
+        click.echo("nothing to do: every unit, chunk and transaction of this configuration is already done", err=True)
+    else:
+        click.echo(f"run {summary.run_id}: {summary.units_partitioned} unit(s) partitioned, "
+                   f"{summary.chunks_collected} chunk file(s) staged, {summary.rows_loaded:,} rows loaded in "
+                   f"{summary.transactions} transaction(s)", err=True)
+    if summary.verify is not None:
+        _print_report(summary.verify)
+        if not summary.verify.ok:
+            raise SystemExit(3)
+
+
+@main.command("verify")
+@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.option("--czar", help="Czar DSN (overrides qserv.czar).")
+@click.option("--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory).")
+@click.option("--sample", "sample_size", default=20, show_default=True, help="Source rows compared in full.")
+def verify_command(config, czar, staging, sample_size) -> None:
+    """Compare Qserv (through the czar) with the ledger and the source; exit 0 only when all agree."""
+    from qdask.ingest import Ingest
+
+    report = Ingest(_config(config, czar=czar, staging=staging)).verify(sample_size=sample_size)
+    _print_report(report)
+    raise SystemExit(0 if report.ok else 3)
+
+
+@main.command("status")
+@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.option("--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory).")
+def status_command(config, staging) -> None:
+    """Show what the ledger of CONFIG records: units, shards, chunk files, transactions, rows per table."""
+    import json
+
+    from qdask.ledger import Ledger
+
+    cfg = _config(config, staging=staging)
+    path = cfg.staging.ledger or cfg.staging.directory / "ledger.sqlite"
+    if not path.exists():
+        click.echo(f"no ledger at {path}: nothing has been ingested with this staging directory yet")
+        return
+    with Ledger(path) as ledger:
+        click.echo(json.dumps({"ledger": str(path), **ledger.summary(), "tables": ledger.table_rows()}, indent=2))
+
+
+@main.command("query")
+@click.argument("sql", required=False)
+@click.option("--request", "request_sql", help="The SQL (alias of the SQL argument, as the prototype had).")
+@click.option("--czar", envvar="QDASK_CZAR", default="mysql://qsmaster@127.0.0.1:4040", show_default=True,
+              help="Czar DSN mysql://user[:pw]@host:port (env QDASK_CZAR).")
+@click.option("--db", help="Default database for the query.")
+@click.option("--format", "fmt", type=click.Choice(["table", "tsv", "csv", "json"]), default="table",
+              show_default=True)
+def query_command(sql, request_sql, czar, db, fmt) -> None:
+    """Run SQL through the czar and print the rows (`qdask query --db dp02 "SELECT COUNT(*) FROM Object"`)."""
+    import csv
+    import json
+    import sys
+
+    import pymysql
+
+    from qdask.qserv.czar import Czar
+
+    text = sql or request_sql
+    if not text:
+        raise click.UsageError("give the SQL as an argument or with --request")
+    try:
+        with Czar(czar).query(text, database=db) as rows:
+            columns, data = rows.columns, list(rows)
+    except (pymysql.MySQLError, ValueError) as exc:
+        raise click.ClickException(f"query failed: {exc}") from None
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in data], default=str, indent=1))
+    elif fmt in ("tsv", "csv"):
+        writer = csv.writer(sys.stdout, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(["\\N" if v is None and fmt == "tsv" else v for v in r] for r in data)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*columns)
+        for r in data:
+            table.add_row(*("NULL" if v is None else str(v) for v in r))
+        Console().print(table)
+        click.echo(f"{len(data)} row(s)", err=True)
+
+
 if __name__ == "__main__":
     main()

@@ -55,7 +55,8 @@ def open_client(spec: ClusterSpec) -> Iterator[Client]:
         cluster = LocalCluster(
             n_workers=spec.workers, threads_per_worker=spec.threads_per_worker, processes=True,
             memory_limit=spec.memory_per_worker if spec.memory_per_worker else "auto",
-            dashboard_address=spec.dashboard_address, silence_logs=logging.WARNING,
+            dashboard_address=spec.dashboard_address,
+            silence_logs=logging.CRITICAL,  # task errors reach the driver, which reports them per unit
         )
         with cluster, Client(cluster) as client:
             yield client

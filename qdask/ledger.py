@@ -342,7 +342,8 @@ class Ledger:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+        # Used by one thread at a time, but it may be closed by another (e.g. after a thread pool ends).
+        self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         self._db.execute("PRAGMA journal_mode = WAL")

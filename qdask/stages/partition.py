@@ -116,15 +116,23 @@ def _positions(table: pa.Table, plan: TablePlan) -> tuple[np.ndarray, np.ndarray
 
 def _with_location(table: pa.Table, chunk_ids: np.ndarray, sub_chunk_ids: np.ndarray) -> pa.Table:
     return table.append_column("chunkId", pa.array(chunk_ids, pa.int32())).append_column(
-        "subChunkId", pa.array(sub_chunk_ids, pa.int32()))
+        "subChunkId", pa.array(sub_chunk_ids, pa.int32())
+    )
 
 
-def partition_batches(batches: Iterable[pa.RecordBatch], plan: TablePlan, unit_id: str,
-                      shard_root: Path, quarantine_root: Path) -> PartitionResult:
+def partition_batches(
+    batches: Iterable[pa.RecordBatch], plan: TablePlan, unit_id: str, shard_root: Path, quarantine_root: Path
+) -> PartitionResult:
     """Stream a unit's batches into shards; the pure worker function behind the partition task."""
     key = unit_file_key(unit_id)
-    writer = ShardWriter(shard_root, plan.name, key, plan.schema, compression=plan.compression,
-                         compression_level=plan.compression_level)
+    writer = ShardWriter(
+        shard_root,
+        plan.name,
+        key,
+        plan.schema,
+        compression=plan.compression,
+        compression_level=plan.compression_level,
+    )
     chunker = plan.chunker() if plan.partitioned else None
     quarantine_file = Path(quarantine_root) / plan.name / f"{key}.parquet"
     quarantine: pq.ParquetWriter | None = None
@@ -142,8 +150,11 @@ def partition_batches(batches: Iterable[pa.RecordBatch], plan: TablePlan, unit_i
             if plan.kind == "director" and len(located.overlap_row):
                 overlap_rows += len(located.overlap_row)
                 copies = data.take(pa.array(located.overlap_row))
-                writer.add(_with_location(copies, located.overlap_chunk_id, located.overlap_sub_chunk_id),
-                           located.overlap_chunk_id, overlap=True)
+                writer.add(
+                    _with_location(copies, located.overlap_chunk_id, located.overlap_sub_chunk_id),
+                    located.overlap_chunk_id,
+                    overlap=True,
+                )
             chunk_ids, sub_chunk_ids, invalid = located.chunk_id, located.sub_chunk_id, located.invalid
             if invalid.any():
                 bad = data.filter(pa.array(invalid))
@@ -154,7 +165,8 @@ def partition_batches(batches: Iterable[pa.RecordBatch], plan: TablePlan, unit_i
                 if plan.invalid_policy == "stop":
                     raise InvalidPositionsError(
                         f"{unit_id}: {int(invalid.sum())} row(s) of table {plan.name} have invalid positions "
-                        f"({plan.ra}, {plan.dec}); first (row, ra, dec): {examples}")
+                        f"({plan.ra}, {plan.dec}); first (row, ra, dec): {examples}"
+                    )
                 if quarantine is None:
                     quarantine_file.parent.mkdir(parents=True, exist_ok=True)
                     quarantine = pq.ParquetWriter(str(quarantine_file) + ".tmp", bad.schema)
@@ -176,7 +188,13 @@ def partition_batches(batches: Iterable[pa.RecordBatch], plan: TablePlan, unit_i
         Path(str(quarantine_file) + ".tmp").replace(quarantine_file)
         quarantine_path = str(quarantine_file)
     return PartitionResult(
-        unit_id=unit_id, table=plan.name, rows_read=rows_read, rows_staged=rows_read - rows_invalid,
-        rows_invalid=rows_invalid, overlap_rows=overlap_rows, shards=tuple(shards),
-        quarantine_path=quarantine_path, invalid_examples=tuple(examples),
+        unit_id=unit_id,
+        table=plan.name,
+        rows_read=rows_read,
+        rows_staged=rows_read - rows_invalid,
+        rows_invalid=rows_invalid,
+        overlap_rows=overlap_rows,
+        shards=tuple(shards),
+        quarantine_path=quarantine_path,
+        invalid_examples=tuple(examples),
     )

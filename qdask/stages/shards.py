@@ -54,9 +54,18 @@ class ShardWriter:
     file and returns what was written; `discard()` removes the temporary files after a failure.
     """
 
-    def __init__(self, root: Path, table: str, unit_key: str, schema: pa.Schema, *,
-                 compression: str = "zstd", compression_level: int | None = 3,
-                 row_group_rows: int = 128 * 1024, buffer_budget_bytes: int = 256 << 20) -> None:
+    def __init__(
+        self,
+        root: Path,
+        table: str,
+        unit_key: str,
+        schema: pa.Schema,
+        *,
+        compression: str = "zstd",
+        compression_level: int | None = 3,
+        row_group_rows: int = 128 * 1024,
+        buffer_budget_bytes: int = 256 << 20,
+    ) -> None:
         self.root, self.table, self.unit_key, self.schema = Path(root), table, unit_key, schema
         self.compression, self.compression_level = compression, compression_level
         self.row_group_rows, self.buffer_budget_bytes = row_group_rows, buffer_budget_bytes
@@ -93,14 +102,15 @@ class ShardWriter:
     def _flush(self, key: tuple[int, bool]) -> None:
         pieces = self._buffers.pop(key)
         self._buffered_rows.pop(key)
-        data = pa.concat_tables(pieces).combine_chunks()
+        data = pa.concat_tables(pieces).combine_chunks().cast(self.schema)
         self._buffered_bytes -= sum(p.nbytes for p in pieces)
         writer = self._writers.get(key)
         if writer is None:
             path = self._tmp_path(key)
             path.parent.mkdir(parents=True, exist_ok=True)
-            writer = pq.ParquetWriter(path, self.schema, compression=self.compression,
-                                      compression_level=self.compression_level)
+            writer = pq.ParquetWriter(
+                path, self.schema, compression=self.compression, compression_level=self.compression_level
+            )
             self._writers[key] = writer
         writer.write_table(data, row_group_size=max(data.num_rows, 1))
         self._rows[key] = self._rows.get(key, 0) + data.num_rows
@@ -115,8 +125,16 @@ class ShardWriter:
             tmp = self._tmp_path(key)
             final = shard_path(self.root, self.table, key[0], key[1], self.unit_key)
             os.replace(tmp, final)
-            shards.append(ShardInfo(chunk_id=key[0], overlap=key[1], path=str(final), rows=self._rows[key],
-                                    bytes=final.stat().st_size, checksum=file_checksum(final)))
+            shards.append(
+                ShardInfo(
+                    chunk_id=key[0],
+                    overlap=key[1],
+                    path=str(final),
+                    rows=self._rows[key],
+                    bytes=final.stat().st_size,
+                    checksum=file_checksum(final),
+                )
+            )
         self._writers.clear()
         return shards
 

@@ -1,0 +1,443 @@
+"""The ingest driver: plan → partition → collect → load → publish → verify, resumable from the ledger.
+
+The driver holds no data: Dask tasks read inputs and write staged files, and return small metadata that
+the driver records in the ledger. Each stage starts from what the ledger says is left to do, so the same
+command re-run after any stop skips what is done and redoes what was in flight.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+from distributed import Client, as_completed
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table as RichTable
+
+from qdask.cluster import ClusterSpec, open_client
+from qdask.config import IngestConfig
+from qdask.ledger import ChunkKey, Ledger, Shard, Unit, config_fingerprint
+from qdask.qserv import QservClient
+from qdask.qserv.czar import Czar
+from qdask.schema import TableSchema
+from qdask.sources import butler as butler_source
+from qdask.sources import files as file_source
+from qdask.sources.units import InputUnit
+from qdask.stages.collect import CollectTask, CorruptShardError, collect_chunk
+from qdask.stages.load import Loader, LoadSettings, StagedFileCorrupt, recover
+from qdask.stages.partition import PartitionResult, TablePlan, conform_batch, partition_batches
+from qdask.stages.plan import TableSetup, plan_ingest
+from qdask.stages.publish import is_published, publish
+from qdask.stages.verify import TableToVerify, VerifyReport, verify
+
+
+class IngestError(RuntimeError):
+    """The ingest stopped; the message says why, and the ledger lets the same command resume."""
+
+
+@dataclass
+class IngestSummary:
+    run_id: str = ""
+    units_partitioned: int = 0
+    chunks_collected: int = 0
+    rows_loaded: int = 0
+    transactions: int = 0
+    quarantined: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    verify: VerifyReport | None = None
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.units_partitioned or self.chunks_collected or self.rows_loaded or self.transactions)
+
+
+# -- worker-side functions (plain arguments in, metadata out: they test without a cluster) ----------------
+
+
+def read_input(unit: InputUnit, input_schema: TableSchema, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """Stream the `columns` of a unit, from a Butler dataset or a plain file."""
+    if unit.dataset_type is not None or unit.format == "butler":
+        return butler_source.read_unit(unit, columns)
+    return file_source.read_unit(unit, input_schema, select=[(c, c) for c in columns])
+
+
+def partition_task(
+    unit: InputUnit, plan: TablePlan, input_schema: TableSchema, shard_root: str, quarantine_root: str
+) -> PartitionResult:
+    """The partition stage for one unit (runs on a Dask worker)."""
+    batches = read_input(unit, input_schema, plan.source_columns)
+    return partition_batches(batches, plan, unit.unit_id, Path(shard_root), Path(quarantine_root))
+
+
+def collect_task(task: CollectTask, contrib_root: str):
+    """The collect stage for one (table, chunk, overlap) (runs on a Dask worker)."""
+    return collect_chunk(task, Path(contrib_root))
+
+
+# -- the driver ---------------------------------------------------------------------------------------
+
+
+def fingerprint(config: IngestConfig) -> str:
+    """What identifies the data an ingest produces: target, tables, schemas and the Qserv instance."""
+    shown = config.display_dict()
+    return config_fingerprint(
+        {"database": shown["database"], "tables": shown["tables"], "controller": shown["qserv"]["controller"]}
+    )
+
+
+def cluster_spec(config: IngestConfig) -> ClusterSpec:
+    c = config.cluster
+    return ClusterSpec(
+        kind=c.kind,
+        workers=c.workers,
+        threads_per_worker=c.threads_per_worker,
+        memory_per_worker=c.memory_per_worker,
+        scheduler_address=c.scheduler_address,
+    )
+
+
+def qserv_client(config: IngestConfig) -> QservClient:
+    q = config.qserv
+    return QservClient(
+        q.controller,
+        q.auth_key,
+        q.admin_auth_key,
+        version=q.api_version,
+        timeout=q.timeouts.request,
+        connect_timeout=q.timeouts.connect,
+        retries=q.retries.attempts,
+        backoff=q.retries.backoff,
+        backoff_max=q.retries.backoff_max,
+    )
+
+
+def czar_for(config: IngestConfig) -> Czar:
+    return Czar(config.qserv.czar.url(reveal=True))
+
+
+class Ingest:
+    """One ingest of one config; `run()` does every stage that is not yet done."""
+
+    def __init__(self, config: IngestConfig, *, console: Console | None = None):
+        self.config = config
+        self.console = console or Console(stderr=True)
+        staging = Path(config.staging.directory)
+        self.shard_root = staging / "shards"
+        self.quarantine_root = staging / "quarantine"
+        self.contrib_root = staging / "contributions"
+        self.ledger = Ledger(config.staging.ledger or staging / "ledger.sqlite")
+        self.summary = IngestSummary()
+        self.setups: dict[str, TableSetup] = {}
+
+    # -- plan -------------------------------------------------------------------------------------
+
+    def plan(self) -> list[TableSetup]:
+        setups = plan_ingest(self.config)
+        self.setups = {s.name: s for s in setups}
+        return setups
+
+    def show_plan(self) -> None:
+        table = RichTable(title=f"qdask plan: database {self.config.database.name}")
+        for name in ("table", "kind", "units", "columns", "est. rows", "est. input"):
+            table.add_column(name, justify="right" if name.startswith(("units", "col", "est")) else "left")
+        for s in self.setups.values():
+            rows, size = s.est_rows, s.est_bytes
+            table.add_row(
+                s.name,
+                s.config.kind,
+                str(len(s.units)),
+                str(len(s.qserv_schema.columns)),
+                f"{rows:,}" if rows is not None else "?",
+                _size(size) if size is not None else "?",
+            )
+        self.console.print(table)
+
+    # -- stages -----------------------------------------------------------------------------------
+
+    def run(self, *, stage_only: bool = False, verify_after: bool = True) -> IngestSummary:
+        try:
+            run = self.ledger.open_run(fingerprint(self.config))
+        except Exception as exc:
+            raise IngestError(f"{exc}. Use another staging directory for a different configuration.") from exc
+        self.summary.run_id = run.run_id
+        if not self.setups:
+            self.plan()
+        self.ledger.plan_units(
+            Unit(u.unit_id, u.table, u.to_dict(), "planned", u.est_rows, u.est_bytes)
+            for s in self.setups.values()
+            for u in s.units
+        )
+        if self.ledger.units_to_partition() or self.ledger.chunks_to_collect():
+            with open_client(cluster_spec(self.config)) as client:
+                self.console.print(f"Dask dashboard: {client.dashboard_link}")
+                self._stage_files(client)
+        else:
+            self._stage_files(None)
+        if stage_only:
+            self.summary.notes.append("stage-only: every contribution file is staged with its checksum")
+            return self.summary
+        with qserv_client(self.config) as qserv:
+            qserv.check_version()
+            self._load(qserv)
+            self.summary.notes += publish(
+                qserv,
+                self.config.database.name,
+                directors=[d.name for d in self.config.directors],
+                auto_build_director_index=self.config.database.auto_build_director_index,
+            )
+        if verify_after:
+            self.summary.verify = self.verify()
+        return self.summary
+
+    def _stage_files(self, client: Client | None) -> None:
+        """Partition and collect until every chunk is staged (corrupt shards send units back)."""
+        for _ in range(3):
+            if self.ledger.units_to_partition():
+                self._partition(client)
+            if not self.ledger.chunks_to_collect():
+                return
+            if not self._collect(client):
+                return
+        raise IngestError("staging did not settle after 3 rounds of rebuilding corrupt shards")
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+
+    def _partition(self, client: Client) -> None:
+        todo = self.ledger.units_to_partition()
+        shard_root, quarantine_root = str(self.shard_root), str(self.quarantine_root)
+        futures = {}
+        for unit in todo:
+            setup = self.setups[unit.table]
+            self.ledger.unit_started(unit.unit_id)
+            future = client.submit(
+                partition_task,
+                InputUnit.from_dict(unit.spec),
+                setup.plan,
+                setup.input_schema,
+                shard_root,
+                quarantine_root,
+                key=f"partition-{unit.unit_id}",
+                pure=False,
+            )
+            futures[future] = unit
+        failed = []
+        with self._progress() as progress:
+            bar = progress.add_task("partition", total=len(todo))
+            for future in as_completed(futures):
+                unit = futures[future]
+                try:
+                    result: PartitionResult = future.result()
+                except Exception as exc:  # noqa: BLE001 - recorded and reported per unit below
+                    self.ledger.unit_failed(unit.unit_id, f"{type(exc).__name__}: {exc}")
+                    failed.append((unit.unit_id, exc))
+                else:
+                    self._record_partition(result)
+                progress.advance(bar)
+        if failed:
+            lines = "\n".join(f"  {uid}: {type(exc).__name__}: {_short(str(exc))}" for uid, exc in failed[:10])
+            raise IngestError(
+                f"{len(failed)} unit(s) failed to partition:\n{lines}\n"
+                "Fix the cause and re-run the same command; finished units are kept."
+            )
+
+    def _record_partition(self, result: PartitionResult) -> None:
+        shards = [
+            Shard(result.unit_id, result.table, s.chunk_id, s.overlap, s.path, s.rows, s.bytes, s.checksum)
+            for s in result.shards
+        ]
+        self.ledger.unit_partitioned(
+            result.unit_id,
+            shards,
+            rows_read=result.rows_read,
+            rows_invalid=result.rows_invalid,
+            rows_quarantined=result.rows_invalid,
+        )
+        self.summary.units_partitioned += 1
+        if result.rows_invalid:
+            count, paths = self.summary.quarantined.get(result.table, (0, []))
+            self.summary.quarantined[result.table] = (
+                count + result.rows_invalid,
+                [*paths, result.quarantine_path],
+            )
+
+    def _collect(self, client: Client) -> bool:
+        """Collect every collectable chunk; returns True when corrupt shards sent units back to partition."""
+        keys = self.ledger.chunks_to_collect()
+        contrib_root = str(self.contrib_root)
+        futures = {}
+        for key in keys:
+            setup = self.setups[key.table]
+            charset, _ = self.config.table_charset(setup.config)
+            task = CollectTask(key, tuple(self.ledger.shards(key)), tuple(setup.plan.schema.names), charset)
+            futures[
+                client.submit(collect_task, task, contrib_root, key=f"collect-{_key_text(key)}", pure=False)
+            ] = key
+        redo = False
+        with self._progress() as progress:
+            bar = progress.add_task("collect", total=len(keys))
+            for future in as_completed(futures):
+                try:
+                    self.ledger.record_chunk_file(future.result())
+                    self.summary.chunks_collected += 1
+                except CorruptShardError as exc:
+                    self.ledger.unit_failed(exc.shard.unit_id, str(exc))  # failed units are partitioned again
+                    self.summary.notes.append(str(exc))
+                    redo = True
+                progress.advance(bar)
+        return redo
+
+    def _register(self, qserv: QservClient) -> None:
+        db = self.config.database
+        info = qserv.database_info(db.name)
+        if info is None:
+            p = db.partitioning
+            qserv.register_database(
+                db.name,
+                p.num_stripes,
+                p.num_sub_stripes,
+                p.overlap,
+                auto_build_secondary_index=db.auto_build_director_index,
+            )
+        registered = {t["name"] for t in qserv.list_tables(db.name)}
+        for table in self.config.load_order():
+            if table.name in registered:
+                continue
+            setup = self.setups[table.name]
+            charset, collation = self.config.table_charset(table)
+            keys = {}
+            if table.kind == "director":
+                keys = dict(director_key=table.id, latitude_key=table.dec, longitude_key=table.ra)
+            elif table.kind == "child":
+                keys = dict(
+                    director_table=table.director,
+                    director_key=table.director_key,
+                    latitude_key=table.dec,
+                    longitude_key=table.ra,
+                )
+            qserv.register_table(
+                db.name,
+                table.name,
+                setup.qserv_schema.ingest_columns(),
+                is_partitioned=table.is_partitioned,
+                charset_name=charset,
+                collation_name=collation,
+                unique_primary_key=table.unique_primary_key,
+                **keys,
+            )
+
+    def _load(self, qserv: QservClient) -> None:
+        db = self.config.database.name
+        if is_published(qserv, db):
+            if self.ledger.files_to_load():
+                raise IngestError(
+                    f"database {db} is already published, but this run still has files to load; "
+                    "Qserv cannot append to a published catalog"
+                )
+            return
+        self._register(qserv)
+        self.summary.notes += recover(qserv, self.ledger, db, self.summary.run_id)
+        q = self.config.qserv
+        settings = LoadSettings(
+            database=db,
+            run_id=self.summary.run_id,
+            charsets={t.name: self.config.table_charset(t)[0] for t in self.config.tables},
+            max_chunks_per_transaction=q.max_chunks_per_transaction,
+            max_bytes_per_transaction=q.max_bytes_per_transaction,
+            concurrency_total=q.concurrency.total,
+            concurrency_per_worker=q.concurrency.per_worker,
+            redo_attempts=3,
+            retries_in_transaction=3,
+            retry_backoff=q.retries.backoff,
+        )
+        for _ in range(3):
+            files = self.ledger.files_to_load()
+            if not files:
+                return
+            with self._progress() as progress:
+                bar = progress.add_task("load", total=len(files))
+                loader = Loader(qserv, self.ledger, settings, on_file=lambda f, b=bar: progress.advance(b))
+                try:
+                    result = loader.run(files)
+                except StagedFileCorrupt as exc:
+                    self.ledger.drop_chunk_file(exc.file.key)
+                    self.summary.notes.append(str(exc))
+                    with open_client(cluster_spec(self.config)) as client:
+                        self._stage_files(client)
+                    continue
+            self.summary.rows_loaded += result.rows
+            self.summary.transactions += result.transactions_committed
+            self.summary.notes += result.notes
+        if self.ledger.files_to_load():
+            raise IngestError(
+                "some contribution files could not be loaded; re-run the same command to resume"
+            )
+
+    # -- verify -----------------------------------------------------------------------------------
+
+    def verify(self, sample_size: int = 20) -> VerifyReport:
+        if not self.setups:
+            self.plan()
+        tables = [
+            TableToVerify(s.name, s.config.kind, getattr(s.config, "id", None), s.plan.schema)
+            for s in self.setups.values()
+        ]
+        return verify(
+            czar_for(self.config),
+            self.ledger,
+            self.config.database.name,
+            tables,
+            sample=self._sample_source,
+            sample_size=sample_size,
+        )
+
+    def _sample_source(self, table: TableToVerify, size: int, rng: random.Random) -> pa.Table:
+        """Random rows of the table as read from its source (a random unit's first batch), Qserv-named."""
+        setup = self.setups[table.name]
+        unit = rng.choice(setup.units)
+        batch = next(iter(read_input(unit, setup.input_schema, setup.plan.source_columns)), None)
+        if batch is None:
+            return pa.table({table.key: pa.array([], pa.int64())})
+        data = conform_batch(batch, setup.plan, unit.unit_id)
+        quarantined = self.ledger.units(table=table.name)
+        if any(u.rows_invalid for u in quarantined) and setup.plan.partitioned:
+            data = _placeable(data, setup.plan)
+        picks = sorted(rng.sample(range(data.num_rows), min(size, data.num_rows)))
+        return data.take(pa.array(picks, pa.int64()))
+
+
+def _placeable(data: pa.Table, plan: TablePlan) -> pa.Table:
+    """Only the rows with a valid position (quarantined rows are, rightly, not in Qserv)."""
+    _, _, invalid = plan.chunker().locate(
+        data[plan.ra].to_numpy(zero_copy_only=False),
+        data[plan.dec].to_numpy(zero_copy_only=False),
+        invalid="mask",
+    )
+    return data.filter(pa.array(~invalid))
+
+
+def _short(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + f" … ({len(text) - limit} more characters)"
+
+
+def _key_text(key: ChunkKey) -> str:
+    return f"{key.table}-{key.chunk_id}{'-overlap' if key.overlap else ''}"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)

@@ -1,0 +1,88 @@
+"""Collect (reduce) stage: one chunk's shards → the exact contribution file Qserv will load.
+
+One task per (table, chunk, overlap). It re-checks every shard against the checksum recorded when the
+shard was written (a shard truncated or altered on disk is refused, so its unit is partitioned again),
+then streams the shards' record batches, in unit order, through the TSV encoder. The file is written
+atomically with its checksum and row count; the task returns only that metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from qdask.ledger import REGULAR_CHUNK, ChunkFile, ChunkKey, Shard, shards_digest
+from qdask.tsv import file_checksum, write_tsv
+
+BATCH_BYTES = 32 << 20
+
+
+class CorruptShardError(RuntimeError):
+    """A shard on disk no longer matches its recorded checksum (or is gone); its unit must be redone."""
+
+    def __init__(self, shard: Shard, found: str):
+        self.shard = shard
+        super().__init__(
+            f"shard {shard.path} of unit {shard.unit_id} is {found}; its unit will be partitioned again"
+        )
+
+
+def contribution_path(root: Path, key: ChunkKey) -> Path:
+    """Where the contribution file of a (table, chunk, overlap) lives: `chunk_N.txt` as Qserv names them."""
+    if key.chunk_id == REGULAR_CHUNK:
+        return Path(root) / key.table / f"{key.table}.txt"
+    return Path(root) / key.table / f"chunk_{key.chunk_id}{'_overlap' if key.overlap else ''}.txt"
+
+
+def verify_shard(shard: Shard) -> None:
+    """Raise `CorruptShardError` unless the shard file exists with its recorded checksum."""
+    path = Path(shard.path)
+    if not path.is_file():
+        raise CorruptShardError(shard, "missing")
+    if path.stat().st_size != shard.bytes or file_checksum(path) != shard.checksum:
+        raise CorruptShardError(shard, "altered (size or checksum differs from the ledger)")
+
+
+def _shard_batches(shards: Sequence[Shard], columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    for shard in shards:
+        parquet = pq.ParquetFile(shard.path)
+        width = max(parquet.metadata.serialized_size // max(parquet.metadata.num_rows, 1), 1)
+        rows = max(1024, min(1 << 20, BATCH_BYTES // max(width, 8 * len(columns))))
+        yield from parquet.iter_batches(batch_size=rows, columns=list(columns), use_threads=False)
+
+
+@dataclass(frozen=True)
+class CollectTask:
+    """One collect task's input: the destination, its shards (as recorded), columns and charset."""
+
+    key: ChunkKey
+    shards: tuple[Shard, ...]
+    columns: tuple[str, ...]
+    charset: str
+
+
+def collect_chunk(task: CollectTask, root: Path) -> ChunkFile:
+    """Merge a destination's shards into its contribution file; the pure worker function of the stage."""
+    shards = sorted(task.shards, key=lambda s: s.unit_id)
+    for shard in shards:
+        verify_shard(shard)
+    path = contribution_path(root, task.key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = write_tsv(_shard_batches(shards, task.columns), path, columns=task.columns, charset=task.charset)
+    expected = sum(s.rows for s in shards)
+    if info.rows != expected:
+        raise RuntimeError(f"{path}: wrote {info.rows} rows but its shards hold {expected}")
+    return ChunkFile(
+        table=task.key.table,
+        chunk_id=task.key.chunk_id,
+        overlap=task.key.overlap,
+        path=str(path),
+        rows=info.rows,
+        bytes=info.bytes,
+        checksum=info.checksum,
+        sources=shards_digest(shards),
+    )

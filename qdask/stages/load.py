@@ -1,0 +1,373 @@
+"""Load stage: staged contribution files → Qserv super-transactions, every row exactly once.
+
+Files are grouped into transactions of bounded size (chunks and bytes); each transaction is started,
+recorded in the ledger *before* anything is sent, its chunks allocated in bulk, its files streamed to
+their workers with `/ingest/csv` under bounded concurrency (in total and per worker), every answer
+checked (status, bytes, rows, rows loaded, no warnings), then committed. The rules of the contract
+(§6 of the ingest API) decide what a failure costs: `retry_allowed` → resend within the transaction;
+anything that may have touched the tables or whose outcome is unknown → abort and redo the whole
+transaction in a new one. A stop at any point is undone on the next run by `recover`, which settles every
+transaction this run left open — including one Qserv started but the ledger never heard of.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from itertools import groupby
+
+from qdask.ledger import REGULAR_CHUNK, ChunkFile, Ledger
+from qdask.ledger import Contribution as LedgerContribution
+from qdask.qserv import (
+    ContributionCheckError,
+    Location,
+    QservClient,
+    QservError,
+    QservTransportError,
+    Recovery,
+    check_contribution,
+    classify,
+)
+from qdask.tsv import file_checksum
+
+log = logging.getLogger(__name__)
+
+FINAL_STATES = {"FINISHED", "ABORTED"}
+
+
+class LoadError(RuntimeError):
+    """The load cannot go on now; the ledger is consistent and a re-run resumes where this one stopped."""
+
+
+class StagedFileCorrupt(LoadError):
+    """A staged file no longer matches its checksum: it must be collected again before loading."""
+
+    def __init__(self, file: ChunkFile):
+        self.file = file
+        super().__init__(f"{file.path} no longer matches its recorded checksum; it will be collected again")
+
+
+class _Redo(Exception):
+    """Internal: the transaction must be aborted and its files loaded again in a new one."""
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """Limits and identity of one load: where, how big a transaction, how parallel, how persistent."""
+
+    database: str
+    run_id: str
+    charsets: dict[str, str]  # table → charset_name declared with each contribution
+    max_chunks_per_transaction: int = 100
+    max_bytes_per_transaction: int = 10 << 30
+    concurrency_total: int = 8
+    concurrency_per_worker: int = 2
+    retries_in_transaction: int = 3
+    redo_attempts: int = 3
+    retry_backoff: float = 1.0
+
+
+@dataclass
+class LoadSummary:
+    transactions_committed: int = 0
+    transactions_aborted: int = 0
+    contributions: int = 0
+    rows: int = 0
+    bytes: int = 0
+    retries: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_transactions(files: Iterable[ChunkFile], max_chunks: int, max_bytes: int) -> list[list[ChunkFile]]:
+    """Group files into transactions: whole chunks (all tables, home and overlap) up to the limits.
+
+    Regular tables' files form transactions of their own. A single chunk larger than `max_bytes` still
+    gets a transaction (it cannot be split).
+    """
+    files = sorted(files, key=lambda f: (f.chunk_id, f.table, f.overlap))
+    regular = [f for f in files if f.chunk_id == REGULAR_CHUNK]
+    groups: list[list[ChunkFile]] = []
+    current: list[ChunkFile] = []
+    chunks = size = 0
+    for _, members in groupby((f for f in files if f.chunk_id != REGULAR_CHUNK), key=lambda f: f.chunk_id):
+        members = list(members)
+        extra = sum(f.bytes for f in members)
+        if current and (chunks + 1 > max_chunks or size + extra > max_bytes):
+            groups.append(current)
+            current, chunks, size = [], 0, 0
+        current += members
+        chunks, size = chunks + 1, size + extra
+    if current:
+        groups.append(current)
+    for file in regular:
+        if (
+            groups
+            and groups[-1][0].chunk_id == REGULAR_CHUNK
+            and sum(f.bytes for f in groups[-1]) + file.bytes <= max_bytes
+        ):
+            groups[-1].append(file)
+        else:
+            groups.append([file])
+    return groups
+
+
+def transaction_context(run_id: str, files: Iterable[ChunkFile]) -> dict:
+    """What qdask records in a transaction's `context`: the run, and each file's rows and checksum."""
+    return {
+        "qdask_run": run_id,
+        "files": [
+            {
+                "table": f.table,
+                "chunk": f.chunk_id,
+                "overlap": int(f.overlap),
+                "rows": f.rows,
+                "checksum": f.checksum,
+            }
+            for f in files
+        ],
+    }
+
+
+def recover(client: QservClient, ledger: Ledger, database: str, run_id: str) -> list[str]:
+    """Settle every transaction this run left open, so their files can be loaded again; returns notes.
+
+    A transaction Qserv finished is recorded committed (the commit answer was lost); anything else is
+    aborted. Transactions Qserv started for this run but the ledger never recorded (a stop between
+    `POST /ingest/trans` and the ledger write) are found by their context and aborted too.
+    """
+    notes = []
+    known = set()
+    for t in ledger.transactions():
+        known.add(t.transaction_id)
+        if t.state != "started":
+            continue
+        state = client.get_transaction(t.transaction_id).state
+        if state == "FINISHED":
+            ledger.transaction_state(t.transaction_id, "committed")
+            notes.append(f"transaction {t.transaction_id} had been committed; recorded")
+        else:
+            _abort(client, ledger, t.transaction_id, recorded=True)
+            notes.append(
+                f"transaction {t.transaction_id} was left {state}; aborted, its files will be redone"
+            )
+    for t in client.list_transactions(database, include_context=True):
+        context = t.context if isinstance(t.context, dict) else {}
+        if t.id in known or t.state in FINAL_STATES or context.get("qdask_run") != run_id:
+            continue
+        _abort(client, ledger, t.id, recorded=False)
+        notes.append(f"transaction {t.id} ({t.state}) was started by this run but never recorded; aborted")
+    return notes
+
+
+def _abort(
+    client: QservClient, ledger: Ledger, transaction_id: int, *, recorded: bool, attempts: int = 3
+) -> None:
+    for attempt in range(attempts):
+        try:
+            state = client.abort_transaction(transaction_id).state
+        except QservError as exc:  # already aborted, or an abort that failed (ABORT_FAILED may be re-issued)
+            state = client.get_transaction(transaction_id).state
+            if state not in ("ABORTED", "FINISHED") and attempt + 1 == attempts:
+                raise LoadError(f"transaction {transaction_id} could not be aborted: {exc}") from exc
+        if state == "ABORTED":
+            break
+        if state == "FINISHED":  # committed after all: its rows are in and must stay recorded as such
+            if recorded:
+                ledger.transaction_state(transaction_id, "committed")
+            return
+        time.sleep(0.5 * (attempt + 1))
+    else:
+        raise LoadError(f"transaction {transaction_id} did not reach ABORTED")
+    if recorded:
+        ledger.transaction_state(transaction_id, "aborted")
+
+
+class Loader:
+    """Loads staged files into Qserv, one transaction at a time, uploads within it in parallel."""
+
+    def __init__(
+        self,
+        client: QservClient,
+        ledger: Ledger,
+        settings: LoadSettings,
+        on_file: Callable[[ChunkFile], None] | None = None,
+    ):
+        self.client, self.ledger, self.settings = client, ledger, settings
+        self.on_file = on_file or (lambda file: None)
+        self._worker_slots: dict[str, threading.Semaphore] = {}
+        self._slots_lock = threading.Lock()
+        self._thread_ledgers = threading.local()  # a Ledger holds one sqlite connection: one per thread
+        self._opened_ledgers: list[Ledger] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self.summary = LoadSummary()
+
+    def run(self, files: list[ChunkFile]) -> LoadSummary:
+        """Load every file; raise `LoadError` on what a re-run must resume (after settling Qserv)."""
+        s = self.settings
+        pending = [
+            (group, 0)
+            for group in plan_transactions(files, s.max_chunks_per_transaction, s.max_bytes_per_transaction)
+        ]
+        with ThreadPoolExecutor(max_workers=s.concurrency_total, thread_name_prefix="qdask-load") as pool:
+            self._pool = pool
+            try:
+                self._run_groups(pending)
+            finally:
+                for ledger in self._opened_ledgers:
+                    ledger.close()
+                self._opened_ledgers.clear()
+        return self.summary
+
+    def _run_groups(self, pending: list[tuple[list[ChunkFile], int]]) -> None:
+        s = self.settings
+        while pending:
+            group, redone = pending.pop(0)
+            try:
+                self._transaction(group)
+            except _Redo as exc:
+                self.summary.transactions_aborted += 1
+                if redone + 1 > s.redo_attempts:
+                    raise LoadError(
+                        f"gave up after {redone + 1} attempts at a transaction of {len(group)} file(s): {exc}"
+                    ) from exc
+                self.summary.notes.append(f"transaction redone: {exc}")
+                pending.append((group, redone + 1))
+
+    def _transaction(self, files: list[ChunkFile]) -> None:
+        s = self.settings
+        context = transaction_context(s.run_id, files)
+        transaction = self.client.begin_transaction(s.database, context=context)
+        tid = transaction.id
+        self.ledger.transaction_started(tid, s.database, [f.key for f in files], context)
+        try:
+            targets = self._locations(tid, files)
+            self._upload_all(tid, targets)
+        except _Redo:
+            _abort(self.client, self.ledger, tid, recorded=True)
+            raise
+        except BaseException:
+            try:  # a stop we cannot recover from here: leave Qserv clean if we can, else `recover` will
+                _abort(self.client, self.ledger, tid, recorded=True)
+            except Exception as abort_exc:  # noqa: BLE001 - the original failure is the one to report
+                log.warning("abort of transaction %s failed: %s", tid, abort_exc)
+            raise
+        self._commit(tid)
+        for file in files:
+            self.on_file(file)
+
+    def _locations(self, tid: int, files: list[ChunkFile]) -> list[tuple[ChunkFile, Location]]:
+        chunks = sorted({f.chunk_id for f in files if f.chunk_id != REGULAR_CHUNK})
+        by_chunk = self.client.allocate_chunks(chunks, transaction_id=tid) if chunks else {}
+        regular = (
+            self.client.regular_locations(transaction_id=tid)
+            if len(chunks) < len({f.chunk_id for f in files})
+            else []
+        )
+        targets = []
+        for file in files:
+            places = regular if file.chunk_id == REGULAR_CHUNK else [by_chunk[file.chunk_id]]
+            targets += [(file, place) for place in places]
+        return targets
+
+    def _slot(self, worker: str) -> threading.Semaphore:
+        with self._slots_lock:
+            return self._worker_slots.setdefault(
+                worker, threading.Semaphore(self.settings.concurrency_per_worker)
+            )
+
+    def _upload_all(self, tid: int, targets: list[tuple[ChunkFile, Location]]) -> None:
+        failures: list[BaseException] = []
+        futures = [self._pool.submit(self._upload, tid, file, place) for file, place in targets]
+        for future in as_completed(futures):  # wait for all: nothing may be in flight at abort/commit
+            if future.exception() is not None:
+                failures.append(future.exception())
+        if failures:
+            fatal = [f for f in failures if not isinstance(f, _Redo)]
+            raise fatal[0] if fatal else failures[0]
+
+    def _upload(self, tid: int, file: ChunkFile, place: Location) -> None:
+        s = self.settings
+        if file_checksum(file.path) != file.checksum:
+            raise StagedFileCorrupt(file)
+        chunk = 0 if file.chunk_id == REGULAR_CHUNK else file.chunk_id
+        for attempt in range(s.retries_in_transaction + 1):
+            with self._slot(place.worker):
+                try:
+                    answer = self.client.ingest_csv(
+                        place,
+                        tid,
+                        file.table,
+                        file.path,
+                        chunk=chunk,
+                        overlap=file.overlap,
+                        charset_name=s.charsets[file.table],
+                    )
+                    check_contribution(answer, expected_rows=file.rows, expected_bytes=file.bytes)
+                except (QservError, ContributionCheckError) as exc:
+                    failure = exc
+                else:
+                    self._record(tid, file, place, answer, retry=attempt > 0)
+                    self.summary.contributions += 1
+                    self.summary.rows += file.rows
+                    self.summary.bytes += file.bytes
+                    return
+            recovery = classify(failure)
+            contribution = getattr(failure, "contribution", None)
+            self._record(tid, file, place, contribution, retry=attempt > 0, error=str(failure))
+            if recovery is Recovery.RETRY_IN_TRANSACTION and attempt < s.retries_in_transaction:
+                self.summary.retries += 1
+                time.sleep(s.retry_backoff * 2**attempt)
+                continue
+            if recovery is Recovery.FATAL:
+                raise LoadError(f"{file.path} → {place.worker}: {failure}") from failure
+            if recovery is Recovery.RETRY_WITH_BACKOFF:  # the client's own retries are exhausted
+                raise LoadError(
+                    f"worker {place.worker} is unreachable ({failure}); re-run the same command to resume"
+                ) from failure
+            raise _Redo(f"{file.path} → {place.worker}: {failure}") from failure
+
+    def _ledger(self) -> Ledger:
+        if threading.current_thread() is threading.main_thread():
+            return self.ledger
+        if not hasattr(self._thread_ledgers, "ledger"):
+            self._thread_ledgers.ledger = Ledger(self.ledger.path)
+            self._opened_ledgers.append(self._thread_ledgers.ledger)
+        return self._thread_ledgers.ledger
+
+    def _record(
+        self, tid: int, file: ChunkFile, place: Location, answer, *, retry: bool, error: str | None = None
+    ) -> None:
+        self._ledger().record_contribution(
+            LedgerContribution(
+                transaction_id=tid,
+                file=file.key,
+                worker=place.worker,
+                status=getattr(answer, "status", None) or "FAILED",
+                qserv_id=getattr(answer, "id", None),
+                num_rows=getattr(answer, "num_rows", None),
+                num_rows_loaded=getattr(answer, "num_rows_loaded", None),
+                num_bytes=getattr(answer, "num_bytes", None),
+                num_warnings=getattr(answer, "num_warnings", None),
+                warnings=list(getattr(answer, "warnings", []) or []) or None,
+                error=error,
+            ),
+            retry=retry,
+        )
+
+    def _commit(self, tid: int) -> None:
+        try:
+            state = self.client.commit_transaction(tid).state
+        except (QservError, QservTransportError) as exc:
+            state = self.client.get_transaction(tid).state  # the outcome decides, not the lost answer
+            if state != "FINISHED":
+                _abort(self.client, self.ledger, tid, recorded=True)
+                raise _Redo(f"commit of transaction {tid} failed ({exc})") from exc
+        if state != "FINISHED":
+            _abort(self.client, self.ledger, tid, recorded=True)
+            raise _Redo(f"transaction {tid} ended {state} instead of FINISHED")
+        self.ledger.transaction_state(tid, "committed")
+        self.summary.transactions_committed += 1

@@ -1,0 +1,155 @@
+"""Plan stage: config → per-table schemas and the input units to partition; nothing is written to Qserv.
+
+For each table it resolves the Qserv schema (felis, Qserv JSON, DDL, or inferred from the input), applies
+the column selection, checks the input's columns against it, and discovers the input units (Butler
+datasets or files). The result is what `qdask plan` prints and what the partition tasks carry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from qdask.config import IngestConfig, Table
+from qdask.schema import (
+    CHUNK_COLUMNS,
+    TableSchema,
+    check_arrow_schema,
+    felis_table,
+    from_arrow,
+    from_ddl,
+    from_qserv_json,
+    select_columns,
+)
+from qdask.sources import butler as butler_source
+from qdask.sources import files as file_source
+from qdask.sources.units import InputUnit
+from qdask.stages.partition import TablePlan
+
+DEFAULT_MAX_UNIT_BYTES = 512 << 20
+
+
+@dataclass(frozen=True)
+class TableSetup:
+    """A table ready to ingest: its config, input schema, Qserv schema, partition plan and input units."""
+
+    config: Table
+    input_schema: TableSchema  # the input's columns under their input names
+    qserv_schema: TableSchema  # the Qserv table: selected, renamed, partitioned as declared
+    plan: TablePlan
+    units: tuple[InputUnit, ...] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def est_rows(self) -> int | None:
+        rows = [u.est_rows for u in self.units]
+        return None if any(r is None for r in rows) else sum(rows)
+
+    @property
+    def est_bytes(self) -> int | None:
+        sizes = [u.est_bytes for u in self.units]
+        return None if any(b is None for b in sizes) else sum(sizes)
+
+
+def discover_units(table: Table, max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES) -> list[InputUnit]:
+    """The input units of a table, from its Butler query or its file glob."""
+    source = table.input
+    if source.butler is not None:
+        b = source.butler
+        data_id = {k: v for k, v in (("instrument", b.instrument), ("skymap", b.skymap)) if v}
+        return butler_source.ButlerSource(
+            b.repo,
+            b.dataset_type,
+            b.collections,
+            where=b.where,
+            bind=b.bind,
+            data_id=data_id,
+            table=table.name,
+            max_unit_bytes=max_unit_bytes,
+        ).discover()
+    f = source.files
+    return file_source.discover_files(
+        f.glob,
+        table.name,
+        format=f.format,
+        compression=None if f.compression == "auto" else f.compression,
+        header=bool(f.header),
+        delimiter=f.delimiter,
+        max_unit_bytes=max_unit_bytes,
+    )
+
+
+def _input_schema(table: Table, units: list[InputUnit]) -> TableSchema:
+    spec = table.schema_
+    if spec.felis is not None:
+        return felis_table(spec.felis.path(), spec.felis.table)
+    if spec.qserv_json is not None:
+        return from_qserv_json(spec.qserv_json)
+    if spec.ddl is not None:
+        return from_ddl(spec.ddl, table.name)
+    return from_arrow(_unit_arrow_schema(units[0]), table.name, source=units[0].label)
+
+
+def _unit_arrow_schema(unit: InputUnit) -> pa.Schema:
+    if unit.dataset_type is not None or unit.format == "butler":
+        return butler_source.unit_schema(unit)
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(file_source._local_path(unit.uri))
+
+
+def plan_table(
+    config: IngestConfig, table: Table, *, max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES
+) -> TableSetup:
+    """Resolve one table's schemas and units, and check the input's columns against the schema."""
+    units = discover_units(table, max_unit_bytes)
+    input_schema = _input_schema(table, units)
+    selection = table.columns
+    pairs = select_columns(
+        input_schema.names,
+        selection.include,
+        selection.exclude,
+        selection.rename,
+        source=f"table {table.name}",
+    )
+    qserv_schema = input_schema.select(selection.include, selection.exclude, selection.rename)
+    qserv_schema = TableSchema(
+        qserv_schema.name if qserv_schema.name == table.name else table.name,
+        qserv_schema.columns,
+        partitioned=table.is_partitioned,
+        source=input_schema.source,
+    )
+    if units[0].format == "parquet":  # Parquet and Butler inputs carry their own schema: check it up front
+        found = _unit_arrow_schema(units[0])
+        wanted = TableSchema(
+            input_schema.name, tuple(input_schema.column(src) for src, _ in pairs), source=input_schema.source
+        )
+        check_arrow_schema(found, wanted, units[0].label, allow_extra=True)
+    chunk_fields = [pa.field(c.name, c.arrow_type, nullable=False) for c in CHUNK_COLUMNS]
+    arrow = pa.schema(
+        [pa.field(c.name, c.arrow_type) for c in qserv_schema.columns]
+        + (chunk_fields if table.is_partitioned else [])
+    )
+    layout = config.database.partitioning
+    plan = TablePlan(
+        name=table.name,
+        kind=table.kind,
+        schema=arrow,
+        rename={src: dst for src, dst in pairs if src != dst},
+        ra=getattr(table, "ra", None),
+        dec=getattr(table, "dec", None),
+        layout=(layout.num_stripes, layout.num_sub_stripes, config.table_overlap(table)),
+        invalid_policy=table.policies.invalid_positions,
+        compression=config.staging.shard_compression,
+        compression_level=config.staging.shard_compression_level,
+    )
+    return TableSetup(table, input_schema, qserv_schema, plan, tuple(units))
+
+
+def plan_ingest(config: IngestConfig, *, max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES) -> list[TableSetup]:
+    """Every table of the config, in Qserv's registration order (directors, children, regular)."""
+    return [plan_table(config, table, max_unit_bytes=max_unit_bytes) for table in config.load_order()]
