@@ -131,6 +131,9 @@ def main() -> None:
                 f"{ref_wall / wall:10.2f} {ref_cpu / cpu:9.2f}"
             )
         print("(ratios: pyarrow iter_batches time / this reader's time; >= 1 is as fast or faster)")
+        ours = min(r[0] for r in results["qdask ButlerSource read_unit"])
+        fastest = min(min(r[0] for r in runs) for name, runs in results.items() if name.startswith("pyarrow"))
+        print(f"qdask vs the fastest pyarrow reader (wall): {fastest / ours:.2f} (target >= 0.9)")
     if tmp is not None:
         tmp.cleanup()
 
