@@ -104,6 +104,19 @@ def classify(failure: Any, *, idempotent: bool = False) -> Recovery:
     """Map an exception (or a non-successful `Contribution`) to the recovery the contract permits.
 
     `idempotent` says the failed call was a read (GET) with no effect on the server.
+
+    ===========================================================  ======================  ===========
+    failure                                                      recovery                contract
+    ===========================================================  ======================  ===========
+    wrong key, version outside the window                        FATAL                   §1
+    connection never opened (any call); transport error of a GET RETRY_WITH_BACKOFF      §1, §8
+    lost answer / timeout / reset after the request was sent     ABORT_AND_REDO          §2.9, §6
+    `success=0` with `error_ext.retry_allowed=1`                 RETRY_IN_TRANSACTION    §6
+    any other `success=0` of a contribution or commit            ABORT_AND_REDO          §6, §5
+    READ_FAILED / CANCELLED / START_FAILED with retry_allowed=1  RETRY_IN_TRANSACTION    §6
+    LOAD_FAILED, CREATE_FAILED, still IN_PROGRESS                ABORT_AND_REDO          §6
+    FINISHED but warnings or row/byte mismatch (check failed)    ABORT_AND_REDO          §4.5, §6
+    ===========================================================  ======================  ===========
     """
     if isinstance(failure, (QservVersionError, QservAuthError)):
         return Recovery.FATAL
