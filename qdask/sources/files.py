@@ -631,7 +631,9 @@ def _read_tsv(
                 first_row = 2
                 if not block:
                     continue
-            batch = _parse_block_fast(block, schema, pairs, fmt.encoding)
+            batch = None
+            if block.count(b"\\") == block.count(b"\\N"):  # nothing but \N: Arrow alone can read it
+                batch = _parse_block_fast(block, schema, pairs, fmt.encoding)
             if batch is None:
                 batch = _parse_block_mixed(block, schema, pairs, fmt.encoding)
             if batch is None:  # decides every record itself, and names the first bad one
