@@ -47,7 +47,7 @@ __all__ = [
     "read_unit",
 ]
 
-#: Target in-memory size of one record batch (and text block) while reading.
+#: Target in-memory size of a Parquet record batch; text batches come from blocks of TEXT_BLOCK_BYTES or less.
 DEFAULT_BATCH_BYTES = 32 * 1024**2
 #: A Parquet file larger than this is split into row-group ranges of at most this many bytes.
 DEFAULT_UNIT_BYTES = 512 * 1024**2
