@@ -19,6 +19,11 @@ this module writes bytes whose meaning under those rules is exactly the source v
   ``\\t``, ``\\n``, ``\\r``, ``\\0``, which ``LOAD DATA`` turns back into those bytes. So no raw tab or
   newline ever appears inside a field (a line is a row, split on ``\\n`` alone, as the worker's reader
   does) and the literal two-character string ``\\N`` is written ``\\\\N``, which is not NULL.
+  (MariaDB's reader, with ESCAPED BY '\\\\', turns ``\\0 \\b \\n \\r \\t \\Z`` into NUL, BS, LF, CR, TAB,
+  0x1A, reads a field that is exactly ``\\N`` as NULL, and any other ``\\x`` as ``x``. Only the escape
+  character and the two terminators must be escaped; CR and NUL are escaped as well, as ``SELECT … INTO
+  OUTFILE`` does for NUL, so a file survives line-ending conversion and C-string handling. Other bytes,
+  BS and 0x1A included, are written raw and read back raw.)
 * text is encoded in the declared charset: ``utf8mb4`` (as is), ``utf8mb3``/``utf8`` (a character outside
   the BMP is an error) or ``latin1``. MariaDB's ``latin1`` is Windows-1252 plus the five bytes that
   cp1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D, mapped to the C1 controls of the same value), so
