@@ -24,3 +24,16 @@ def mariadb():
     """A private MariaDB server for the whole test session (root, no password, a free loopback port)."""
     with PrivateMariaDB() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def qserv(mariadb):
+    """The Qserv stand-in (controller + 3 workers + czar) on the session's private MariaDB.
+
+    See tests/emulator/conftest.py for what it offers; keys are "ingest-key" / "admin-key".
+    """
+    from qdask.emulator.server import EmulatorThread
+
+    with EmulatorThread(mariadb.dsn, workers=3, auth_key="ingest-key", admin_auth_key="admin-key",
+                        instance="qserv") as emulator:
+        yield emulator

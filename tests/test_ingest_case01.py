@@ -1,0 +1,155 @@
+"""End to end on Qserv's own case01 data: `qdask ingest` into the stand-in equals a plain MariaDB load."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from qdask.cli import main
+from qdask.config import config_from_dict
+from qdask.ingest import Ingest
+from qdask.qserv.czar import quote_identifier
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TABLES = ["Object", "Source", "Filter", "LeapSeconds", "Logs", "Science_Ccd_Exposure", "SimRefObject",
+          "sdqa_Metric"]
+
+
+def case01_config(qserv, staging: Path, database: str):
+    """configs/case01.yaml pointed at the stand-in, a staging directory and a database name of the test's."""
+    raw = yaml.safe_load((CONFIGS / "case01.yaml").read_text())
+    raw["database"]["name"] = database
+    raw["qserv"]["controller"] = qserv.controller_url
+    raw["qserv"]["czar"] = qserv.czar_dsn
+    raw["staging"] = {"directory": str(staging)}
+    raw["cluster"] = {"kind": "local", "workers": 2, "memory_per_worker": "2GiB"}
+    return config_from_dict(raw, CONFIGS)
+
+
+@pytest.fixture(scope="module")
+def auth_env(qserv):
+    old = os.environ.get("QSERV_AUTH_KEY")
+    os.environ["QSERV_AUTH_KEY"] = qserv.auth_key
+    yield
+    if old is None:
+        os.environ.pop("QSERV_AUTH_KEY", None)
+    else:
+        os.environ["QSERV_AUTH_KEY"] = old
+
+
+@pytest.fixture(scope="module")
+def plain_case01(mariadb, shared_data, tmp_path_factory):
+    """The case01 TSV files loaded by a plain client into a plain database, Qserv's own itest reference."""
+    data = shared_data / "qserv-itest" / "case01" / "data"
+    tmp = tmp_path_factory.mktemp("plain")
+    conn = mariadb.connect()
+    with conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS plain_case01")
+        cur.execute("CREATE DATABASE plain_case01")
+        cur.execute("USE plain_case01")
+        for table in TABLES:
+            cur.execute((data / "schema" / f"{table}.schema").read_text())
+            path = tmp / f"{table}.tsv"
+            with gzip.open(data / f"{table}.tsv.gz") as src, open(path, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            cur.execute(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {table} CHARACTER SET latin1")
+    conn.close()
+    return "plain_case01"
+
+
+@pytest.fixture(scope="module")
+def ingested(qserv, auth_env, tmp_path_factory):
+    config = case01_config(qserv, tmp_path_factory.mktemp("staging"), "qdask_case01")
+    summary = Ingest(config).run()
+    return config, summary
+
+
+def _rows(mariadb, database: str, table: str, columns: list[str]) -> list[tuple]:
+    conn = mariadb.connect(database)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {', '.join(quote_identifier(c) for c in columns)} FROM {quote_identifier(table)}")
+        rows = cur.fetchall()
+    conn.close()
+    return sorted(rows, key=repr)
+
+
+def _columns(mariadb, database: str, table: str) -> list[str]:
+    conn = mariadb.connect(database)
+    with conn.cursor() as cur:
+        cur.execute(f"SHOW COLUMNS FROM {quote_identifier(table)}")
+        names = [r[0] for r in cur.fetchall() if r[0] != "qserv_trans_id"]
+    conn.close()
+    return names
+
+
+def test_every_table_equals_a_plain_mariadb_load(ingested, plain_case01, mariadb):
+    config, summary = ingested
+    assert summary.verify is not None and summary.verify.ok, [c for c in summary.verify.checks if not c.ok]
+    for table in TABLES:
+        columns = _columns(mariadb, plain_case01, table)
+        expected = _rows(mariadb, plain_case01, table, columns)
+        found = _rows(mariadb, config.database.name, table, columns)  # the czar's view of the catalog
+        assert len(found) == len(expected) > 0, table
+        assert found == expected, f"{table}: rows differ from the plain load"
+
+
+def test_partitioned_rows_carry_the_partitioners_chunks(ingested, mariadb, shared_data):
+    import json
+
+    config, _ = ingested
+    metadata = json.loads((shared_data / "qserv-itest/case01/data/ingest/metadata.json").read_text())
+    conn = mariadb.connect(config.database.name)
+    with conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT chunkId FROM Object")
+        chunks = sorted(r[0] for r in cur.fetchall())
+    conn.close()
+    listed = next(t for t in metadata["tables"] if t["schema"] == "Object.json")["data"][0]["chunks"]
+    assert chunks == sorted(listed)
+
+
+def test_second_ingest_changes_nothing_and_says_so(ingested, qserv):
+    config, _ = ingested
+    again = Ingest(config).run(verify_after=False)
+    assert not again.changed_anything
+    assert "already published" in " ".join(again.notes)
+
+
+def test_verify_command_passes(ingested, qserv, tmp_path):
+    config, _ = ingested
+    path = tmp_path / "case01.yaml"
+    raw = yaml.safe_load((CONFIGS / "case01.yaml").read_text())
+    for table in raw["tables"]:  # make the relative paths absolute for a config written elsewhere
+        table["input"]["files"]["glob"] = str((CONFIGS / table["input"]["files"]["glob"]).resolve())
+        table["schema"]["qserv_json"] = str((CONFIGS / table["schema"]["qserv_json"]).resolve())
+    raw["database"]["name"] = config.database.name
+    raw["qserv"].update(controller=qserv.controller_url, czar=qserv.czar_dsn)
+    raw["staging"] = {"directory": str(config.staging.directory)}
+    path.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(main, ["verify", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "DIFFERS" not in result.output and "key checksum" in result.output
+
+
+def test_stage_only_then_load_gives_the_same_database(qserv, auth_env, tmp_path, mariadb):
+    config = case01_config(qserv, tmp_path / "staging", "qdask_case01_staged")
+    staged = Ingest(config).run(stage_only=True)
+    assert staged.chunks_collected > 0 and staged.rows_loaded == 0
+    assert qserv.czar_connect  # nothing is in Qserv yet
+    conn = mariadb.connect()
+    with conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE 'qdask_case01_staged'")
+        assert cur.fetchall() == ()
+    conn.close()
+    loaded = Ingest(config).run()
+    assert loaded.units_partitioned == 0 and loaded.chunks_collected == 0 and loaded.rows_loaded > 0
+    assert loaded.verify.ok
+    for table in ("Object", "Source", "Logs"):
+        columns = _columns(mariadb, "qdask_case01_staged", table)
+        assert _rows(mariadb, "qdask_case01_staged", table, columns) == _rows(mariadb, "qdask_case01", table,
+                                                                                columns)
