@@ -36,8 +36,9 @@ millions), so the fsync costs nothing noticeable. A killed process loses only it
 transaction. WAL needs shared memory: all writers must run on the same host as the file (not over NFS);
 workers on other hosts return their metadata to the driver, which records it.
 
-One ``Ledger`` object per process and thread (it owns one sqlite3 connection); pickling a ``Ledger``
-sends only its path, and the receiving process opens its own connection.
+One ``Ledger`` object per process and thread (it owns one sqlite3 connection, used by one thread at a
+time; it may be closed from another thread); pickling a ``Ledger`` sends only its path, and the
+receiving process opens its own connection.
 """
 
 from __future__ import annotations
@@ -343,7 +344,9 @@ class Ledger:
         self.busy_timeout = busy_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Used by one thread at a time, but it may be closed by another (e.g. after a thread pool ends).
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
         self._db.row_factory = sqlite3.Row
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         self._db.execute("PRAGMA journal_mode = WAL")
