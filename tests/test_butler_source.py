@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -379,13 +380,20 @@ def _run_reader(repo: Path, mode: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_reading_a_2gb_dataset_streams_in_bounded_memory(tmp_path):
+@pytest.fixture
+def scratch(tmp_path):
+    """A temp dir removed after the test (pytest would otherwise keep the last runs' 2 GB files)."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_reading_a_2gb_dataset_streams_in_bounded_memory(scratch):
     """Peak memory of reading a 2 GB dataset through the source stays far below its size.
 
     Measured in a fresh process (Arrow's pool high-water mark and the growth of the peak RSS); the
     control run reads the same file whole with pyarrow and must exceed the bound.
     """
-    repo = tmp_path / "repo"
+    repo = scratch / "repo"
     Butler.makeRepo(str(repo))
     butler = Butler.from_config(str(repo), writeable=True, run="big/run")
     dt = _register(butler, "bigTable", storage="ArrowTable")
@@ -396,7 +404,7 @@ def test_reading_a_2gb_dataset_streams_in_bounded_memory(tmp_path):
     batch = pa.RecordBatch.from_pydict(cols)
     target = 2 * 10**9
     repeats = -(-target // (rows_per_batch * 8 * 60))
-    path = tmp_path / "big.parq"
+    path = scratch / "big.parq"
     with pq.ParquetWriter(path, batch.schema, compression="none", use_dictionary=False) as writer:
         for _ in range(repeats // 4):  # row groups of 4 batches (≈ 126 MB)
             writer.write_table(pa.Table.from_batches([batch] * 4))
@@ -435,3 +443,31 @@ def test_discovery_is_not_capped_at_the_butler_default_of_20000(tmp_path):
     refs = ButlerSource(str(tmp_path), "tiny", "many/run", where="skymap = 'sky'", butler=butler).refs()
     assert len(refs) == n
     assert [r.dataId["tract"] for r in refs] == list(range(n))  # sorted by data id: a deterministic plan
+
+
+def test_from_config_block_with_colon_bind_syntax(demo):
+    """A config's input.butler block (skymap/instrument as data-id constraints, `:name` bind references)."""
+    from qdask.config import ButlerInput
+
+    spec = ButlerInput(
+        repo=str(demo.root),
+        collections="DC2/demo",
+        dataset_type="forcedSourceTable",
+        skymap="DC2",
+        where="tract IN (:tracts) AND patch = :p",
+        bind={"tracts": list(demo.tracts[:2]), "p": 3},
+    )
+    units = ButlerSource.from_config(spec, table="ForcedSource").discover()
+    assert [(u.data_id["tract"], u.data_id["patch"]) for u in units] == [
+        (demo.tracts[0], 3),
+        (demo.tracts[1], 3),
+    ]
+    assert {u.table for u in units} == {"ForcedSource"}
+    ccd = ButlerInput(
+        repo=str(demo.root),
+        collections=["DC2/demo"],
+        dataset_type="ccdVisitTable",
+        instrument="LSSTCam-imSim",
+    )
+    (unit,) = ButlerSource.from_config(ccd).discover()
+    assert unit.unit_id == "ccdVisitTable:instrument=LSSTCam-imSim" and unit.table == "ccdVisitTable"

@@ -426,6 +426,28 @@ class ButlerSource:
         self.max_unit_bytes = max_unit_bytes
         self.butler = butler if butler is not None else Butler.from_config(self.repo)
 
+    @classmethod
+    def from_config(
+        cls, spec: Any, *, table: str | None = None, max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES
+    ) -> ButlerSource:
+        """The source a config's ``input.butler`` block (`qdask.config.ButlerInput`) describes.
+
+        Its `skymap` and `instrument`, when set, become data-id constraints.
+        """
+        data_id = {
+            k: getattr(spec, k) for k in ("skymap", "instrument") if getattr(spec, k, None) is not None
+        }
+        return cls(
+            spec.repo,
+            spec.dataset_type,
+            spec.collections,
+            where=spec.where,
+            bind=spec.bind,
+            data_id=data_id,
+            table=table,
+            max_unit_bytes=max_unit_bytes,
+        )
+
     def _query_text(self) -> str:
         text = f"{self.dataset_type!r} datasets in collections {self.collections}"
         if self.where:
