@@ -295,5 +295,33 @@ def query_command(sql, request_sql, czar, db, fmt) -> None:
         click.echo(f"{len(data)} row(s)", err=True)
 
 
+@main.command("demo")
+@click.option("--workdir", default="demo-run", show_default=True, type=click.Path(file_okay=False),
+              help="Where the demo repository and staging go.")
+@click.option("--tracts", default=2, show_default=True, type=click.IntRange(1, 60), help="Tracts in the repository.")
+@click.option("--rows-per-patch", default=500, show_default=True, type=click.IntRange(1), help="Objects per patch.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Local Dask workers.")
+@click.option("--mariadb", help="mysql://root@host:port of a MariaDB to use (default: a private one).")
+def demo_command(workdir, tracts, rows_per_patch, workers, mariadb) -> None:
+    """The whole job locally: demo Butler repository → Qserv stand-in → ingest → verify → query."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from qdask.demo_run import run_demo
+    from qdask.ingest import IngestError
+
+    try:
+        result = run_demo(workdir, tracts=tracts, rows_per_patch=rows_per_patch, workers=workers, mariadb=mariadb)
+    except IngestError as exc:
+        click.echo(f"qdask demo stopped: {exc}", err=True)
+        raise SystemExit(1) from None
+    _print_report(result.summary.verify)
+    table = Table(*result.query_columns, title=f"the czar's answer (database {result.config.database.name})")
+    for row in result.query_rows:
+        table.add_row(*(str(v) for v in row))
+    Console().print(table)
+    raise SystemExit(0 if result.summary.verify.ok else 3)
+
+
 if __name__ == "__main__":
     main()
