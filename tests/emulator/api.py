@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
@@ -174,3 +177,44 @@ def rows(start: int, count: int, chunk: int, tag: str = "x") -> bytes:
         f"{i}\t{i * 0.001:.6f}\t1.5\t{tag}{i}\t{chunk}\t{i % 7}\n".encode()
         for i in range(start, start + count)
     )
+
+
+class Source:
+    """A tiny HTTP data server for by-reference contributions; ``/block`` waits until ``release``."""
+
+    def __init__(self, payload: bytes):
+        self.release = threading.Event()
+        source = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                if self.path == "/missing":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                if self.path == "/block":
+                    source.release.wait(60)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+
+
+def wait_final(api, worker, cid):
+    deadline = time.monotonic() + 60
+    while True:
+        status = api.get(f"/ingest/file-async/{cid}", worker=worker)["contrib"]
+        if status["status"] != "IN_PROGRESS" or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)

@@ -30,8 +30,9 @@ ADMIN_KEY = "admin-key"
 @pytest.fixture(scope="session")
 def qserv(mariadb):
     """The Qserv stand-in (controller + 3 workers + czar) on the session's private MariaDB."""
-    with EmulatorThread(mariadb.dsn, workers=3, auth_key=AUTH_KEY, admin_auth_key=ADMIN_KEY,
-                        instance="qserv") as emulator:
+    with EmulatorThread(
+        mariadb.dsn, workers=3, auth_key=AUTH_KEY, admin_auth_key=ADMIN_KEY, instance="qserv"
+    ) as emulator:
         yield emulator
 
 

@@ -313,3 +313,58 @@ def test_chunk_allocation_rules(qserv):
     multi = api.ok(api.post("/ingest/chunks-multi", {"database": db, "chunks": [CHUNKS[0]]}))["locations"]
     assert multi == [first]
     api.ok(api.end(tid))
+
+
+def test_ingest_config_and_deletions(qserv):
+    api = Api(qserv)
+    db = unique_db("cfg")
+    api.create_db(db)
+    answer = api.ok(api.put("/ingest/config", {"database": db, "ASYNC_PROC_LIMIT": 2, "CAINFO": "/etc/ca"}))
+    assert answer["config"] == {"database": db, "ASYNC_PROC_LIMIT": 2, "CAINFO": "/etc/ca"}
+    assert api.get("/ingest/config", params={"database": db})["config"]["ASYNC_PROC_LIMIT"] == 2
+    assert api.put("/ingest/config", {"database": db, "version": 13})["error_ext"]["min_version"] == 14
+    api.create_regular(db)
+    api.ok(api.delete(f"/ingest/database/{db}"))  # unpublished: the plain key is enough
+    assert api.get("/ingest/config", params={"database": db})["error"].endswith(f"no such database '{db}'.")
+    with qserv.czar_connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE %s", (f"qserv\\_w%\\_\\_{db}",))
+        assert cur.fetchall() == ()
+    api.create_db(db)  # the name is reusable
+
+
+def test_table_stats_and_published_table_deletion(qserv):
+    api = Api(qserv)
+    db = unique_db("sts")
+    api.create_db(db)
+    api.create_director(db)
+    tid = api.begin(db)
+    loc = api.allocate(tid, CHUNKS[9])
+    api.ok(api.csv(loc["worker"], tid, "Obj", CHUNKS[9], rows(1, 4, CHUNKS[9])))
+    api.ok(api.csv(loc["worker"], tid, "Obj", CHUNKS[9], rows(50, 2, CHUNKS[9]), overlap=1))
+    api.ok(api.end(tid))
+    bad = api.post("/ingest/table-stats", {"database": db, "table": "Obj", "overlap_selector": "X"})
+    assert bad["success"] == 0 and "overlap_selector" in bad["error"]
+    api.ok(
+        api.post(
+            "/ingest/table-stats", {"database": db, "table": "Obj", "overlap_selector": "CHUNK_AND_OVERLAP"}
+        )
+    )
+    entries = api.get(f"/ingest/table-stats/{db}/Obj")["entries"]
+    assert {(e["transaction_id"], e["chunk"], e["is_overlap"], e["num_rows"]) for e in entries} == {
+        (tid, CHUNKS[9], 0, 4),
+        (tid, CHUNKS[9], 1, 2),
+    }
+    api.ok(api.delete(f"/ingest/table-stats/{db}/Obj", {"overlap_selector": "OVERLAP"}))
+    entries = api.get(f"/ingest/table-stats/{db}/Obj")["entries"]
+    assert [(e["is_overlap"], e["num_rows"]) for e in entries] == [(0, 4)]
+    api.ok(api.put(f"/ingest/database/{db}"))
+    denied = api.delete(f"/ingest/table/{db}/Obj")
+    assert denied["error"] == "deleting tables of published databases requires administrator's privileges."
+    api.ok(api.delete(f"/ingest/table/{db}/Obj", {"admin_auth_key": qserv.admin_auth_key}))
+    with qserv.czar_connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_NAME LIKE 'Obj%%' AND"
+            " TABLE_SCHEMA IN (%s, %s)",
+            (db, f"qserv_w{loc['worker'].split('-')[1]}__{db}"),
+        )
+        assert cur.fetchone() == (0,)

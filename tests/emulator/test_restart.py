@@ -5,7 +5,7 @@ from __future__ import annotations
 import lsst.sphgeom
 
 from qdask.emulator.server import EmulatorThread
-from tests.emulator.api import Api, rows
+from tests.emulator.api import Api, Source, rows, wait_final
 
 CHUNKS = sorted(lsst.sphgeom.Chunker(85, 12).getAllChunks())[5000:5004]
 
@@ -49,3 +49,37 @@ def test_state_survives_restart(mariadb):
             cur.execute("SELECT qserv_trans_id, COUNT(*) FROM Obj GROUP BY 1 ORDER BY 1")
             assert cur.fetchall() == ((done, 10), (open_tid, 5))
         api.ok(api.delete(f"/ingest/database/{db}", {"admin_auth_key": "a"}))
+
+
+def test_async_requests_resume_after_restart(mariadb, tmp_path):
+    """Queued or reading async contributions are resumed by a restarted worker (async-loader-auto-resume)."""
+    db = "resumed"
+    with EmulatorThread(mariadb.dsn, workers=1, auth_key="k", admin_auth_key="a", instance="rsm") as qserv:
+        api = Api(qserv)
+        api.create_db(db)
+        api.create_director(db)
+        tid = api.begin(db)
+        chunk = CHUNKS[3]
+        loc = api.allocate(tid, chunk)
+        source = Source(rows(1, 5, chunk))
+        try:
+            body = {
+                "transaction_id": tid,
+                "table": "Obj",
+                "chunk": chunk,
+                "overlap": 0,
+                "url": source.base + "/block",
+            }
+            ids = [
+                api.ok(api.post("/ingest/file-async", body, worker=loc["worker"]))["contrib"]["id"]
+                for _ in range(3)
+            ]
+            qserv.restart()  # two requests were reading (blocked), one was queued
+            source.release.set()
+            api = Api(qserv)
+            finals = [wait_final(api, loc["worker"], i) for i in ids]
+            assert [(f["status"], f["num_rows_loaded"]) for f in finals] == [("FINISHED", 5)] * 3
+        finally:
+            source.close()
+        api.ok(api.end(tid))
+        api.ok(api.delete(f"/ingest/database/{db}"))

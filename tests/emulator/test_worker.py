@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import lsst.sphgeom
 import pytest
 
-from tests.emulator.api import Api, rows, unique_db
+from tests.emulator.api import Api, Source, rows, unique_db, wait_final
 
 CHUNKS = sorted(lsst.sphgeom.Chunker(85, 12).getAllChunks())[2000:2010]
 CONTRIB_KEYS = {
@@ -249,50 +247,6 @@ def test_file_read_failure_retry_and_rules(qserv, setup, tmp_path):
     assert unsupported["error"].endswith("unsupported url 'ftp://x/y'")
 
 
-class Source:
-    """A tiny HTTP data server for by-reference contributions; ``/block`` waits until ``release``."""
-
-    def __init__(self, payload: bytes):
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.release = threading.Event()
-        source = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                if self.path == "/missing":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                if self.path == "/block":
-                    source.release.wait(60)
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.release.set()
-        self.server.shutdown()
-
-
-def wait_final(api, worker, cid):
-    deadline = time.monotonic() + 60
-    while True:
-        status = api.get(f"/ingest/file-async/{cid}", worker=worker)["contrib"]
-        if status["status"] != "IN_PROGRESS" or time.monotonic() > deadline:
-            return status
-        time.sleep(0.05)
-
-
 def test_file_over_http_and_async(qserv, setup):
     api, db, tid = setup
     chunk = CHUNKS[4]
@@ -399,3 +353,62 @@ def test_ingest_data_json_rows(qserv, setup):
         assert answer["success"] == 0 and answer["error"].endswith(message), (message, answer)
     old = api.post("/ingest/data", {**body, "version": 34}, worker=loc["worker"])
     assert old["error_ext"] == {"min_version": 35, "max_version": 55}
+
+
+def test_transaction_aborted_while_reading(qserv, setup):
+    """An abort that lands while a contribution is still being read fails it at the load stage."""
+    api, db, tid = setup
+    chunk = CHUNKS[7]
+    loc = api.allocate(tid, chunk)
+    source = Source(rows(1, 3, chunk))
+    try:
+        body = {
+            "transaction_id": tid,
+            "table": "Obj",
+            "chunk": chunk,
+            "overlap": 0,
+            "url": source.base + "/block",
+        }
+        cid = api.ok(api.post("/ingest/file-async", body, worker=loc["worker"]))["contrib"]["id"]
+        api.ok(api.end(tid, abort=True))
+        source.release.set()
+        final = wait_final(api, loc["worker"], cid)
+        assert (final["status"], final["retry_allowed"]) == ("LOAD_FAILED", 0)
+        assert final["error"] == (
+            f"transaction {tid} changed state to ABORTED while the input file was being"
+            " prepared for the ingest."
+        )
+        with qserv.czar_connect() as conn, conn.cursor() as cur:  # loading never began: no chunk table
+            cur.execute(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_NAME=%s AND TABLE_SCHEMA LIKE %s",
+                (f"Obj_{chunk}", f"%\\_\\_{db}"),
+            )
+            assert cur.fetchone() == (0,)
+    finally:
+        source.close()
+
+
+def test_cancel_all_async_of_a_transaction(qserv, setup):
+    api, db, tid = setup
+    chunk = CHUNKS[8]
+    loc = api.allocate(tid, chunk)
+    source = Source(rows(1, 3, chunk))
+    try:
+        body = {
+            "transaction_id": tid,
+            "table": "Obj",
+            "chunk": chunk,
+            "overlap": 0,
+            "url": source.base + "/block",
+        }
+        ids = [
+            api.ok(api.post("/ingest/file-async", body, worker=loc["worker"]))["contrib"]["id"]
+            for _ in range(4)
+        ]
+        answer = api.ok(api.delete(f"/ingest/file-async/trans/{tid}", worker=loc["worker"]))
+        assert [c["id"] for c in answer["contribs"]] == ids
+        source.release.set()
+        finals = [wait_final(api, loc["worker"], i)["status"] for i in ids]
+        assert finals == ["CANCELLED"] * 4  # reading ones stop at the next checkpoint, queued ones at once
+    finally:
+        source.close()
