@@ -65,11 +65,10 @@ def locate_command(ra: float, dec: float, layout: str) -> None:
 @click.argument("config", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--check", is_flag=True, help="Only validate CONFIG and print the resolved config, then stop.")
 def plan_command(config: str, check: bool) -> None:
-    """Validate CONFIG and print the resolved configuration (secrets masked), or its errors.
+    """Show what `qdask ingest CONFIG` would do: tables, input units, columns and sizes; nothing is written.
 
-    Errors name the file, line and key path, and exit with status 2. `--check` stops after
-    validation; without it the same is printed for now (the input units are discovered and
-    planned by `qdask ingest`).
+    With `--check`, only validate CONFIG and print the resolved configuration (secrets masked).
+    Config errors name the file, line and key path, and exit with status 2.
     """
     from qdask.config import ConfigError, load_config
 
@@ -79,10 +78,18 @@ def plan_command(config: str, check: bool) -> None:
         click.echo(str(e), err=True)
         raise SystemExit(2) from None
     click.echo(f"# {cfg.source}: valid", err=True)
-    click.echo(cfg.to_yaml(), nl=False)
     if check:
+        click.echo(cfg.to_yaml(), nl=False)
         return
-    click.echo("# input units are discovered and planned by `qdask ingest`", err=True)
+    from qdask.ingest import Ingest
+
+    ingest = Ingest(cfg)
+    try:
+        ingest.plan()
+    except Exception as exc:  # noqa: BLE001 - any discovery/schema problem is reported, not raised
+        click.echo(f"qdask plan: {type(exc).__name__}: {exc}", err=True)
+        raise SystemExit(1) from None
+    ingest.show_plan()
 
 
 @main.group("emulator")
