@@ -66,6 +66,7 @@ class State:
         self.transactions: dict[int, dict] = {}
         self.contribs: dict[int, dict] = {}
         self.stats: dict[str, dict] = {}
+        self._load: dict[str, int] = {}  # chunk replicas per worker, all databases
 
     # ---- persistence
     def open(self) -> None:
@@ -93,6 +94,8 @@ class State:
                 self.tables[(obj["database"], obj["name"])] = obj
             elif kind == "replica":
                 self.replicas.setdefault(obj["database"], {})[obj["chunk"]] = obj["workers"]
+                for w in obj["workers"]:
+                    self._load[w] = self._load.get(w, 0) + 1
             elif kind == "trans":
                 self.transactions[int(key)] = obj
             elif kind == "contrib":
@@ -137,6 +140,10 @@ class State:
         return self.put("table", f"{t['database']}.{t['name']}", t)
 
     def put_replica(self, db: str, chunk: int, workers: list[str]):
+        for w in self.replicas.get(db, {}).get(chunk, []):
+            self._load[w] = self._load.get(w, 0) - 1
+        for w in workers:
+            self._load[w] = self._load.get(w, 0) + 1
         self.replicas.setdefault(db, {})[chunk] = workers
         return self.put("replica", f"{db}/{chunk}", {"database": db, "chunk": chunk, "workers": workers})
 
@@ -157,7 +164,9 @@ class State:
         self.databases.pop(name, None)
         for key in [k for k in self.tables if k[0] == name]:
             del self.tables[key]
-        self.replicas.pop(name, None)
+        for workers in self.replicas.pop(name, {}).values():
+            for w in workers:
+                self._load[w] = self._load.get(w, 0) - 1
         for tid in [i for i, t in self.transactions.items() if t["database"] == name]:
             del self.transactions[tid]
         for cid in [i for i, c in self.contribs.items() if c["database"] == name]:
@@ -184,9 +193,4 @@ class State:
 
     def chunk_load(self) -> dict[str, int]:
         """Number of chunk replicas per worker across all databases (the least-loaded criterion)."""
-        load = {name: 0 for name in self.workers}
-        for chunks in self.replicas.values():
-            for workers in chunks.values():
-                for w in workers:
-                    load[w] = load.get(w, 0) + 1
-        return load
+        return {name: self._load.get(name, 0) for name in self.workers}

@@ -275,18 +275,13 @@ class WorkerStorage:
     def remove_partitioning(self, conn, db: str, tables: list[str]) -> None:
         """Publish: every table of the given base names (prototype, chunk, overlap, dummy) unpartitioned."""
         wdb = self.dbname(db)
-        all_tables = self.tables(conn, db)
         with conn.cursor() as cur:
-            for name in all_tables:
+            cur.execute("SELECT TABLE_NAME FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA=%s"
+                        " AND PARTITION_NAME IS NOT NULL GROUP BY TABLE_NAME", (wdb,))
+            partitioned = [r[0] for r in cur.fetchall()]
+            for name in partitioned:
                 if any(name == t or _is_chunk_table_of(name, t) for t in tables):
-                    cur.execute(
-                        "SELECT CREATE_OPTIONS FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s"
-                        " AND TABLE_NAME=%s",
-                        (wdb, name),
-                    )
-                    row = cur.fetchone()
-                    if row and "partitioned" in (row[0] or ""):
-                        _exec(cur, f"ALTER TABLE {qid(wdb, name)} REMOVE PARTITIONING")
+                    _exec(cur, f"ALTER TABLE {qid(wdb, name)} REMOVE PARTITIONING")
 
     def chunk_tables(self, conn, db: str, table: str, overlap: bool = False) -> list[int]:
         """Chunk numbers for which ``T_<chunk>`` (or the overlap table) exists on this worker."""
