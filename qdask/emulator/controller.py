@@ -14,7 +14,7 @@ import uuid
 import pymysql
 from aiohttp import web
 
-from qdask.emulator.chunks import is_valid_chunk
+from qdask.emulator.chunks import all_chunks, is_valid_chunk
 from qdask.emulator.faults import FaultInjector
 from qdask.emulator.protocol import (
     API_VERSION,
@@ -74,6 +74,7 @@ class Controller:
         self.faults = faults
         self.czar = czar
         self.meta_db = meta_db
+        self.css_db = meta_db.replace("qservMeta", "qservCssData")
         self.id = str(uuid.uuid4())
         self.instance_id = "qdask-emulator"
         self._alloc_lock = asyncio.Lock()
@@ -105,6 +106,7 @@ class Controller:
             r.post("/ingest/chunk-multi", self.add_chunk_multi),
             r.post("/ingest/chunks-multi", self.add_chunks_multi),
             r.get("/ingest/chunks", self.list_chunks),
+            r.post("/ingest/chunk/empty", self.build_empty_chunks),
             r.get("/ingest/regular", self.regular_locations),
             r.post("/ingest/index/secondary", self.build_index),
             r.post("/ingest/table-stats", self.scan_table_stats),
@@ -382,6 +384,7 @@ class Controller:
         db["is_published"] = 1
         db["publish_time"] = ts
         await self.state.put_database(db)
+        await self._empty_chunks(name)
         await self.czar.publish(name)
         return {"database": self.db_json(db)}
 
@@ -397,6 +400,7 @@ class Controller:
             w, err = next(iter(ex.args[0].items()))
             raise ApiError(f"database deletion failed, worker: {w}, error: {err}", ex.args[0]) from None
         await self.czar.drop_database(name)
+        await self.pool.aexecute(f"DROP TABLE IF EXISTS {qid(self.css_db, name + '_EmptyChunks')}")
         for t in self.state.db_tables(name):
             await self.pool.aexecute(f"DROP TABLE IF EXISTS {qid(self.meta_db, name + '__' + t['name'])}")
             await self.pool.aexecute(
@@ -1031,6 +1035,36 @@ class Controller:
         if any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in chunks):
             raise OperationFailed("[json.exception.type_error.302] type must be number (parameter 'chunks')")
         return chunks
+
+    async def _empty_chunks(self, dbname: str) -> tuple[int, int]:
+        """Rebuild ``<db>_EmptyChunks``: every chunk of the layout without a replica for the database."""
+        fam = self.state.families[self.state.databases[dbname]["family_name"]]
+        every = all_chunks(fam["num_stripes"], fam["num_sub_stripes"])
+        used = set(self.state.replicas.get(dbname, {})) & every
+        empty = sorted(every - used)
+        table = qid(self.css_db, f"{dbname}_EmptyChunks")
+
+        def rebuild(conn):
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS {qid(self.css_db)}")
+                cur.execute(f"DROP TABLE IF EXISTS {table}")
+                cur.execute(f"CREATE TABLE {table} (`chunkId` INT NOT NULL PRIMARY KEY) ENGINE=InnoDB")
+                for i in range(0, len(empty), 10000):
+                    cur.execute(
+                        f"INSERT INTO {table} VALUES " + ",".join(f"({c})" for c in empty[i : i + 10000])
+                    )
+
+        await self.pool.run(rebuild)
+        return len(used), len(every)
+
+    @endpoint(31, auth=True)
+    async def build_empty_chunks(self, call: Call) -> dict:
+        db = self.database(call.required("database"))
+        call.optional_uint("force", 0)
+        if db["is_published"]:
+            raise ApiError("the database is already published")
+        ingested, total = await self._empty_chunks(db["database"])
+        return {"num_chunks_ingested": ingested, "num_chunks_all": total}
 
     @endpoint(12)
     async def list_chunks(self, call: Call) -> dict:

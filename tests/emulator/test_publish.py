@@ -29,6 +29,8 @@ def test_publish_preconditions_and_czar(qserv):
     for loc in api.get("/ingest/regular", {"database": db})["locations"]:
         api.ok(api.csv(loc["worker"], tid, "Reg", 0, b"1\ta\n2\tb\n"))
     assert api.put(f"/ingest/database/{db}")["error"] == "database has uncommitted transactions"
+    empty = api.ok(api.post("/ingest/chunk/empty", {"database": db}))
+    assert (empty["num_chunks_ingested"], empty["num_chunks_all"]) == (3, 8983)
     api.ok(api.end(tid))
     published = api.ok(api.put(f"/ingest/database/{db}", {"row_counters_deploy_at_qserv": 1}))
     assert published["database"]["is_published"] == 1 and published["database"]["publish_time"] > 0
@@ -52,6 +54,9 @@ def test_publish_preconditions_and_czar(qserv):
         assert cur.fetchone() == (0,)  # partitioning removed everywhere at publish
         cur.execute(f"SELECT COUNT(*) FROM qserv_qservMeta.{db}__Obj")
         assert cur.fetchone() == (33,)
+        cur.execute(f"SELECT COUNT(*), SUM(chunkId IN ({','.join(map(str, chunks))})) FROM"
+                    f" qserv_qservCssData.{db}_EmptyChunks")
+        assert cur.fetchone() == (8980, 0)
         cur.execute(f"SELECT chunk, num_rows FROM qserv_qservMeta.{db}__Obj__rows ORDER BY chunk")
         assert cur.fetchall() == tuple((c, 10 + i) for i, c in enumerate(chunks))
     stats = api.get(f"/ingest/table-stats/{db}/Obj")
