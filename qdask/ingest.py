@@ -284,7 +284,7 @@ class Ingest:
             futures[
                 client.submit(collect_task, task, contrib_root, key=f"collect-{_key_text(key)}", pure=False)
             ] = key
-        redo = False
+        redo, failed = False, []
         with self._progress() as progress:
             bar = progress.add_task("collect", total=len(keys))
             for future in as_completed(futures):
@@ -295,7 +295,14 @@ class Ingest:
                     self.ledger.unit_failed(exc.shard.unit_id, str(exc))  # failed units are partitioned again
                     self.summary.notes.append(str(exc))
                     redo = True
+                except Exception as exc:  # noqa: BLE001 - reported per chunk below; nothing is recorded
+                    failed.append((futures[future], exc))
                 progress.advance(bar)
+        if failed:
+            lines = "\n".join(f"  {_key_text(key)}: {type(exc).__name__}: {_short(str(exc))}"
+                              for key, exc in failed[:10])
+            raise IngestError(f"{len(failed)} chunk file(s) could not be written:\n{lines}\n"
+                              "Nothing of them was sent to Qserv; fix the cause and re-run the same command.")
         return redo
 
     def _register(self, qserv: QservClient) -> None:

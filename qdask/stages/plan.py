@@ -14,6 +14,7 @@ import pyarrow as pa
 from qdask.config import IngestConfig, Table
 from qdask.schema import (
     CHUNK_COLUMNS,
+    SchemaError,
     TableSchema,
     check_arrow_schema,
     felis_table,
@@ -129,6 +130,11 @@ def plan_table(
             input_schema.name, tuple(input_schema.column(src) for src, _ in pairs), source=input_schema.source
         )
         check_arrow_schema(found, wanted, units[0].label, allow_extra=True)
+    if table.kind == "director":  # Qserv refuses these in director tables; say so before anything is written
+        wide = [c.name for c in qserv_schema.columns if "TEXT" in c.sql_type.upper() or "BLOB" in c.sql_type.upper()]
+        if wide:
+            raise SchemaError(f"director table {table.name}: Qserv does not allow TEXT/BLOB columns in a director "
+                              f"table: {', '.join(wide)} (exclude them, or use VARCHAR/VARBINARY in the schema)")
     chunk_fields = [pa.field(c.name, c.arrow_type, nullable=False) for c in CHUNK_COLUMNS]
     arrow = pa.schema(
         [pa.field(c.name, c.arrow_type) for c in qserv_schema.columns]
