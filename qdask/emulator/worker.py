@@ -537,7 +537,7 @@ class WorkerNode:
             await self._process(c, self._source(c), holder["dialect"], p["max_retries"])
         except StageFailed as ex:
             raise ApiError(ex.error, self._error_ext(ex)) from None
-        return {"contrib": self._json(c)}
+        return self._answer(call, c)
 
     @endpoint(16, auth=True)
     async def ingest_file(self, call: Call) -> dict:
@@ -572,6 +572,13 @@ class WorkerNode:
         if c is None:
             raise ApiError(f"request {cid} was not found")
         return c
+
+    def _answer(self, call: Call, c: dict) -> dict | web.Response:
+        """The sync answer ``{"contrib": ...}``, unless a ``drop_response`` fault loses it."""
+        if self.faults.fire(("drop_response",), self.event(c)):
+            call.request.transport.abort()
+            return web.Response(status=500)
+        return {"contrib": self._json(c)}
 
     def _json(self, c: dict) -> dict:
         out = dict(c)
@@ -659,7 +666,7 @@ class WorkerNode:
             await self._process(c, self._source(c), Dialect.from_params(c["dialect_input"]), 0)
         except StageFailed as ex:
             raise ApiError(ex.error, self._error_ext(ex)) from None
-        return {"contrib": self._json(c)}
+        return self._answer(call, c)
 
     @endpoint(16, auth=True)
     async def retry_file(self, call: Call) -> dict:
@@ -716,7 +723,7 @@ class WorkerNode:
             await self._process(c, blocks, dialect, 0)
         except StageFailed as ex:
             raise ApiError(ex.error, self._error_ext(ex)) from None
-        return {"contrib": self._json(c)}
+        return self._answer(call, c)
 
     # ------------------------------------------------------------------ by value: CSV upload
     @endpoint(38, auth=False, json_body=False)
@@ -752,10 +759,7 @@ class WorkerNode:
             check_auth(call, self.keys)
             check_version(call, 38)
             raise ApiError("no file was sent in the request")
-        if self.faults.fire(("drop_response",), self.event(c)):
-            request.transport.abort()
-            return web.Response(status=500)
-        return {"contrib": self._json(c)}
+        return self._answer(call, c)
 
     async def _csv_begin(self, call: Call, fields: dict, filename: str, request) -> tuple[dict, Dialect]:
         trans_id = call.required_uint("transaction_id")

@@ -153,3 +153,45 @@ def test_admin_route_installs_faults(qserv, setup):
     assert httpx.get(admin).json()["faults"] == [] and httpx.get(admin).json()["down_workers"] == []
     assert httpx.get(qserv.worker_urls[loc["worker"]] + "/meta/version").status_code == 200
     api.ok(api.end(tid, abort=True))
+
+
+def test_lost_answer_of_file_and_data_contributions(qserv, setup, tmp_path):
+    api, db, tid = setup
+    chunk = CHUNKS[6]
+    loc = api.allocate(tid, chunk)
+    path = tmp_path / "f.tsv"
+    path.write_bytes(rows(1, 3, chunk))
+    qserv.faults.add("drop_response", match={"chunk": chunk}, times=2)
+    with pytest.raises(httpx.TransportError):
+        api.post(
+            "/ingest/file",
+            {"transaction_id": tid, "table": "Obj", "chunk": chunk, "overlap": 0, "url": f"file://{path}"},
+            worker=loc["worker"],
+        )
+    with pytest.raises(httpx.TransportError):
+        api.post(
+            "/ingest/data",
+            {
+                "transaction_id": tid,
+                "table": "Obj",
+                "chunk": chunk,
+                "overlap": 0,
+                "rows": [[9, "1", "2", "v", chunk, 1]],
+            },
+            worker=loc["worker"],
+        )
+    assert in_partition(qserv, loc["worker"], db, f"Obj_{chunk}", tid) == 4
+    assert last_contrib(api, db, tid)["status"] == "FINISHED"
+    api.ok(
+        api.post(
+            "/ingest/data",
+            {
+                "transaction_id": tid,
+                "table": "Obj",
+                "chunk": chunk,
+                "overlap": 0,
+                "rows": [[10, "1", "2", "v", chunk, 1]],
+            },
+            worker=loc["worker"],
+        )
+    )
