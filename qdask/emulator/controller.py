@@ -1033,7 +1033,7 @@ class Controller:
     def _chunk_list(call: Call) -> list[int]:
         chunks = call.required("chunks", (list,))
         if any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in chunks):
-            raise OperationFailed("[json.exception.type_error.302] type must be number (parameter 'chunks')")
+            raise OperationFailed("[json.exception.type_error.302] type must be number, but is string")
         return chunks
 
     async def _empty_chunks(self, dbname: str) -> tuple[int, int]:

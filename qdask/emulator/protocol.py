@@ -68,6 +68,7 @@ class Call:
     body: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     is_admin: bool = False
+    form: bool = False  # multipart form fields: numbers may come as numeric strings
 
     @property
     def query(self):
@@ -90,15 +91,17 @@ class Call:
             return default
         return _typed(name, self.body[name], kind)
 
+    def _number(self, name: str) -> Any:
+        return self.required(name, (int, str) if self.form else (int,))
+
     def required_uint(self, name: str) -> int:
-        value = self.required(name, (int, str))
-        return _uint(name, value)
+        return _uint(name, self._number(name))
 
     def optional_uint(self, name: str, default: int) -> int:
-        return _uint(name, self.body[name]) if name in self.body else default
+        return _uint(name, self._number(name)) if name in self.body else default
 
     def required_int(self, name: str) -> int:
-        return _int(name, self.required(name, (int, str)))
+        return _int(name, self._number(name))
 
     # ---- query parameters
     def q_uint(self, name: str, default: int) -> int:
@@ -120,7 +123,7 @@ def _typed(name: str, value: Any, kind: type | tuple) -> Any:
             return value
     if float in kinds and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    expected = "string" if kinds == (str,) else "number"
+    expected = {str: "string", list: "array", dict: "object"}.get(kinds[0], "number")
     actual = {
         str: "string",
         int: "number",
@@ -129,9 +132,7 @@ def _typed(name: str, value: Any, kind: type | tuple) -> Any:
         list: "array",
         dict: "object",
     }.get(type(value), "null")
-    raise OperationFailed(
-        f"[json.exception.type_error.302] type must be {expected}, but is {actual} (parameter '{name}')"
-    )
+    raise OperationFailed(f"[json.exception.type_error.302] type must be {expected}, but is {actual}")
 
 
 def _uint(name: str, value: Any) -> int:

@@ -27,7 +27,6 @@ from qdask.emulator.faults import FaultInjector
 from qdask.emulator.protocol import (
     API_VERSION,
     ApiError,
-    AuthFailed,
     Call,
     InvalidParam,
     Keys,
@@ -744,18 +743,15 @@ class WorkerNode:
                 continue
             if c is not None:
                 raise ApiError("the service only allows one file per request")
-            call.body = fields
-            try:
-                check_auth(call, self.keys)
-            except AuthFailed:
-                raise
+            call.body, call.form = fields, True
+            check_auth(call, self.keys)
             check_version(call, 38)
             c, dialect = await self._csv_begin(call, fields, part.filename, request)
             dropped = await self._csv_upload(c, part, dialect, request)
             if dropped:
                 return web.Response(status=500)
         if c is None:
-            call.body = fields
+            call.body, call.form = fields, True
             check_auth(call, self.keys)
             check_version(call, 38)
             raise ApiError("no file was sent in the request")

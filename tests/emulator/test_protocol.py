@@ -152,3 +152,27 @@ def test_replication_config_lists_registered_workers(qserv):
         assert url == f"http://{w['http-loader-host']['addr']}:{w['http-loader-port']}"
         assert w["is-enabled"] == 1 and w["is-read-only"] == 0
     assert config["general"]["worker"]["loader-max-warnings"] == 64
+
+
+def test_json_numbers_are_strict_form_fields_are_not(qserv):
+    api = Api(qserv)
+    answer = api.post("/ingest/chunk", {"database": "x", "chunk": "7480"})
+    assert (
+        answer["error"]
+        == "operation failed due to: [json.exception.type_error.302] type must be number, but is string"
+    )
+    db = unique_db("strict")
+    assert (
+        api.post(
+            "/ingest/database", {"database": db, "num_stripes": "85", "num_sub_stripes": 12, "overlap": 0.1}
+        )["success"]
+        == 0
+    )
+    # the version may be a numeric string, in the body as in the query
+    assert (
+        api.post(
+            "/ingest/database",
+            {"database": db, "num_stripes": 85, "num_sub_stripes": 12, "overlap": 0.1, "version": "55"},
+        )["success"]
+        == 1
+    )
