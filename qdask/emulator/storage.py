@@ -276,8 +276,11 @@ class WorkerStorage:
         """Publish: every table of the given base names (prototype, chunk, overlap, dummy) unpartitioned."""
         wdb = self.dbname(db)
         with conn.cursor() as cur:
-            cur.execute("SELECT TABLE_NAME FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA=%s"
-                        " AND PARTITION_NAME IS NOT NULL GROUP BY TABLE_NAME", (wdb,))
+            cur.execute(
+                "SELECT TABLE_NAME FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA=%s"
+                " AND PARTITION_NAME IS NOT NULL GROUP BY TABLE_NAME",
+                (wdb,),
+            )
             partitioned = [r[0] for r in cur.fetchall()]
             for name in partitioned:
                 if any(name == t or _is_chunk_table_of(name, t) for t in tables):
