@@ -2,11 +2,14 @@
 
 Each partitioned table is a MERGE table over its chunk tables ``<T>_<chunk>`` on every worker
 (overlap tables are not part of a table's rows, as in Qserv); each regular table is a MERGE table over
-one worker's copy (every worker holds the same rows), so it reads as itself. The czar database is
+one worker's copy (every worker holds the same rows), so it reads as itself. Tables with generated
+columns, which MERGE cannot carry, become ``UNION ALL`` views instead. The czar database is
 rebuilt at every publish and dropped with the catalog.
 """
 
 from __future__ import annotations
+
+import pymysql
 
 from qdask.emulator.state import State
 from qdask.emulator.storage import DUMMY_CHUNK, SqlPool, chunk_table, qid
@@ -39,9 +42,18 @@ class Czar:
                 proto = qid(self.nodes[first_worker].storage.dbname(db), t["name"])
                 target = qid(czar_db, t["name"])
                 cur.execute(f"DROP TABLE IF EXISTS {target}")
+                cur.execute(f"DROP VIEW IF EXISTS {target}")
                 cur.execute(f"CREATE TABLE {target} LIKE {proto}")
-                union = ", ".join(members)
-                cur.execute(f"ALTER TABLE {target} ENGINE=MRG_MyISAM UNION=({union}) INSERT_METHOD=NO")
+                try:
+                    cur.execute(
+                        f"ALTER TABLE {target} ENGINE=MRG_MyISAM UNION=({', '.join(members)})"
+                        " INSERT_METHOD=NO"
+                    )
+                except pymysql.err.MySQLError:
+                    # MERGE cannot carry generated columns (error 1910): a UNION ALL view reads the same
+                    cur.execute(f"DROP TABLE IF EXISTS {target}")
+                    selects = " UNION ALL ".join(f"SELECT * FROM {m}" for m in (members or [proto]))
+                    cur.execute(f"CREATE VIEW {target} AS {selects}")
 
     def _members(self, conn, db: str, t: dict) -> list[str]:
         if not t["is_partitioned"]:
@@ -60,3 +72,4 @@ class Czar:
 
     async def drop_table(self, db: str, table: str) -> None:
         await self.pool.aexecute(f"DROP TABLE IF EXISTS {qid(self.dbname(db), table)}")
+        await self.pool.aexecute(f"DROP VIEW IF EXISTS {qid(self.dbname(db), table)}")
