@@ -195,3 +195,27 @@ def test_lost_answer_of_file_and_data_contributions(qserv, setup, tmp_path):
             worker=loc["worker"],
         )
     )
+
+
+def test_worker_down_during_database_creation_and_publish(qserv, setup):
+    api, db, tid = setup
+    chunk = CHUNKS[7]
+    loc = api.allocate(tid, chunk)
+    api.ok(api.csv(loc["worker"], tid, "Obj", chunk, rows(1, 3, chunk)))
+    api.ok(api.end(tid))
+    qserv.set_worker_down(loc["worker"])
+    other = unique_db("down")
+    created = api.post(
+        "/ingest/database", {"database": other, "num_stripes": 85, "num_sub_stripes": 12, "overlap": 0.1}
+    )
+    assert created["error"].startswith(f"database creation failed, worker: {loc['worker']}, error: ")
+    published = api.put(f"/ingest/database/{db}")
+    assert published["success"] == 0 and loc["worker"] in published["error"]
+    assert api.get("/ingest/database", {"all": 0, "published": 0})["databases"] and not any(
+        d["is_published"] for d in api.get("/ingest/database")["databases"] if d["name"] == db
+    )
+    qserv.set_worker_down(loc["worker"], False)
+    api.ok(api.put(f"/ingest/database/{db}"))  # re-sent after the worker is back
+    with qserv.czar_connect(db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM Obj")
+        assert cur.fetchone() == (3,)
