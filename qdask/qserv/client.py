@@ -43,6 +43,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
+from qdask import faultpoints
 from qdask.qserv.errors import (
     ContributionCheckError,
     QservAuthError,
@@ -1391,6 +1392,7 @@ class _BlockReader:
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0 or size > _UPLOAD_BLOCK:
             size = _UPLOAD_BLOCK
+        faultpoints.reached("upload.block")
         return self._fh.read(size)
 
     def fileno(self) -> int:  # lets httpx compute Content-Length from fstat without reading

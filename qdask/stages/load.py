@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from itertools import groupby
 
+from qdask import faultpoints
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, Ledger
 from qdask.ledger import Contribution as LedgerContribution
 from qdask.qserv import (
@@ -150,6 +151,7 @@ def recover(client: QservClient, ledger: Ledger, database: str, run_id: str) -> 
             ledger.transaction_state(t.transaction_id, "committed")
             notes.append(f"transaction {t.transaction_id} had been committed; recorded")
         else:
+            faultpoints.reached("recover.aborting", str(t.transaction_id))
             _abort(client, ledger, t.transaction_id, recorded=True)
             notes.append(
                 f"transaction {t.transaction_id} was left {state}; aborted, its files will be redone"
@@ -242,9 +244,12 @@ class Loader:
         context = transaction_context(s.run_id, files)
         transaction = self.client.begin_transaction(s.database, context=context)
         tid = transaction.id
+        faultpoints.reached("transaction.begun", str(tid))
         self.ledger.transaction_started(tid, s.database, [f.key for f in files], context)
+        faultpoints.reached("transaction.recorded", str(tid))
         try:
             targets = self._locations(tid, files)
+            faultpoints.reached("transaction.allocated", str(tid))
             self._upload_all(tid, targets)
         except _Redo:
             _abort(self.client, self.ledger, tid, recorded=True)
@@ -297,6 +302,7 @@ class Loader:
         for attempt in range(s.retries_in_transaction + 1):
             with self._slot(place.worker):
                 try:
+                    faultpoints.reached("upload.sending", f"{file.table}:{file.chunk_id}")
                     answer = self.client.ingest_csv(
                         place,
                         tid,
@@ -310,7 +316,9 @@ class Loader:
                 except (QservError, ContributionCheckError) as exc:
                     failure = exc
                 else:
+                    faultpoints.reached("upload.answered", f"{file.table}:{file.chunk_id}")
                     self._record(tid, file, place, answer, retry=attempt > 0)
+                    faultpoints.reached("upload.recorded", f"{file.table}:{file.chunk_id}")
                     self.summary.contributions += 1
                     self.summary.rows += file.rows
                     self.summary.bytes += file.bytes
@@ -360,7 +368,9 @@ class Loader:
 
     def _commit(self, tid: int) -> None:
         try:
+            faultpoints.reached("commit.sending", str(tid))
             state = self.client.commit_transaction(tid).state
+            faultpoints.reached("commit.answered", str(tid))
         except (QservError, QservTransportError) as exc:
             state = self.client.get_transaction(tid).state  # the outcome decides, not the lost answer
             if state != "FINISHED":
@@ -370,4 +380,5 @@ class Loader:
             _abort(self.client, self.ledger, tid, recorded=True)
             raise _Redo(f"transaction {tid} ended {state} instead of FINISHED")
         self.ledger.transaction_state(tid, "committed")
+        faultpoints.reached("commit.recorded", str(tid))
         self.summary.transactions_committed += 1

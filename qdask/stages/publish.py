@@ -6,6 +6,7 @@ whose answer was lost is settled by asking Qserv again rather than by sending it
 
 from __future__ import annotations
 
+from qdask import faultpoints
 from qdask.qserv import QservClient, QservError
 
 
@@ -22,7 +23,9 @@ def publish(
     if is_published(client, database):
         return [f"database {database} was already published"]
     try:
+        faultpoints.reached("publish.sending", database)
         client.publish_database(database)
+        faultpoints.reached("publish.answered", database)
     except QservError:
         if not is_published(client, database):
             raise

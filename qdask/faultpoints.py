@@ -1,0 +1,124 @@
+"""Named points where the recovery tests kill the process that reaches them (SIGKILL, no clean-up).
+
+The pipeline calls ``reached(name[, detail])`` at the places where a stop is most dangerous (after a
+Qserv transaction starts but before the ledger knows it, between a contribution and its commit, during
+a commit, ...). Nothing happens unless the environment variable ``QDASK_KILL_AT`` names the point, so
+the cost in production is one dictionary lookup. Grammar (items separated by commas)::
+
+    NAME[=TEXT]:N[+SECONDS][!]     kill at the N-th hit of NAME (counted per process)
+    NAME[=TEXT]:*                  kill at every hit (a task that always kills its worker)
+
+``=TEXT`` counts only hits whose detail contains TEXT; ``+SECONDS`` kills that long after the hit,
+from a timer thread, so the process dies while the next request is in flight; ``!`` fires at most once
+across all processes sharing ``QDASK_FAULT_DIR`` (a Dask task retried on another worker then succeeds).
+``MODE`` may be changed from ``kill`` to ``oom`` with ``QDASK_FAULT_MODE=oom``: the process then
+allocates memory until its nanny (or the kernel) kills it, as a real out-of-memory kill would.
+When ``QDASK_FAULT_DIR`` is set, every firing appends ``pid name detail`` to ``kills.log`` there
+(fsynced) before the process dies, so a test can tell which point was actually hit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV = "QDASK_KILL_AT"
+DIR_ENV = "QDASK_FAULT_DIR"
+MODE_ENV = "QDASK_FAULT_MODE"
+
+
+@dataclass(frozen=True)
+class _Rule:
+    text: str
+    name: str
+    detail: str | None
+    nth: int | None  # None: every hit
+    delay: float
+    once: bool
+
+
+_parsed: dict[str, list[_Rule]] = {}
+_hits: dict[_Rule, int] = {}
+_lock = threading.Lock()
+
+
+def parse(spec: str) -> list[_Rule]:
+    """The rules of a ``QDASK_KILL_AT`` value; a malformed item raises ``ValueError`` naming it."""
+    rules = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        try:
+            where, when = item.rsplit(":", 1)
+            name, _, detail = where.partition("=")
+            once = when.endswith("!")
+            when = when.rstrip("!")
+            count, _, delay = when.partition("+")
+            nth = None if count == "*" else int(count)
+            if nth is not None and nth < 1:
+                raise ValueError
+            rules.append(_Rule(item, name, detail or None, nth, float(delay or 0), once))
+        except ValueError:
+            expected = "NAME[=TEXT]:N[+SECONDS][!] or NAME:*"
+            raise ValueError(f"{ENV}: cannot read {item!r} (expected {expected})") from None
+    return rules
+
+
+def reached(name: str, detail: str = "") -> None:
+    """Kill this process here if ``QDASK_KILL_AT`` says so; otherwise return at once."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    rules = _parsed.get(spec)
+    if rules is None:
+        rules = _parsed[spec] = parse(spec)
+    for rule in rules:
+        if rule.name != name or (rule.detail is not None and rule.detail not in detail):
+            continue
+        with _lock:
+            _hits[rule] = _hits.get(rule, 0) + 1
+            due = rule.nth is None or _hits[rule] == rule.nth
+        if due and (not rule.once or _claim(rule)):
+            _log(name, detail)
+            if rule.delay:
+                threading.Timer(rule.delay, _die).start()
+            else:
+                _die()
+
+
+def _claim(rule: _Rule) -> bool:
+    """True for the first process to fire a ``!`` rule (a marker file in ``QDASK_FAULT_DIR``)."""
+    folder = os.environ.get(DIR_ENV)
+    if not folder:
+        return True
+    marker = Path(folder) / ("fired-" + "".join(c if c.isalnum() else "_" for c in rule.text))
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _log(name: str, detail: str) -> None:
+    folder = os.environ.get(DIR_ENV)
+    if not folder:
+        return
+    fd = os.open(Path(folder) / "kills.log", os.O_CREAT | os.O_APPEND | os.O_WRONLY)
+    try:
+        os.write(fd, f"{os.getpid()} {name} {detail}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _die() -> None:
+    if os.environ.get(MODE_ENV) == "oom":
+        hog = []
+        while True:  # touch every page so the memory is really resident, until something kills us
+            block = bytearray(64 << 20)
+            block[::4096] = b"x" * len(block[::4096])
+            hog.append(block)
+            time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGKILL)
