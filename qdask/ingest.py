@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
+from qdask import faultpoints
 from qdask.cluster import ClusterSpec, open_client
 from qdask.config import IngestConfig
 from qdask.ledger import ChunkKey, Ledger, Shard, Unit, config_fingerprint
@@ -69,13 +70,21 @@ def partition_task(
     unit: InputUnit, plan: TablePlan, input_schema: TableSchema, shard_root: str, quarantine_root: str
 ) -> PartitionResult:
     """The partition stage for one unit (runs on a Dask worker)."""
-    batches = read_input(unit, input_schema, plan.source_columns)
+    batches = _each(read_input(unit, input_schema, plan.source_columns), "partition.batch", unit.unit_id)
     return partition_batches(batches, plan, unit.unit_id, Path(shard_root), Path(quarantine_root))
 
 
 def collect_task(task: CollectTask, contrib_root: str):
     """The collect stage for one (table, chunk, overlap) (runs on a Dask worker)."""
+    faultpoints.reached("collect.task", _key_text(task.key))
     return collect_chunk(task, Path(contrib_root))
+
+
+def _each(items, point: str, detail: str):
+    """`items`, passing fault point `point` before each one (a kill mid-stream in the recovery tests)."""
+    for item in items:
+        faultpoints.reached(point, detail)
+        yield item
 
 
 # -- the driver ---------------------------------------------------------------------------------------
@@ -171,6 +180,7 @@ class Ingest:
             for s in self.setups.values()
             for u in s.units
         )
+        faultpoints.reached("plan.recorded")
         if self.ledger.units_to_partition() or self.ledger.chunks_to_collect():
             with open_client(cluster_spec(self.config)) as client:
                 self.console.print(f"Dask dashboard: {client.dashboard_link}")
@@ -190,6 +200,7 @@ class Ingest:
                 auto_build_director_index=self.config.database.auto_build_director_index,
             )
         if verify_after:
+            faultpoints.reached("verify.started")
             self.summary.verify = self.verify()
         return self.summary
 
@@ -232,6 +243,7 @@ class Ingest:
                 pure=False,
             )
             futures[future] = unit
+        faultpoints.reached("partition.submitted")
         failed = []
         with self._progress() as progress:
             bar = progress.add_task("partition", total=len(todo))
@@ -243,7 +255,9 @@ class Ingest:
                     self.ledger.unit_failed(unit.unit_id, f"{type(exc).__name__}: {exc}")
                     failed.append((unit.unit_id, exc))
                 else:
+                    faultpoints.reached("partition.result", unit.unit_id)
                     self._record_partition(result)
+                    faultpoints.reached("partition.recorded", unit.unit_id)
                 progress.advance(bar)
         if failed:
             lines = "\n".join(f"  {uid}: {type(exc).__name__}: {_short(str(exc))}" for uid, exc in failed[:10])
@@ -284,12 +298,16 @@ class Ingest:
             futures[
                 client.submit(collect_task, task, contrib_root, key=f"collect-{_key_text(key)}", pure=False)
             ] = key
+        faultpoints.reached("collect.submitted")
         redo, failed = False, []
         with self._progress() as progress:
             bar = progress.add_task("collect", total=len(keys))
             for future in as_completed(futures):
                 try:
-                    self.ledger.record_chunk_file(future.result())
+                    file = future.result()
+                    faultpoints.reached("collect.result", _key_text(file.key))
+                    self.ledger.record_chunk_file(file)
+                    faultpoints.reached("collect.recorded", _key_text(file.key))
                     self.summary.chunks_collected += 1
                 except CorruptShardError as exc:
                     self.ledger.unit_failed(exc.shard.unit_id, str(exc))  # failed units are partitioned again
@@ -354,7 +372,9 @@ class Ingest:
                 )
             return
         self._register(qserv)
+        faultpoints.reached("load.registered")
         self.summary.notes += recover(qserv, self.ledger, db, self.summary.run_id)
+        faultpoints.reached("load.recovered")
         q = self.config.qserv
         settings = LoadSettings(
             database=db,
