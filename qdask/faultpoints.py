@@ -116,9 +116,9 @@ def _log(name: str, detail: str) -> None:
 def _die() -> None:
     if os.environ.get(MODE_ENV) == "oom":
         hog = []
-        while True:  # touch every page so the memory is really resident, until something kills us
-            block = bytearray(64 << 20)
+        while True:  # ~300 MB/s, every page touched so it is resident, until something kills us
+            block = bytearray(16 << 20)
             block[::4096] = b"x" * len(block[::4096])
             hog.append(block)
-            time.sleep(0.01)
+            time.sleep(0.05)
     os.kill(os.getpid(), signal.SIGKILL)

@@ -8,12 +8,13 @@ command re-run after any stop skips what is done and redoes what was in flight.
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-from distributed import Client, as_completed
+from distributed import Client, KilledWorker, as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
@@ -88,6 +89,63 @@ def _each(items, point: str, detail: str):
 
 
 # -- the driver ---------------------------------------------------------------------------------------
+
+
+class MemoryWatch:
+    """Samples the Dask workers while a stage runs, to say how much memory a task's worker was using.
+
+    A worker killed for memory (by its nanny at the `terminate` fraction, by the kernel, or by
+    Kubernetes) takes its task with it; after `allowed-failures` such deaths Dask gives up with
+    `KilledWorker`. The sampler records, for every running task, the most memory its worker was seen
+    using (heartbeats, ~0.5 s apart) and the worker's limit, so the report can name both.
+    """
+
+    def __init__(self, client: Client, interval: float = 0.2):
+        self.client, self.interval = client, interval
+        self.peak: dict[str, tuple[int, int | None]] = {}  # task key → (bytes seen, worker limit)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="qdask-memory-watch", daemon=True)
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+                processing = self.client.processing()
+            except Exception:  # noqa: BLE001 - sampling is best effort; the stage goes on without it
+                continue
+            for address, keys in processing.items():
+                info = workers.get(address, {})
+                used = int((info.get("metrics") or {}).get("memory") or 0)
+                for key in keys:
+                    seen, _ = self.peak.get(str(key), (0, None))
+                    self.peak[str(key)] = (max(seen, used), info.get("memory_limit"))
+
+    def explain(self, exc: BaseException, what: str) -> str:
+        """A failed task's error as one line; for `KilledWorker`, with the memory seen and the limit."""
+        if not isinstance(exc, KilledWorker):
+            return f"{what}: {type(exc).__name__}: {exc}"
+        used, limit = self.peak.get(str(exc.task), (0, None))
+        limit = limit or getattr(exc.last_worker, "memory_limit", None)
+        tries = exc.allowed_failures + 1
+        memory = f"at least {_size(used)} of its {_size(limit)} memory limit" if limit else f"{_size(used)}"
+        cause = (
+            "most likely it needs more memory than a worker has: give workers more memory "
+            "(cluster.memory_per_worker) or split the input into smaller units"
+            if limit and used >= 0.6 * limit
+            else "the workers died for another reason (killed by the system?); see the worker logs"
+        )
+        return (
+            f"{what}: its task killed its Dask worker {tries} times (the last time using {memory}); "
+            f"{cause}. Nothing of it was recorded; re-run the same command once fixed"
+        )
 
 
 def fingerprint(config: IngestConfig) -> str:
@@ -245,22 +303,23 @@ class Ingest:
             futures[future] = unit
         faultpoints.reached("partition.submitted")
         failed = []
-        with self._progress() as progress:
+        with self._progress() as progress, MemoryWatch(client) as memory:
             bar = progress.add_task("partition", total=len(todo))
             for future in as_completed(futures):
                 unit = futures[future]
                 try:
                     result: PartitionResult = future.result()
                 except Exception as exc:  # noqa: BLE001 - recorded and reported per unit below
-                    self.ledger.unit_failed(unit.unit_id, f"{type(exc).__name__}: {exc}")
-                    failed.append((unit.unit_id, exc))
+                    text = memory.explain(exc, f"unit {unit.unit_id} (table {unit.table})")
+                    self.ledger.unit_failed(unit.unit_id, text)
+                    failed.append((unit.unit_id, text))
                 else:
                     faultpoints.reached("partition.result", unit.unit_id)
                     self._record_partition(result)
                     faultpoints.reached("partition.recorded", unit.unit_id)
                 progress.advance(bar)
         if failed:
-            lines = "\n".join(f"  {uid}: {type(exc).__name__}: {_short(str(exc))}" for uid, exc in failed[:10])
+            lines = "\n".join(f"  {uid}: {_short(text)}" for uid, text in failed[:10])
             raise IngestError(
                 f"{len(failed)} unit(s) failed to partition:\n{lines}\n"
                 "Fix the cause and re-run the same command; finished units are kept."
@@ -300,7 +359,7 @@ class Ingest:
             ] = key
         faultpoints.reached("collect.submitted")
         redo, failed = False, []
-        with self._progress() as progress:
+        with self._progress() as progress, MemoryWatch(client) as memory:
             bar = progress.add_task("collect", total=len(keys))
             for future in as_completed(futures):
                 try:
@@ -314,11 +373,11 @@ class Ingest:
                     self.summary.notes.append(str(exc))
                     redo = True
                 except Exception as exc:  # noqa: BLE001 - reported per chunk below; nothing is recorded
-                    failed.append((futures[future], exc))
+                    what = f"chunk file {_key_text(futures[future])}"
+                    failed.append((futures[future], memory.explain(exc, what)))
                 progress.advance(bar)
         if failed:
-            lines = "\n".join(f"  {_key_text(key)}: {type(exc).__name__}: {_short(str(exc))}"
-                              for key, exc in failed[:10])
+            lines = "\n".join(f"  {_key_text(key)}: {_short(text)}" for key, text in failed[:10])
             raise IngestError(f"{len(failed)} chunk file(s) could not be written:\n{lines}\n"
                               "Nothing of them was sent to Qserv; fix the cause and re-run the same command.")
         return redo

@@ -52,7 +52,14 @@ SOAK = int(os.environ.get("QDASK_FAULT_SOAK", "1"))
 
 
 def write_case01(
-    path: Path, qserv, staging: Path, database: str, *, tables: list[str] = TABLES, **qserv_overrides
+    path: Path,
+    qserv,
+    staging: Path,
+    database: str,
+    *,
+    tables: list[str] = TABLES,
+    memory: str = "2GiB",
+    **qserv_overrides,
 ) -> Path:
     """configs/case01.yaml with absolute paths, pointed at the stand-in; small transactions by default
     (3 chunks each) so that a kill can fall between commits. Returns the config path."""
@@ -65,7 +72,7 @@ def write_case01(
     raw["qserv"].update(controller=qserv.controller_url, czar=qserv.czar_dsn, max_chunks_per_transaction=3)
     raw["qserv"].update(qserv_overrides)
     raw["staging"] = {"directory": str(staging)}
-    raw["cluster"] = {"kind": "local", "workers": 2, "memory_per_worker": "2GiB"}
+    raw["cluster"] = {"kind": "local", "workers": 2, "memory_per_worker": memory}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -79,6 +86,7 @@ class Outcome:
     output: str
     fired: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    pid: int = 0
 
     @property
     def killed(self) -> bool:
@@ -140,7 +148,9 @@ class Runner:
             output, _ = proc.communicate(timeout=60)
         seconds = time.monotonic() - start
         _kill_group(proc.pid)  # the Dask workers of a killed driver die with it, as in a killed pod
-        return Outcome(proc.returncode, output.decode(errors="replace"), self._log()[before:], seconds)
+        return Outcome(
+            proc.returncode, output.decode(errors="replace"), self._log()[before:], seconds, proc.pid
+        )
 
     def ingest(self, config: Path, **kw) -> Outcome:
         return self.run("ingest", str(config), **kw)
