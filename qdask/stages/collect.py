@@ -50,8 +50,10 @@ def verify_shard(shard: Shard) -> None:
 def _shard_batches(shards: Sequence[Shard], columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
     for shard in shards:
         parquet = pq.ParquetFile(shard.path)
-        width = max(parquet.metadata.serialized_size // max(parquet.metadata.num_rows, 1), 1)
-        rows = max(1024, min(1 << 20, BATCH_BYTES // max(width, 8 * len(columns))))
+        meta = parquet.metadata
+        data_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        width = max(data_bytes // max(meta.num_rows, 1), 8 * len(columns))  # uncompressed bytes per row
+        rows = max(256, min(1 << 20, BATCH_BYTES // width))
         yield from parquet.iter_batches(batch_size=rows, columns=list(columns), use_threads=False)
 
 

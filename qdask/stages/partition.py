@@ -88,7 +88,8 @@ def conform_batch(batch: pa.RecordBatch, plan: TablePlan, unit_id: str) -> pa.Ta
     naming the unit and the column; nothing is truncated silently.
     """
     table = pa.Table.from_batches([batch])
-    missing = [name for name in plan.source_columns if name not in table.column_names]
+    present = set(table.column_names)
+    missing = [name for name in plan.source_columns if name not in present]
     if missing:
         raise KeyError(f"{unit_id}: input lacks column(s) {', '.join(missing)} needed by table {plan.name}")
     columns = []

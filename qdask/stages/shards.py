@@ -63,14 +63,14 @@ class ShardWriter:
         *,
         compression: str = "zstd",
         compression_level: int | None = 3,
-        row_group_rows: int = 128 * 1024,
-        buffer_budget_bytes: int = 256 << 20,
+        row_group_bytes: int = 32 << 20,
+        buffer_budget_bytes: int = 64 << 20,
     ) -> None:
         self.root, self.table, self.unit_key, self.schema = Path(root), table, unit_key, schema
         self.compression, self.compression_level = compression, compression_level
-        self.row_group_rows, self.buffer_budget_bytes = row_group_rows, buffer_budget_bytes
+        self.row_group_bytes, self.buffer_budget_bytes = row_group_bytes, buffer_budget_bytes
         self._buffers: dict[tuple[int, bool], list[pa.Table]] = {}
-        self._buffered_rows: dict[tuple[int, bool], int] = {}
+        self._buffered: dict[tuple[int, bool], int] = {}  # bytes per destination
         self._buffered_bytes = 0
         self._writers: dict[tuple[int, bool], pq.ParquetWriter] = {}
         self._rows: dict[tuple[int, bool], int] = {}
@@ -80,28 +80,28 @@ class ShardWriter:
         return final.with_name(final.name + f".tmp{os.getpid()}")
 
     def add(self, table: pa.Table, chunk_ids: np.ndarray, overlap: bool) -> None:
-        """Route each row of `table` to the shard of its chunk (sort once, then slice)."""
+        """Route each row of `table` to the shard of its chunk (sort the chunk ids once, then gather)."""
         if table.num_rows == 0:
             return
         order = np.argsort(chunk_ids, kind="stable")
         sorted_ids = chunk_ids[order]
-        table = table.take(pa.array(order))
         starts = np.concatenate(([0], np.flatnonzero(np.diff(sorted_ids)) + 1))
         ends = np.concatenate((starts[1:], [len(sorted_ids)]))
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             key = (int(sorted_ids[start]), overlap)
-            piece = table.slice(start, end - start)
+            # one gather per destination: each row is copied once, and no buffered piece pins the batch
+            piece = table if end - start == table.num_rows else table.take(pa.array(order[start:end]))
             self._buffers.setdefault(key, []).append(piece)
-            self._buffered_rows[key] = self._buffered_rows.get(key, 0) + piece.num_rows
+            self._buffered[key] = self._buffered.get(key, 0) + piece.nbytes
             self._buffered_bytes += piece.nbytes
-            if self._buffered_rows[key] >= self.row_group_rows:
+            if self._buffered[key] >= self.row_group_bytes:
                 self._flush(key)
         while self._buffered_bytes > self.buffer_budget_bytes and self._buffers:
-            self._flush(max(self._buffers, key=lambda k: self._buffered_rows[k]))
+            self._flush(max(self._buffers, key=lambda k: self._buffered[k]))
 
     def _flush(self, key: tuple[int, bool]) -> None:
         pieces = self._buffers.pop(key)
-        self._buffered_rows.pop(key)
+        self._buffered.pop(key)
         data = pa.concat_tables(pieces).combine_chunks().cast(self.schema)
         self._buffered_bytes -= sum(p.nbytes for p in pieces)
         writer = self._writers.get(key)
@@ -141,7 +141,7 @@ class ShardWriter:
     def discard(self) -> None:
         """Drop buffers and remove temporary files (used when the unit fails)."""
         self._buffers.clear()
-        self._buffered_rows.clear()
+        self._buffered.clear()
         self._buffered_bytes = 0
         for key, writer in self._writers.items():
             try:
