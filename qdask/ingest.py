@@ -23,14 +23,14 @@ from qdask import faultpoints
 from qdask.cluster import ClusterSpec, open_client
 from qdask.config import IngestConfig
 from qdask.ledger import ChunkKey, Ledger, Shard, Unit, config_fingerprint
-from qdask.qserv import QservClient
+from qdask.qserv import QservClient, QservError
 from qdask.qserv.czar import Czar
 from qdask.schema import TableSchema
 from qdask.sources import butler as butler_source
 from qdask.sources import files as file_source
 from qdask.sources.units import InputUnit
 from qdask.stages.collect import CollectTask, CorruptShardError, collect_chunk
-from qdask.stages.load import Loader, LoadSettings, StagedFileCorrupt, recover
+from qdask.stages.load import Loader, LoadError, LoadSettings, StagedFileCorrupt, recover
 from qdask.stages.partition import PartitionResult, TablePlan, conform_batch, partition_batches
 from qdask.stages.plan import TableSetup, plan_ingest
 from qdask.stages.publish import is_published, publish
@@ -248,15 +248,21 @@ class Ingest:
         if stage_only:
             self.summary.notes.append("stage-only: every contribution file is staged with its checksum")
             return self.summary
-        with qserv_client(self.config) as qserv:
-            qserv.check_version()
-            self._load(qserv)
-            self.summary.notes += publish(
-                qserv,
-                self.config.database.name,
-                directors=[d.name for d in self.config.directors],
-                auto_build_director_index=self.config.database.auto_build_director_index,
-            )
+        try:
+            with qserv_client(self.config) as qserv:
+                qserv.check_version()
+                self._load(qserv)
+                self.summary.notes += publish(
+                    qserv,
+                    self.config.database.name,
+                    directors=[d.name for d in self.config.directors],
+                    auto_build_director_index=self.config.database.auto_build_director_index,
+                )
+        except (LoadError, QservError) as exc:  # the ledger is consistent: say so instead of a traceback
+            raise IngestError(
+                f"{exc}\nEvery row loaded so far is committed and recorded; transactions left open are "
+                "aborted by the next run. Re-run the same command to resume."
+            ) from exc
         if verify_after:
             faultpoints.reached("verify.started")
             self.summary.verify = self.verify()
