@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from uuid import uuid4
 
 import pyarrow as pa
 from distributed import Client, KilledWorker, as_completed
@@ -30,7 +31,7 @@ from qdask.sources import butler as butler_source
 from qdask.sources import files as file_source
 from qdask.sources.units import InputUnit
 from qdask.stages.collect import CollectTask, CorruptShardError, collect_chunk
-from qdask.stages.load import Loader, LoadError, LoadSettings, StagedFileCorrupt, recover
+from qdask.stages.load import Loader, LoadError, LoadSettings, StagedFileCorrupt, recover, staged_file_problem
 from qdask.stages.partition import PartitionResult, TablePlan, conform_batch, partition_batches
 from qdask.stages.plan import TableSetup, plan_ingest
 from qdask.stages.publish import is_published, publish
@@ -295,7 +296,7 @@ class Ingest:
         futures = {}
         for unit in todo:
             setup = self.setups[unit.table]
-            self.ledger.unit_started(unit.unit_id)
+            attempt = self.ledger.unit_started(unit.unit_id)
             future = client.submit(
                 partition_task,
                 InputUnit.from_dict(unit.spec),
@@ -303,7 +304,8 @@ class Ingest:
                 setup.input_schema,
                 shard_root,
                 quarantine_root,
-                key=f"partition-{unit.unit_id}",
+                # a key per attempt: with a reused key Dask may hand back the previous attempt's result
+                key=f"partition-{unit.unit_id}-{attempt}",
                 pure=False,
             )
             futures[future] = unit
@@ -360,9 +362,8 @@ class Ingest:
             setup = self.setups[key.table]
             charset, _ = self.config.table_charset(setup.config)
             task = CollectTask(key, tuple(self.ledger.shards(key)), tuple(setup.plan.schema.names), charset)
-            futures[
-                client.submit(collect_task, task, contrib_root, key=f"collect-{_key_text(key)}", pure=False)
-            ] = key
+            name = f"collect-{_key_text(key)}-{uuid4().hex[:8]}"  # never a previous round's cached result
+            futures[client.submit(collect_task, task, contrib_root, key=name, pure=False)] = key
         faultpoints.reached("collect.submitted")
         redo, failed = False, []
         with self._progress() as progress, MemoryWatch(client) as memory:
@@ -463,8 +464,13 @@ class Ingest:
                 try:
                     result = loader.run(files)
                 except StagedFileCorrupt as exc:
-                    self.ledger.drop_chunk_file(exc.file.key)
                     self.summary.notes.append(str(exc))
+                    for file in self.ledger.files_to_load():  # one bad file found: check them all, once
+                        problem = staged_file_problem(file)
+                        if problem is not None or file.key == exc.file.key:
+                            self.ledger.drop_chunk_file(file.key)
+                            if file.key != exc.file.key:
+                                self.summary.notes.append(f"{file.path} {problem}; collected again")
                     with open_client(cluster_spec(self.config)) as client:
                         self._stage_files(client)
                     continue

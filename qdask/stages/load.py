@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from itertools import groupby
+from pathlib import Path
 
 from qdask import faultpoints
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, Ledger
@@ -47,9 +48,21 @@ class LoadError(RuntimeError):
 class StagedFileCorrupt(LoadError):
     """A staged file no longer matches its checksum: it must be collected again before loading."""
 
-    def __init__(self, file: ChunkFile):
+    def __init__(self, file: ChunkFile, found: str = "no longer matches its recorded checksum"):
         self.file = file
-        super().__init__(f"{file.path} no longer matches its recorded checksum; it will be collected again")
+        super().__init__(f"{file.path} {found}; it will be collected again")
+
+
+def staged_file_problem(file: ChunkFile) -> str | None:
+    """Why a staged file cannot be sent as recorded (missing, other size, other checksum), or None."""
+    path = Path(file.path)
+    if not path.is_file():
+        return "is missing"
+    if path.stat().st_size != file.bytes:
+        return f"has {path.stat().st_size} bytes, not the {file.bytes} recorded"
+    if file_checksum(path) != file.checksum:
+        return "no longer matches its recorded checksum"
+    return None
 
 
 class _Redo(Exception):
@@ -296,8 +309,9 @@ class Loader:
 
     def _upload(self, tid: int, file: ChunkFile, place: Location) -> None:
         s = self.settings
-        if file_checksum(file.path) != file.checksum:
-            raise StagedFileCorrupt(file)
+        problem = staged_file_problem(file)  # checked before every upload: never send what was not staged
+        if problem is not None:
+            raise StagedFileCorrupt(file, problem)
         chunk = 0 if file.chunk_id == REGULAR_CHUNK else file.chunk_id
         for attempt in range(s.retries_in_transaction + 1):
             with self._slot(place.worker):
