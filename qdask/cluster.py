@@ -1,7 +1,8 @@
-"""Where the Dask work runs: a LocalCluster by default, or an existing scheduler by address.
+"""Where the Dask work runs: a LocalCluster by default, an existing scheduler by address, or Kubernetes.
 
 Workers are processes (so a worker killed by the kernel for memory costs one task, not the driver) with
-an explicit memory limit, which Dask's nanny enforces the way a Kubernetes pod limit would.
+an explicit memory limit, which Dask's nanny enforces the way a Kubernetes pod limit would. On Kubernetes
+(`qdask.kube`), qdask builds the DaskCluster itself and deletes it when the run ends.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dask
 from distributed import Client, LocalCluster
+
+if TYPE_CHECKING:
+    from qdask.config import KubernetesConfig
 
 
 class ClusterError(RuntimeError):
@@ -21,7 +26,7 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """How many workers, how big, and where (kind: local | scheduler)."""
+    """How many workers, how big, and where (kind: local | scheduler | kubernetes)."""
 
     kind: str = "local"
     workers: int = 2
@@ -29,6 +34,8 @@ class ClusterSpec:
     memory_per_worker: int | None = None  # bytes; None lets Dask divide the machine's memory
     scheduler_address: str | None = None
     dashboard_address: str = ":0"
+    kubernetes: KubernetesConfig | None = None  # kind kubernetes: image, namespace, pods, scaling
+    scheduler_service_type: str = "ClusterIP"  # kind kubernetes: how the driver reaches the scheduler
 
 
 @contextlib.contextmanager
@@ -48,6 +55,10 @@ def open_client(spec: ClusterSpec) -> Iterator[Client]:
             with client:
                 yield client
             return
+        if spec.kind == "kubernetes":
+            with _kubernetes_client(spec) as client:
+                yield client
+            return
         if spec.kind != "local":
             raise ClusterError(f"cluster kind {spec.kind!r} cannot be started by this version of qdask "
                                "(use 'local' or 'scheduler' with the address of a running scheduler)")
@@ -60,3 +71,27 @@ def open_client(spec: ClusterSpec) -> Iterator[Client]:
         )
         with cluster, Client(cluster) as client:
             yield client
+
+
+@contextlib.contextmanager
+def _kubernetes_client(spec: ClusterSpec) -> Iterator[Client]:
+    """A client of a DaskCluster qdask creates (and deletes on exit) with the dask-kubernetes operator."""
+    from qdask.kube.launch import kube_cluster
+    from qdask.kube.spec import SpecError
+
+    k = spec.kubernetes
+    if k is None:
+        raise ClusterError("cluster kind 'kubernetes' needs a kubernetes section (image, namespace, ...)")
+    with contextlib.ExitStack() as stack:
+        try:
+            cluster = stack.enter_context(
+                kube_cluster(k, memory_limit=spec.memory_per_worker, service_type=spec.scheduler_service_type)
+            )
+        except SpecError as exc:
+            raise ClusterError(f"the DaskCluster qdask would create is invalid: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - kr8s/httpx/operator errors all mean "no cluster"
+            raise ClusterError(
+                f"cannot create DaskCluster {k.name!r} in namespace {k.namespace!r}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        yield stack.enter_context(Client(cluster))

@@ -163,8 +163,9 @@ def cluster_spec(config: IngestConfig) -> ClusterSpec:
         kind=c.kind,
         workers=c.workers,
         threads_per_worker=c.threads_per_worker,
-        memory_per_worker=c.memory_per_worker,
+        memory_per_worker=c.worker_memory_limit,  # on Kubernetes: 0.9 x the pod limit unless set
         scheduler_address=c.scheduler_address,
+        kubernetes=c.kubernetes if c.kind == "kubernetes" else None,
     )
 
 
