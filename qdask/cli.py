@@ -86,10 +86,12 @@ def plan_command(config: str, check: bool) -> None:
     ingest = Ingest(cfg)
     try:
         ingest.plan()
+        memory_plan = _fit_memory(ingest)
     except Exception as exc:  # noqa: BLE001 - any discovery/schema problem is reported, not raised
         click.echo(f"qdask plan: {type(exc).__name__}: {exc}", err=True)
         raise SystemExit(1) from None
     ingest.show_plan()
+    _print_memory(memory_plan)
 
 
 @main.group("emulator")
@@ -176,6 +178,41 @@ def _config(path: str, **overrides):
         raise SystemExit(2) from None
 
 
+def _fit_memory(ingest):
+    """Cut the planned units to fit the workers' memory (qdask.kube.memory); the memory plan to show."""
+    from qdask.kube.memory import fit_setups
+
+    fitted, memory_plan = fit_setups(list(ingest.setups.values()), ingest.config)
+    ingest.setups = {s.name: s for s in fitted}
+    return memory_plan
+
+
+def _print_memory(plan) -> None:
+    """Per table and stage: the largest task's estimated peak next to the per-task budget and the limits."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def gib(n):
+        return f"{n / 2**30:.2f} GiB"
+
+    pod = f", pod limit {gib(plan.pod_limit)}" if plan.pod_limit else ""
+    console = Console(stderr=True)
+    console.print(f"memory per task; each worker: Dask limit {gib(plan.worker_limit)}{pod}, "
+                  f"{plan.nthreads} thread(s)", soft_wrap=True)
+    table = Table()
+    for name in ("table", "stage", "tasks", "est. peak", "budget", "fits"):
+        table.add_column(name, justify="left" if name in ("table", "stage") else "right")
+    for r in plan.rows:
+        table.add_row(r.table, r.stage, str(r.tasks) if r.tasks else "-", gib(r.peak), gib(r.budget),
+                      "[green]yes[/]" if r.fits else "[red]NO[/]")
+    console.print(table)
+    for r in plan.rows:
+        if r.over:
+            shown = ", ".join(r.over[:5]) + (f" and {len(r.over) - 5} more" if len(r.over) > 5 else "")
+            console.print(f"[red]{r.table}: {len(r.over)} unit(s) cannot be cut to fit (one row group, or no "
+                          f"footer): {shown}. Give workers more memory or fewer threads.[/]", soft_wrap=True)
+
+
 def _print_report(report) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -195,17 +232,23 @@ def _print_report(report) -> None:
 @click.option("--czar", help="Czar DSN mysql://user@host:port (overrides qserv.czar).")
 @click.option("--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory).")
 @click.option("--scheduler", help="Address of a running Dask scheduler (instead of a local cluster).")
+@click.option("--cluster", "cluster_kind", type=click.Choice(["local", "kubernetes", "scheduler"]),
+              help="Where Dask runs (overrides cluster.kind; kubernetes uses cluster.kubernetes).")
 @click.option("--stage-only", is_flag=True, help="Stop once every contribution file and its checksum are staged.")
 @click.option("--no-verify", is_flag=True, help="Skip the verification after publishing.")
-def ingest_command(config, workers, controller, czar, staging, scheduler, stage_only, no_verify) -> None:
+def ingest_command(config, workers, controller, czar, staging, scheduler, cluster_kind, stage_only,
+                   no_verify) -> None:
     """Ingest the catalog CONFIG describes into Qserv; re-run the same command to resume after any stop."""
     from qdask.ingest import Ingest, IngestError
 
-    cfg = _config(config, workers=workers, controller=controller, czar=czar, staging=staging, scheduler=scheduler)
+    cfg = _config(config, workers=workers, controller=controller, czar=czar, staging=staging,
+                  scheduler=scheduler, cluster=cluster_kind)
     ingest = Ingest(cfg)
     try:
         ingest.plan()
+        memory_plan = _fit_memory(ingest)
         ingest.show_plan()
+        _print_memory(memory_plan)
         summary = ingest.run(stage_only=stage_only, verify_after=not no_verify)
     except IngestError as exc:
         click.echo(f"qdask ingest stopped: {exc}", err=True)

@@ -154,6 +154,13 @@ def unit_footprint(
     return UnitFootprint(groups, sizes, rows, len(columns), _chunks_touched(layout, box))
 
 
+def _share(total: int | None, sizes: Sequence[int], i: int, j: int) -> int | None:
+    """The part of a unit's file bytes that row groups ``[i, j)`` hold (by their selected sizes)."""
+    if total is None:
+        return None
+    return int(total * sum(sizes[i:j]) / max(sum(sizes), 1))
+
+
 def _base_id(unit: InputUnit) -> str:
     return unit.unit_id.split("#rg=")[0] if unit.row_groups is not None else unit.unit_id
 
@@ -193,7 +200,7 @@ def fit_units(
                 unit_id=_base_id(unit) + row_group_suffix(a, b),
                 row_groups=(a, b),
                 est_rows=sum(fp.rows[i:j]),
-                est_bytes=sum(fp.selected_bytes[i:j]),
+                est_bytes=_share(unit.est_bytes, fp.selected_bytes, i, j),
             )
             out.append((piece, fp.peak(i, j)))
             i = j
