@@ -10,10 +10,11 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from uuid import uuid4
 
+import numpy as np
 import pyarrow as pa
 from distributed import Client, KilledWorker, as_completed
 from rich.console import Console
@@ -31,6 +32,7 @@ from qdask.sources import butler as butler_source
 from qdask.sources import files as file_source
 from qdask.sources.units import InputUnit
 from qdask.stages.collect import CollectTask, CorruptShardError, collect_chunk
+from qdask.stages.keys import check_keys, exclusion_path, load_exclusion, save_exclusion
 from qdask.stages.load import Loader, LoadError, LoadSettings, StagedFileCorrupt, recover, staged_file_problem
 from qdask.stages.partition import PartitionResult, TablePlan, conform_batch, partition_batches
 from qdask.stages.plan import TableSetup, plan_ingest
@@ -198,6 +200,7 @@ class Ingest:
         self.shard_root = staging / "shards"
         self.quarantine_root = staging / "quarantine"
         self.contrib_root = staging / "contributions"
+        self.keys_root = staging / "keys"
         self.ledger = Ledger(config.staging.ledger or staging / "ledger.sqlite")
         self.summary = IngestSummary()
         self.setups: dict[str, TableSetup] = {}
@@ -277,9 +280,70 @@ class Ingest:
                 self._partition(client)
             if not self.ledger.chunks_to_collect():
                 return
+            self._check_keys()
             if not self._collect(client):
                 return
         raise IngestError("staging did not settle after 3 rounds of rebuilding corrupt shards")
+
+    def _exclusion_column(self, table: str) -> str | None:
+        """The column whose values the key check may exclude from `table` (director id, child's key)."""
+        cfg = self.setups[table].config
+        return cfg.id if cfg.kind == "director" else cfg.director_key if cfg.kind == "child" else None
+
+    def _check_keys(self) -> None:
+        """Duplicate director ids and orphan child rows, before chunk files are written; by each table's
+        policy the run stops (nothing loaded) or the rows are quarantined by the collect stage."""
+        pending = {k.table for k in self.ledger.chunks_to_collect()}
+        shards: dict[str, dict[str, list[Shard]]] = {}
+        for shard in self.ledger.shards():
+            shards.setdefault(shard.table, {}).setdefault(shard.unit_id, []).append(shard)
+        stops = []
+        for director in self.config.directors:
+            children = [
+                t for t in self.config.tables if t.kind == "child" and t.director == director.name
+            ]
+            names = [director.name, *(c.name for c in children)]
+            if not pending & set(names):
+                continue
+            if not all(
+                pa.types.is_integer(self.setups[n].plan.schema.field(self._exclusion_column(n)).type)
+                for n in names
+            ):
+                self.summary.notes.append(f"keys of {director.name} are not integers: not checked")
+                continue
+            problems = check_keys(
+                director.name,
+                director.id,
+                shards.get(director.name, {}),
+                {c.name: (c.director_key, shards.get(c.name, {})) for c in children},
+                self.keys_root,
+                quarantine_duplicates=director.policies.duplicate_ids == "quarantine",
+            )
+            found = {p.table: p for p in problems}
+            for name in names:
+                problem = found.get(name)
+                cfg = self.setups[name].config
+                policy = None
+                if problem is not None and cfg.kind == "director":
+                    policy = cfg.policies.duplicate_ids
+                elif problem is not None:  # Qserv loads orphans; qdask acts on them only when told to
+                    explicit = "orphans" in cfg.policies.model_fields_set
+                    policy = cfg.policies.orphans if explicit else "report"
+                if policy == "report":
+                    self.summary.notes.append(
+                        f"{problem.describe()}: loaded as they are (set policies.orphans to act on them)"
+                    )
+                if policy == "stop":
+                    stops.append(problem.describe())
+                save_exclusion(self.keys_root, name, problem.excluded if policy == "quarantine" else None)
+                if policy == "quarantine":
+                    where = self.quarantine_root / name / "*.excluded.parquet"
+                    self.summary.notes.append(f"{problem.describe()}: quarantined to {where}")
+        if stops:
+            raise IngestError(
+                "bad input, and the policy says stop (nothing was loaded):\n  " + "\n  ".join(stops) + "\n"
+                "Fix the input (or set the table's policies to quarantine) and re-run the same command."
+            )
 
     def _progress(self) -> Progress:
         return Progress(
@@ -363,6 +427,17 @@ class Ingest:
             setup = self.setups[key.table]
             charset, _ = self.config.table_charset(setup.config)
             task = CollectTask(key, tuple(self.ledger.shards(key)), tuple(setup.plan.schema.names), charset)
+            excluded = exclusion_path(self.keys_root, key.table)
+            if excluded.is_file():
+                overlap = "_overlap" if key.overlap else ""
+                task = replace(
+                    task,
+                    exclude_column=self._exclusion_column(key.table),
+                    exclude_path=str(excluded),
+                    quarantine_path=str(
+                        self.quarantine_root / key.table / f"chunk_{key.chunk_id}{overlap}.excluded.parquet"
+                    ),
+                )
             name = f"collect-{_key_text(key)}-{uuid4().hex[:8]}"  # never a previous round's cached result
             futures[client.submit(collect_task, task, contrib_root, key=name, pure=False)] = key
         faultpoints.reached("collect.submitted")
@@ -499,7 +574,17 @@ class Ingest:
             tables,
             sample=self._sample_source,
             sample_size=sample_size,
+            exclusions=self._exclusions(),
         )
+
+    def _exclusions(self) -> dict[str, tuple[str, np.ndarray]]:
+        """Per table, the (column, keys) whose rows the key check quarantined."""
+        out = {}
+        for name in self.setups:
+            keys = load_exclusion(self.keys_root, name)
+            if keys is not None:
+                out[name] = (self._exclusion_column(name), keys)
+        return out
 
     def _sample_source(self, table: TableToVerify, size: int, rng: random.Random) -> pa.Table:
         """Random rows of the table as read from its source (a random unit's first batch), Qserv-named."""
@@ -512,6 +597,10 @@ class Ingest:
         quarantined = self.ledger.units(table=table.name)
         if any(u.rows_invalid for u in quarantined) and setup.plan.partitioned:
             data = _placeable(data, setup.plan)
+        excluded = self._exclusions().get(table.name)
+        if excluded is not None:  # rows the key check quarantined are, rightly, not in Qserv
+            column, keys = excluded
+            data = data.filter(pa.array(~np.isin(data[column].to_numpy(zero_copy_only=False), keys)))
         picks = sorted(rng.sample(range(data.num_rows), min(size, data.num_rows)))
         return data.take(pa.array(picks, pa.int64()))
 

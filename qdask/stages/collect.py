@@ -65,6 +65,33 @@ class CollectTask:
     shards: tuple[Shard, ...]
     columns: tuple[str, ...]
     charset: str
+    exclude_column: str | None = None  # rows whose value is in `exclude_path` (sorted .npy) are left out
+    exclude_path: str | None = None
+    quarantine_path: str | None = None  # ... and written here (Parquet)
+
+
+def _without_excluded(batches, task: CollectTask, excluded: list[int]):
+    """The batches minus the rows the key check excluded, which go to the quarantine file instead."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    keys = pa.array(np.load(task.exclude_path), pa.int64())
+    writer = None
+    try:
+        for batch in batches:
+            bad = pc.is_in(batch.column(task.exclude_column).cast(pa.int64()), value_set=keys)
+            if pc.any(bad).as_py():
+                if writer is None:
+                    Path(task.quarantine_path).parent.mkdir(parents=True, exist_ok=True)
+                    writer = pq.ParquetWriter(task.quarantine_path + ".tmp", batch.schema)
+                writer.write_batch(batch.filter(bad))
+                excluded[0] += pc.sum(bad.cast(pa.int64())).as_py()
+                batch = batch.filter(pc.invert(bad))
+            yield batch
+    finally:
+        if writer is not None:
+            writer.close()
+            Path(task.quarantine_path + ".tmp").replace(task.quarantine_path)
 
 
 def collect_chunk(task: CollectTask, root: Path) -> ChunkFile:
@@ -74,8 +101,12 @@ def collect_chunk(task: CollectTask, root: Path) -> ChunkFile:
         verify_shard(shard)
     path = contribution_path(root, task.key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    info = write_tsv(_shard_batches(shards, task.columns), path, columns=task.columns, charset=task.charset)
-    expected = sum(s.rows for s in shards)
+    batches = _shard_batches(shards, task.columns)
+    excluded = [0]
+    if task.exclude_path is not None:
+        batches = _without_excluded(batches, task, excluded)
+    info = write_tsv(batches, path, columns=task.columns, charset=task.charset)
+    expected = sum(s.rows for s in shards) - excluded[0]
     if info.rows != expected:
         raise RuntimeError(f"{path}: wrote {info.rows} rows but its shards hold {expected}")
     return ChunkFile(

@@ -169,16 +169,13 @@ def _kill_group(pgid: int) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
-def plain_case01(mariadb, shared_data, tmp_path_factory):
-    """The case01 dumps of `TABLES` loaded by a plain client into database `faults_plain_case01`."""
-    data = shared_data / "qserv-itest" / "case01" / "data"
-    tmp = tmp_path_factory.mktemp("plain")
+def load_plain(mariadb, data: Path, tmp: Path, name: str = "faults_plain_case01") -> str:
+    """The case01 dumps of `TABLES` (in `data`) loaded by a plain client into database `name`."""
     conn = mariadb.connect()
     with conn.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS faults_plain_case01")
-        cur.execute("CREATE DATABASE faults_plain_case01")
-        cur.execute("USE faults_plain_case01")
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        cur.execute(f"CREATE DATABASE {name}")
+        cur.execute(f"USE {name}")
         for table in TABLES:
             cur.execute((data / "schema" / f"{table}.schema").read_text())
             path = tmp / f"{table}.tsv"
@@ -186,7 +183,15 @@ def plain_case01(mariadb, shared_data, tmp_path_factory):
                 shutil.copyfileobj(src, dst)
             cur.execute(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {table} CHARACTER SET latin1")
     conn.close()
-    return "faults_plain_case01"
+    return name
+
+
+@pytest.fixture(scope="session")
+def plain_case01(mariadb, shared_data, tmp_path_factory):
+    """The case01 dumps of `TABLES` loaded by a plain client into database `faults_plain_case01`."""
+    return load_plain(
+        mariadb, shared_data / "qserv-itest" / "case01" / "data", tmp_path_factory.mktemp("plain")
+    )
 
 
 class Truth:
