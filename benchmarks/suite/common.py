@@ -1,0 +1,239 @@
+"""Shared pieces of the benchmark suite: machine description, timers, RSS sampling, the timed ingest.
+
+`TimedIngest` is `qdask.ingest.Ingest` measured from outside: it overrides the driver's stage methods
+(`_partition`, `_collect`, `_load`, `verify`) to time them and to sample the resident memory of every
+Dask worker and of the driver while each runs; `publish` (a module-level call inside `Ingest.run`) is
+timed by wrapping `qdask.ingest.publish` for the duration of the run. Nothing in `qdask` is changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import resource
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from unittest import mock
+
+import psutil
+from rich.console import Console
+
+import qdask.ingest as ingest_module
+from qdask.ingest import Ingest
+
+MiB = 1 << 20
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict:
+    """What the numbers were measured on, including how busy the machine was."""
+    import dask
+    import numpy
+    import pyarrow
+
+    return {
+        "host": platform.node(),
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "pyarrow": pyarrow.__version__,
+        "numpy": numpy.__version__,
+        "dask": dask.__version__,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def machine_line(m: dict) -> str:
+    return (
+        f"{m['host']}: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB; python {m['python']}, "
+        f"pyarrow {m['pyarrow']}, dask {m['dask']}; load average {m['load_average'][0]:.2f}"
+    )
+
+
+@dataclass
+class Timing:
+    wall: float = 0.0
+    cpu: float = 0.0  # this process's CPU time (all threads); Dask workers are other processes
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[Timing]:
+    t = Timing()
+    w0, c0 = time.perf_counter(), time.process_time()
+    try:
+        yield t
+    finally:
+        t.wall = time.perf_counter() - w0
+        t.cpu = time.process_time() - c0
+
+
+def _worker_rss() -> int:
+    return psutil.Process().memory_info().rss
+
+
+def _worker_maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+class RssSampler:
+    """Samples every Dask worker's RSS (and the driver's) every `interval` s; keeps the peaks per stage."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
+        self.client = None
+        self.stage: str | None = None
+        self.worker_peak: dict[str, dict[str, int]] = defaultdict(dict)  # stage -> worker -> bytes
+        self.worker_maxrss: dict[str, dict[str, int]] = {}  # stage -> worker -> lifetime max at stage end
+        self.driver_peak: dict[str, int] = defaultdict(int)
+        self.memory_limit: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._me = psutil.Process()
+
+    def _sample(self) -> None:
+        stage, client = self.stage, self.client
+        if stage is None:
+            return
+        self.driver_peak[stage] = max(self.driver_peak[stage], self._me.memory_info().rss)
+        if client is None:
+            return
+        try:
+            found = client.run(_worker_rss)
+        except Exception:  # noqa: BLE001 - a worker going away between samples is not our business
+            return
+        peaks = self.worker_peak[stage]
+        for worker, rss in found.items():
+            peaks[worker] = max(peaks.get(worker, 0), rss)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    @contextlib.contextmanager
+    def stage_of(self, stage: str, client) -> Iterator[None]:
+        self.stage, self.client = stage, client
+        if client is not None and self.memory_limit is None:
+            with contextlib.suppress(Exception):
+                workers = client.scheduler_info(n_workers=-1)["workers"].values()
+                self.memory_limit = max(w.get("memory_limit") or 0 for w in workers) or None
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        try:
+            self._sample()
+            yield
+        finally:
+            self._sample()
+            self._stop.set()
+            self._thread.join()
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    self.worker_maxrss[stage] = client.run(_worker_maxrss)
+            self.stage = self.client = None
+
+
+class TimedIngest(Ingest):
+    """An `Ingest` whose stages are timed and whose memory is sampled (from outside the pipeline)."""
+
+    def __init__(self, config, *, performance_report: Path | None = None, sample_interval: float = 0.2):
+        super().__init__(config, console=Console(stderr=True, quiet=True))
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.rss = RssSampler(sample_interval)
+        self.performance_report = performance_report
+
+    @contextlib.contextmanager
+    def _stage(self, name: str, client=None) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            with self.rss.stage_of(name, client):
+                yield
+        finally:
+            self.seconds[name] += time.perf_counter() - t0
+
+    def plan(self):
+        with self._stage("plan"):
+            return super().plan()
+
+    def _stage_files(self, client) -> None:
+        if client is not None and self.performance_report is not None:
+            from distributed import performance_report
+
+            with performance_report(filename=str(self.performance_report)):
+                return super()._stage_files(client)
+        return super()._stage_files(client)
+
+    def _partition(self, client) -> None:
+        with self._stage("partition", client):
+            super()._partition(client)
+
+    def _collect(self, client) -> bool:
+        with self._stage("collect", client):
+            return super()._collect(client)
+
+    def _load(self, qserv) -> None:
+        with self._stage("load"):
+            super()._load(qserv)
+
+    def verify(self, sample_size: int = 20):
+        with self._stage("verify"):
+            return super().verify(sample_size)
+
+    def run(self, **kwargs):
+        original = ingest_module.publish
+
+        def publish(*args, **kw):
+            with self._stage("publish"):
+                return original(*args, **kw)
+
+        t0 = time.perf_counter()
+        try:
+            with mock.patch.object(ingest_module, "publish", publish):
+                return super().run(**kwargs)
+        finally:
+            total = time.perf_counter() - t0
+            self.seconds["total"] = total + self.seconds.get("plan", 0.0)
+            staged = sum(v for k, v in self.seconds.items() if k not in ("total", "plan", "other"))
+            self.seconds["other"] = max(total - staged, 0.0)  # cluster start/stop, ledger, registration
+
+
+@dataclass
+class Figure:
+    path: Path
+    title: str
+
+
+@dataclass
+class Results:
+    """Everything the suite measured, as plain data (written to JSON and rendered to Markdown)."""
+
+    size: str
+    command: str
+    machine: dict
+    started: str
+    sections: dict = field(default_factory=dict)
+    figures: list = field(default_factory=list)
+
+
+def footer(fig, command: str, m: dict) -> None:
+    """Stamp a matplotlib figure with the command and the machine it ran on."""
+    fig.text(0.01, 0.005, f"$ {command}\n{machine_line(m)}", fontsize=6, va="bottom", ha="left", color="0.3")
+
+
+def dir_bytes(path: Path, pattern: str = "*") -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob(pattern) if p.is_file())

@@ -1,0 +1,183 @@
+"""Sections 3–7 — load, end to end, memory, scaling, and the Dask performance report.
+
+Every run here is a full `qdask ingest` of a demo repository (Object 991 columns, ForcedSource, CcdVisit)
+into the Qserv stand-in on a private MariaDB server, through `TimedIngest` (stage wall times, worker and
+driver RSS per stage). One server and one stand-in serve the whole suite; each run has its own database.
+
+The load baseline is the plain client's floor: the same contribution files, loaded one after another by
+one pymysql connection with `LOAD DATA LOCAL INFILE` (the stand-in's own statement options) into plain
+MyISAM tables of the same columns in the same MariaDB server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import psutil
+
+from benchmarks.suite.common import TimedIngest, timed
+from benchmarks.suite.data import ingest_config
+
+AUTH_KEY = "bench-key"
+
+
+@contextlib.contextmanager
+def stand_in():
+    """A private MariaDB server and the Qserv stand-in on it (3 workers), for the whole suite."""
+    from qdask.emulator.server import EmulatorThread
+    from qdask.mariadb import PrivateMariaDB
+
+    with (
+        PrivateMariaDB() as server,
+        EmulatorThread(
+            server.dsn, workers=3, auth_key=AUTH_KEY, admin_auth_key="bench-admin-key", instance="qdask_bench"
+        ) as qserv,
+    ):
+        os.environ["QSERV_AUTH_KEY"] = AUTH_KEY
+        yield server, qserv
+
+
+def ingest_run(
+    qserv, repo: Path, staging: Path, database: str, *, workers: int, performance_report: Path | None = None
+) -> tuple[dict, TimedIngest]:
+    """One full ingest (plan → verify) of a demo repository, measured."""
+    shutil.rmtree(staging, ignore_errors=True)
+    config = ingest_config(
+        staging=staging,
+        database=database,
+        repo=repo,
+        workers=workers,
+        controller=qserv.controller_url,
+        czar=qserv.czar_dsn,
+    )
+    ingest = TimedIngest(config, performance_report=performance_report)
+    t0 = time.perf_counter()
+    ingest.plan()
+    summary = ingest.run()
+    wall = time.perf_counter() - t0
+    files = ingest.ledger.chunk_files()
+    rows_in = {}
+    for u in ingest.ledger.units():
+        rows_in[u.table] = rows_in.get(u.table, 0) + (u.rows_read or 0)
+    verify_ok = summary.verify is not None and all(c.ok for c in summary.verify.checks)
+    result = {
+        "database": database,
+        "workers": workers,
+        "wall": wall,
+        "seconds": dict(ingest.seconds),
+        "rows_in": rows_in,
+        "rows_loaded": summary.rows_loaded,
+        "transactions": summary.transactions,
+        "contribution_files": len(files),
+        "contribution_bytes": sum(f.bytes for f in files),
+        "input_bytes": sum(u.est_bytes or 0 for s in ingest.setups.values() for u in s.units),
+        "verify_ok": verify_ok,
+        "memory_limit": ingest.rss.memory_limit,
+        "worker_peak_rss": {k: dict(v) for k, v in ingest.rss.worker_peak.items() if v},
+        "worker_maxrss": ingest.rss.worker_maxrss,
+        "driver_peak_rss": dict(ingest.rss.driver_peak),
+    }
+    return result, ingest
+
+
+def _worker_schema(conn, database: str, table: str) -> str:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_NAME=%s AND TABLE_SCHEMA LIKE %s"
+            " AND ENGINE='MyISAM' ORDER BY TABLE_SCHEMA LIMIT 1",
+            (table, f"%{database}"),
+        )
+        row = cur.fetchone()
+    if row is None:
+        raise RuntimeError(f"no worker database holds table {table} of {database}")
+    return row[0]
+
+
+def load_baseline(server, ingest: TimedIngest, database: str) -> dict:
+    """The same contribution files loaded by one plain client with LOAD DATA LOCAL INFILE."""
+    files = ingest.ledger.chunk_files()
+    charsets = {t.name: ingest.config.table_charset(t)[0] for t in ingest.config.tables}
+    plain = f"plain_{database}"
+    conn = server.connect()
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{plain}`")
+        cur.execute(f"CREATE DATABASE `{plain}`")
+        for table in sorted({f.table for f in files}):
+            wdb = _worker_schema(conn, database, table)
+            cur.execute(f"CREATE TABLE `{plain}`.`{table}` LIKE `{wdb}`.`{table}`")
+            with contextlib.suppress(Exception):
+                cur.execute(f"ALTER TABLE `{plain}`.`{table}` REMOVE PARTITIONING")
+            with contextlib.suppress(Exception):
+                cur.execute(f"ALTER TABLE `{plain}`.`{table}` DROP COLUMN `qserv_trans_id`")
+        targets = {}
+        for f in files:  # one table per contribution, as Qserv's chunk tables (created before timing)
+            name = (
+                f.table if f.chunk_id < 0 else f"{f.table}{'FullOverlap' if f.overlap else ''}_{f.chunk_id}"
+            )
+            if name != f.table:
+                cur.execute(f"CREATE TABLE IF NOT EXISTS `{plain}`.`{name}` LIKE `{plain}`.`{f.table}`")
+            targets[f.path] = name
+        rows = 0
+        with timed() as t:
+            for f in files:
+                cur.execute(
+                    f"LOAD DATA LOCAL INFILE %s INTO TABLE `{plain}`.`{targets[f.path]}` CHARACTER SET "
+                    f"'{charsets[f.table]}' FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' "
+                    "LINES TERMINATED BY '\\n'",
+                    (f.path,),
+                )
+                rows += cur.rowcount
+        cur.execute(f"DROP DATABASE `{plain}`")
+    conn.close()
+    nbytes = sum(f.bytes for f in files)
+    return {
+        "wall": t.wall,
+        "rows": rows,
+        "bytes": nbytes,
+        "rows_per_s": rows / t.wall,
+        "mb_per_s": nbytes / 1e6 / t.wall,
+        "files": len(files),
+    }
+
+
+def _noop(i):
+    return i
+
+
+def _rss():
+    return psutil.Process().memory_info().rss
+
+
+def scheduler_memory(counts: list[int]) -> list[dict]:
+    """Scheduler RSS while holding N trivial tasks' results (2-worker LocalCluster), for each N."""
+    from distributed import Client, LocalCluster, wait
+
+    out = []
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        idle = client.run_on_scheduler(_rss)
+        for n in counts:
+            t0 = time.perf_counter()
+            futures = client.map(_noop, range(n), pure=False)
+            wait(futures)
+            seconds = time.perf_counter() - t0
+            held = client.run_on_scheduler(_rss)
+            del futures
+            time.sleep(1.0)
+            out.append(
+                {
+                    "tasks": n,
+                    "scheduler_rss_idle": idle,
+                    "scheduler_rss_held": held,
+                    "bytes_per_task": (held - idle) / n,
+                    "seconds": seconds,
+                    "ms_per_task": 1e3 * seconds / n,
+                }
+            )
+    return out

@@ -1,0 +1,62 @@
+"""Smoke test of the benchmark suite: `python -m benchmarks --size small` runs end to end and writes its
+results with numbers in them. Nothing here asserts on speed: CI machines are too noisy for that."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.mark.timeout(1200)
+def test_small_suite_writes_results_with_numbers(tmp_path: Path) -> None:
+    from benchmarks.__main__ import main
+
+    results = tmp_path / "results"
+    argv = ["--size", "small", "--results", str(results), "--workdir", str(tmp_path / "work")]
+    if importlib.util.find_spec("hats_import") is None:
+        argv.append("--skip-hats")
+    assert main(argv) == 0
+
+    md = (results / "suite-small.md").read_text()
+    for heading in (
+        "## 1. Partition",
+        "## 2. Chunker",
+        "## 3. Load",
+        "## 4. End to end",
+        "## 5. Memory",
+        "## 6. Scaling",
+        "### Projection",
+    ):
+        assert heading in md
+    for name in ("partition", "endtoend", "memory", "load"):
+        png = results / f"suite-small-{name}.png"
+        assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    data = json.loads((results / "suite-small.json").read_text())
+    s = data["sections"]
+
+    def positive(x) -> bool:
+        return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+    for width in ("991", "40"):
+        assert positive(s["partition"]["map"][width]["ratio_wall"])
+        assert positive(s["partition"]["stage_only"][width]["rows_per_s"])
+    assert positive(s["partition"]["stage_only"]["3"]["rows_per_s"])
+    assert positive(s["chunker"]["results"]["locate_all"]["rows_per_s_cpu"])
+    assert positive(s["load"]["baseline"]["rows_per_s"]) and positive(s["load"]["pipeline_seconds"])
+    assert s["load"]["baseline"]["rows"] == s["load"]["rows"]
+    for run in s["e2e"].values():
+        assert run["verify_ok"]
+        assert all(positive(run["seconds"][k]) for k in ("partition", "collect", "load", "total"))
+    assert positive(s["scaling"]["1"]["seconds"]["total"])
+    assert all(positive(r["scheduler_rss_held"]) for r in s["scheduler"])
