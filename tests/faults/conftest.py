@@ -120,10 +120,13 @@ class Runner:
         kill_after: float | None = None,
         mode: str | None = None,
         timeout: float = 300,
+        env_key: str | None = None,
     ) -> Outcome:
         """`qdask ARGS`; `kill_at` sets QDASK_KILL_AT, `kill_after` SIGKILLs the whole process group after
         that many seconds (as a pod kill would). Left-over processes of the group are always killed."""
         env = dict(self.env)
+        if env_key is not None:
+            env["QSERV_AUTH_KEY"] = env_key
         if kill_at:
             env["QDASK_KILL_AT"] = kill_at
         if mode:
