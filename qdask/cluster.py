@@ -36,6 +36,7 @@ class ClusterSpec:
     dashboard_address: str = ":0"
     kubernetes: KubernetesConfig | None = None  # kind kubernetes: image, namespace, pods, scaling
     scheduler_service_type: str = "ClusterIP"  # kind kubernetes: how the driver reaches the scheduler
+    staging_directory: str | None = None  # kind kubernetes: mounted on workers from the qdask-staging claim
 
 
 @contextlib.contextmanager
@@ -85,7 +86,12 @@ def _kubernetes_client(spec: ClusterSpec) -> Iterator[Client]:
     with contextlib.ExitStack() as stack:
         try:
             cluster = stack.enter_context(
-                kube_cluster(k, memory_limit=spec.memory_per_worker, service_type=spec.scheduler_service_type)
+                kube_cluster(
+                    k,
+                    memory_limit=spec.memory_per_worker,
+                    service_type=spec.scheduler_service_type,
+                    staging_directory=spec.staging_directory,
+                )
             )
         except SpecError as exc:
             raise ClusterError(f"the DaskCluster qdask would create is invalid: {exc}") from exc

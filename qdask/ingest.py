@@ -168,6 +168,7 @@ def cluster_spec(config: IngestConfig) -> ClusterSpec:
         memory_per_worker=c.worker_memory_limit,  # on Kubernetes: 0.9 x the pod limit unless set
         scheduler_address=c.scheduler_address,
         kubernetes=c.kubernetes if c.kind == "kubernetes" else None,
+        staging_directory=str(config.staging.directory) if c.kind == "kubernetes" else None,
     )
 
 

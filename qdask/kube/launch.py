@@ -26,13 +26,21 @@ def kube_cluster(
     workers: int | None = None,
     service_type: str = "ClusterIP",
     resource_timeout: int = 300,
+    staging_directory: str | None = None,
 ) -> Iterator[Any]:
     """A running `KubeCluster` for `k`, deleted on exit.
 
     `workers` overrides a fixed worker count (not adaptive bounds); `memory_limit` is Dask's limit per
-    worker in bytes (default 0.9 x the pod limit); `service_type` is the scheduler service's type.
+    worker in bytes (default 0.9 x the pod limit); `service_type` is the scheduler service's type;
+    `staging_directory` is mounted on the workers from the ``qdask-staging`` claim.
     """
-    resource = cluster_spec(k, memory_limit=memory_limit, service_type=service_type, replicas=workers)
+    resource = cluster_spec(
+        k,
+        memory_limit=memory_limit,
+        service_type=service_type,
+        replicas=workers,
+        staging_directory=staging_directory,
+    )
     check_cluster_spec(resource)  # raises SpecError before anything is sent
     from dask_kubernetes.operator import KubeCluster
 

@@ -9,6 +9,7 @@ dask-kubernetes 2026.3 generates worker pods that run ``dask-worker``, a command
   before the kernel OOM-kills the pod, and pauses it (at 80%) well before;
 - requests equal limits (Guaranteed QoS: a pod is never the first evicted, and never over-committed);
 - spill goes to a disk-backed ``emptyDir`` of the configured size (``--local-directory``), never to RAM;
+- the staging directory is mounted on every worker from the ReadWriteMany claim ``qdask-staging``;
 - the scheduler runs with ``allowed-failures`` = 2 (the local setting of `open_client` does not reach a
   remote scheduler), and gets only the non-secret environment; secrets go to workers only.
 
@@ -48,6 +49,7 @@ API_VERSION = "kubernetes.dask.org/v1"
 SPILL_DIR = "/spill"
 MEMORY_FRACTION = 0.9  # Dask's --memory-limit as a fraction of the pod limit
 ALLOWED_FAILURES = 2
+STAGING_CLAIM = "qdask-staging"  # the ReadWriteMany volume holding staging.directory (see clusters/README.md)
 _CRDS = "operator/deployment/helm/dask-kubernetes-operator/crds"
 _KINDS = {
     "DaskCluster": "daskcluster",
@@ -135,12 +137,16 @@ def cluster_spec(
     memory_limit: int | None = None,
     service_type: str = "ClusterIP",
     replicas: int | None = None,
+    staging_directory: str | None = None,
+    staging_claim: str = STAGING_CLAIM,
 ) -> dict[str, Any]:
     """The DaskCluster resource for a validated `KubernetesConfig` (checked with `check_cluster_spec`).
 
     `memory_limit` overrides Dask's limit (bytes; default 0.9 x the pod limit); `replicas` the initial
     worker count (default: `workers`, or the adaptive minimum); `service_type` the scheduler service's type
     (ClusterIP: reached by DNS inside the cluster, by port-forward outside; LoadBalancer/NodePort).
+    `staging_directory` (the config's staging.directory) is mounted on every worker from the
+    ReadWriteMany PersistentVolumeClaim `staging_claim`, since workers write shards the driver reads.
     """
     if replicas is None:
         replicas = k.workers if k.workers is not None else (k.adaptive.minimum if k.adaptive else 1)
@@ -170,6 +176,13 @@ def cluster_spec(
             "volumes": [{"name": "spill", "emptyDir": {"sizeLimit": k.spill_volume_size}}],
         },
     }
+    if staging_directory is not None:
+        worker["spec"]["containers"][0]["volumeMounts"].append(
+            {"name": "staging", "mountPath": staging_directory}
+        )
+        worker["spec"]["volumes"].append(
+            {"name": "staging", "persistentVolumeClaim": {"claimName": staging_claim}}
+        )
 
     def probe() -> dict[str, Any]:
         return {"httpGet": {"port": "http-dashboard", "path": "/health"}}
@@ -374,3 +387,39 @@ def check_cluster_spec(spec: Mapping[str, Any]) -> None:
             problems.append(f"--local-directory {local} is not a mounted disk-backed emptyDir volume")
     if problems:
         raise SpecError("DaskCluster", problems)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m qdask.kube.spec CONFIG``: print the checked DaskCluster qdask would create, as YAML."""
+    import argparse
+    import sys
+
+    from qdask.config import ConfigError, load_config
+
+    parser = argparse.ArgumentParser(prog="python -m qdask.kube.spec", description=main.__doc__)
+    parser.add_argument("config")
+    parser.add_argument(
+        "--service-type", default="ClusterIP", choices=["ClusterIP", "LoadBalancer", "NodePort"]
+    )
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config, check_paths=False)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if cfg.cluster.kubernetes is None:
+        print(f"{args.config}: no cluster.kubernetes section", file=sys.stderr)
+        return 2
+    resource = cluster_spec(
+        cfg.cluster.kubernetes,
+        memory_limit=cfg.cluster.worker_memory_limit,
+        service_type=args.service_type,
+        staging_directory=str(cfg.staging.directory),
+    )
+    check_cluster_spec(resource)
+    sys.stdout.write(yaml.safe_dump(resource, sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

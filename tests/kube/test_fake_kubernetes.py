@@ -247,3 +247,21 @@ def test_describe_killed_reads_the_pods_itself(fake):
     text = oom.describe_killed(exc, NoEvents(), cluster=("qd-oom2", "ingest"))
     assert text.startswith("OOMKilled: pod qd-oom2-default-worker-dddd-1-a") and "memory limit 16Gi" in text
     assert oom.describe_killed(ValueError("bad row"), NoEvents()) == "ValueError: bad row"
+
+
+def test_rbac_covers_every_request_sent(fake):
+    """Every resource request of this module (create, scale, adapt, delete, OOM report) is allowed by
+    clusters/rbac.yaml (runs last: the fake's record holds the requests of the tests above)."""
+    from tests.kube.test_clusters_dir import rules
+
+    granted, needed = rules(), set()
+    for r in fake.requests:
+        parts = r.path.strip("/").split("/")
+        if "namespaces" not in parts:
+            continue  # /version and discovery: non-resource URLs every authenticated user may read
+        group = "" if parts[0] == "api" else parts[1]
+        named = len(parts) > parts.index("namespaces") + 3
+        verb = {"GET": "get" if named else "list", "POST": "create", "PATCH": "patch", "DELETE": "delete"}
+        needed.add((group, r.plural, verb[r.method]))
+    assert {v for _, _, v in needed} >= {"create", "patch", "delete", "get", "list"}
+    assert needed <= granted, sorted(needed - granted)

@@ -107,7 +107,7 @@ def test_oversized_unit_kills_its_workers_and_is_reported(tmp_path):
     with open_client(spec) as client:
         futures = {
             client.submit(partition_task, u, plan, schema, str(tmp_path / "shards"), str(tmp_path / "q"),
-                          key=f"partition-{u.unit_id}", pure=False): u  # the driver's call, unchanged
+                          key=f"partition-{u.unit_id}-1", pure=False): u  # the driver's call, unchanged
             for u, _ in fitted
         }  # fmt: skip
         for future in as_completed(futures):
@@ -116,7 +116,7 @@ def test_oversized_unit_kills_its_workers_and_is_reported(tmp_path):
                 done.append(future.result().unit_id)
             except KilledWorker as exc:
                 killed[u.unit_id] = oom.describe_killed(
-                    exc, client, memory_limit=limit, estimate=estimates[u.unit_id]
+                    exc, client, unit=u.unit_id, memory_limit=limit, estimate=estimates[u.unit_id]
                 )
         restarts = oom.memory_restarts(client)
     assert sorted(done) == sorted(f"file:{p}" for p in files)

@@ -136,3 +136,11 @@ def test_the_stock_dask_kubernetes_spec_is_refused():
     assert "'dask-worker' was removed from distributed; use 'dask worker'" in str(err.value)
     assert "requests must equal limits" in str(err.value)
     assert "dask-worker" not in dask_worker.main.name
+
+
+def test_staging_is_mounted_on_workers_from_a_shared_claim():
+    s = spec.cluster_spec(k8s(), staging_directory="/scratch/qdask/dp02")
+    spec.check_cluster_spec(s)
+    pod = s["spec"]["worker"]["spec"]
+    assert {"name": "staging", "mountPath": "/scratch/qdask/dp02"} in pod["containers"][0]["volumeMounts"]
+    assert {"name": "staging", "persistentVolumeClaim": {"claimName": "qdask-staging"}} in pod["volumes"]
