@@ -39,3 +39,18 @@ def rules():
 def test_rbac_grants_port_forward_and_logs():
     granted = rules()
     assert ("", "pods/portforward", "create") in granted and ("", "pods/log", "get") in granted
+
+
+def test_ingest_job_sees_staging_where_the_workers_do():
+    job = yaml.safe_load((ROOT / "clusters" / "ingest-job.yaml").read_text())
+    template = yaml.safe_load((ROOT / "clusters" / "daskcluster.yaml").read_text())
+    pod = job["spec"]["template"]["spec"]
+    claim = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]}
+    job_mounts = {m["mountPath"]: claim[m["name"]] for m in pod["containers"][0]["volumeMounts"]}
+    worker = template["spec"]["worker"]["spec"]
+    wclaim = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in worker["volumes"]}
+    worker_mounts = {m["mountPath"]: wclaim[m["name"]] for m in worker["containers"][0]["volumeMounts"]}
+    assert job_mounts["/scratch/qdask/dp02"] == worker_mounts["/scratch/qdask/dp02"] == "qdask-staging"
+    docs = list(yaml.safe_load_all((ROOT / "clusters" / "rbac.yaml").read_text()))
+    (binding,) = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert pod["serviceAccountName"] == binding["subjects"][0]["name"]
