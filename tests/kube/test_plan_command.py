@@ -77,3 +77,12 @@ def test_plan_on_a_local_cluster_fits(tmp_path):
     assert "cannot be cut" not in result.output
     assert all(line.rstrip(" │").endswith("yes") for line in result.output.splitlines() if "Object" in line
                and ("partition" in line or "collect" in line))  # fmt: skip
+
+
+def test_ingest_cluster_option_selects_kubernetes_and_checks_the_config(tmp_path):
+    (tmp_path / "data").mkdir()
+    write_catalog(tmp_path / "data" / "a.parquet", rows=1_000, columns=2, row_group=1_000)
+    local = "\ncluster: {kind: local, workers: 2, memory_per_worker: 2GiB}\n"
+    result = CliRunner().invoke(main, ["ingest", config(tmp_path, local), "--cluster", "kubernetes"])
+    assert result.exit_code == 2
+    assert "cluster: kind kubernetes needs a kubernetes section" in result.output
