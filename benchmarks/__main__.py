@@ -175,7 +175,13 @@ def main(argv: list[str] | None = None) -> int:
             log(f"end to end: {f}x ({repos[f].name}), 2 workers")
             report = Path(f"{prefix}-performance-report.html") if size["perf_report"] and f == 4 else None
             result, ingest = endtoend.ingest_run(
-                qserv, repos[f], scratch / f"e2e{f}", f"bench_e{f}", workers=2, performance_report=report
+                qserv,
+                repos[f],
+                scratch / f"e2e{f}",
+                f"bench_e{f}",
+                workers=2,
+                performance_report=report,
+                profile_load=Path(f"{prefix}-profile-load") if f == 4 else None,
             )
             result["tracts"] = size["tracts"]
             if report is not None:

@@ -124,7 +124,11 @@ class RssSampler:
         self._thread.join()
 
 
-def start_emulator(dsn: str) -> tuple[subprocess.Popen, str, dict[str, str]]:
+def start_emulator(
+    dsn: str, *, workers: int = 1, auth_key: str = "bench", instance: str = "bench"
+) -> tuple[subprocess.Popen, str, dict[str, str]]:
+    """The stand-in in its own process (`qdask emulator serve`); returns it, the controller URL and every
+    line it printed as {name: url} (controller, czar, one per worker)."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -133,22 +137,22 @@ def start_emulator(dsn: str) -> tuple[subprocess.Popen, str, dict[str, str]]:
             "emulator",
             "serve",
             "--workers",
-            "1",
+            str(workers),
             "--mariadb",
             dsn,
             "--port",
             "0",
             "--auth-key",
-            "bench",
+            auth_key,
             "--instance",
-            "bench",
+            instance,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     urls: dict[str, str] = {}
-    while len(urls) < 3:
+    while len(urls) < 2 + workers:
         line = proc.stdout.readline()
         if not line:
             raise RuntimeError(f"the stand-in did not start (exit {proc.poll()})")

@@ -156,6 +156,7 @@ class TimedIngest(Ingest):
         self.seconds: dict[str, float] = defaultdict(float)
         self.rss = RssSampler(sample_interval)
         self.performance_report = performance_report
+        self.load_profiler = None  # a context-manager factory wrapped around the load stage, if set
 
     @contextlib.contextmanager
     def _stage(self, name: str, client=None) -> Iterator[None]:
@@ -182,12 +183,17 @@ class TimedIngest(Ingest):
         with self._stage("partition", client):
             super()._partition(client)
 
+    def _check_keys(self) -> None:  # duplicate-id / orphan checks between partition and collect
+        with self._stage("keys"):
+            return super()._check_keys()
+
     def _collect(self, client) -> bool:
         with self._stage("collect", client):
             return super()._collect(client)
 
     def _load(self, qserv) -> None:
-        with self._stage("load"):
+        profiler = self.load_profiler() if self.load_profiler else contextlib.nullcontext()
+        with self._stage("load"), profiler:
             super()._load(qserv)
 
     def verify(self, sample_size: int = 20):

@@ -14,7 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -25,26 +30,109 @@ from benchmarks.suite.data import ingest_config
 AUTH_KEY = "bench-key"
 
 
+@dataclass
+class StandIn:
+    controller_url: str
+    czar_dsn: str
+    pid: int
+
+
 @contextlib.contextmanager
 def stand_in():
-    """A private MariaDB server and the Qserv stand-in on it (3 workers), for the whole suite."""
-    from qdask.emulator.server import EmulatorThread
+    """A private MariaDB server and the Qserv stand-in on it (3 workers) in its own process, as a real
+    Qserv is: the driver's load threads and the stand-in's request handling do not share a GIL."""
+    from benchmarks.bench_emulator import start_emulator
     from qdask.mariadb import PrivateMariaDB
 
-    with (
-        PrivateMariaDB() as server,
-        EmulatorThread(
-            server.dsn, workers=3, auth_key=AUTH_KEY, admin_auth_key="bench-admin-key", instance="qdask_bench"
-        ) as qserv,
-    ):
-        os.environ["QSERV_AUTH_KEY"] = AUTH_KEY
-        yield server, qserv
+    with PrivateMariaDB() as server:
+        proc, controller, urls = start_emulator(
+            server.dsn, workers=3, auth_key=AUTH_KEY, instance="qdask_bench"
+        )
+        drain = threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True)  # never block it
+        drain.start()
+        try:
+            os.environ["QSERV_AUTH_KEY"] = AUTH_KEY
+            yield server, StandIn(controller, urls["czar"], proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
+def py_spy(pids: dict[str, int], prefix: Path, rate: int = 50):
+    """Sample the given processes with py-spy while the block runs; on exit, write each one's collapsed
+    stacks (`<prefix>-<name>.txt`) and return, in the yielded dict, the top functions by own samples."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    found: dict[str, list] = {}
+    if not Path(exe).exists():
+        yield found
+        return
+    procs = {
+        name: subprocess.Popen(
+            [
+                exe,
+                "record",
+                "-p",
+                str(pid),
+                "-o",
+                f"{prefix}-{name}.txt",
+                "--format",
+                "raw",
+                "-r",
+                str(rate),
+                "--nonblocking",
+                "--threads",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+    }
+    try:
+        yield found
+    finally:
+        for name, proc in procs.items():
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            found[name] = summarise_stacks(Path(f"{prefix}-{name}.txt"))
+
+
+def summarise_stacks(path: Path, top: int = 10) -> list[tuple[str, float]]:
+    """The leaf functions with the largest share of a collapsed-stack file's samples (idle waits included)."""
+    if not path.exists():
+        return []
+    leaves: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        leaf = stack.split(";")[-1]
+        leaf = leaf.split(" (")[0] + " (" + leaf.split(" (")[-1].split("/")[-1] if " (" in leaf else leaf
+        leaves[leaf] = leaves.get(leaf, 0) + int(count)
+        total += int(count)
+    return [(k, v / total) for k, v in sorted(leaves.items(), key=lambda kv: -kv[1])[:top]] if total else []
 
 
 def ingest_run(
-    qserv, repo: Path, staging: Path, database: str, *, workers: int, performance_report: Path | None = None
+    qserv,
+    repo: Path,
+    staging: Path,
+    database: str,
+    *,
+    workers: int,
+    performance_report: Path | None = None,
+    profile_load: Path | None = None,
 ) -> tuple[dict, TimedIngest]:
-    """One full ingest (plan → verify) of a demo repository, measured."""
+    """One full ingest (plan → verify) of a demo repository, measured; with `profile_load`, the driver and
+    the stand-in are sampled by py-spy during the load stage."""
     shutil.rmtree(staging, ignore_errors=True)
     config = ingest_config(
         staging=staging,
@@ -55,6 +143,17 @@ def ingest_run(
         czar=qserv.czar_dsn,
     )
     ingest = TimedIngest(config, performance_report=performance_report)
+    load_profile: dict = {}
+    if profile_load is not None:
+        pids = {"driver": os.getpid(), "stand-in": qserv.pid}
+
+        @contextlib.contextmanager
+        def profiler():
+            with py_spy(pids, profile_load) as found:
+                yield
+            load_profile.update(found)
+
+        ingest.load_profiler = profiler
     t0 = time.perf_counter()
     ingest.plan()
     summary = ingest.run()
@@ -80,6 +179,7 @@ def ingest_run(
         "worker_peak_rss": {k: dict(v) for k, v in ingest.rss.worker_peak.items() if v},
         "worker_maxrss": ingest.rss.worker_maxrss,
         "driver_peak_rss": dict(ingest.rss.driver_peak),
+        "load_profile": load_profile,
     }
     return result, ingest
 

@@ -10,7 +10,7 @@ from benchmarks.suite.common import MiB, Results, footer, machine_line
 QSERV_PARTITIONER_ROWS_PER_S = 435_000  # sph-partition, 3-column CSV, 2 cores: a recorded reference
 DP02 = {"object_bytes": 1e12, "tracts": 159, "workers": 24}
 
-STAGES = ("plan", "partition", "collect", "load", "publish", "verify", "other")
+STAGES = ("plan", "partition", "keys", "collect", "load", "publish", "verify", "other")
 
 
 def _f(x, digits: int = 0) -> str:
@@ -168,6 +168,13 @@ def write_report(res: Results, prefix: Path) -> None:
             f"{b['wall']:.1f} | {_f(b['rows_per_s'])} | {b['mb_per_s']:.1f} | 1.00 |"
         )
         add(f"\nTarget ≥ 0.8: {_verdict(ratio, 0.8)}.\n")
+        prof = s["e2e"].get("4", {}).get("load_profile") or {}
+        if prof:
+            add("Where the load stage's time goes (py-spy, 50 Hz, all threads, idle waits included; collapsed "
+                f"stacks in `{prefix.name}-profile-load-<process>.txt`), top leaf functions by share of samples:\n")
+            for name, top in prof.items():
+                add(f"- {name}: " + "; ".join(f"`{fn}` {100 * share:.0f} %" for fn, share in top[:6]))
+            add("")
 
     # -- 4. end to end ---------------------------------------------------------------------------------
     e2e = s["e2e"]
