@@ -23,6 +23,7 @@ __all__ = [
     "Termination",
     "describe_killed",
     "explain_kill",
+    "kill_cause",
     "memory_restarts",
     "pod_terminations",
 ]
@@ -226,3 +227,48 @@ def describe_killed(
         estimate=estimate,
     )
     return str(report)
+
+
+def kill_cause(
+    exc: BaseException, client: Any, config: Any = None, unit: Any = None, plan: Any = None
+) -> str:
+    """``"; <KillReport>"`` for a `KilledWorker` (empty otherwise): the driver's one-line hook.
+
+    `config` (an IngestConfig) names the DaskCluster whose pods to read on Kubernetes; `unit` (the
+    InputUnit) and `plan` (its table's TablePlan) give the planner's estimate for the unit. The limit is
+    the dead worker's own Dask memory limit.
+    """
+    from distributed.scheduler import KilledWorker
+
+    if not isinstance(exc, KilledWorker):
+        return ""
+    cluster = None
+    c = getattr(config, "cluster", None)
+    if c is not None and c.kind == "kubernetes" and c.kubernetes is not None:
+        cluster = (c.kubernetes.name, c.kubernetes.namespace)
+    estimate = None
+    if unit is not None and plan is not None:
+        from qdask.kube.memory import unit_footprint
+
+        back = {dst: src for src, dst in plan.rename.items()}
+        try:
+            fp = unit_footprint(
+                unit,
+                plan.source_columns,
+                layout=plan.layout if plan.partitioned else None,
+                ra=back.get(plan.ra, plan.ra),
+                dec=back.get(plan.dec, plan.dec),
+            )
+            estimate = fp.peak() if fp is not None else None
+        except Exception:  # noqa: BLE001 - an unreadable footer only loses the estimate
+            estimate = None
+    limit = getattr(exc.last_worker, "memory_limit", None) or None
+    text = describe_killed(
+        exc,
+        client,
+        unit=getattr(unit, "unit_id", None),
+        memory_limit=limit,
+        estimate=estimate,
+        cluster=cluster,
+    )
+    return f"; {text}"

@@ -249,6 +249,20 @@ def test_describe_killed_reads_the_pods_itself(fake):
     assert oom.describe_killed(ValueError("bad row"), NoEvents()) == "ValueError: bad row"
 
 
+def test_the_driver_hook_reads_the_pods_of_the_configs_cluster(fake):
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "dp02.yaml", check_paths=False)
+    name = "qdask-dp02-default-worker-0a1b2c3d4e"
+    fake.add_pod("qserv-ingest", oom_pod(f"{name}-7f9c-zz", name, "OOMKilled", "16Gi", "qdask-dp02"))
+
+    class NoEvents:
+        def get_events(self, topic):
+            return ()
+
+    exc = KilledWorker("partition-objectTable_tract:tract=3828-2", _Worker("tcp://10.1.0.5:1", name), 2)
+    text = oom.kill_cause(exc, NoEvents(), cfg)
+    assert text.startswith(f"; OOMKilled: pod {name}-7f9c-zz") and "memory limit 16Gi" in text
+
+
 def test_rbac_covers_every_request_sent(fake):
     """Every resource request of this module (create, scale, adapt, delete, OOM report) is allowed by
     clusters/rbac.yaml (runs last: the fake's record holds the requests of the tests above)."""

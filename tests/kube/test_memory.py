@@ -118,7 +118,9 @@ def test_oversized_unit_kills_its_workers_and_is_reported(tmp_path):
                 killed[u.unit_id] = oom.describe_killed(
                     exc, client, unit=u.unit_id, memory_limit=limit, estimate=estimates[u.unit_id]
                 )
+                hook = oom.kill_cause(exc, client, None, u, plan)  # the driver's one-line hook
         restarts = oom.memory_restarts(client)
+        assert oom.kill_cause(ValueError("x"), client) == ""
     assert sorted(done) == sorted(f"file:{p}" for p in files)
     assert list(killed) == [f"file:{big}"]
     text = killed[f"file:{big}"]
@@ -126,6 +128,7 @@ def test_oversized_unit_kills_its_workers_and_is_reported(tmp_path):
     assert f"running unit file:{big}" in text
     assert f"memory limit {limit / 2**30:.2f} GiB (Dask --memory-limit)" in text
     assert "estimated peak for the unit" in text and "re-run the same command" in text
+    assert hook == f"; {text}"  # same report: the limit is the dead worker's own, the estimate the planner's
     assert len(restarts) >= 3  # allowed-failures = 2: three workers died on it before Dask gave up
     assert all(r.rss > 0.95 * limit for r in restarts)
 
