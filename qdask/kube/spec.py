@@ -342,6 +342,26 @@ def _limit_bytes(container: Mapping[str, Any]) -> int:
     return parse_bytes(container["resources"]["limits"]["memory"])
 
 
+_QUANTITY_RE = re.compile(r"[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[KMGTPE]i|[mkMGTPE])?\Z")
+
+
+def _quantities(spec: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Every resource quantity and emptyDir size in the pod specs, with where it is."""
+    found = []
+    for role in ("worker", "scheduler"):
+        pod = spec[role]["spec"]
+        for i, c in enumerate(pod.get("containers", [])):
+            for kind, values in (c.get("resources") or {}).items():
+                for name, value in (values or {}).items():
+                    found.append((f"spec.{role}.spec.containers[{i}].resources.{kind}.{name}", value))
+        for v in pod.get("volumes", []):
+            if "sizeLimit" in (v.get("emptyDir") or {}):
+                found.append(
+                    (f"spec.{role}.spec.volumes[{v['name']}].emptyDir.sizeLimit", v["emptyDir"]["sizeLimit"])
+                )
+    return found
+
+
 def check_cluster_spec(spec: Mapping[str, Any]) -> None:
     """Validate a DaskCluster and the DaskWorkerGroup derived from it, plus qdask's own rules.
 
@@ -368,6 +388,9 @@ def check_cluster_spec(spec: Mapping[str, Any]) -> None:
             res = c.get("resources") or {}  # make_cluster_spec may leave it None
             if not res.get("limits") or res.get("requests") != res.get("limits"):
                 problems.append(f"{where}.resources: requests must equal limits (got {res})")
+    for where, value in _quantities(spec["spec"]):
+        if not isinstance(value, str) or not _QUANTITY_RE.match(value):
+            problems.append(f"{where}: {value!r} is not a Kubernetes quantity (e.g. 16Gi, 500m, 2)")
     worker = spec["spec"]["worker"]["spec"]
     c = worker["containers"][0]
     args = c.get("args", [])

@@ -144,3 +144,14 @@ def test_staging_is_mounted_on_workers_from_a_shared_claim():
     pod = s["spec"]["worker"]["spec"]
     assert {"name": "staging", "mountPath": "/scratch/qdask/dp02"} in pod["containers"][0]["volumeMounts"]
     assert {"name": "staging", "persistentVolumeClaim": {"claimName": "qdask-staging"}} in pod["volumes"]
+
+
+def test_quantities_the_kubelet_would_refuse_are_caught_here():
+    s = spec.cluster_spec(k8s())
+    worker_container(s)["resources"]["limits"]["memory"] = "16GiB"
+    worker_container(s)["resources"]["requests"]["memory"] = "16GiB"
+    s["spec"]["worker"]["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] = "50 Gi"
+    with pytest.raises(spec.SpecError) as err:
+        spec.check_cluster_spec(s)
+    assert "resources.limits.memory: '16GiB' is not a Kubernetes quantity" in str(err.value)
+    assert "emptyDir.sizeLimit: '50 Gi' is not a Kubernetes quantity" in str(err.value)
