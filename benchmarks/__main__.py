@@ -92,7 +92,21 @@ def main(argv: list[str] | None = None) -> int:
         help="demo repositories (kept and reused) and scratch space",
     )
     parser.add_argument("--skip-hats", action="store_true", help="do not run hats-import (if not installed)")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="only re-render the Markdown and plots of a recorded suite-<size>.json",
+    )
     args = parser.parse_args(argv)
+    if args.render is not None:
+        from benchmarks.suite.common import Results
+        from benchmarks.suite.report import write_report
+
+        res = Results(**json.loads(args.render.read_text()))
+        write_report(res, args.render.with_suffix(""))
+        log(f"re-rendered {args.render.with_suffix('.md')}")
+        return 0
 
     from benchmarks.suite import endtoend, partition
     from benchmarks.suite.common import Results, machine

@@ -12,6 +12,7 @@ MyISAM tables of the same columns in the same MariaDB server.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -253,7 +254,21 @@ def _rss():
 
 
 def scheduler_memory(counts: list[int]) -> list[dict]:
-    """Scheduler RSS while holding N trivial tasks' results (2-worker LocalCluster), for each N."""
+    """Scheduler RSS while holding N trivial tasks' results, for each N, measured in a fresh Python process
+    (a LocalCluster's scheduler lives in its client's process, so the suite's own memory would blur it)."""
+    code = (
+        "import json, sys; from benchmarks.suite.endtoend import _scheduler_memory; "
+        f"print(json.dumps(_scheduler_memory({list(counts)!r})))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _scheduler_memory(counts: list[int]) -> list[dict]:
     from distributed import Client, LocalCluster, wait
 
     out = []
