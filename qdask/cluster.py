@@ -61,8 +61,8 @@ def open_client(spec: ClusterSpec) -> Iterator[Client]:
                 yield client
             return
         if spec.kind != "local":
-            raise ClusterError(f"cluster kind {spec.kind!r} cannot be started by this version of qdask "
-                               "(use 'local' or 'scheduler' with the address of a running scheduler)")
+            raise ClusterError(f"unknown cluster kind {spec.kind!r}: use local, kubernetes, or scheduler "
+                               "with the address of a running scheduler")
         logging.getLogger("distributed").setLevel(logging.WARNING)
         cluster = LocalCluster(
             n_workers=spec.workers, threads_per_worker=spec.threads_per_worker, processes=True,
