@@ -161,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                 "top": partition.profile_map(setup, scratch / "prof", prof),
             }
         log(f"partition: qdask ingest --stage-only, {label} columns")
-        sec["stage_only"][label] = partition.stage_only(config, scratch / f"st{label}")
+        sec["stage_only"][label] = partition.stage_only(
+            config, scratch / f"st{label}", profile=Path(f"{prefix}-profile-collect-{label}.txt")
+        )
         if args.skip_hats or label not in size["hats"]:
             continue
         hats_files = object_files(big) if files is None else sorted(Path(files).glob("*.parquet"))

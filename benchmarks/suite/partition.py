@@ -109,8 +109,44 @@ def profile_map(setup, workdir: Path, out_txt: Path, top: int = 25) -> list[tupl
     return [(f"{Path(k[0]).name}:{k[2]}", v[2], v[2] / total) for k, v in rows]
 
 
-def stage_only(config, staging: Path) -> dict:
-    """`qdask ingest --stage-only` of the config (a fresh staging directory), timed by stage."""
+def profile_collect(ingest, out_txt: Path, top: int = 25) -> list[tuple[str, float, float]]:
+    """cProfile of the collect task of the chunk with the most rows, re-run in this process after the
+    stage-only run (it rewrites the same contribution file); the top functions by own time, to a file."""
+    from qdask.stages.collect import CollectTask, collect_chunk
+
+    biggest = max(ingest.ledger.chunk_files(), key=lambda f: f.rows)
+    key = biggest.key
+    setup = ingest.setups[key.table]
+    charset, _ = ingest.config.table_charset(setup.config)
+    task = CollectTask(key, tuple(ingest.ledger.shards(key)), tuple(setup.plan.schema.names), charset)
+    prof = cProfile.Profile()
+    prof.enable()
+    collect_chunk(task, ingest.contrib_root)
+    prof.disable()
+    return _write_profile(
+        prof,
+        out_txt,
+        f"collect_chunk of chunk {key.chunk_id} of {key.table} "
+        f"({biggest.rows:,} rows, {len(task.columns)} columns)",
+        top,
+    )
+
+
+def _write_profile(
+    prof: cProfile.Profile, out_txt: Path, what: str, top: int
+) -> list[tuple[str, float, float]]:
+    stream = io.StringIO()
+    stats = pstats.Stats(prof, stream=stream).sort_stats("tottime")
+    stats.print_stats(top)
+    out_txt.write_text(f"# cProfile of {what}, sorted by own time\n\n" + stream.getvalue())
+    total = sum(v[2] for v in stats.stats.values())
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:8]
+    return [(f"{Path(k[0]).name}:{k[2]}", v[2], v[2] / total) for k, v in rows]
+
+
+def stage_only(config, staging: Path, profile: Path | None = None) -> dict:
+    """`qdask ingest --stage-only` of the config (a fresh staging directory), timed by stage; with
+    `profile`, a cProfile of its biggest collect task is written there."""
     shutil.rmtree(staging, ignore_errors=True)
     ingest = TimedIngest(config)
     t0 = time.perf_counter()
@@ -132,6 +168,8 @@ def stage_only(config, staging: Path) -> dict:
         "worker_maxrss": {k: max(v.values()) for k, v in ingest.rss.worker_maxrss.items() if v},
         "memory_limit": ingest.rss.memory_limit,
     }
+    if profile is not None:
+        result["collect_profile"] = {"file": profile.name, "top": profile_collect(ingest, profile)}
     ingest.ledger.close()
     shutil.rmtree(staging, ignore_errors=True)
     return result

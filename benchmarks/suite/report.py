@@ -116,6 +116,16 @@ def write_report(res: Results, prefix: Path) -> None:
                 f"{h['wall']:.1f} | {_f(h['rows_per_s'])} | {ratio:.2f} | {_verdict(ratio, 3)} |"
             )
     add("")
+    for label, q in p["stage_only"].items():
+        if "collect_profile" in q:
+            prof = q["collect_profile"]
+            top = "; ".join(f"`{name}` {100 * share:.0f} %" for name, _, share in prof["top"][:5])
+            add(
+                f"- {label} columns, stage-only: partition {q['seconds'].get('partition', 0):.1f} s, collect "
+                f"{q['seconds'].get('collect', 0):.1f} s, other {q['seconds'].get('other', 0):.1f} s; the biggest "
+                f"collect task's time (cProfile, `{prof['file']}`): {top}."
+            )
+    add("")
     narrow = p["stage_only"].get("3")
     if narrow:
         add(
@@ -304,29 +314,54 @@ def summary_table(s: dict) -> str:
     rows = []
     p = s["partition"]
     for r in p["map"].values():
-        rows.append((f"partition map stage / pyarrow floor, {r['columns']} columns", "≥ 0.5", r["ratio_wall"]))
+        rows.append(
+            (f"partition map stage / pyarrow floor, {r['columns']} columns", "≥ 0.5", r["ratio_wall"])
+        )
     for label, q in p["stage_only"].items():
         for name, h in p["hats"].get(label, {}).items():
             if "rows_per_s" in h:
-                rows.append((f"--stage-only / hats-import {name}, {label} columns", "≥ 3", q["rows_per_s"] / h["rows_per_s"]))
+                rows.append(
+                    (
+                        f"--stage-only / hats-import {name}, {label} columns",
+                        "≥ 3",
+                        q["rows_per_s"] / h["rows_per_s"],
+                    )
+                )
     if "3" in p["stage_only"]:
-        rows.append(("--stage-only 3 columns / sph-partition reference (435k rows/s)", "≥ 1",
-                     p["stage_only"]["3"]["rows_per_s"] / QSERV_PARTITIONER_ROWS_PER_S))
+        rows.append(
+            (
+                "--stage-only 3 columns / sph-partition reference (435k rows/s)",
+                "≥ 1",
+                p["stage_only"]["3"]["rows_per_s"] / QSERV_PARTITIONER_ROWS_PER_S,
+            )
+        )
     c = s["chunker"]["results"]
     rows.append(("chunker locate, rows/s CPU / 10M", "≥ 1", c["locate"]["rows_per_s_cpu"] / 10e6))
     rows.append(("chunker locate_all, rows/s CPU / 3M", "≥ 1", c["locate_all"]["rows_per_s_cpu"] / 3e6))
     ld = s.get("load")
     if ld:
-        rows.append(("load stage / plain LOAD DATA LOCAL INFILE (rows/s)", "≥ 0.8",
-                     ld["rows"] / ld["pipeline_seconds"] / ld["baseline"]["rows_per_s"]))
+        rows.append(
+            (
+                "load stage / plain LOAD DATA LOCAL INFILE (rows/s)",
+                "≥ 0.8",
+                ld["rows"] / ld["pipeline_seconds"] / ld["baseline"]["rows_per_s"],
+            )
+        )
     e2e = s["e2e"]
     fs = sorted(e2e, key=int)
     if len(fs) >= 2:
         lo, hi = e2e[fs[0]], e2e[fs[-1]]
         rows_ratio = sum(hi["rows_in"].values()) / sum(lo["rows_in"].values())
-        rows.append((f"end to end: time growth / row growth, {fs[0]}× → {fs[-1]}× (linear = 1)", "≤ 1",
-                     hi["seconds"]["total"] / lo["seconds"]["total"] / rows_ratio))
-    peaks = [(max(v.values()), r["memory_limit"]) for r in e2e.values() for v in r["worker_peak_rss"].values() if v]
+        rows.append(
+            (
+                f"end to end: time growth / row growth, {fs[0]}× → {fs[-1]}× (linear = 1)",
+                "≤ 1",
+                hi["seconds"]["total"] / lo["seconds"]["total"] / rows_ratio,
+            )
+        )
+    peaks = [
+        (max(v.values()), r["memory_limit"]) for r in e2e.values() for v in r["worker_peak_rss"].values() if v
+    ]
     if peaks and peaks[0][1]:
         rows.append(("peak worker RSS / worker memory limit", "< 1", max(a / b for a, b in peaks)))
     out = ["| target | wanted | measured | verdict |", "|---|---|---|---|"]
