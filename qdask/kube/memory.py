@@ -1,24 +1,26 @@
 """How much memory a task needs, estimated from the input's Parquet footers, and units sized to fit.
 
 A partition task streams its unit in record batches, but its peak still grows with the unit: Arrow's
-allocator keeps what a fast read freed, the shard writer buffers up to 256 MiB, and every open shard
-file holds per-column state. Measured on this project's partition task (director table, 780 shard
-files for 390 chunks with overlap, zstd Parquet, float64 columns; peak RSS over the process baseline):
+allocator keeps what a fast read freed, shard buffers and their flush copies add up to a few hundred MiB,
+and every open shard file holds per-column state. Measured on this project's partition task (director
+table, 780 shard files for 390 chunks with overlap, zstd Parquet, float64 columns; peak RSS over the
+process baseline; re-measured after the shard writer's byte-bounded buffers, commit cd13ba1):
 
     selected columns  unit (selected, uncompressed)  measured peak  this model
-          63                497 MiB                   1173 MiB      1343 MiB
-          63                546 MiB                   1205 MiB      1421 MiB
-          13                103 MiB                    400 MiB       406 MiB
-         203                386 MiB                   1545 MiB      1591 MiB
-          23                 44 MiB                    222 MiB       283 MiB
-          23                562 MiB                    990 MiB      1325 MiB
+          63                497 MiB                   1137 MiB      1371 MiB
+          63                546 MiB                   1208 MiB      1449 MiB
+          13                103 MiB                    418 MiB       434 MiB
+         203                386 MiB                   1541 MiB      1619 MiB
+          23                 44 MiB                    206 MiB       311 MiB
+          23                562 MiB                    991 MiB      1353 MiB
 
-    peak ≈ 1.6 x selected bytes + min(selected bytes, 256 MiB) + 4 KiB x columns x shard files + 100 MiB
+    peak ≈ 1.6 x selected bytes + min(selected bytes, 256 MiB) + 4 KiB x columns x shard files + 128 MiB
 
 where *selected bytes* is the uncompressed size of the selected columns of the unit's row groups (from
 the footer: no data is read) and *shard files* the home and overlap chunks the unit touches (from the
-footer's ra/dec statistics and the layout; 100 when the file has no statistics). A worker runs
-`nthreads` tasks at once and itself takes ~200 MiB, so a task's budget is
+footer's ra/dec statistics and the layout; 100 when the file has no statistics). Reproduce a row of the
+table with ``python -m qdask.kube.calibrate 60 1000000 1000000 10`` (run twice: it writes, then measures).
+A worker runs `nthreads` tasks at once and itself takes ~200 MiB, so a task's budget is
 ``(0.8 x memory_limit - 200 MiB) / nthreads``: below Dask's pause threshold (80%), well below the nanny's
 restart (95%) and the pod limit (111% of it).
 
@@ -52,9 +54,9 @@ __all__ = [
 
 MiB = 2**20
 READ_FACTOR = 1.6
-SHARD_BUFFER = 256 * MiB  # ShardWriter's buffer budget
+SHARD_BUFFER = 256 * MiB  # shard buffers and their flush copies (a bound measured, not a setting)
 PER_COLUMN_CHUNK = 4 * 1024  # an open shard file's state per column
-TASK_BASE = 100 * MiB
+TASK_BASE = 128 * MiB
 WORKER_BASE = 200 * MiB  # an idle Dask worker process with qdask imported
 PAUSE_FRACTION = 0.8
 DEFAULT_CHUNKS = 100
