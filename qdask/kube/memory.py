@@ -13,6 +13,10 @@ process baseline; re-measured after the shard writer's byte-bounded buffers, com
          203                386 MiB                   1541 MiB      1619 MiB
           23                 44 MiB                    206 MiB       311 MiB
           23                562 MiB                    991 MiB      1353 MiB
+         991                438 MiB                    597 MiB      1305 MiB   (*)
+
+    (*) the demo's DP0.2-shaped Object tract (qdask.demo, 96 000 rows in 12 row groups, 57 shard files):
+    with many row groups and half the columns boolean the model is about twice the measured peak.
 
     peak ≈ 1.6 x selected bytes + min(selected bytes, 256 MiB) + 4 KiB x columns x shard files + 128 MiB
 
