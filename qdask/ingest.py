@@ -281,7 +281,12 @@ class Ingest:
                 self._partition(client)
             if not self.ledger.chunks_to_collect():
                 return
-            self._check_keys()
+            try:
+                self._check_keys()
+            except CorruptShardError as exc:  # a shard the key check needs is damaged: redo its unit
+                self.ledger.unit_failed(exc.shard.unit_id, str(exc))
+                self.summary.notes.append(str(exc))
+                continue
             if not self._collect(client):
                 return
         raise IngestError("staging did not settle after 3 rounds of rebuilding corrupt shards")

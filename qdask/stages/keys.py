@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qdask.ledger import Shard
+from qdask.stages.collect import CorruptShardError
 from qdask.stages.shards import unit_file_key
 
 EXAMPLES = 5
@@ -46,9 +47,23 @@ class KeyProblems:
         )
 
 
+def _read_keys(shard: Shard, column: str) -> pa.ChunkedArray:
+    """One shard's key column; a shard gone, resized or unreadable raises `CorruptShardError` (its unit
+    is then partitioned again, as when the collect stage finds it so)."""
+    path = Path(shard.path)
+    if not path.is_file():
+        raise CorruptShardError(shard, "missing")
+    if path.stat().st_size != shard.bytes:
+        raise CorruptShardError(shard, "altered (its size differs from the ledger)")
+    try:
+        return pq.read_table(path, columns=[column])[column]
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptShardError(shard, f"unreadable ({exc})") from exc
+
+
 def unit_keys(shards: Sequence[Shard], column: str, path: Path) -> np.ndarray:
     """The sorted `column` values of a unit's home shards, saved to `path` (atomically) and returned."""
-    parts = [pq.read_table(s.path, columns=[column])[column] for s in shards if not s.overlap]
+    parts = [_read_keys(s, column) for s in shards if not s.overlap]
     values = pa.chunked_array([c for p in parts for c in p.chunks], pa.int64()) if parts else None
     keys = np.sort(values.to_numpy()) if values is not None and len(values) else np.empty(0, np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
