@@ -69,7 +69,11 @@ SIZES = {
         chunker_rows=10_000_000,
         narrow_rows=5_000_000,
         sched_tasks=(1000, 10000, 50000),
-        hats={"991": ["zstd-15 (hats default)", "zstd-3"], "40": ["zstd-15 (hats default)", "zstd-3"]},
+        hats={
+            "991": ["zstd-15 (hats default)", "zstd-3"],
+            "991-dense": ["zstd-15 (hats default)", "zstd-3"],
+            "40": ["zstd-15 (hats default)", "zstd-3"],
+        },
         perf_report=True,
     ),
 }
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.suite import endtoend, partition
     from benchmarks.suite.common import Results, machine
-    from benchmarks.suite.data import demo_repo, ingest_config, narrow_files, object_files
+    from benchmarks.suite.data import demo_repo, dense_files, ingest_config, narrow_files, object_files
     from benchmarks.suite.report import write_report
 
     size = SIZES[args.size]
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. partition -----------------------------------------------------------------------------------
     sec = res.sections["partition"] = {"map": {}, "stage_only": {}, "hats": {}, "profiles": {}}
-    inputs = {"991": (None, None)}
+    inputs = {"991": (None, None), "991-dense": (dense_files(big), None)}
     for width in (40, 3):
         inputs[str(width)] = narrow_files(big, width, size["narrow_rows"])
     for label, (files, columns) in inputs.items():
