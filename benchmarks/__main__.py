@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -117,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.suite.data import demo_repo, dense_files, ingest_config, narrow_files, object_files
     from benchmarks.suite.report import write_report
 
+    def stop(*_):  # SIGTERM unwinds like Ctrl-C, so the private MariaDB and the stand-in are stopped
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     size = SIZES[args.size]
     args.results.mkdir(parents=True, exist_ok=True)
     work = args.workdir.resolve()
