@@ -481,6 +481,7 @@ def plots(res: Results, prefix: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     s, m, out = res.sections, res.machine, []
 
@@ -556,15 +557,16 @@ def plots(res: Results, prefix: Path) -> list[str]:
     bottom = [0.0] * len(fs)
     for k in STAGES:
         v = [e2e[f]["seconds"].get(k, 0) for f in fs]
-        b1.bar([f"{f}×" for f in fs], v, bottom=bottom, label=k)
+        b1.bar([f"{f}×" for f in fs], v, bottom=bottom, label=k, color=f"C{STAGES.index(k)}")
         bottom = [a + b for a, b in zip(bottom, v, strict=True)]
     b1.set_ylabel("seconds")
     b1.set_title("qdask ingest wall time by stage (2 workers)")
     b1.legend(fontsize=7)
     rows = [sum(e2e[f]["rows_in"].values()) for f in fs]
-    b2.plot(rows, [e2e[f]["seconds"]["total"] for f in fs], "o-", label="total")
+    b2.plot(rows, [e2e[f]["seconds"]["total"] for f in fs], "o-", color="k", label="total")
     for k in ("partition", "collect", "load"):
-        b2.plot(rows, [e2e[f]["seconds"].get(k, 0) for f in fs], ".--", label=k)
+        b2.plot(rows, [e2e[f]["seconds"].get(k, 0) for f in fs], ".--", color=f"C{STAGES.index(k)}", label=k)
+    b2.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1e3:,.0f}k"))
     b2.set_xlabel("rows ingested (all tables)")
     b2.set_ylabel("seconds")
     b2.set_title("Growth with the input (linear expected)")
@@ -604,14 +606,30 @@ def plots(res: Results, prefix: Path) -> list[str]:
     # load
     ld = s.get("load")
     if ld:
-        fig, d1 = plt.subplots(figsize=(6, 3.5))
+        fig, (d1, d2) = plt.subplots(1, 2, figsize=(11, 4))
         rate = ld["rows"] / ld["pipeline_seconds"]
+        by_size = s.get("load_by_size") or [ld]
+        sizes = [r["bytes"] / r["baseline"]["files"] / 1e6 for r in by_size]
+        ratios = [r["rows"] / r["pipeline_seconds"] / r["baseline"]["rows_per_s"] for r in by_size]
+        d2.plot(sizes, ratios, "o-")
+        for x, y, r in zip(sizes, ratios, by_size, strict=True):
+            d2.annotate(
+                f"{r.get('factor', '')}×", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
+            )
+        d2.axhline(0.8, color="r", ls="--", lw=1, label="target 0.8")
+        d2.set_xscale("log")
+        d2.set_xlabel("mean contribution file (MB)")
+        d2.set_ylabel("qdask / plain client (rows/s)")
+        d2.set_title("Load ratio vs contribution size")
+        d2.legend(fontsize=7)
         d1.barh(
             ["qdask load → stand-in", "plain LOAD DATA LOCAL"],
             [rate, ld["baseline"]["rows_per_s"]],
             color=["C0", "C2"],
         )
         d1.set_xlabel("rows/s")
-        d1.set_title(f"Load: ratio {rate / ld['baseline']['rows_per_s']:.2f} (target ≥ 0.8)")
+        d1.set_title(
+            f"Load, {ld.get('factor', 4)}× input: ratio {rate / ld['baseline']['rows_per_s']:.2f} (target ≥ 0.8)"
+        )
         save(fig, "load")
     return out
