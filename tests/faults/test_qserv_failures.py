@@ -177,24 +177,28 @@ def test_contribution_with_warnings_is_never_accepted(qserv, truth, tmp_path, ke
 
 
 def test_stand_in_restarted_mid_load(qserv, truth, staged, tmp_path, keys):
-    """Controller and workers restart while contributions are in flight (held 1 s each by the stand-in)."""
+    """Controller and workers restart while contributions are in flight (held 1 s each by the stand-in):
+    the client's retries ride it out, or the run stops clearly and the re-run finishes; exact either way."""
     config = loader(qserv, staged, tmp_path, "faults_q_restart")
     qserv.faults.add("delay", match={"path": "/ingest/csv"}, seconds=1.0, times=0)
-    restarted = threading.Event()
+    events = {}
 
     def restart():
+        events["restart"] = time.monotonic()
         qserv.restart()
-        restarted.set()
+        events["back"] = time.monotonic()
 
-    threading.Timer(1.5, restart).start()
+    timer = threading.Timer(1.5, restart)
+    start = time.monotonic()
+    timer.start()
     try:
         summary = Ingest(config).run()
     except IngestError as exc:  # a clear stop is allowed; the re-run must then finish exactly
         assert "re-run the same command" in str(exc)
-        restarted.wait(60)
-        qserv.faults.clear()
+        timer.join()
         summary = Ingest(config).run()
-    assert restarted.wait(60)
+    end = time.monotonic()
+    timer.join()
     qserv.faults.clear()
+    assert start < events["restart"] < events["back"] < end  # the stand-in went away during the ingest
     exact(truth, qserv, config, summary)
-    assert time.monotonic()  # the run and the restart both happened
