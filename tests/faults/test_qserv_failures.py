@@ -18,6 +18,7 @@ import pytest
 from qdask.config import load_config
 from qdask.ingest import Ingest, IngestError, fingerprint
 from qdask.ledger import Ledger
+from qdask.qserv import QservClient
 from tests.faults.conftest import write_case01
 
 
@@ -142,20 +143,26 @@ def test_worker_unreachable_too_long_stops_clearly_and_rerun_resumes(qserv, trut
     exact(truth, qserv, config, summary)
 
 
-def test_contribution_with_warnings_is_never_accepted(qserv, truth, tmp_path, keys):
-    """A staged file MariaDB loads with a warning (a text value in a DOUBLE column): every attempt is
-    aborted, the run stops, nothing is published; once the file is rebuilt the load is exact."""
-    config = load_config(write_case01(tmp_path / "case01.yaml", qserv, tmp_path / "staging", "faults_q_warn"))
+@pytest.mark.parametrize("damage", ["warning", "row count"])
+def test_contribution_not_loaded_exactly_is_never_accepted(qserv, truth, tmp_path, keys, damage):
+    """A staged file that MariaDB loads with a warning (text in the BIGINT objectId), or with one row fewer
+    than the ledger says: every attempt is aborted, the run stops, nothing is published; once the file is
+    rebuilt the load is exact."""
+    database = "faults_q_" + damage.replace(" ", "_")
+    config = load_config(write_case01(tmp_path / "case01.yaml", qserv, tmp_path / "staging", database))
     Ingest(config).run(stage_only=True)
     ledger_path = config.staging.directory / "ledger.sqlite"
     with Ledger(ledger_path) as ledger:
-        file = next(f for f in ledger.chunk_files(table="Source"))
+        file = next(f for f in ledger.chunk_files(table="Source") if f.rows > 1)
     path = Path(file.path)
-    lines = path.read_bytes().split(b"\n")
-    fields = lines[0].split(b"\t")
-    fields[3] = b"oops"  # Source column 4 (ra) is a DOUBLE
-    lines[0] = b"\t".join(fields)
-    path.write_bytes(b"\n".join(lines))
+    lines = path.read_bytes().rstrip(b"\n").split(b"\n")
+    if damage == "warning":
+        fields = lines[0].split(b"\t")
+        fields[3] = b"oops"
+        lines[0] = b"\t".join(fields)
+    else:
+        lines = lines[:-1]
+    path.write_bytes(b"\n".join(lines) + b"\n")
     from qdask.tsv import file_checksum
 
     with sqlite3.connect(ledger_path) as db:  # as if qdask had staged this file: its checksum matches
@@ -165,13 +172,19 @@ def test_contribution_with_warnings_is_never_accepted(qserv, truth, tmp_path, ke
         )
     with pytest.raises(IngestError) as stopped:
         Ingest(config).run()
-    assert "num_warnings" in str(stopped.value)
+    assert ("num_warnings" if damage == "warning" else "num_rows_loaded") in str(stopped.value)
     with Ledger(ledger_path) as ledger:
         tried = [c for c in ledger.contributions() if c.file == file.key]
-        assert tried and all(c.num_warnings for c in tried)
+        assert len(tried) == 4  # the first attempt and 3 redos, each in a new transaction, none accepted
+        if damage == "warning":
+            assert all(c.num_warnings for c in tried)
+        else:
+            assert all(c.num_rows_loaded == file.rows - 1 for c in tried)
         assert {t.state for t in ledger.transactions() if file.key in t.files} == {"aborted"}
-        assert ledger.chunk_files(table="Source")[0].status == "staged"
+        assert next(f for f in ledger.chunk_files() if f.key == file.key).status == "staged"
         ledger.drop_chunk_file(file.key)  # the user removes the bad file; the next run rebuilds it
+    with QservClient(qserv.controller_url, qserv.auth_key) as client:
+        assert not (client.database_info(database) or {}).get("is_published")
     summary = Ingest(config).run()
     exact(truth, qserv, config, summary)
 
