@@ -50,12 +50,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from qdask.dialect import TSV
+
 __all__ = [
     "CHARSETS",
     "CHECKSUM_ALGORITHM",
     "MAX_LINE_BYTES",
     "QSERV_DIALECT",
-    "TsvDialect",
     "TsvEncodeError",
     "TsvFileInfo",
     "encode_batch",
@@ -84,39 +85,8 @@ _NULL_SCALAR = pa.scalar(_NULL)
 _ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"), (b"\x00", b"\\0"))
 
 
-@dataclass(frozen=True)
-class TsvDialect:
-    """The CSV dialect as Qserv's ingest services take it: the four form fields, in escaped notation.
-
-    The values are the exact strings sent with a contribution (``fields_terminated_by="\\\\t"`` is the two
-    characters backslash and ``t``); the worker pastes them into its ``LOAD DATA`` statement.
-    """
-
-    fields_terminated_by: str = "\\t"
-    fields_enclosed_by: str = "\\0"
-    fields_escaped_by: str = "\\\\"
-    lines_terminated_by: str = "\\n"
-
-    def form_fields(self) -> dict[str, str]:
-        """The dialect as the contribution's form/JSON fields."""
-        return {
-            "fields_terminated_by": self.fields_terminated_by,
-            "fields_enclosed_by": self.fields_enclosed_by,
-            "fields_escaped_by": self.fields_escaped_by,
-            "lines_terminated_by": self.lines_terminated_by,
-        }
-
-    def sql_options(self) -> str:
-        """The ``FIELDS … LINES …`` clause a worker builds from these values (no ENCLOSED BY for ``\\0``)."""
-        enclosed = "" if self.fields_enclosed_by == "\\0" else f" ENCLOSED BY '{self.fields_enclosed_by}'"
-        return (
-            f"FIELDS TERMINATED BY '{self.fields_terminated_by}'{enclosed} "
-            f"ESCAPED BY '{self.fields_escaped_by}' LINES TERMINATED BY '{self.lines_terminated_by}'"
-        )
-
-
 #: Qserv's default dialect, the one this encoder writes.
-QSERV_DIALECT = TsvDialect()
+QSERV_DIALECT = TSV
 
 
 def load_data_sql(path: str | os.PathLike, table: str, charset: str, *, local: bool = True) -> str:

@@ -44,6 +44,7 @@ import httpx
 from pydantic import SecretStr
 
 from qdask import faultpoints
+from qdask.dialect import CSV, TSV, Dialect
 from qdask.qserv.errors import (
     ContributionCheckError,
     QservAuthError,
@@ -277,38 +278,6 @@ def check_contribution(c: Contribution, expected_rows: int, expected_bytes: int)
         raise ContributionCheckError(c, problems)
     return c
 
-
-@dataclass(frozen=True)
-class Dialect:
-    """CSV dialect of a contribution, in the escaped notation Qserv requires (§4.6)."""
-
-    fields_terminated_by: str = "\\t"
-    fields_enclosed_by: str = "\\0"
-    fields_escaped_by: str = "\\\\"
-    lines_terminated_by: str = "\\n"
-
-    _ALLOWED = {
-        "fields_terminated_by": ("\\t", ","),
-        "fields_enclosed_by": ("\\0", "'", '"'),
-        "fields_escaped_by": ("\\\\",),
-        "lines_terminated_by": ("\\n",),
-    }
-
-    def __post_init__(self):
-        for name, allowed in self._ALLOWED.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(
-                    f"{name}={value!r} is not accepted by Qserv; allowed (escaped notation): "
-                    + ", ".join(repr(a) for a in allowed)
-                )
-
-    def as_fields(self) -> dict[str, str]:
-        return {name: getattr(self, name) for name in self._ALLOWED}
-
-
-TSV = Dialect()
-CSV = Dialect(fields_terminated_by=",")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1152,7 +1121,7 @@ class QservClient:
             "overlap": int(bool(overlap)),
         }
         if dialect is not None:
-            d.update(dialect.as_fields())
+            d.update(dialect.form_fields())
         if charset_name:
             d["charset_name"] = charset_name
         if max_num_warnings:

@@ -672,7 +672,7 @@ def test_one_client_shared_by_threads(fake_qserv):
 
 
 def test_dialect_values_are_checked():
-    assert Dialect().as_fields()["fields_terminated_by"] == "\\t"
+    assert Dialect().form_fields()["fields_terminated_by"] == "\\t"
     with pytest.raises(ValueError, match="escaped notation"):
         Dialect(fields_terminated_by="\t")
 
