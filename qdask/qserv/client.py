@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -338,6 +339,7 @@ class QservClient:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._clients: list[httpx.Client] = []
+        self._ssl_context: ssl.SSLContext | None = None
         self._checked: dict[str, VersionInfo] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -379,10 +381,14 @@ class QservClient:
     def _http(self) -> httpx.Client:
         client = getattr(self._local, "client", None)
         if client is None:
+            with self._lock:  # one TLS context for all threads: building one reads the CA store (~50 ms)
+                if self._ssl_context is None:
+                    self._ssl_context = ssl.create_default_context()
             client = httpx.Client(
                 timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
                 limits=httpx.Limits(max_keepalive_connections=8, max_connections=32),
                 trust_env=False,
+                verify=self._ssl_context,
             )
             self._local.client = client
             with self._lock:
