@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, (files, columns) in inputs.items():
         config = ingest_config(
             staging=scratch / f"st{label}",
-            database=f"p{label}",
+            database=f"p{label.replace('-', '_')}",
             repo=big,
             files=files,
             columns=columns,
