@@ -400,7 +400,9 @@ def test_staging_defaults_and_relative_paths(tmp_path, good):
     cfg = load_config(write(tmp_path, good))
     assert cfg.staging.directory == tmp_path / "staging"
     assert cfg.staging.ledger == tmp_path / "staging" / "ledger.sqlite"
-    assert (cfg.staging.shard_compression, cfg.staging.shard_compression_level) == ("zstd", 3)
+    assert (cfg.staging.shard_compression, cfg.staging.shard_compression_level) == ("snappy", None)
+    good["staging"] = {"shard_compression": "zstd"}
+    assert load_config(write(tmp_path, good)).staging.shard_compression_level == 3
     good["staging"] = {"shard_compression": "snappy", "shard_compression_level": 5}
     assert "applies only to zstd" in problems(tmp_path, good)["staging"]
 
