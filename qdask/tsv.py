@@ -261,7 +261,8 @@ def _column_text(arr: pa.Array, name: str, row0: int, charset: str, nan_counts: 
 def _select(batch: pa.RecordBatch, columns: Sequence[str] | None) -> pa.RecordBatch:
     if columns is None:
         return batch
-    missing = [c for c in columns if c not in batch.schema.names]
+    present = set(batch.schema.names)  # (schema.names builds a new list on every call)
+    missing = [c for c in columns if c not in present]
     if missing:
         raise KeyError(f"columns {missing} are not in the batch (it has {batch.schema.names})")
     return batch.select(list(columns))
