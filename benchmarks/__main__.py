@@ -58,6 +58,7 @@ SIZES = {
         sched_tasks=(1000, 5000, 20000),
         hats={
             "991": ["zstd-15 (hats default)", "zstd-3"],
+            "991-dense": ["zstd-15 (hats default)", "zstd-3"],
             "40": ["zstd-15 (hats default)", "zstd-3", "snappy"],
         },
         perf_report=True,
