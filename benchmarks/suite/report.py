@@ -116,6 +116,10 @@ def write_report(res: Results, prefix: Path) -> None:
                 f"{h['wall']:.1f} | {_f(h['rows_per_s'])} | {ratio:.2f} | {_verdict(ratio, 3)} |"
             )
     add("")
+    for label, hats in p["hats"].items():
+        for name, h in hats.items():
+            if "note" in h:
+                add(f"- hats-import {name} on {_cols(label)} columns: {h['note']}.")
     for label, q in p["stage_only"].items():
         if "collect_profile" in q:
             prof = q["collect_profile"]
