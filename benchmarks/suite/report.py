@@ -622,6 +622,8 @@ def plots(res: Results, prefix: Path) -> list[str]:
             )
         d2.axhline(0.8, color="r", ls="--", lw=1, label="target 0.8")
         d2.set_xscale("log")
+        d2.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        d2.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
         d2.set_xlabel("mean contribution file (MB)")
         d2.set_ylabel("qdask / plain client (rows/s)")
         d2.set_title("Load ratio vs contribution size")
