@@ -4,11 +4,13 @@
 
 Writes to DIR (default benchmarks/results/): `suite-<size>.md` (the tables, targets and ratios, the
 projection to DP0.2), `suite-<size>.json` (every number), `suite-<size>-*.png` (plots stamped with the
-command and the machine), `suite-<size>-profile-*.txt` (cProfile of the partition task) and, for medium
-and large, `suite-<size>-performance-report.html` (a Dask performance report of one ingest's staging).
+command and the machine), `suite-<size>-profile-*.txt` (cProfile of the partition and collect tasks,
+py-spy stacks of the load stage) and, for medium and large, `suite-<size>-performance-report.html` (a Dask
+performance report of one ingest's staging). benchmarks/README.md lists them.
 
 Sections (see benchmarks/suite/*.py for the method of each):
- 1. partition: map stage vs a pyarrow read+write floor (40 and 991 columns); `--stage-only` vs hats-import
+ 1. partition: map stage vs a pyarrow read+write floor (40, 991 and a dense 991-column input); `--stage-only`
+    vs hats-import; 3 columns vs the recorded sph-partition figure
  2. chunker: bench_chunker's measurements (locate, locate_all vs the numpy floor)
  3. load: the load stage into the Qserv stand-in vs a plain client's LOAD DATA LOCAL INFILE of the same files
  4. end to end: `qdask ingest` wall time by stage at 1x, 4x, 16x the input
