@@ -147,7 +147,7 @@ class MemoryWatch:
         )
         return (
             f"{what}: its task killed its Dask worker {tries} times (the last time using {memory}); "
-            f"{cause}. Nothing of it was recorded; re-run the same command once fixed"
+            f"{cause}. Nothing of it was recorded"
         )
 
 
