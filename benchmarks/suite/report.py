@@ -311,8 +311,8 @@ def write_report(res: Results, prefix: Path) -> None:
         add(
             "The 4× input with 1 and with 2 workers. This machine has 2 cores and other engineers' tests kept "
             f"its load average at {m['load_average'][0]:.0f}–{m.get('load_average_end', [0])[0]:.0f}: a second "
-            "worker finds no free core, so a speed-up below 1 here measures contention, not a limit of the "
-            "pipeline. The projection below therefore uses one-core costs.\n"
+            "worker gets at best part of a core, so the distance from a speed-up of 2 measures that contention "
+            "as much as the pipeline. The projection below therefore uses one-core costs.\n"
         )
         add("| stage | 1 worker s | 2 workers s | speed-up |")
         add("|---|---|---|---|")
@@ -464,7 +464,7 @@ def projection(one: dict, two: dict, e2e: dict, part: dict, load: dict | None) -
         f"{mp['input_bytes'] / max(mp['units'], 1) / 1e6:,.0f} MB), but a task holds at most one read batch "
         "(32 MiB budget), the shard writer's buffers (64 MiB budget) and pyarrow's working copies, and the "
         "planner splits a DP0.2 tract (~6 GB) into row-group units that fit the worker; this run never "
-        "reached those bounds, so a 2 GiB worker limit is the safe setting until a large run confirms it |",
+        "reached those bounds, so a 2 GiB worker limit is the safe setting until a run with DP0.2-size tracts confirms it |",
         f"| transactions | {big['transactions']} for {big['contribution_files']} files over {_tracts(big)} "
         f"tract(s) (≤ 50 chunks per transaction, configs/demo.yaml) | ≤ ~{transactions:,.0f} (scaled by "
         "tracts; neighbouring tracts share chunks, so fewer): under the ~1000 per catalog budget |",
