@@ -59,8 +59,8 @@ SIZES = {
         narrow_rows=2_000_000,
         sched_tasks=(1000, 5000, 20000),
         hats={
-            "991": ["zstd-15 (hats default)", "zstd-3"],
-            "991-dense": ["zstd-15 (hats default)", "zstd-3"],
+            "991": ["zstd-15 (hats default)", "zstd-3", "snappy"],
+            "991-dense": ["zstd-15 (hats default)", "zstd-3", "snappy"],
             "40": ["zstd-15 (hats default)", "zstd-3", "snappy"],
         },
         perf_report=True,

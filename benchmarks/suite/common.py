@@ -56,13 +56,36 @@ def machine() -> dict:
         "numpy": numpy.__version__,
         "dask": dask.__version__,
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "git": _git(),
     }
+
+
+def _git() -> str:
+    """The commit measured, and whether qdask/ had uncommitted changes (others edit the same tree)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "qdask"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (qdask/ modified in the working tree)" if dirty else "")
 
 
 def machine_line(m: dict) -> str:
     return (
         f"{m['host']}: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB; python {m['python']}, "
-        f"pyarrow {m['pyarrow']}, dask {m['dask']}; load average {m['load_average'][0]:.2f}"
+        f"pyarrow {m['pyarrow']}, dask {m['dask']}; qdask {m.get('git', '?')}; "
+        f"load average {m['load_average'][0]:.2f}"
     )
 
 

@@ -2,8 +2,8 @@
 
 * **map stage vs pyarrow floor** (one process, one core, units one after another): qdask's partition task
   (`qdask.ingest.partition_task`: read the unit through qdask's source, conform, locate home + overlap,
-  write per-chunk zstd-3 shards) against the floor of reading the same columns of the same file with
-  `pq.ParquetFile.iter_batches` and writing them back with one `pq.ParquetWriter` at the same compression.
+  write per-chunk shards) against the floor of reading the same columns of the same file with
+  `pq.ParquetFile.iter_batches` and writing them back with one `pq.ParquetWriter` at the shards' compression.
 * **stage-only vs hats-import** (a 2-worker LocalCluster each, cluster start included for both):
   `Ingest.run(stage_only=True)` (partition + collect: ready-to-load TSV contributions with checksums)
   against hats-import's full catalog import of the same files (`hats_import.pipeline`), with its default
@@ -45,7 +45,8 @@ def _qdask_map(setup, out: Path) -> tuple[int, int]:
 
 
 def _floor(setup, out: Path) -> tuple[int, int]:
-    """Read the same columns of the same files with pyarrow and write them back (zstd-3, one file each)."""
+    """Read the same columns of the same files with pyarrow and write them back, one file each, at the
+    compression qdask's shards use (`staging.shard_compression`), so only the work differs."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     rows = written = 0
@@ -56,7 +57,9 @@ def _floor(setup, out: Path) -> tuple[int, int]:
         batch_rows = max(1024, min(1 << 20, BATCH_BYTES // width))
         schema = pa.schema([pf.schema_arrow.field(c) for c in columns])
         target = out / f"{i}.parquet"
-        with pq.ParquetWriter(target, schema, compression="zstd", compression_level=3) as w:
+        with pq.ParquetWriter(
+            target, schema, compression=setup.plan.compression, compression_level=setup.plan.compression_level
+        ) as w:
             for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
                 w.write_batch(batch)
                 rows += batch.num_rows
@@ -80,6 +83,8 @@ def map_vs_floor(setup, workdir: Path, repeat: int) -> dict:
         b["cpu_rows_per_s"] = b["rows"] / max(b["cpu"], 1e-9)
     shutil.rmtree(workdir, ignore_errors=True)
     return {
+        "shard_compression": f"{setup.plan.compression}"
+        + (f"-{setup.plan.compression_level}" if setup.plan.compression_level else ""),
         "columns": len(setup.plan.source_columns),
         "units": len(setup.units),
         "input_bytes": in_bytes,

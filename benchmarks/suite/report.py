@@ -56,9 +56,11 @@ def write_report(res: Results, prefix: Path) -> None:
     add("### Map stage vs the pyarrow floor (one process, one core)\n")
     add(
         "qdask = `partition_task` per unit (read through qdask's source, conform, locate home + overlap, "
-        "write per-chunk zstd-3 shards). Floor = `ParquetFile.iter_batches` of the same columns + one "
-        "`ParquetWriter` (zstd-3) per file. MB/s is input Parquet bytes on disk per second. Best of "
-        f"{s['parameters']['map_repeat']}.\n"
+        "write per-chunk shards). Floor = `ParquetFile.iter_batches` of the same columns + one "
+        "`ParquetWriter` per file at the shards' compression. MB/s is input Parquet bytes on disk per second. Best of "
+        f"{s['parameters']['map_repeat']}. Shard compression: "
+        + ", ".join(sorted({r.get("shard_compression", "zstd-3 (floor: zstd-3)") for r in p["map"].values()}))
+        + ".\n"
     )
     add(
         "| columns | rows | input MB | qdask rows/s | qdask MB/s | floor rows/s | floor MB/s | ratio (wall) | "
@@ -87,7 +89,7 @@ def write_report(res: Results, prefix: Path) -> None:
     add("### `qdask ingest --stage-only` (partition + collect) vs hats-import (full import)\n")
     add(
         "Same input files, 2 worker processes × 1 thread each, cluster start included on both sides. qdask "
-        "writes ready-to-load TSV contributions (with checksums) from zstd-3 shards; hats-import writes "
+        "writes ready-to-load TSV contributions (with checksums) from its Parquet shards; hats-import writes "
         "HEALPix Parquet at the compression shown.\n"
     )
     add(
