@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,11 +12,11 @@ from click.testing import CliRunner
 from qdask.cli import main
 from qdask.config import config_from_dict
 from qdask.ingest import Ingest
-from qdask.qserv.czar import quote_identifier
+from tests.faults.conftest import ALL_TABLES, load_plain
+from tests.faults.conftest import _columns as columns_of
+from tests.faults.conftest import _rows as rows_of
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TABLES = ["Object", "Source", "Filter", "LeapSeconds", "Logs", "Science_Ccd_Exposure", "SimRefObject",
-          "sdqa_Metric"]
 
 
 def case01_config(qserv, staging: Path, database: str):
@@ -47,20 +45,7 @@ def auth_env(qserv):
 def plain_case01(mariadb, shared_data, tmp_path_factory):
     """The case01 TSV files loaded by a plain client into a plain database, Qserv's own itest reference."""
     data = shared_data / "qserv-itest" / "case01" / "data"
-    tmp = tmp_path_factory.mktemp("plain")
-    conn = mariadb.connect()
-    with conn.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS plain_case01")
-        cur.execute("CREATE DATABASE plain_case01")
-        cur.execute("USE plain_case01")
-        for table in TABLES:
-            cur.execute((data / "schema" / f"{table}.schema").read_text())
-            path = tmp / f"{table}.tsv"
-            with gzip.open(data / f"{table}.tsv.gz") as src, open(path, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            cur.execute(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {table} CHARACTER SET latin1")
-    conn.close()
-    return "plain_case01"
+    return load_plain(mariadb, data, tmp_path_factory.mktemp("plain"), "plain_case01", tables=ALL_TABLES)
 
 
 @pytest.fixture(scope="module")
@@ -71,28 +56,14 @@ def ingested(qserv, auth_env, tmp_path_factory):
 
 
 def _rows(mariadb, database: str, table: str, columns: list[str]) -> list[tuple]:
-    conn = mariadb.connect(database)
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT {', '.join(quote_identifier(c) for c in columns)} FROM {quote_identifier(table)}")
-        rows = cur.fetchall()
-    conn.close()
-    return sorted(rows, key=repr)
-
-
-def _columns(mariadb, database: str, table: str) -> list[str]:
-    conn = mariadb.connect(database)
-    with conn.cursor() as cur:
-        cur.execute(f"SHOW COLUMNS FROM {quote_identifier(table)}")
-        names = [r[0] for r in cur.fetchall() if r[0] != "qserv_trans_id"]
-    conn.close()
-    return names
+    return sorted(rows_of(mariadb, database, table, columns), key=repr)
 
 
 def test_every_table_equals_a_plain_mariadb_load(ingested, plain_case01, mariadb):
     config, summary = ingested
     assert summary.verify is not None and summary.verify.ok, [c for c in summary.verify.checks if not c.ok]
-    for table in TABLES:
-        columns = _columns(mariadb, plain_case01, table)
+    for table in ALL_TABLES:
+        columns = columns_of(mariadb, plain_case01, table)
         expected = _rows(mariadb, plain_case01, table, columns)
         found = _rows(mariadb, config.database.name, table, columns)  # the czar's view of the catalog
         assert len(found) == len(expected) > 0, table
@@ -150,6 +121,6 @@ def test_stage_only_then_load_gives_the_same_database(qserv, auth_env, tmp_path,
     assert loaded.units_partitioned == 0 and loaded.chunks_collected == 0 and loaded.rows_loaded > 0
     assert loaded.verify.ok
     for table in ("Object", "Source", "Logs"):
-        columns = _columns(mariadb, "qdask_case01_staged", table)
+        columns = columns_of(mariadb, "qdask_case01_staged", table)
         assert _rows(mariadb, "qdask_case01_staged", table, columns) == _rows(mariadb, "qdask_case01", table,
                                                                                 columns)

@@ -172,14 +172,15 @@ def _kill_group(pgid: int) -> None:
         time.sleep(0.05)
 
 
-def load_plain(mariadb, data: Path, tmp: Path, name: str = "faults_plain_case01") -> str:
-    """The case01 dumps of `TABLES` (in `data`) loaded by a plain client into database `name`."""
+def load_plain(mariadb, data: Path, tmp: Path, name: str = "faults_plain_case01", *,
+               tables: list[str] = TABLES) -> str:
+    """The case01 dumps of `tables` (in `data`) loaded by a plain client into database `name`."""
     conn = mariadb.connect()
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {name}")
         cur.execute(f"CREATE DATABASE {name}")
         cur.execute(f"USE {name}")
-        for table in TABLES:
+        for table in tables:
             cur.execute((data / "schema" / f"{table}.schema").read_text())
             path = tmp / f"{table}.tsv"
             with gzip.open(data / f"{table}.tsv.gz") as src, open(path, "wb") as dst:
