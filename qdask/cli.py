@@ -107,8 +107,15 @@ def emulator_group() -> None:
 @click.option("--auth-key", default="", show_default=True, help="The ingest 'auth_key'.")
 @click.option("--admin-auth-key", default="admin", show_default=True, help="The 'admin_auth_key'.")
 @click.option("--instance", default="qserv", show_default=True, help="Prefix of the stand-in's databases.")
-def emulator_serve(num_workers: int, dsn: str | None, port: int, worker_ports: tuple[int, ...], auth_key: str,
-                   admin_auth_key: str, instance: str) -> None:
+def emulator_serve(
+    num_workers: int,
+    dsn: str | None,
+    port: int,
+    worker_ports: tuple[int, ...],
+    auth_key: str,
+    admin_auth_key: str,
+    instance: str,
+) -> None:
     """Run the stand-in until Ctrl-C; prints the controller URL and the czar DSN."""
     import asyncio
     import contextlib
@@ -132,8 +139,15 @@ def emulator_serve(num_workers: int, dsn: str | None, port: int, worker_ports: t
         for name, url in emulator.worker_urls.items():
             click.echo(f"{name:10s} {url}")
 
-    config = EmulatorConfig(dsn=dsn, workers=num_workers, port=port, worker_ports=list(worker_ports),
-                            auth_key=auth_key, admin_auth_key=admin_auth_key, instance=instance)
+    config = EmulatorConfig(
+        dsn=dsn,
+        workers=num_workers,
+        port=port,
+        worker_ports=list(worker_ports),
+        auth_key=auth_key,
+        admin_auth_key=admin_auth_key,
+        instance=instance,
+    )
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve_forever(config, ready))
@@ -197,20 +211,31 @@ def _print_memory(plan) -> None:
 
     pod = f", pod limit {gib(plan.pod_limit)}" if plan.pod_limit else ""
     console = Console(stderr=True)
-    console.print(f"memory per task; each worker: Dask limit {gib(plan.worker_limit)}{pod}, "
-                  f"{plan.nthreads} thread(s)", soft_wrap=True)
+    console.print(
+        f"memory per task; each worker: Dask limit {gib(plan.worker_limit)}{pod}, {plan.nthreads} thread(s)",
+        soft_wrap=True,
+    )
     table = Table()
     for name in ("table", "stage", "tasks", "est. peak", "budget", "fits"):
         table.add_column(name, justify="left" if name in ("table", "stage") else "right")
     for r in plan.rows:
-        table.add_row(r.table, r.stage, str(r.tasks) if r.tasks else "-", gib(r.peak), gib(r.budget),
-                      "[green]yes[/]" if r.fits else "[red]NO[/]")
+        table.add_row(
+            r.table,
+            r.stage,
+            str(r.tasks) if r.tasks else "-",
+            gib(r.peak),
+            gib(r.budget),
+            "[green]yes[/]" if r.fits else "[red]NO[/]",
+        )
     console.print(table)
     for r in plan.rows:
         if r.over:
             shown = ", ".join(r.over[:5]) + (f" and {len(r.over) - 5} more" if len(r.over) > 5 else "")
-            console.print(f"[red]{r.table}: {len(r.over)} unit(s) cannot be cut to fit (one row group, or no "
-                          f"footer): {shown}. Give workers more memory or fewer threads.[/]", soft_wrap=True)
+            console.print(
+                f"[red]{r.table}: {len(r.over)} unit(s) cannot be cut to fit (one row group, or no "
+                f"footer): {shown}. Give workers more memory or fewer threads.[/]",
+                soft_wrap=True,
+            )
 
 
 def _print_report(report) -> None:
@@ -221,7 +246,9 @@ def _print_report(report) -> None:
     for name in ("table", "check", "result", "detail"):
         table.add_column(name)
     for check in report.checks:
-        table.add_row(check.table, check.name, "[green]ok[/]" if check.ok else "[red]DIFFERS[/]", check.detail)
+        table.add_row(
+            check.table, check.name, "[green]ok[/]" if check.ok else "[red]DIFFERS[/]", check.detail
+        )
     Console().print(table)
 
 
@@ -230,19 +257,35 @@ def _print_report(report) -> None:
 @click.option("--workers", type=click.IntRange(1), help="Dask workers (overrides cluster.workers).")
 @click.option("--controller", help="Qserv Replication controller URL (overrides qserv.controller).")
 @click.option("--czar", help="Czar DSN mysql://user@host:port (overrides qserv.czar).")
-@click.option("--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory).")
+@click.option(
+    "--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory)."
+)
 @click.option("--scheduler", help="Address of a running Dask scheduler (instead of a local cluster).")
-@click.option("--cluster", "cluster_kind", type=click.Choice(["local", "kubernetes", "scheduler"]),
-              help="Where Dask runs (overrides cluster.kind; kubernetes uses cluster.kubernetes).")
-@click.option("--stage-only", is_flag=True, help="Stop once every contribution file and its checksum are staged.")
+@click.option(
+    "--cluster",
+    "cluster_kind",
+    type=click.Choice(["local", "kubernetes", "scheduler"]),
+    help="Where Dask runs (overrides cluster.kind; kubernetes uses cluster.kubernetes).",
+)
+@click.option(
+    "--stage-only", is_flag=True, help="Stop once every contribution file and its checksum are staged."
+)
 @click.option("--no-verify", is_flag=True, help="Skip the verification after publishing.")
-def ingest_command(config, workers, controller, czar, staging, scheduler, cluster_kind, stage_only,
-                   no_verify) -> None:
+def ingest_command(
+    config, workers, controller, czar, staging, scheduler, cluster_kind, stage_only, no_verify
+) -> None:
     """Ingest the catalog CONFIG describes into Qserv; re-run the same command to resume after any stop."""
     from qdask.ingest import Ingest, IngestError
 
-    cfg = _config(config, workers=workers, controller=controller, czar=czar, staging=staging,
-                  scheduler=scheduler, cluster=cluster_kind)
+    cfg = _config(
+        config,
+        workers=workers,
+        controller=controller,
+        czar=czar,
+        staging=staging,
+        scheduler=scheduler,
+        cluster=cluster_kind,
+    )
     ingest = Ingest(cfg)
     try:
         ingest.plan()
@@ -256,14 +299,28 @@ def ingest_command(config, workers, controller, czar, staging, scheduler, cluste
     for note in summary.notes:
         click.echo(f"- {note}", err=True)
     for table, (count, paths) in summary.quarantined.items():
-        click.echo(f"- {table}: {count:,} row(s) with invalid positions quarantined in {', '.join(paths[:3])}",
-                   err=True)
+        click.echo(
+            f"- {table}: {count:,} row(s) with invalid positions quarantined in {', '.join(paths[:3])}",
+            err=True,
+        )
+    for table, counts in summary.nan_to_null.items():
+        shown = ", ".join(f"{c} ({n:,})" for c, n in sorted(counts.items(), key=lambda kv: -kv[1])[:8])
+        click.echo(
+            f"- {table}: {sum(counts.values()):,} NaN/inf value(s) in {len(counts)} column(s) stored as NULL "
+            f"(MariaDB cannot hold them): {shown}{' …' if len(counts) > 8 else ''}",
+            err=True,
+        )
     if not summary.changed_anything:
-        click.echo("nothing to do: every unit, chunk and transaction of this configuration is already done", err=True)
+        click.echo(
+            "nothing to do: every unit, chunk and transaction of this configuration is already done", err=True
+        )
     else:
-        click.echo(f"run {summary.run_id}: {summary.units_partitioned} unit(s) partitioned, "
-                   f"{summary.chunks_collected} chunk file(s) staged, {summary.rows_loaded:,} rows loaded in "
-                   f"{summary.transactions} transaction(s)", err=True)
+        click.echo(
+            f"run {summary.run_id}: {summary.units_partitioned} unit(s) partitioned, "
+            f"{summary.chunks_collected} chunk file(s) staged, {summary.rows_loaded:,} rows loaded in "
+            f"{summary.transactions} transaction(s)",
+            err=True,
+        )
     if summary.verify is not None:
         _print_report(summary.verify)
         if not summary.verify.ok:
@@ -273,7 +330,9 @@ def ingest_command(config, workers, controller, czar, staging, scheduler, cluste
 @main.command("verify")
 @click.argument("config", type=click.Path(dir_okay=False, exists=True))
 @click.option("--czar", help="Czar DSN (overrides qserv.czar).")
-@click.option("--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory).")
+@click.option(
+    "--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory)."
+)
 @click.option("--sample", "sample_size", default=20, show_default=True, help="Source rows compared in full.")
 def verify_command(config, czar, staging, sample_size) -> None:
     """Compare Qserv (through the czar) with the ledger and the source; exit 0 only when all agree."""
@@ -286,7 +345,9 @@ def verify_command(config, czar, staging, sample_size) -> None:
 
 @main.command("status")
 @click.argument("config", type=click.Path(dir_okay=False, exists=True))
-@click.option("--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory).")
+@click.option(
+    "--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory)."
+)
 def status_command(config, staging) -> None:
     """Show what the ledger of CONFIG records: units, shards, chunk files, transactions, rows per table."""
     import json
@@ -299,17 +360,25 @@ def status_command(config, staging) -> None:
         click.echo(f"no ledger at {path}: nothing has been ingested with this staging directory yet")
         return
     with Ledger(path) as ledger:
-        click.echo(json.dumps({"ledger": str(path), **ledger.summary(), "tables": ledger.table_rows()}, indent=2))
+        click.echo(
+            json.dumps({"ledger": str(path), **ledger.summary(), "tables": ledger.table_rows()}, indent=2)
+        )
 
 
 @main.command("query")
 @click.argument("sql", required=False)
 @click.option("--request", "request_sql", help="The SQL (alias of the SQL argument, as the prototype had).")
-@click.option("--czar", envvar="QDASK_CZAR", default="mysql://qsmaster@127.0.0.1:4040", show_default=True,
-              help="Czar DSN mysql://user[:pw]@host:port (env QDASK_CZAR).")
+@click.option(
+    "--czar",
+    envvar="QDASK_CZAR",
+    default="mysql://qsmaster@127.0.0.1:4040",
+    show_default=True,
+    help="Czar DSN mysql://user[:pw]@host:port (env QDASK_CZAR).",
+)
 @click.option("--db", help="Default database for the query.")
-@click.option("--format", "fmt", type=click.Choice(["table", "tsv", "csv", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "tsv", "csv", "json"]), default="table", show_default=True
+)
 def query_command(sql, request_sql, czar, db, fmt) -> None:
     """Run SQL through the czar and print the rows (`qdask query --db dp02 "SELECT COUNT(*) FROM Object"`)."""
     import csv
@@ -346,10 +415,19 @@ def query_command(sql, request_sql, czar, db, fmt) -> None:
 
 
 @main.command("demo")
-@click.option("--workdir", default="demo-run", show_default=True, type=click.Path(file_okay=False),
-              help="Where the demo repository and staging go.")
-@click.option("--tracts", default=2, show_default=True, type=click.IntRange(1, 60), help="Tracts in the repository.")
-@click.option("--rows-per-patch", default=500, show_default=True, type=click.IntRange(1), help="Objects per patch.")
+@click.option(
+    "--workdir",
+    default="demo-run",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the demo repository and staging go.",
+)
+@click.option(
+    "--tracts", default=2, show_default=True, type=click.IntRange(1, 60), help="Tracts in the repository."
+)
+@click.option(
+    "--rows-per-patch", default=500, show_default=True, type=click.IntRange(1), help="Objects per patch."
+)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Local Dask workers.")
 @click.option("--mariadb", help="mysql://root@host:port of a MariaDB to use (default: a private one).")
 def demo_command(workdir, tracts, rows_per_patch, workers, mariadb) -> None:
@@ -361,7 +439,9 @@ def demo_command(workdir, tracts, rows_per_patch, workers, mariadb) -> None:
     from qdask.ingest import IngestError
 
     try:
-        result = run_demo(workdir, tracts=tracts, rows_per_patch=rows_per_patch, workers=workers, mariadb=mariadb)
+        result = run_demo(
+            workdir, tracts=tracts, rows_per_patch=rows_per_patch, workers=workers, mariadb=mariadb
+        )
     except IngestError as exc:
         click.echo(f"qdask demo stopped: {exc}", err=True)
         raise SystemExit(1) from None

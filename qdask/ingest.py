@@ -52,6 +52,7 @@ class IngestSummary:
     rows_loaded: int = 0
     transactions: int = 0
     quarantined: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+    nan_to_null: dict[str, dict[str, int]] = field(default_factory=dict)  # table → column → values
     notes: list[str] = field(default_factory=list)
     verify: VerifyReport | None = None
 
@@ -452,8 +453,12 @@ class Ingest:
             bar = progress.add_task("collect", total=len(keys))
             for future in as_completed(futures):
                 try:
-                    file = future.result()
+                    file, nan_to_null = future.result()
                     faultpoints.reached("collect.result", _key_text(file.key))
+                    if not file.overlap:  # overlap copies repeat home rows' values
+                        counts = self.summary.nan_to_null.setdefault(file.table, {})
+                        for column, n in nan_to_null.items():
+                            counts[column] = counts.get(column, 0) + n
                     self.ledger.record_chunk_file(file)
                     faultpoints.reached("collect.recorded", _key_text(file.key))
                     self.summary.chunks_collected += 1

@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.parquet as pq
 import pytest
 
@@ -132,6 +133,10 @@ def test_hostile_values_arrive_exactly_in_utf8mb4_and_latin1_tables(tmp_path, qs
                      {"Utf8": (utf8, "utf8mb4", "director"), "Latin": (latin, "latin1", "regular")})
     summary = Ingest(config).run()
     assert summary.verify.ok, [c for c in summary.verify.checks if not c.ok]
+    for name, data in (("Utf8", utf8), ("Latin", latin)):  # NaN/inf → NULL is reported, per column
+        expected = {c: int(pa.compute.sum(pa.compute.is_nan(data[c]).fill_null(False)).as_py())
+                    + int(pa.compute.sum(pa.compute.is_inf(data[c]).fill_null(False)).as_py()) for c in ("d", "f")}
+        assert summary.nan_to_null[name] == expected and expected["d"] > 0
     _check_table(qserv, "qdask_hostile", "Utf8", utf8)
     _check_table(qserv, "qdask_hostile", "Latin", latin)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -94,7 +95,14 @@ def _without_excluded(batches, task: CollectTask, excluded: list[int]):
             Path(task.quarantine_path + ".tmp").replace(task.quarantine_path)
 
 
-def collect_chunk(task: CollectTask, root: Path) -> ChunkFile:
+class Collected(NamedTuple):
+    """A collected contribution file, and how many NaN/±inf values per column it holds as NULL."""
+
+    file: ChunkFile
+    nan_to_null: dict[str, int]
+
+
+def collect_chunk(task: CollectTask, root: Path) -> Collected:
     """Merge a destination's shards into its contribution file; the pure worker function of the stage."""
     shards = sorted(task.shards, key=lambda s: s.unit_id)
     for shard in shards:
@@ -109,7 +117,7 @@ def collect_chunk(task: CollectTask, root: Path) -> ChunkFile:
     expected = sum(s.rows for s in shards) - excluded[0]
     if info.rows != expected:
         raise RuntimeError(f"{path}: wrote {info.rows} rows but its shards hold {expected}")
-    return ChunkFile(
+    file = ChunkFile(
         table=task.key.table,
         chunk_id=task.key.chunk_id,
         overlap=task.key.overlap,
@@ -119,3 +127,4 @@ def collect_chunk(task: CollectTask, root: Path) -> ChunkFile:
         checksum=info.checksum,
         sources=shards_digest(shards),
     )
+    return Collected(file, dict(info.nan_to_null))
