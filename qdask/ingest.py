@@ -24,6 +24,7 @@ from rich.table import Table as RichTable
 from qdask import faultpoints
 from qdask.cluster import ClusterSpec, open_client
 from qdask.config import IngestConfig
+from qdask.kube import oom
 from qdask.ledger import ChunkKey, Ledger, Shard, Unit, config_fingerprint
 from qdask.qserv import QservClient, QservError
 from qdask.qserv.czar import Czar
@@ -391,6 +392,9 @@ class Ingest:
                     result: PartitionResult = future.result()
                 except Exception as exc:  # noqa: BLE001 - recorded and reported per unit below
                     text = memory.explain(exc, f"unit {unit.unit_id} (table {unit.table})")
+                    # on Kubernetes: the pod's last termination (OOMKilled), its limit and the estimate
+                    text += oom.kill_cause(exc, client, self.config, InputUnit.from_dict(unit.spec),
+                                           self.setups[unit.table].plan)
                     self.ledger.unit_failed(unit.unit_id, text)
                     failed.append((unit.unit_id, text))
                 else:
