@@ -410,13 +410,9 @@ class Ingest:
             )
 
     def _record_partition(self, result: PartitionResult) -> None:
-        shards = [
-            Shard(result.unit_id, result.table, s.chunk_id, s.overlap, s.path, s.rows, s.bytes, s.checksum)
-            for s in result.shards
-        ]
         self.ledger.unit_partitioned(
             result.unit_id,
-            shards,
+            result.shards,
             rows_read=result.rows_read,
             rows_invalid=result.rows_invalid,
             rows_quarantined=result.rows_invalid,

@@ -17,8 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from qdask.ledger import Shard
 from qdask.sky import Chunker
-from qdask.stages.shards import ShardInfo, ShardWriter, unit_file_key
+from qdask.stages.shards import ShardWriter, unit_file_key
 
 REGULAR_CHUNK = -1
 """The chunk id under which a regular (fully replicated) table's rows are staged."""
@@ -76,7 +77,7 @@ class PartitionResult:
     rows_staged: int  # home rows (excluding overlap copies and quarantined rows)
     rows_invalid: int
     overlap_rows: int
-    shards: tuple[ShardInfo, ...]
+    shards: tuple[Shard, ...]
     quarantine_path: str | None = None
     invalid_examples: tuple[tuple, ...] = ()
 
@@ -176,7 +177,7 @@ def partition_batches(
                 data = data.filter(pa.array(keep))
                 chunk_ids, sub_chunk_ids = chunk_ids[keep], sub_chunk_ids[keep]
             writer.add(_with_location(data, chunk_ids, sub_chunk_ids), chunk_ids, overlap=False)
-        shards = writer.close()
+        shards = writer.close(unit_id)
     except BaseException:
         writer.discard()
         if quarantine is not None:

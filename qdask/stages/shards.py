@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from qdask.ledger import Shard
 from qdask.tsv import file_checksum
 
 
@@ -27,18 +27,6 @@ def unit_file_key(unit_id: str) -> str:
     """A file-name-safe, stable key for a unit id: a readable prefix plus a short hash."""
     readable = re.sub(r"[^A-Za-z0-9_.=-]+", "_", unit_id)[:80].strip("_.")
     return f"{readable}-{hashlib.blake2b(unit_id.encode(), digest_size=6).hexdigest()}"
-
-
-@dataclass(frozen=True)
-class ShardInfo:
-    """One written shard: the rows of one unit that fall in one chunk (home or overlap)."""
-
-    chunk_id: int
-    overlap: bool
-    path: str
-    rows: int
-    bytes: int
-    checksum: str
 
 
 def shard_path(root: Path, table: str, chunk_id: int, overlap: bool, unit_key: str) -> Path:
@@ -115,8 +103,9 @@ class ShardWriter:
         writer.write_table(data, row_group_size=max(data.num_rows, 1))
         self._rows[key] = self._rows.get(key, 0) + data.num_rows
 
-    def close(self) -> list[ShardInfo]:
-        """Flush everything, close the files, move them to their final paths, and describe them."""
+    def close(self, unit_id: str) -> list[Shard]:
+        """Flush everything, close the files, move them to their final paths, and describe them (as the
+        ledger records them, for unit `unit_id`)."""
         for key in list(self._buffers):
             self._flush(key)
         shards = []
@@ -126,7 +115,9 @@ class ShardWriter:
             final = shard_path(self.root, self.table, key[0], key[1], self.unit_key)
             os.replace(tmp, final)
             shards.append(
-                ShardInfo(
+                Shard(
+                    unit_id=unit_id,
+                    table=self.table,
                     chunk_id=key[0],
                     overlap=key[1],
                     path=str(final),
