@@ -55,8 +55,15 @@ def demo_config(workdir: Path, repo: Path, controller: str, czar: str, workers: 
     return config_from_dict(raw, DEMO_CONFIG.parent)
 
 
-def run_demo(workdir: Path, *, tracts: int = 2, rows_per_patch: int = 500, workers: int = 2,
-             mariadb: str | None = None, console: Console | None = None) -> DemoResult:
+def run_demo(
+    workdir: Path,
+    *,
+    tracts: int = 2,
+    rows_per_patch: int = 500,
+    workers: int = 2,
+    mariadb: str | None = None,
+    console: Console | None = None,
+) -> DemoResult:
     """Build, serve, ingest, verify and query; the stand-in and a private server stop at the end."""
     from qdask.emulator.server import EmulatorThread
 
@@ -71,9 +78,15 @@ def run_demo(workdir: Path, *, tracts: int = 2, rows_per_patch: int = 500, worke
         console.print(f"[bold]1/4[/] reusing the demo Butler repository in {repo}")
     if mariadb is None:  # a fresh private server knows nothing of an earlier run's staging
         shutil.rmtree(workdir / "staging", ignore_errors=True)
-    with _mariadb(mariadb) as dsn, EmulatorThread(dsn, workers=3, auth_key=DEMO_AUTH_KEY,
-                                                   admin_auth_key="demo-admin-key", instance="qdask_demo") as qserv:
-        console.print(f"[bold]2/4[/] Qserv stand-in: controller {qserv.controller_url}, czar {qserv.czar_dsn}")
+    with (
+        _mariadb(mariadb) as dsn,
+        EmulatorThread(
+            dsn, workers=3, auth_key=DEMO_AUTH_KEY, admin_auth_key="demo-admin-key", instance="qdask_demo"
+        ) as qserv,
+    ):
+        console.print(
+            f"[bold]2/4[/] Qserv stand-in: controller {qserv.controller_url}, czar {qserv.czar_dsn}"
+        )
         os.environ["QSERV_AUTH_KEY"] = DEMO_AUTH_KEY
         config = demo_config(workdir, repo, qserv.controller_url, qserv.czar_dsn, workers)
         console.print(f"[bold]3/4[/] qdask ingest {DEMO_CONFIG.name} (database {config.database.name})")
@@ -81,9 +94,11 @@ def run_demo(workdir: Path, *, tracts: int = 2, rows_per_patch: int = 500, worke
         ingest.plan()
         ingest.show_plan()
         summary = ingest.run()
-        sql = ("SELECT COUNT(*) AS objects, MIN(coord_ra) AS ra_min, MAX(coord_ra) AS ra_max, "
-               "MIN(coord_dec) AS dec_min, MAX(coord_dec) AS dec_max FROM Object")
-        console.print(f"[bold]4/4[/] qdask query --db {config.database.name} \"{sql}\"")
+        sql = (
+            "SELECT COUNT(*) AS objects, MIN(coord_ra) AS ra_min, MAX(coord_ra) AS ra_max, "
+            "MIN(coord_dec) AS dec_min, MAX(coord_dec) AS dec_max FROM Object"
+        )
+        console.print(f'[bold]4/4[/] qdask query --db {config.database.name} "{sql}"')
         with Czar(qserv.czar_dsn).query(sql, database=config.database.name) as rows:
             columns, data = rows.columns, list(rows)
     return DemoResult(config, summary, columns, data)

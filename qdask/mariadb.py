@@ -31,8 +31,8 @@ def _find(candidates: tuple[str, ...]) -> str:
         if path:
             return path
     raise MariaDBNotFound(
-        f"none of {', '.join(candidates)} was found; install MariaDB (Debian: apt-get install mariadb-server) "
-        "or run scripts/setup.sh"
+        f"none of {', '.join(candidates)} was found; install MariaDB "
+        "(Debian: apt-get install mariadb-server) or run scripts/setup.sh"
     )
 
 
@@ -60,8 +60,14 @@ class PrivateMariaDB:
 
     def connect(self, database: str | None = None, **kwargs) -> pymysql.connections.Connection:
         return pymysql.connect(
-            host="127.0.0.1", port=self.port, user="root", password="", database=database,
-            local_infile=True, autocommit=True, **kwargs,
+            host="127.0.0.1",
+            port=self.port,
+            user="root",
+            password="",
+            database=database,
+            local_infile=True,
+            autocommit=True,
+            **kwargs,
         )
 
     def start(self, timeout: float = 60.0) -> PrivateMariaDB:
@@ -74,23 +80,46 @@ class PrivateMariaDB:
         user_args = ["--user=root"] if os.geteuid() == 0 else []
         if not (datadir / "mysql").exists():
             subprocess.run(
-                [installer, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
-                 "--skip-test-db", *user_args],
-                check=True, capture_output=True,
+                [
+                    installer,
+                    "--no-defaults",
+                    f"--datadir={datadir}",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                    *user_args,
+                ],
+                check=True,
+                capture_output=True,
             )
         self.port = self.port or free_port()
         log = open(self.base_dir / "server.log", "ab")  # noqa: SIM115 (kept open for the server's lifetime)
         self._proc = subprocess.Popen(
-            [server, "--no-defaults", f"--datadir={datadir}", f"--socket={sockpath}", f"--port={self.port}",
-             "--bind-address=127.0.0.1", f"--pid-file={self.base_dir / 'mysqld.pid'}", "--skip-log-bin",
-             "--local-infile=1", "--secure-file-priv=", "--max-connections=500", "--skip-name-resolve",
-             *user_args, *self.extra_args],
-            stdout=log, stderr=log, start_new_session=True,
+            [
+                server,
+                "--no-defaults",
+                f"--datadir={datadir}",
+                f"--socket={sockpath}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--pid-file={self.base_dir / 'mysqld.pid'}",
+                "--skip-log-bin",
+                "--local-infile=1",
+                "--secure-file-priv=",
+                "--max-connections=500",
+                "--skip-name-resolve",
+                *user_args,
+                *self.extra_args,
+            ],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while True:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"mariadbd exited with {self._proc.returncode}; see {self.base_dir}/server.log")
+                raise RuntimeError(
+                    f"mariadbd exited with {self._proc.returncode}; see {self.base_dir}/server.log"
+                )
             try:
                 self.connect().close()
                 return self

@@ -15,7 +15,9 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def shared_data() -> Path:
     """`../shared/data` beside the checkout; a missing copy fails the test with a clear message."""
     if not (SHARED_DATA / "qserv-itest").is_dir():
-        pytest.fail(f"the shared test data is missing: expected {SHARED_DATA}/qserv-itest beside the checkout")
+        pytest.fail(
+            f"the shared test data is missing: expected {SHARED_DATA}/qserv-itest beside the checkout"
+        )
     return SHARED_DATA
 
 
@@ -34,6 +36,7 @@ def qserv(mariadb):
     """
     from qdask.emulator.server import EmulatorThread
 
-    with EmulatorThread(mariadb.dsn, workers=3, auth_key="ingest-key", admin_auth_key="admin-key",
-                        instance="qserv") as emulator:
+    with EmulatorThread(
+        mariadb.dsn, workers=3, auth_key="ingest-key", admin_auth_key="admin-key", instance="qserv"
+    ) as emulator:
         yield emulator

@@ -575,7 +575,7 @@ def test_plan_check_prints_the_resolved_config(tmp_path, good, monkeypatch, case
     assert resolved["tables"][0]["input"]["files"]["glob"] == str(case01 / "Object.tsv.gz")
     assert resolved["qserv"]["auth_key"] == "********** (from $QSERV_AUTH_KEY)"
     assert "valid" in result.stderr
-    plain = CliRunner().invoke(main, ["plan", str(CONFIGS / "case01.yaml")])  # the plan of units, not the config
+    plain = CliRunner().invoke(main, ["plan", str(CONFIGS / "case01.yaml")])  # the units, not the config
     assert plain.exit_code == 0, plain.output
     assert "qdask plan: database qcase01" in plain.output and "Science_Ccd_Exposure" in plain.output
     assert SECRET not in plain.output

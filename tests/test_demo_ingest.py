@@ -14,12 +14,18 @@ def test_demo_ingests_the_butler_repository_exactly(tmp_path, mariadb):
     summary = result.summary
     assert summary.verify.ok, [c for c in summary.verify.checks if not c.ok]
     checks = {(c.table, c.name) for c in summary.verify.checks}
-    assert {("Object", "key checksum"), ("ForcedSource", "rows per chunk"), ("CcdVisit", "sample rows")} <= checks
-    objects = sum(pq.ParquetFile(p).metadata.num_rows
-                  for p in (tmp_path / "demo" / "repo").rglob("objectTable_tract*.parq*"))
+    assert {
+        ("Object", "key checksum"),
+        ("ForcedSource", "rows per chunk"),
+        ("CcdVisit", "sample rows"),
+    } <= checks
+    objects = sum(
+        pq.ParquetFile(p).metadata.num_rows
+        for p in (tmp_path / "demo" / "repo").rglob("objectTable_tract*.parq*")
+    )
     assert objects == 4 * 150
     assert result.query_columns[0] == "objects" and result.query_rows[0][0] == objects
-    staged = (tmp_path / "demo" / "staging" / "contributions" / "Object")
+    staged = tmp_path / "demo" / "staging" / "contributions" / "Object"
     assert any(p.name.endswith("_overlap.txt") for p in staged.iterdir())  # the director got overlap files
 
 

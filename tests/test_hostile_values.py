@@ -21,13 +21,49 @@ import pytest
 from qdask.config import config_from_dict
 from qdask.ingest import Ingest, IngestError
 
-STRINGS = ["tab\there", "new\nline", "cr\rreturn", "back\\slash", 'double"quote', "single'quote", "\\N", "N",
-           "", None, "NULL", "\\", "trailing\\", "nul\x00byte", "é ü ß ø", "€ sign"]
+STRINGS = [
+    "tab\there",
+    "new\nline",
+    "cr\rreturn",
+    "back\\slash",
+    'double"quote',
+    "single'quote",
+    "\\N",
+    "N",
+    "",
+    None,
+    "NULL",
+    "\\",
+    "trailing\\",
+    "nul\x00byte",
+    "é ü ß ø",
+    "€ sign",
+]
 UTF8_ONLY = ["日本語", "emoji 🚀", "mixed é 日"]
-DOUBLES = [math.nan, math.inf, -math.inf, 1.7976931348623157e308, -1.7976931348623157e308, 5e-324, -0.0, 0.1,
-           1 / 3, None, 123456789.123456789, -2.5e-300]
-FLOATS = [np.float32(3.4028235e38), np.float32(1.4e-45), np.float32(math.nan), np.float32(0.1), None,
-          np.float32(-1.17549435e-38), np.float32(16777217.0), np.float32(1 / 3)]
+DOUBLES = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    1.7976931348623157e308,
+    -1.7976931348623157e308,
+    5e-324,
+    -0.0,
+    0.1,
+    1 / 3,
+    None,
+    123456789.123456789,
+    -2.5e-300,
+]
+FLOATS = [
+    np.float32(3.4028235e38),
+    np.float32(1.4e-45),
+    np.float32(math.nan),
+    np.float32(0.1),
+    None,
+    np.float32(-1.17549435e-38),
+    np.float32(16777217.0),
+    np.float32(1 / 3),
+]
 
 DDL = """CREATE TABLE `{name}` (
   `id` BIGINT NOT NULL,
@@ -53,21 +89,25 @@ def _cycle(values: list, n: int) -> list:
 def _table(strings: list, n: int = 64) -> pa.Table:
     rng = np.random.default_rng(7)
     floats = _cycle(FLOATS, n)
-    return pa.table({
-        "id": pa.array(np.arange(1, n + 1), pa.int64()),
-        "ra": pa.array(rng.uniform(60, 62, n)),
-        "decl": pa.array(rng.uniform(-36, -34, n)),
-        "text_v": pa.array(_cycle(strings, n), pa.string()),
-        "long_text": pa.array(_cycle(list(reversed(strings)), n), pa.string()),
-        "d": pa.array(_cycle(DOUBLES, n), pa.float64()),
-        "f": pa.array([None if v is None else float(v) for v in floats], pa.float32()),
-        "b": pa.array(_cycle([True, False, None], n), pa.bool_()),
-        "i32": pa.array(_cycle([2**31 - 1, -(2**31), 0, None], n), pa.int32()),
-        "i64": pa.array(_cycle([2**63 - 1, -(2**63), -1, None], n), pa.int64()),
-        "bin": pa.array(_cycle([b"\x00\x01\t\n\\N", b"", None, bytes(range(200, 232))], n), pa.binary()),
-        "ts": pa.array(_cycle([dt.datetime(2020, 2, 29, 23, 59, 59, 999999), None, dt.datetime(1970, 1, 1)], n),
-                       pa.timestamp("us")),
-    })
+    return pa.table(
+        {
+            "id": pa.array(np.arange(1, n + 1), pa.int64()),
+            "ra": pa.array(rng.uniform(60, 62, n)),
+            "decl": pa.array(rng.uniform(-36, -34, n)),
+            "text_v": pa.array(_cycle(strings, n), pa.string()),
+            "long_text": pa.array(_cycle(list(reversed(strings)), n), pa.string()),
+            "d": pa.array(_cycle(DOUBLES, n), pa.float64()),
+            "f": pa.array([None if v is None else float(v) for v in floats], pa.float32()),
+            "b": pa.array(_cycle([True, False, None], n), pa.bool_()),
+            "i32": pa.array(_cycle([2**31 - 1, -(2**31), 0, None], n), pa.int32()),
+            "i64": pa.array(_cycle([2**63 - 1, -(2**63), -1, None], n), pa.int64()),
+            "bin": pa.array(_cycle([b"\x00\x01\t\n\\N", b"", None, bytes(range(200, 232))], n), pa.binary()),
+            "ts": pa.array(
+                _cycle([dt.datetime(2020, 2, 29, 23, 59, 59, 999999), None, dt.datetime(1970, 1, 1)], n),
+                pa.timestamp("us"),
+            ),
+        }
+    )
 
 
 def _config(tmp_path, qserv, database: str, tables: dict[str, tuple[pa.Table, str, str]]):
@@ -78,13 +118,23 @@ def _config(tmp_path, qserv, database: str, tables: dict[str, tuple[pa.Table, st
         text_type = "VARCHAR(255)" if kind == "director" else "TEXT"
         (tmp_path / f"{name}.sql").write_text(DDL.format(name=name, text_type=text_type))
         keys = {"ra": "ra", "dec": "decl"} if kind == "director" else {}
-        specs.append({
-            "name": name, "kind": kind, "id": "id", **keys,
-            "charset_name": charset, "collation_name": f"{charset}_bin",
-            "input": {"files": {"glob": f"{name}.parquet"}}, "schema": {"ddl": f"{name}.sql"},
-        })
+        specs.append(
+            {
+                "name": name,
+                "kind": kind,
+                "id": "id",
+                **keys,
+                "charset_name": charset,
+                "collation_name": f"{charset}_bin",
+                "input": {"files": {"glob": f"{name}.parquet"}},
+                "schema": {"ddl": f"{name}.sql"},
+            }
+        )
     raw = {
-        "database": {"name": database, "partitioning": {"num_stripes": 340, "num_sub_stripes": 3, "overlap": 0.01667}},
+        "database": {
+            "name": database,
+            "partitioning": {"num_stripes": 340, "num_sub_stripes": 3, "overlap": 0.01667},
+        },
         "tables": specs,
         "qserv": {"controller": qserv.controller_url, "czar": qserv.czar_dsn},
         "staging": {"directory": str(tmp_path / "staging")},
@@ -129,13 +179,20 @@ def _check_table(qserv, database: str, name: str, source: pa.Table) -> None:
 def test_hostile_values_arrive_exactly_in_utf8mb4_and_latin1_tables(tmp_path, qserv):
     utf8 = _table(STRINGS + UTF8_ONLY)
     latin = _table(STRINGS)
-    config = _config(tmp_path, qserv, "qdask_hostile",
-                     {"Utf8": (utf8, "utf8mb4", "director"), "Latin": (latin, "latin1", "regular")})
+    config = _config(
+        tmp_path,
+        qserv,
+        "qdask_hostile",
+        {"Utf8": (utf8, "utf8mb4", "director"), "Latin": (latin, "latin1", "regular")},
+    )
     summary = Ingest(config).run()
     assert summary.verify.ok, [c for c in summary.verify.checks if not c.ok]
     for name, data in (("Utf8", utf8), ("Latin", latin)):  # NaN/inf → NULL is reported, per column
-        expected = {c: int(pa.compute.sum(pa.compute.is_nan(data[c]).fill_null(False)).as_py())
-                    + int(pa.compute.sum(pa.compute.is_inf(data[c]).fill_null(False)).as_py()) for c in ("d", "f")}
+        expected = {
+            c: int(pa.compute.sum(pa.compute.is_nan(data[c]).fill_null(False)).as_py())
+            + int(pa.compute.sum(pa.compute.is_inf(data[c]).fill_null(False)).as_py())
+            for c in ("d", "f")
+        }
         assert summary.nan_to_null[name] == expected and expected["d"] > 0
     _check_table(qserv, "qdask_hostile", "Utf8", utf8)
     _check_table(qserv, "qdask_hostile", "Latin", latin)

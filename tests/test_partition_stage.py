@@ -15,12 +15,24 @@ LAYOUT = (85, 12, 0.01667)
 
 
 def _plan(kind: str = "director", policy: str = "quarantine") -> TablePlan:
-    fields = [pa.field("id", pa.int64()), pa.field("ra", pa.float64()), pa.field("decl", pa.float64()),
-              pa.field("flux", pa.float32())]
+    fields = [
+        pa.field("id", pa.int64()),
+        pa.field("ra", pa.float64()),
+        pa.field("decl", pa.float64()),
+        pa.field("flux", pa.float32()),
+    ]
     if kind != "regular":
         fields += [pa.field("chunkId", pa.int32()), pa.field("subChunkId", pa.int32())]
-    return TablePlan(name="Object", kind=kind, schema=pa.schema(fields), rename={"dec": "decl"},
-                     ra="ra", dec="decl", layout=LAYOUT if kind != "regular" else None, invalid_policy=policy)
+    return TablePlan(
+        name="Object",
+        kind=kind,
+        schema=pa.schema(fields),
+        rename={"dec": "decl"},
+        ra="ra",
+        dec="decl",
+        layout=LAYOUT if kind != "regular" else None,
+        invalid_policy=policy,
+    )
 
 
 def _batches(n: int, seed: int = 1, bad: int = 0, size: int = 997):
@@ -29,9 +41,16 @@ def _batches(n: int, seed: int = 1, bad: int = 0, size: int = 997):
     dec = rng.uniform(-45, -27, n)
     if bad:
         ra[:bad] = np.nan
-        dec[bad: 2 * bad] = 95.0
-    table = pa.table({"id": np.arange(n, dtype=np.int64), "ra": ra, "dec": dec,
-                      "flux": rng.normal(size=n).astype(np.float32), "ignored": np.zeros(n)})
+        dec[bad : 2 * bad] = 95.0
+    table = pa.table(
+        {
+            "id": np.arange(n, dtype=np.int64),
+            "ra": ra,
+            "dec": dec,
+            "flux": rng.normal(size=n).astype(np.float32),
+            "ignored": np.zeros(n),
+        }
+    )
     return table, table.to_batches(max_chunksize=size)
 
 
@@ -55,8 +74,14 @@ def test_director_rows_land_in_their_home_and_overlap_chunks(tmp_path):
 
     copies = _read_shards(result, overlap=True)
     assert result.overlap_rows == len(rows) == copies.num_rows > 0
-    got = sorted(zip(copies["id"].to_pylist(), copies["chunkId"].to_pylist(), copies["subChunkId"].to_pylist(),
-                     strict=True))
+    got = sorted(
+        zip(
+            copies["id"].to_pylist(),
+            copies["chunkId"].to_pylist(),
+            copies["subChunkId"].to_pylist(),
+            strict=True,
+        )
+    )
     assert got == sorted(zip(rows.tolist(), o_c.tolist(), o_s.tolist(), strict=True))
     for shard in result.shards:  # one file per (chunk, overlap), holding only that chunk, checksum recorded
         data = pq.read_table(shard.path)
@@ -69,7 +94,8 @@ def test_rerun_writes_the_same_shards_at_the_same_paths(tmp_path):
     first = partition_batches(batches, _plan(), "unit:A", tmp_path / "s", tmp_path / "q")
     second = partition_batches(batches, _plan(), "unit:A", tmp_path / "s", tmp_path / "q")
     assert [(s.path, s.rows, s.checksum) for s in first.shards] == [
-        (s.path, s.rows, s.checksum) for s in second.shards]
+        (s.path, s.rows, s.checksum) for s in second.shards
+    ]
     assert not list((tmp_path / "s").rglob("*.tmp*"))
 
 
@@ -91,8 +117,9 @@ def test_invalid_positions_stop_the_unit_when_the_policy_says_so(tmp_path):
 
 
 def test_a_value_that_does_not_fit_its_column_fails_the_unit(tmp_path):
-    table = pa.table({"id": pa.array([1, 2**40], pa.int64()), "ra": [1.0, 2.0], "dec": [0.0, 0.0],
-                      "flux": [1.0, 2.0]})
+    table = pa.table(
+        {"id": pa.array([1, 2**40], pa.int64()), "ra": [1.0, 2.0], "dec": [0.0, 0.0], "flux": [1.0, 2.0]}
+    )
     plan = _plan()
     plan = TablePlan(**{**plan.__dict__, "schema": plan.schema.set(0, pa.field("id", pa.int32()))})
     with pytest.raises(ValueError, match="column 'id' of table Object does not fit int32"):

@@ -131,10 +131,16 @@ def plan_table(
         )
         check_arrow_schema(found, wanted, units[0].label, allow_extra=True)
     if table.kind == "director":  # Qserv refuses these in director tables; say so before anything is written
-        wide = [c.name for c in qserv_schema.columns if "TEXT" in c.sql_type.upper() or "BLOB" in c.sql_type.upper()]
+        wide = [
+            c.name
+            for c in qserv_schema.columns
+            if "TEXT" in c.sql_type.upper() or "BLOB" in c.sql_type.upper()
+        ]
         if wide:
-            raise SchemaError(f"director table {table.name}: Qserv does not allow TEXT/BLOB columns in a director "
-                              f"table: {', '.join(wide)} (exclude them, or use VARCHAR/VARBINARY in the schema)")
+            raise SchemaError(
+                f"director table {table.name}: Qserv does not allow TEXT/BLOB columns in a director "
+                f"table: {', '.join(wide)} (exclude them, or use VARCHAR/VARBINARY in the schema)"
+            )
     chunk_fields = [pa.field(c.name, c.arrow_type, nullable=False) for c in CHUNK_COLUMNS]
     arrow = pa.schema(
         [pa.field(c.name, c.arrow_type) for c in qserv_schema.columns]
