@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run qdask's test suite (sets up first; the tests start their own private MariaDB servers).
+# Run qdask's lint and test suite (sets up first; the tests start their own private MariaDB servers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest tests "$@"
