@@ -252,6 +252,37 @@ def _print_report(report) -> None:
     Console().print(table)
 
 
+def _print_summary(summary) -> None:
+    """What an ingest did: notes, quarantined rows, NaN/inf stored as NULL, and the totals."""
+    for note in summary.notes:
+        click.echo(f"- {note}", err=True)
+    for table, (count, paths) in summary.quarantined.items():
+        click.echo(
+            f"- {table}: {count:,} row(s) with invalid positions quarantined in {', '.join(paths[:3])}",
+            err=True,
+        )
+    for table, counts in summary.nan_to_null.items():
+        if not any(counts.values()):
+            continue
+        shown = ", ".join(f"{c} ({n:,})" for c, n in sorted(counts.items(), key=lambda kv: -kv[1])[:8])
+        click.echo(
+            f"- {table}: {sum(counts.values()):,} NaN/inf value(s) in {len(counts)} column(s) stored as NULL "
+            f"(MariaDB cannot hold them): {shown}{' …' if len(counts) > 8 else ''}",
+            err=True,
+        )
+    if not summary.changed_anything:
+        click.echo(
+            "nothing to do: every unit, chunk and transaction of this configuration is already done", err=True
+        )
+    else:
+        click.echo(
+            f"run {summary.run_id}: {summary.units_partitioned} unit(s) partitioned, "
+            f"{summary.chunks_collected} chunk file(s) staged, {summary.rows_loaded:,} rows loaded in "
+            f"{summary.transactions} transaction(s)",
+            err=True,
+        )
+
+
 @main.command("ingest")
 @click.argument("config", type=click.Path(dir_okay=False, exists=True))
 @click.option("--workers", type=click.IntRange(1), help="Dask workers (overrides cluster.workers).")
@@ -296,31 +327,7 @@ def ingest_command(
     except IngestError as exc:
         click.echo(f"qdask ingest stopped: {exc}", err=True)
         raise SystemExit(1) from None
-    for note in summary.notes:
-        click.echo(f"- {note}", err=True)
-    for table, (count, paths) in summary.quarantined.items():
-        click.echo(
-            f"- {table}: {count:,} row(s) with invalid positions quarantined in {', '.join(paths[:3])}",
-            err=True,
-        )
-    for table, counts in summary.nan_to_null.items():
-        shown = ", ".join(f"{c} ({n:,})" for c, n in sorted(counts.items(), key=lambda kv: -kv[1])[:8])
-        click.echo(
-            f"- {table}: {sum(counts.values()):,} NaN/inf value(s) in {len(counts)} column(s) stored as NULL "
-            f"(MariaDB cannot hold them): {shown}{' …' if len(counts) > 8 else ''}",
-            err=True,
-        )
-    if not summary.changed_anything:
-        click.echo(
-            "nothing to do: every unit, chunk and transaction of this configuration is already done", err=True
-        )
-    else:
-        click.echo(
-            f"run {summary.run_id}: {summary.units_partitioned} unit(s) partitioned, "
-            f"{summary.chunks_collected} chunk file(s) staged, {summary.rows_loaded:,} rows loaded in "
-            f"{summary.transactions} transaction(s)",
-            err=True,
-        )
+    _print_summary(summary)
     if summary.verify is not None:
         _print_report(summary.verify)
         if not summary.verify.ok:
@@ -445,6 +452,7 @@ def demo_command(workdir, tracts, rows_per_patch, workers, mariadb) -> None:
     except IngestError as exc:
         click.echo(f"qdask demo stopped: {exc}", err=True)
         raise SystemExit(1) from None
+    _print_summary(result.summary)
     _print_report(result.summary.verify)
     table = Table(*result.query_columns, title=f"the czar's answer (database {result.config.database.name})")
     for row in result.query_rows:
