@@ -28,15 +28,15 @@ from qdask.kube import oom
 from qdask.ledger import ChunkKey, Ledger, Shard, Unit, config_fingerprint
 from qdask.qserv import QservClient, QservError
 from qdask.qserv.czar import Czar
-from qdask.schema import TableSchema
+from qdask.schema import SchemaError, TableSchema
 from qdask.sources import butler as butler_source
 from qdask.sources import files as file_source
-from qdask.sources.units import InputUnit
+from qdask.sources.units import InputUnit, SourceError
 from qdask.stages.collect import CollectTask, CorruptShardError, collect_chunk
 from qdask.stages.keys import check_keys, exclusion_path, load_exclusion, save_exclusion
 from qdask.stages.load import Loader, LoadError, LoadSettings, StagedFileCorrupt, recover, staged_file_problem
 from qdask.stages.partition import PartitionResult, TablePlan, conform_batch, partition_batches
-from qdask.stages.plan import TableSetup, plan_ingest
+from qdask.stages.plan import PlanError, TableSetup, plan_ingest
 from qdask.stages.publish import is_published, publish
 from qdask.stages.verify import TableToVerify, VerifyReport, verify
 
@@ -211,7 +211,11 @@ class Ingest:
     # -- plan -------------------------------------------------------------------------------------
 
     def plan(self) -> list[TableSetup]:
-        setups = plan_ingest(self.config)
+        """Discover every table's units and resolve its schema; a problem is an `IngestError` naming it."""
+        try:
+            setups = plan_ingest(self.config)
+        except (PlanError, SchemaError, SourceError, OSError) as exc:
+            raise IngestError(f"planning failed: {exc}") from exc
         self.setups = {s.name: s for s in setups}
         return setups
 

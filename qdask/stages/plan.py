@@ -56,8 +56,37 @@ class TableSetup:
         return None if any(b is None for b in sizes) else sum(sizes)
 
 
+class PlanError(ValueError):
+    """A configuration the pipeline cannot honour yet (refused before anything is read or written)."""
+
+
+#: The text dialect the file reader implements; a config asking for another is refused, not ignored.
+READER_DIALECT = {
+    "tsv": {"null_marker": "\\N", "escape": "\\", "quote": None},
+    "csv": {"null_marker": "", "escape": None, "quote": '"'},
+}
+
+
+def check_supported(table: Table) -> None:
+    """Refuse settings the pipeline would otherwise silently not apply."""
+    if table.policies.bad_values == "quarantine":
+        raise PlanError(
+            f"table {table.name}: policies.bad_values: quarantine is not supported yet; a value "
+            "that does not fit its column stops the run naming it (set bad_values: stop)"
+        )
+    f = table.input.files
+    if f is not None and f.format in READER_DIALECT:
+        other = {k: getattr(f, k) for k, v in READER_DIALECT[f.format].items() if getattr(f, k) != v}
+        if other:
+            raise PlanError(
+                f"table {table.name}: the {f.format} reader supports only "
+                f"{READER_DIALECT[f.format]}, not {other}"
+            )
+
+
 def discover_units(table: Table, max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES) -> list[InputUnit]:
     """The input units of a table, from its Butler query or its file glob."""
+    check_supported(table)
     source = table.input
     if source.butler is not None:
         b = source.butler
