@@ -215,10 +215,8 @@ def test_text_a_latin1_table_cannot_hold_is_refused_with_the_column(tmp_path, qs
 
 
 def test_text_columns_in_a_director_table_are_refused_at_plan_time(tmp_path, qserv):
-    from qdask.schema import SchemaError
-
     data = _table(STRINGS)
     config = _config(tmp_path, qserv, "qdask_hostile_text", {"Latin": (data, "latin1", "director")})
     (tmp_path / "Latin.sql").write_text(DDL.format(name="Latin", text_type="TEXT"))
-    with pytest.raises(SchemaError, match="director table Latin: Qserv does not allow TEXT/BLOB.*long_text"):
+    with pytest.raises(IngestError, match="director table Latin: Qserv does not allow TEXT/BLOB.*long_text"):
         Ingest(config).plan()
