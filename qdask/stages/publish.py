@@ -41,7 +41,6 @@ def publish(
         notes = [f"database {database} published"]
     if not auto_build_director_index:
         for director in directors:
-            faultpoints.reached("publish.indexing", director)
             client.build_director_index(database, director, rebuild=True)
             notes.append(f"director index of {director} built")
     return notes
