@@ -34,6 +34,7 @@ import random
 import ssl
 import threading
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
@@ -61,6 +62,18 @@ _RETRY_STATUS = (429, 502, 503, 504)
 _UPLOAD_BLOCK = 1 << 20  # bytes read from disk per block when streaming a contribution
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How long a transport waits (seconds) and how often it tries again (see `Transport`)."""
+
+    timeout: float
+    load_timeout: float
+    connect_timeout: float
+    retries: int
+    backoff: float
+    backoff_max: float
+
+
 class Transport:
     """Requests to a Qserv controller (and its workers' ingest services), as the module doc describes.
 
@@ -84,12 +97,7 @@ class Transport:
         self.controller_url = controller_url.rstrip("/")
         self._auth_key = auth_key if isinstance(auth_key, SecretStr) else SecretStr(str(auth_key))
         self.version = int(version)
-        self.timeout = timeout
-        self.load_timeout = load_timeout
-        self.connect_timeout = connect_timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.backoff_max = backoff_max
+        self.limits = Limits(timeout, load_timeout, connect_timeout, retries, backoff, backoff_max)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._clients: list[httpx.Client] = []
@@ -102,18 +110,7 @@ class Transport:
         return f"Transport({self.controller_url!r}, version={self.version})"
 
     def __reduce__(self):
-        settings: dict[str, Any] = dict(
-            controller_url=self.controller_url,
-            auth_key=self._auth_key,
-            version=self.version,
-            timeout=self.timeout,
-            load_timeout=self.load_timeout,
-            connect_timeout=self.connect_timeout,
-            retries=self.retries,
-            backoff=self.backoff,
-            backoff_max=self.backoff_max,
-        )
-        return (_rebuild, (type(self), settings))
+        return (_rebuild, (type(self), self.controller_url, self._auth_key, self.version, self.limits))
 
     def close(self) -> None:
         """Close every thread's connection pool (a later call opens a new one)."""
@@ -130,7 +127,7 @@ class Transport:
                 if self._ssl_context is None:
                     self._ssl_context = ssl.create_default_context()
             client = httpx.Client(
-                timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
+                timeout=httpx.Timeout(self.limits.timeout, connect=self.limits.connect_timeout),
                 limits=httpx.Limits(max_keepalive_connections=8, max_connections=32),
                 trust_env=False,
                 verify=self._ssl_context,
@@ -260,7 +257,9 @@ class Transport:
         """Send one request, retry what may be retried, parse the envelope."""
         endpoint = f"{method} {path}"
         idempotent = method == "GET"
-        timeout = httpx.Timeout(self.load_timeout if slow else self.timeout, connect=self.connect_timeout)
+        limits = self.limits
+        seconds = limits.load_timeout if slow else limits.timeout
+        timeout = httpx.Timeout(seconds, connect=limits.connect_timeout)
         attempt = 0
         while True:
             attempt += 1
@@ -282,11 +281,11 @@ class Transport:
             except httpx.TransportError as exc:
                 error, sent = exc, True
             else:
-                if idempotent and response.status_code in _RETRY_STATUS and attempt <= self.retries:
+                if idempotent and response.status_code in _RETRY_STATUS and attempt <= limits.retries:
                     self._sleep(attempt, endpoint, f"HTTP {response.status_code}")
                     continue
                 return self._parse(endpoint, response)
-            if (not sent or idempotent) and attempt <= self.retries:
+            if (not sent or idempotent) and attempt <= limits.retries:
                 self._sleep(attempt, endpoint, type(error).__name__)
                 continue
             text = self._scrub(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
@@ -313,14 +312,15 @@ class Transport:
             )
 
     def _sleep(self, attempt: int, endpoint: str, why: str) -> None:
-        delay = min(self.backoff_max, self.backoff * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        limits = self.limits
+        delay = min(limits.backoff_max, limits.backoff * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
         log.info(
             "%s: %s, retrying in %.1fs (attempt %d of %d)",
             endpoint,
             why,
             delay,
             attempt + 1,
-            self.retries + 1,
+            limits.retries + 1,
         )
         time.sleep(delay)
 
@@ -382,5 +382,5 @@ class _BlockReader:
             yield block
 
 
-def _rebuild(cls: type[Transport], settings: dict[str, Any]) -> Transport:
-    return cls(**settings)
+def _rebuild(cls: type[Transport], url: str, key: SecretStr, version: int, limits: Limits) -> Transport:
+    return cls(url, key, version=version, **asdict(limits))
