@@ -14,13 +14,11 @@ import threading
 import pytest
 from fakeqserv import DROP, Slow, error
 
+from qdask.dialect import CSV, Dialect
 from qdask.mariadb import free_port
-from qdask.qserv import (
-    CSV,
-    Dialect,
-    Location,
+from qdask.qserv import Location, QservClient
+from qdask.qserv.errors import (
     QservAuthError,
-    QservClient,
     QservError,
     QservProtocolError,
     QservTransportError,

@@ -10,16 +10,9 @@ from __future__ import annotations
 import pytest
 from itest101 import lines, table_args
 
-from qdask.qserv import (
-    CSV,
-    QservClient,
-    QservError,
-    QservTransportError,
-    Recovery,
-    check_contribution,
-    classify,
-)
+from qdask.qserv import CSV, QservClient, QservError, QservTransportError, check_contribution
 from qdask.qserv.czar import Czar
+from qdask.qserv.errors import Recovery, classify
 
 CHUNK = 7480
 
@@ -40,10 +33,12 @@ def obj(test101):
 
 
 def start(standin, db, obj, retries=2):
+    """A client, `db` with Object registered, a transaction and the location of the chunk in it."""
     qc = QservClient(standin.controller_url, standin.auth_key, retries=retries, backoff=0.01)
     qc.register_database(db, 85, 12, 0.01667)
     qc.register_table(db, "Object", **obj[0])
-    return qc
+    t = qc.begin_transaction(db)
+    return qc, t, qc.allocate_chunks([CHUNK], transaction_id=t.id)[CHUNK]
 
 
 def finish(qc, standin, db) -> int:
@@ -58,17 +53,21 @@ def upload(qc, t, loc, path):
     return qc.ingest_csv(loc, t.id, "Object", path, chunk=CHUNK, dialect=CSV)
 
 
+def load_exactly(qc, t, loc, obj) -> None:
+    """Upload the chunk in transaction `t` and check that exactly its rows went in."""
+    _, path, rows = obj
+    check_contribution(upload(qc, t, loc, path), rows, path.stat().st_size)
+
+
 def test_read_failed_is_retried_in_the_same_transaction(standin, obj):
     db = "qc_fault_read"
-    qc = start(standin, db, obj)
+    qc, t, loc = start(standin, db, obj)
     _, path, rows = obj
-    t = qc.begin_transaction(db)
-    loc = qc.allocate_chunks([CHUNK], transaction_id=t.id)[CHUNK]
     standin.faults.add("read_failed", match={"database": db, "table": "Object"})
     with pytest.raises(QservError) as err:
         upload(qc, t, loc, path)
     assert err.value.retry_allowed and classify(err.value) is Recovery.RETRY_IN_TRANSACTION
-    check_contribution(upload(qc, t, loc, path), rows, path.stat().st_size)
+    load_exactly(qc, t, loc, obj)
     assert qc.commit_transaction(t.id).state == "FINISHED"
     assert finish(qc, standin, db) == rows
 
@@ -76,10 +75,8 @@ def test_read_failed_is_retried_in_the_same_transaction(standin, obj):
 @pytest.mark.parametrize("kind", ["load_failed", "drop_response", "drop_upload"])
 def test_loaded_or_unknown_outcome_means_abort_and_redo(standin, obj, kind):
     db = f"qc_fault_{kind}"
-    qc = start(standin, db, obj)
+    qc, t, loc = start(standin, db, obj)
     _, path, rows = obj
-    t = qc.begin_transaction(db)
-    loc = qc.allocate_chunks([CHUNK], transaction_id=t.id)[CHUNK]
     standin.faults.add(kind, match={"database": db, "table": "Object"})
     with pytest.raises((QservError, QservTransportError)) as err:
         upload(qc, t, loc, path)
@@ -91,18 +88,16 @@ def test_loaded_or_unknown_outcome_means_abort_and_redo(standin, obj, kind):
     assert qc.abort_transaction(t.id).state == "ABORTED"
 
     redo = qc.begin_transaction(db, context={"redo_of": t.id})
-    check_contribution(upload(qc, redo, loc, path), rows, path.stat().st_size)
+    load_exactly(qc, redo, loc, obj)
     assert qc.commit_transaction(redo.id).state == "FINISHED"
     assert finish(qc, standin, db) == rows  # what the failed attempt may have loaded is gone
 
 
 def test_failed_commit_is_aborted_and_redone(standin, obj):
     db = "qc_fault_commit"
-    qc = start(standin, db, obj)
+    qc, t, loc = start(standin, db, obj)
     _, path, rows = obj
-    t = qc.begin_transaction(db)
-    loc = qc.allocate_chunks([CHUNK], transaction_id=t.id)[CHUNK]
-    check_contribution(upload(qc, t, loc, path), rows, path.stat().st_size)
+    load_exactly(qc, t, loc, obj)
     standin.faults.add("fail_commit", match={"database": db})
     with pytest.raises(QservError) as err:
         qc.commit_transaction(t.id)
@@ -110,17 +105,15 @@ def test_failed_commit_is_aborted_and_redone(standin, obj):
     assert qc.get_transaction(t.id).state == "FINISH_FAILED"
     assert qc.abort_transaction(t.id).state == "ABORTED"
     redo = qc.begin_transaction(db)
-    check_contribution(upload(qc, redo, loc, path), rows, path.stat().st_size)
+    load_exactly(qc, redo, loc, obj)
     assert qc.commit_transaction(redo.id).state == "FINISHED"
     assert finish(qc, standin, db) == rows
 
 
 def test_unreachable_worker_is_retried_then_reported_and_resumable(standin, obj):
     db = "qc_fault_down"
-    qc = start(standin, db, obj, retries=3)
+    qc, t, loc = start(standin, db, obj, retries=3)
     _, path, rows = obj
-    t = qc.begin_transaction(db)
-    loc = qc.allocate_chunks([CHUNK], transaction_id=t.id)[CHUNK]
     assert qc.check_version(loc.http_url).kind == "replication-worker-ingest"
     qc.close()  # no kept-alive connection: the next request opens a new one
     standin.set_worker_down(loc.worker)
@@ -129,6 +122,6 @@ def test_unreachable_worker_is_retried_then_reported_and_resumable(standin, obj)
     assert not err.value.request_sent and err.value.attempts == 4
     assert classify(err.value) is Recovery.RETRY_WITH_BACKOFF  # nothing reached the worker
     standin.set_worker_down(loc.worker, False)
-    check_contribution(upload(qc, t, loc, path), rows, path.stat().st_size)
+    load_exactly(qc, t, loc, obj)
     assert qc.commit_transaction(t.id).state == "FINISHED"
     assert finish(qc, standin, db) == rows
