@@ -231,13 +231,12 @@ class Transport:
         self.require(since, f"{method} {path}")
         base = self.controller_url if worker is None else worker.rstrip("/")
         self.check_version(base)
+        key = {"auth_key": self._auth_key.get_secret_value()} if auth else {}
         if upload is not None:
-            fields = {**({"auth_key": self._auth_key.get_secret_value()} if auth else {}), **(form or {})}
-            fields["version"] = str(self.version)
+            fields = {**key, **(form or {}), "version": str(self.version)}
             return self._request(method, base, path, params=params, slow=slow, form=fields, upload=upload)
         if body is not None or auth:
-            body = {**({"auth_key": self._auth_key.get_secret_value()} if auth else {}), **(body or {})}
-            body["version"] = self.version
+            body = {**key, **(body or {}), "version": self.version}
         else:
             params = {**(params or {}), "version": self.version}
         return self._request(method, base, path, params=params, slow=slow, body=body)
