@@ -96,7 +96,7 @@ class Location:
         host = self.http_host or self.http_host_name.split(",")[0].strip()
         if not host or not self.http_port:
             raise ValueError(f"location of worker {self.worker!r} has no HTTP ingest address")
-        return f"http://{host}:{self.http_port}"
+        return f"http://[{host}]:{self.http_port}" if ":" in host else f"http://{host}:{self.http_port}"
 
 
 @dataclass(frozen=True)

@@ -483,6 +483,7 @@ def test_workers_are_reached_by_address_and_by_name_only_without_one(fake_qserv,
     # without an address the first name offered is used
     named = Location("w2", http_host="", http_host_name="qserv-w2,w2.local", http_port=25004)
     assert named.http_url == "http://qserv-w2:25004"
+    assert Location("w3", http_host="fd00::3", http_port=25004).http_url == "http://[fd00::3]:25004"
 
 
 def test_register_table_bodies_and_local_checks(fake_qserv):
