@@ -179,7 +179,6 @@ def qserv_client(config: IngestConfig) -> QservClient:
     return QservClient(
         q.controller,
         q.auth_key,
-        q.admin_auth_key,
         version=q.api_version,
         timeout=q.timeouts.request,
         connect_timeout=q.timeouts.connect,

@@ -1,19 +1,11 @@
-"""Access to Qserv: the Replication/Ingest REST client (`client`) and SQL through the czar (`czar`)."""
+"""Access to Qserv: the Replication/Ingest REST client and SQL through the czar (`czar`).
 
-from qdask.qserv.client import (
-    API_VERSION,
-    CSV,
-    DUMMY_CHUNK,
-    TSV,
-    Contribution,
-    Dialect,
-    Location,
-    QservClient,
-    Transaction,
-    VersionInfo,
-    WorkerInfo,
-    check_contribution,
-)
+The client is split by concept: `models` (the records Qserv's answers are read into), `transport` (HTTP,
+envelope, key, versions, retries), `client` (the endpoints), `errors` (what can fail and what to do then).
+"""
+
+from qdask.dialect import CSV, TSV, Dialect
+from qdask.qserv.client import QservClient
 from qdask.qserv.errors import (
     ContributionCheckError,
     QservAuthError,
@@ -24,14 +16,15 @@ from qdask.qserv.errors import (
     Recovery,
     classify,
 )
+from qdask.qserv.models import ContributionInfo, Location, TransactionInfo, VersionInfo, check_contribution
+from qdask.qserv.transport import API_VERSION
 
 __all__ = [
     "API_VERSION",
     "CSV",
-    "DUMMY_CHUNK",
     "TSV",
-    "Contribution",
     "ContributionCheckError",
+    "ContributionInfo",
     "Dialect",
     "Location",
     "QservAuthError",
@@ -41,9 +34,8 @@ __all__ = [
     "QservTransportError",
     "QservVersionError",
     "Recovery",
-    "Transaction",
+    "TransactionInfo",
     "VersionInfo",
-    "WorkerInfo",
     "check_contribution",
     "classify",
 ]

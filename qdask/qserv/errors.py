@@ -9,7 +9,15 @@ scrubs server text before it reaches these classes, and requests bodies are neve
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qdask.qserv.models import ContributionInfo
+
+
+def is_set(flag: Any) -> bool:
+    """A Qserv 0/1 flag as a bool: Qserv sends ints (1), JSON readers may hand over "1" or True."""
+    return flag is True or str(flag) == "1"
 
 
 class QservError(Exception):
@@ -25,7 +33,7 @@ class QservError(Exception):
     def retry_allowed(self) -> bool:
         """True only when the server said so (`error_ext.retry_allowed=1`, §6: the table was not touched)."""
         ext = self.error_ext
-        return isinstance(ext, dict) and str(ext.get("retry_allowed", 0)) == "1"
+        return isinstance(ext, dict) and is_set(ext.get("retry_allowed"))
 
     def __str__(self) -> str:
         ext = f" (error_ext: {self.error_ext})" if self.error_ext else ""
@@ -69,11 +77,11 @@ class QservTransportError(QservError):
 class ContributionCheckError(Exception):
     """A contribution's answer does not prove that exactly the staged rows were loaded (§4.5, §6)."""
 
-    def __init__(self, contribution: Any, problems: list[str]):
+    def __init__(self, contribution: ContributionInfo, problems: list[str]):
         self.contribution = contribution
         self.problems = problems
         where = (
-            f"contribution id={getattr(contribution, 'id', None)} transaction={contribution.transaction_id} "
+            f"contribution id={contribution.id} transaction={contribution.transaction_id} "
             f"table={contribution.table} chunk={contribution.chunk} overlap={contribution.overlap} "
             f"worker={contribution.worker}"
         )
@@ -97,11 +105,13 @@ class Recovery(enum.Enum):
     FATAL = "fatal"
 
 
-_FAILED_STATUSES_RETRYABLE = {"READ_FAILED", "CANCELLED", "START_FAILED"}
+#: Statuses a contribution reaches before anything is written into its table: for these Qserv's own
+#: `retry_allowed` decides (§6). Past them (LOAD_FAILED) rows may be in, whatever a flag says.
+_BEFORE_LOADING = {"CREATE_FAILED", "START_FAILED", "READ_FAILED", "CANCELLED"}
 
 
-def classify(failure: Any, *, idempotent: bool = False) -> Recovery:
-    """Map an exception (or a non-successful `Contribution`) to the recovery the contract permits.
+def classify(failure: Exception | ContributionInfo, *, idempotent: bool = False) -> Recovery:
+    """Map an exception (or a contribution that did not finish) to the recovery the contract permits.
 
     `idempotent` says the failed call was a read (GET) with no effect on the server.
 
@@ -113,10 +123,22 @@ def classify(failure: Any, *, idempotent: bool = False) -> Recovery:
     lost answer / timeout / reset after the request was sent     ABORT_AND_REDO          §2.9, §6
     `success=0` with `error_ext.retry_allowed=1`                 RETRY_IN_TRANSACTION    §6
     any other `success=0` of a contribution or commit            ABORT_AND_REDO          §6, §5
-    READ_FAILED / CANCELLED / START_FAILED with retry_allowed=1  RETRY_IN_TRANSACTION    §6
-    LOAD_FAILED, CREATE_FAILED, still IN_PROGRESS                ABORT_AND_REDO          §6
+    CREATE/START/READ_FAILED, CANCELLED: as `retry_allowed` says RETRY_IN_TRANSACTION/   §6
+                                                                 ABORT_AND_REDO
+    LOAD_FAILED, still IN_PROGRESS                               ABORT_AND_REDO          §6
     FINISHED but warnings or row/byte mismatch (check failed)    ABORT_AND_REDO          §4.5, §6
     ===========================================================  ======================  ===========
+
+    The flag is taken exactly as Qserv sets it. A contribution record carries 1 until loading begins:
+    an `/ingest/csv` or `/ingest/data` request sets it before any check (IngestFileHttpSvcMod.cc:101,
+    IngestDataHttpSvcMod.cc:120), so CREATE_FAILED and START_FAILED are recorded with 1
+    (DatabaseServicesMySQL.cc:1686-1690), and it is cleared before LOAD DATA (IngestFileHttpSvcMod.cc:209);
+    a by-reference request records 0 when its context changed and 1 when its temporary file failed
+    (IngestRequest.cc:388-431). A synchronous answer carries the flag in `error_ext` only when the failure
+    was raised with it (temporary file, read errors: src/http/Exceptions.cc:33-39); Qserv answers other
+    refusals with `error_ext` {} (src/http/Module.cc:44-52, FileUploadModule.cc:81-88) even where the
+    record says 1 — a transaction that is not active, a chunk not allocated to the worker, a bad dialect —
+    and resending those in the same transaction fails the same way, so the answer decides.
     """
     if isinstance(failure, (QservVersionError, QservAuthError)):
         return Recovery.FATAL
@@ -133,10 +155,8 @@ def classify(failure: Any, *, idempotent: bool = False) -> Recovery:
     if isinstance(failure, QservError):
         return Recovery.RETRY_IN_TRANSACTION if failure.retry_allowed else Recovery.ABORT_AND_REDO
     status = getattr(failure, "status", None)
-    if status is not None:  # a Contribution
-        if status == "FINISHED":  # loaded, but the check failed (warnings, row counts): only abort undoes it
-            return Recovery.ABORT_AND_REDO
-        if status in _FAILED_STATUSES_RETRYABLE and getattr(failure, "retry_allowed", False):
-            return Recovery.RETRY_IN_TRANSACTION
-        return Recovery.ABORT_AND_REDO
-    raise TypeError(f"cannot classify {type(failure).__name__}")
+    if status is None:
+        raise TypeError(f"cannot classify {type(failure).__name__}")
+    if status in _BEFORE_LOADING and is_set(getattr(failure, "retry_allowed", 0)):
+        return Recovery.RETRY_IN_TRANSACTION
+    return Recovery.ABORT_AND_REDO  # LOAD_FAILED, FINISHED with a failed check, IN_PROGRESS, or no flag

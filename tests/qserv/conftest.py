@@ -1,4 +1,5 @@
-"""Fixtures for the Qserv client tests: `fake_qserv` (a loopback aiohttp server, see fakeqserv.py)."""
+"""Fixtures for the Qserv client tests: `fake_qserv` (a loopback aiohttp server, see fakeqserv.py), the
+stand-in `qserv_standin`, and Qserv's `test101` catalog."""
 
 from __future__ import annotations
 
@@ -31,3 +32,9 @@ def qserv_standin(mariadb):
         instance="qclient",
     ) as emulator:
         yield emulator
+
+
+@pytest.fixture
+def test101(shared_data):
+    """Qserv's integration catalog test101 (see itest101.py)."""
+    return shared_data / "qserv-itest" / "test101"

@@ -3,13 +3,14 @@
 `FakeQserv` is a tiny real HTTP server (aiohttp, loopback, own thread) that answers like Qserv where the
 stand-in cannot help: it records every request exactly as received (headers, raw body, multipart parts in
 order) and answers from per-test routes, so tests can check what the client puts on the wire and how it
-reacts to errors, odd version windows, slow or dropped answers. Paths under `/w/` play a worker ingest
-service (`kind` = `replication-worker-ingest`), everything else the controller.
+reacts to errors, odd version windows, slow or dropped answers. It listens on two loopback ports: `url`
+plays the controller, `worker_url` a worker ingest service (`kind` = `replication-worker-ingest`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import threading
@@ -25,7 +26,7 @@ DROP = object()  # a route answering DROP closes the connection without a respon
 @dataclass
 class Recorded:
     method: str
-    path: str  # without the /w prefix
+    path: str
     role: str  # "controller" or "worker"
     query: dict[str, str]
     headers: dict[str, str]
@@ -46,7 +47,7 @@ class Slow:
 
 
 class FakeQserv:
-    """A loopback HTTP server speaking Qserv's envelope; `url` is the controller, `worker_url` a worker."""
+    """Loopback HTTP servers speaking Qserv's envelope; `url` is the controller, `worker_url` a worker."""
 
     def __init__(self):
         self.requests: list[Recorded] = []
@@ -59,13 +60,11 @@ class FakeQserv:
             "version": 55,
         }
         self.url = ""
+        self.worker_url = ""
+        self.worker_port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def worker_url(self) -> str:
-        return self.url + "/w"
+        self._runners: list[web.AppRunner] = []
 
     def route(self, method: str, path: str, answer: Any) -> None:
         """Answer `method path` with `answer`: a payload dict (wrapped in a success envelope unless it has
@@ -79,10 +78,8 @@ class FakeQserv:
             if (method is None or r.method == method) and (path is None or r.path == path)
         ]
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        path, role = request.path, "controller"
-        if path.startswith("/w/"):
-            path, role = path[2:], "worker"
+    async def _handle(self, role: str, request: web.Request) -> web.StreamResponse:
+        path = request.path
         rec = Recorded(request.method, path, role, dict(request.query), dict(request.headers))
         if request.content_type == "multipart/form-data":
             reader = await request.multipart()
@@ -128,20 +125,27 @@ class FakeQserv:
             answer = {"success": 1, "error": "", "error_ext": {}, "warning": "", **answer}
         return web.json_response(answer)
 
-    def start(self) -> FakeQserv:
+    def _serve(self, role: str) -> int:
+        """Start the server playing `role` on a free loopback port; returns the port."""
         app = web.Application(client_max_size=1 << 40)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        app.router.add_route("*", "/{tail:.*}", functools.partial(self._handle, role))
+        runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
         self._loop.run_until_complete(site.start())
-        port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runners.append(runner)
+        return site._server.sockets[0].getsockname()[1]
+
+    def start(self) -> FakeQserv:
+        self.url = f"http://127.0.0.1:{self._serve('controller')}"
+        self.worker_port = self._serve("worker")
+        self.worker_url = f"http://127.0.0.1:{self.worker_port}"
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        for runner in self._runners:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()

@@ -1,20 +1,20 @@
-"""The contribution success check and the recovery rules of the load stage (contract §4.5, §6)."""
+"""The contribution success check and the recovery rules of the load stage (contract §4.5, §6).
+
+Contribution records are written as Qserv writes them (src/replica/ingest/TransactionContrib.cc:176 and
+the `retry_allowed` cases cited in `errors.classify`).
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from qdask.qserv import (
-    Contribution,
-    ContributionCheckError,
+from qdask.qserv import ContributionCheckError, ContributionInfo, Recovery, check_contribution, classify
+from qdask.qserv.errors import (
     QservAuthError,
     QservError,
     QservProtocolError,
     QservTransportError,
     QservVersionError,
-    Recovery,
-    check_contribution,
-    classify,
 )
 
 GOOD = {
@@ -27,8 +27,8 @@ GOOD = {
 TRUNCATED = {"level": "Warning", "code": 1265, "message": "Data truncated for column 'ra' at row 3"}
 
 
-def contrib(**changes) -> Contribution:
-    return Contribution.from_json({**GOOD, **changes})
+def contrib(**changes) -> ContributionInfo:
+    return ContributionInfo.from_json({**GOOD, **changes})
 
 
 def test_a_clean_contribution_passes():
@@ -72,21 +72,35 @@ def test_warnings_are_never_success_even_when_counts_match():
 @pytest.mark.parametrize(
     ("changes", "recovery"),
     [
+        # /ingest/csv and /ingest/data set retry_allowed before any check (IngestFileHttpSvcMod.cc:101,
+        # IngestDataHttpSvcMod.cc:120), so their refusals are recorded with 1 (DatabaseServicesMySQL.cc:1690)
+        ({"status": "CREATE_FAILED", "retry_allowed": 1}, Recovery.RETRY_IN_TRANSACTION),
+        ({"status": "START_FAILED", "retry_allowed": 1}, Recovery.RETRY_IN_TRANSACTION),
+        # a by-reference request whose context changed before it started (IngestRequest.cc:391-397)
+        ({"status": "START_FAILED", "retry_allowed": 0}, Recovery.ABORT_AND_REDO),
+        ({"status": "CREATE_FAILED", "retry_allowed": 0}, Recovery.ABORT_AND_REDO),
         ({"status": "READ_FAILED", "retry_allowed": 1}, Recovery.RETRY_IN_TRANSACTION),
         ({"status": "CANCELLED", "retry_allowed": 1}, Recovery.RETRY_IN_TRANSACTION),
-        ({"status": "START_FAILED", "retry_allowed": 1}, Recovery.RETRY_IN_TRANSACTION),
-        ({"status": "START_FAILED", "retry_allowed": 0}, Recovery.ABORT_AND_REDO),
         ({"status": "LOAD_FAILED", "retry_allowed": 0}, Recovery.ABORT_AND_REDO),
-        (
-            {"status": "LOAD_FAILED", "retry_allowed": 1},
-            Recovery.ABORT_AND_REDO,
-        ),  # never trust a retry past load
-        ({"status": "CREATE_FAILED"}, Recovery.ABORT_AND_REDO),
-        ({"status": "IN_PROGRESS"}, Recovery.ABORT_AND_REDO),  # gave up waiting: outcome unknown
+        # never trust a retry past the start of loading (Qserv clears the flag there: :209)
+        ({"status": "LOAD_FAILED", "retry_allowed": 1}, Recovery.ABORT_AND_REDO),
+        # a csv upload in progress is recorded with 1 (set at :101, written by the start update,
+        # DatabaseServices.cc:283-287): its outcome is unknown all the same
+        ({"status": "IN_PROGRESS", "retry_allowed": 1}, Recovery.ABORT_AND_REDO),
+        # FINISHED reaches classify only when the check failed (warnings, counts): the rows are in
+        ({"status": "FINISHED", "retry_allowed": 1}, Recovery.ABORT_AND_REDO),
     ],
 )
-def test_contribution_statuses_map_to_the_contract(changes, recovery):
+def test_contribution_statuses_follow_the_flag_as_qserv_sets_it(changes, recovery):
     assert classify(contrib(**changes)) is recovery
+
+
+@pytest.mark.parametrize(
+    ("flag", "allowed"), [(1, True), ("1", True), (True, True), (0, False), ("0", False), (None, False)]
+)
+def test_retry_allowed_is_read_as_a_flag(flag, allowed):
+    assert contrib(status="READ_FAILED", retry_allowed=flag).retry_allowed is allowed
+    assert QservError("POST /ingest/csv", "x", {"retry_allowed": flag}).retry_allowed is allowed
 
 
 def test_exceptions_map_to_the_contract():
@@ -112,9 +126,7 @@ def test_exceptions_map_to_the_contract():
 
 
 def test_contribution_parsing_keeps_everything():
-    c = contrib(
-        **{"async": 1, "retry_allowed": 1, "failed_retries": [{"http_error": 500}], "extra_key": "kept"}
-    )
-    assert c.async_ and c.retry_allowed and c.failed_retries == [{"http_error": 500}]
+    c = contrib(**{"async": 1, "failed_retries": [{"http_error": 500}], "extra_key": "kept"})
+    assert c.raw["async"] == 1 and c.raw["failed_retries"] == [{"http_error": 500}]
     assert c.raw["extra_key"] == "kept"
-    assert Contribution.from_json({"status": "IN_PROGRESS", "num_rows": None}).num_rows == 0
+    assert ContributionInfo.from_json({"status": "IN_PROGRESS", "num_rows": None}).num_rows == 0

@@ -21,9 +21,10 @@ BOUND = 64 * 2**20
 CHILD = r"""
 import json, resource, sys, threading
 import psutil
-import qdask.qserv.client as client
+import qdask.qserv.transport as transport
+from qdask.qserv import QservClient
 
-url, path, mode = sys.argv[1:4]
+url, worker, path, mode = sys.argv[1:5]
 if mode == "buffered":  # what a client reading the whole file would do
     class Buffered:
         def __init__(self, fh):
@@ -40,9 +41,9 @@ if mode == "buffered":  # what a client reading the whole file would do
             raise OSError
         def tell(self):
             return self.pos
-    client._BlockReader = Buffered
-qc = client.QservClient(url, "key")
-qc.check_worker_version(url + "/w")
+    transport._BlockReader = Buffered
+qc = QservClient(url, "key")
+qc.check_version(worker)
 proc = psutil.Process()
 samples, done = [], threading.Event()
 
@@ -59,7 +60,7 @@ except OSError:
 before = proc.memory_info().rss
 sampler = threading.Thread(target=sample)
 sampler.start()
-c = qc.ingest_csv(url + "/w", 7, "Object", path, chunk=57)
+c = qc.ingest_csv(worker, 7, "Object", path, chunk=57)
 done.set()
 sampler.join()
 if reset:
@@ -72,9 +73,12 @@ print(json.dumps({"before": before, "peak": peak, "sampled": max(samples, defaul
 """
 
 
-def run_child(url: str, path, mode: str) -> dict:
+def run_child(server, path, mode: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, url, str(path), mode], capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", CHILD, server.url, server.worker_url, str(path), mode],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -98,13 +102,13 @@ def test_csv_upload_memory_stays_far_below_file_size(fake_qserv, big_file):
         "/ingest/csv",
         lambda rec: {"contrib": {"status": "FINISHED", "num_bytes": rec.parts[-1]["size"]}},
     )
-    streamed = run_child(fake_qserv.url, big_file, "streamed")
+    streamed = run_child(fake_qserv, big_file, "streamed")
     assert streamed["num_bytes"] == size  # the server received the whole file
     for measure in ("peak", "sampled"):
         growth = streamed[measure] - streamed["before"]
         assert growth < BOUND, f"{measure}: grew {growth / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB upload"
 
-    buffered = run_child(fake_qserv.url, big_file, "buffered")
+    buffered = run_child(fake_qserv, big_file, "buffered")
     assert buffered["num_bytes"] == size
     for measure in ("peak", "sampled"):  # both measures do catch a buffering client
         assert buffered[measure] - buffered["before"] > size

@@ -7,10 +7,10 @@ contract's steps in order (§2) and ends by counting rows through the czar.
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pytest
+from itest101 import lines, table_args
 
 from qdask.qserv import (
     CSV,
@@ -26,30 +26,6 @@ from qdask.qserv import (
 from qdask.qserv.czar import Czar
 
 
-def lines(path) -> int:
-    with open(path, "rb") as fh:
-        return sum(1 for _ in fh)
-
-
-def table_args(path) -> dict:
-    """A `register_table` call from one of test101's `table_*.json` REST bodies."""
-    body = json.loads(path.read_text())
-    args = {"schema": body["schema"], "is_partitioned": bool(body["is_partitioned"])}
-    if body["is_partitioned"]:
-        args.update(
-            director_table=body["director_table"],
-            director_key=body["director_key"],
-            latitude_key=body.get("latitude_key"),
-            longitude_key=body.get("longitude_key"),
-        )
-    return args
-
-
-@pytest.fixture
-def test101(shared_data):
-    return shared_data / "qserv-itest" / "test101"
-
-
 def test_full_workflow(qserv_standin, test101, caplog):
     db = "qdask_test101"
     data = test101 / "data"
@@ -61,13 +37,8 @@ def test_full_workflow(qserv_standin, test101, caplog):
         ("Source", 7480, False): data / "Source" / "chunk_7480.txt",
     }
     caplog.set_level(logging.WARNING, logger="qdask.qserv")
-    qc = QservClient(
-        qserv_standin.controller_url, qserv_standin.auth_key, admin_auth_key=qserv_standin.admin_auth_key
-    )
-    with qc:
+    with QservClient(qserv_standin.controller_url, qserv_standin.auth_key) as qc:
         assert qc.check_version().version >= 55
-        workers = [w for w in qc.workers() if w.is_enabled and not w.is_read_only]
-        assert len(workers) >= 2
 
         qc.register_database(db, 85, 12, 0.01667)
         for name in ("Object", "Source", "Filter"):  # director first
@@ -89,7 +60,6 @@ def test_full_workflow(qserv_standin, test101, caplog):
         assert t.state == "STARTED"
         locs = qc.allocate_chunks([7480, 7310], transaction_id=t.id)
         assert locs == qc.allocate_chunks([7310, 7480], database=db)  # allocation is sticky
-        assert qc.allocate_chunk(7480, database=db).worker == locs[7480].worker
 
         for (table, chunk, overlap), path in ingest.items():
             c = qc.ingest_csv(locs[chunk], t.id, table, path, chunk=chunk, overlap=overlap, dialect=CSV)
@@ -103,17 +73,16 @@ def test_full_workflow(qserv_standin, test101, caplog):
             )
 
         regular = qc.regular_locations(transaction_id=t.id)
-        assert sorted(loc.worker for loc in regular) == sorted(w.name for w in workers)
+        assert sorted(loc.worker for loc in regular) == sorted(qserv_standin.worker_urls)
         for loc in regular:  # a regular table goes to every worker
             c = qc.ingest_csv(loc, t.id, "Filter", data / "Filter.csv", dialect=TSV)
             check_contribution(c, 9, (data / "Filter.csv").stat().st_size)
 
         # what the controller knows about the transaction's contributions
-        seen = qc.get_transaction(t.id, contrib=True, contrib_long=True, include_context=True)
+        seen = qc.get_transaction(t.id, contributions=True, include_context=True)
         assert seen.context == {"run": "test"}
         assert len(seen.contributions) == len(ingest) + len(regular)
         assert all(x.status == "FINISHED" for x in seen.contributions)
-        assert qc.get_contribution(seen.contributions[0].id).id == seen.contributions[0].id
 
         assert qc.commit_transaction(t.id).state == "FINISHED"
         states = {x.id: x.state for x in qc.list_transactions(db)}
@@ -132,21 +101,13 @@ def test_full_workflow(qserv_standin, test101, caplog):
         with czar.query(f"SELECT objectId FROM `{db}`.`Object` ORDER BY objectId") as rows:
             assert rows.columns == ["objectId"]
             assert [r[0] for r in rows] == ids  # each director row exactly once, no overlap copies
-
-        qc.delete_database(db, admin=True)
     # every request carried the version, so the server never warned about it (or anything else)
     assert [r.getMessage() for r in caplog.records if r.name == "qdask.qserv"] == []
 
 
 def test_contract_errors_from_the_standin(qserv_standin, test101, tmp_path):
     db = "qdask_errors"
-    qc = QservClient(
-        qserv_standin.controller_url,
-        qserv_standin.auth_key,
-        admin_auth_key=qserv_standin.admin_auth_key,
-        retries=1,
-        backoff=0.01,
-    )
+    qc = QservClient(qserv_standin.controller_url, qserv_standin.auth_key, retries=1, backoff=0.01)
     wrong = QservClient(qserv_standin.controller_url, "not-the-key", retries=0)
     with qc, wrong:
         with pytest.raises(QservAuthError) as err:
@@ -187,59 +148,31 @@ def test_contract_errors_from_the_standin(qserv_standin, test101, tmp_path):
             qc.ingest_csv(loc, t.id, "Object", bad, chunk=7480, dialect=CSV)
         with pytest.raises(QservError, match="can't be ended at this time"):
             qc.commit_transaction(t.id)
-        qc.delete_database(db)
 
 
-def test_post_ingest_services(qserv_standin, test101):
+def test_director_index_is_built_after_publishing(qserv_standin, test101):
+    """With auto-build off, commits build no index; the index needs the database published first."""
     db = "qdask_post"
     path = test101 / "data" / "Object" / "chunk_7480.txt"
-    qc = QservClient(
-        qserv_standin.controller_url, qserv_standin.auth_key, admin_auth_key=qserv_standin.admin_auth_key
-    )
-    with qc:
+    with QservClient(qserv_standin.controller_url, qserv_standin.auth_key) as qc:
         qc.register_database(db, 85, 12, 0.01667, auto_build_secondary_index=False)
         qc.register_table(db, "Object", **table_args(test101 / "table_Object.json"))
-        qc.register_table(db, "Extra", [("id", "INT")], is_partitioned=False)
-        qc.set_ingest_config(db, ASYNC_PROC_LIMIT=2)
-        assert qc.get_ingest_config(db)["ASYNC_PROC_LIMIT"] == 2
-        qc.delete_table(db, "Extra")
-        assert [t["name"] for t in qc.list_tables(db)] == ["Object"]
-        assert {"name": db, "is_published": 0} in [
-            {k: d[k] for k in ("name", "is_published")} for d in qc.list_databases(published=False)
-        ]
-
         t = qc.begin_transaction(db)
-        loc = qc.allocate_chunk(7480, transaction_id=t.id)
+        loc = qc.allocate_chunks([7480], transaction_id=t.id)[7480]
         check_contribution(
             qc.ingest_csv(loc, t.id, "Object", path, chunk=7480, dialect=CSV), 1000, path.stat().st_size
         )
         assert qc.commit_transaction(t.id).secondary_index_build_success is False  # auto-build is off
         with pytest.raises(QservError, match="is not published"):
             qc.build_director_index(db, "Object")
-        qc.publish_database(db)
-        assert db in [d["name"] for d in qc.list_databases(published=True)]
+        assert not qc.database_info(db)["is_published"]
+        assert qc.publish_database(db)["is_published"]
         assert qc.database_info(db)["is_published"]
 
         qc.build_director_index(db, "Object")
         with pytest.raises(QservError):  # rebuild=0 refuses an existing index
             qc.build_director_index(db, "Object")
         qc.build_director_index(db, "Object", rebuild=True)
-
-        qc.scan_table_stats(
-            db,
-            "Object",
-            force_rescan=True,
-            row_counters_state_update_policy="ENABLED",
-            row_counters_deploy_at_qserv=True,
-        )
-        entries = qc.table_stats(db, "Object")
-        assert sum(e["num_rows"] for e in entries if not e["is_overlap"]) == 1000
-        assert [c["chunk"] for c in qc.list_chunks(db)] == [7480]
-
-        with pytest.raises(QservError, match="administrator"):
-            qc.delete_database(db)  # published: the plain key is not enough
-        qc.delete_database(db, admin=True)
-        assert qc.database_info(db) is None
 
 
 def test_one_client_shared_by_upload_threads(qserv_standin, test101):
@@ -254,9 +187,7 @@ def test_one_client_shared_by_upload_threads(qserv_standin, test101):
         ("Object", 7310, True, data / "Object" / "chunk_7310_overlap.txt"),
         ("Source", 7480, False, data / "Source" / "chunk_7480.txt"),
     ]
-    qc = QservClient(
-        qserv_standin.controller_url, qserv_standin.auth_key, admin_auth_key=qserv_standin.admin_auth_key
-    )
+    qc = QservClient(qserv_standin.controller_url, qserv_standin.auth_key)
     with qc:
         qc.register_database(db, 85, 12, 0.01667)
         for name in ("Object", "Source", "Filter"):
@@ -286,4 +217,3 @@ def test_one_client_shared_by_upload_threads(qserv_standin, test101):
             lines(jobs[3][3]),
             9,
         )
-        qc.delete_database(db, admin=True)
