@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from qdask.config.base import ConfigModel
-from qdask.config.names import K8sName, K8sSubdomain, k8s_subdomain
+from qdask.config.names import K8sName, K8sSubdomain, check_length, k8s_subdomain
 from qdask.config.quantities import (
     Bytes,
     CpuQuantity,
@@ -129,12 +129,8 @@ class KubernetesConfig(ConfigModel):
     @field_validator("name")
     @classmethod
     def _short(cls, v: str) -> str:
-        if len(v) > MAX_K8S_CLUSTER_NAME:
-            raise ValueError(
-                f"cluster name {v!r} is {len(v)} characters; at most {MAX_K8S_CLUSTER_NAME}, because "
-                "worker deployments are named '<name>-default-worker-<10 hex>' (at most 63)"
-            )
-        return v
+        because = "worker deployments are named '<name>-default-worker-<10 hex>' (at most 63)"
+        return check_length(v, MAX_K8S_CLUSTER_NAME, "cluster name", because)
 
     @field_validator("node_selector")
     @classmethod

@@ -7,7 +7,7 @@ import math
 from pydantic import Field, field_validator, model_validator
 
 from qdask.config.base import ConfigModel
-from qdask.config.names import MAX_DB_NAME, Identifier, check_charset
+from qdask.config.names import MAX_DB_NAME, Identifier, check_charset, check_length
 
 __all__ = ["DatabaseConfig", "Partitioning", "check_overlap"]
 
@@ -54,12 +54,9 @@ class DatabaseConfig(ConfigModel):
     @field_validator("name")
     @classmethod
     def _name_length(cls, v: str) -> str:
-        if len(v) > MAX_DB_NAME:
-            raise ValueError(
-                f"database name {v!r} is {len(v)} characters; at most {MAX_DB_NAME} (Qserv's "
-                f"'<db>_EmptyChunks' table name must fit in 64)"
-            )
-        return v
+        return check_length(
+            v, MAX_DB_NAME, "database name", "Qserv's '<db>_EmptyChunks' table must fit in 64"
+        )
 
     @model_validator(mode="after")
     def _charset(self) -> DatabaseConfig:

@@ -25,6 +25,7 @@ __all__ = [
     "K8sSubdomain",
     "check_charset",
     "check_identifier",
+    "check_length",
     "k8s_subdomain",
 ]
 
@@ -49,6 +50,13 @@ def check_identifier(value: str, what: str = "name") -> str:
             f"{value!r} is not a valid {what}: use only ASCII letters, digits and '_', not starting with a "
             f"digit, at most {MAX_IDENTIFIER} characters"
         )
+    return value
+
+
+def check_length(value: str, limit: int, what: str, because: str) -> str:
+    """`value` if it has at most `limit` characters; else an error saying `because` (why the limit)."""
+    if len(value) > limit:
+        raise ValueError(f"{what} {value!r} is {len(value)} characters; at most {limit}, because {because}")
     return value
 
 

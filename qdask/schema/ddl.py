@@ -70,26 +70,14 @@ class _QservMySQL(MySQL):
 _DIALECT = _QservMySQL()
 _T = exp.DType
 
+_PLAIN = ("FLOAT", "DOUBLE", "DECIMAL", "BOOLEAN", "BIT", "DATE", "DATETIME", "TIMESTAMP", "TIME", "YEAR")
 #: sqlglot's type → (MySQL base type, unsigned).
 _BASES: dict[exp.DType, tuple[str, bool]] = {
-    **{getattr(_T, name): (name, False) for name in INTEGER_BITS},
-    **{getattr(_T, "U" + name): (name, True) for name in INTEGER_BITS},
-    _T.FLOAT: ("FLOAT", False),
-    _T.DOUBLE: ("DOUBLE", False),
-    _T.UDOUBLE: ("DOUBLE", True),
-    _T.DECIMAL: ("DECIMAL", False),
-    _T.UDECIMAL: ("DECIMAL", True),
-    _T.BOOLEAN: ("BOOLEAN", False),
-    _T.BIT: ("BIT", False),
+    **{getattr(_T, name): (name, False) for name in (*INTEGER_BITS, *_PLAIN, *TEXT_TYPES, *BINARY_TYPES)},
+    **{getattr(_T, "U" + name): (name, True) for name in (*INTEGER_BITS, "DOUBLE", "DECIMAL")},
     _T.NCHAR: ("CHAR", False),
     _T.NVARCHAR: ("VARCHAR", False),
-    **{getattr(_T, name): (name, False) for name in TEXT_TYPES | BINARY_TYPES},
-    _T.DATE: ("DATE", False),
-    _T.DATETIME: ("DATETIME", False),
-    _T.TIMESTAMP: ("TIMESTAMP", False),
     _T.TIMESTAMPTZ: ("TIMESTAMP", False),  # sqlglot's name for MySQL's TIMESTAMP (stored as UTC)
-    _T.TIME: ("TIME", False),
-    _T.YEAR: ("YEAR", False),
 }
 
 

@@ -25,22 +25,6 @@ from qdask.schema import (
     select_columns,
 )
 
-CASE01_TABLES = [
-    "Filter",
-    "LeapSeconds",
-    "Logs",
-    "Object",
-    "RefSrcMatch",
-    "Science_Ccd_Exposure",
-    "SimRefObject",
-    "Source",
-    "sdqa_Metric",
-]
-
-
-def case01(shared_data: Path) -> Path:
-    return shared_data / "qserv-itest" / "case01" / "data"
-
 
 def _column_types(conn, db: str, table: str) -> list[tuple[str, str, str]]:
     with conn.cursor() as cur:
@@ -117,9 +101,9 @@ def test_dp02_object_columns_are_valid_mysql(mariadb):
 # --- case01: JSON vs DDL ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("table", CASE01_TABLES)
-def test_case01_json_and_ddl_agree(shared_data, table):
-    d = case01(shared_data)
+@pytest.mark.case01_tables
+def test_case01_json_and_ddl_agree(case01, table):
+    d = case01
     js = from_qserv_json(d / "ingest" / f"{table}.json")
     ddl = from_ddl(d / "schema" / f"{table}.schema", partitioned=js.partitioned)
     assert js.name == ddl.name == table
@@ -135,16 +119,16 @@ def test_case01_json_and_ddl_agree(shared_data, table):
         assert js.extras["director_table"] is not None
 
 
-def test_case01_types_equal_in_mariadb(shared_data, mariadb):
+def test_case01_types_equal_in_mariadb(case01, case01_tables, mariadb):
     """Normalised columns create the same MariaDB column types as case01's original DDL."""
-    d = case01(shared_data)
+    d = case01
     conn = mariadb.connect()
     with conn.cursor() as cur:
         cur.execute("DROP DATABASE IF EXISTS schema_case01")
         cur.execute("CREATE DATABASE schema_case01")
         cur.execute("SET SESSION sql_mode = ''")  # case01 has a '0000-00-00 00:00:00' default
     conn.select_db("schema_case01")
-    for table in CASE01_TABLES:
+    for table in case01_tables:
         js = from_qserv_json(d / "ingest" / f"{table}.json")
         _create_like_qserv(conn, table, js)
         with conn.cursor() as cur:
