@@ -42,14 +42,18 @@ class Column:
 
     @property
     def mysql_type(self) -> str:
-        """The full column type for `/ingest/table`, e.g. ``'BIGINT NOT NULL'``."""
+        """The full column type for `/ingest/table`, e.g. ``'BIGINT NOT NULL'``.
+
+        `extra` follows the type directly: ``CHARACTER SET`` belongs to a string type (MariaDB refuses it
+        after ``DEFAULT``), and a generated column's ``AS (…)`` precedes ``NOT NULL``.
+        """
         text = self.sql_type
+        if self.extra:
+            text += f" {self.extra}"
         if not self.nullable:
             text += " NOT NULL"
         if self.default is not None:
             text += f" DEFAULT {self.default}"
-        if self.extra:
-            text += f" {self.extra}"
         return text
 
     @property
