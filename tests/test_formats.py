@@ -91,5 +91,6 @@ def test_globs_skip_hidden_names_and_directories(tmp_path):
 
 def test_the_documented_extensions_are_the_table():
     readme = " ".join((Path(__file__).resolve().parents[1] / "configs" / "README.md").read_text().split())
-    assert "(.parquet/.parq/.pq," in readme and ".csv, .tsv/.txt/.tab, each optionally .gz or .gzip)" in readme
+    assert "(.parquet/.parq/.pq," in readme
+    assert ".csv, .tsv/.txt/.tab, each optionally .gz or .gzip)" in readme
     assert set(FORMAT_BY_EXTENSION) == {".parquet", ".parq", ".pq", ".csv", ".tsv", ".txt", ".tab"}
