@@ -60,6 +60,26 @@ def case01_tables() -> tuple[str, ...]:
 
 
 @pytest.fixture(scope="session")
+def one_table_config():
+    """A function building the plain data of a small valid config: one regular table read from the files
+    `glob` matches (`files` adds file options); keyword arguments replace whole sections."""
+
+    def build(glob: str = "t.tsv", *, files: dict | None = None, **sections: dict) -> dict:
+        table = {"name": "T", "kind": "regular", "input": {"files": {"glob": glob, **(files or {})}}}
+        return {
+            "database": {
+                "name": "db",
+                "partitioning": {"num_stripes": 85, "num_sub_stripes": 12, "overlap": 0.01},
+            },
+            "tables": [{**table, "schema": {"infer": True}}],
+            "qserv": {"controller": "http://127.0.0.1:25081", "czar": "mysql://qsmaster@127.0.0.1:4040"},
+            **sections,
+        }
+
+    return build
+
+
+@pytest.fixture(scope="session")
 def mariadb():
     """A private MariaDB server for the whole test session (root, no password, a free loopback port)."""
     with PrivateMariaDB() as server:

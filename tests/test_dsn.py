@@ -87,7 +87,10 @@ def test_bad_dsns_are_refused_without_quoting_the_password(text, words):
     assert "pw-1" not in str(info.value)
 
 
-def test_the_config_reads_the_czar_dsn_with_the_same_parser(tmp_path):
+def test_the_config_reads_the_czar_dsn_with_the_same_parser(tmp_path, one_table_config):
+    def _config(czar: str) -> dict:
+        return one_table_config(qserv={"controller": "http://127.0.0.1:25081", "czar": czar})
+
     cfg = config_from_dict(
         _config("mysql://qsmaster:pa/ss%40x@127.0.0.1/qcase01"), tmp_path, check_paths=False
     )
@@ -105,7 +108,7 @@ def test_the_config_reads_the_czar_dsn_with_the_same_parser(tmp_path):
     assert "user and host are required" in dict(info.value.problems)["qserv.czar"]
 
 
-def test_verify_connects_to_the_czar_with_a_slash_in_the_password(mariadb, tmp_path):
+def test_verify_connects_to_the_czar_with_a_slash_in_the_password(mariadb, tmp_path, one_table_config):
     """The path verify takes (config → CzarDSN.url(reveal=True) → Czar) logs in with a '/' password."""
     password = "s/l:a#s?h@%"
     conn = mariadb.connect()
@@ -114,24 +117,7 @@ def test_verify_connects_to_the_czar_with_a_slash_in_the_password(mariadb, tmp_p
         cur.execute("CREATE USER 'dsn_slash'@'%%' IDENTIFIED BY %s", (password,))
     conn.close()
     dsn = f"mysql://dsn_slash:{_encode(password)}@127.0.0.1:{mariadb.port}"
-    cfg = config_from_dict(_config(dsn), tmp_path, check_paths=False)
+    qserv = {"controller": "http://127.0.0.1:25081", "czar": dsn}
+    cfg = config_from_dict(one_table_config(qserv=qserv), tmp_path, check_paths=False)
     with Czar(cfg.qserv.czar.url(reveal=True)).query("SELECT CURRENT_USER()") as rows:
         assert [r[0] for r in rows] == ["dsn_slash@%"]
-
-
-def _config(czar: str) -> dict:
-    return {
-        "database": {
-            "name": "qcase01",
-            "partitioning": {"num_stripes": 85, "num_sub_stripes": 12, "overlap": 0.01},
-        },
-        "tables": [
-            {
-                "name": "Filter",
-                "kind": "regular",
-                "input": {"files": {"glob": "Filter.tsv"}},
-                "schema": {"infer": True},
-            }
-        ],
-        "qserv": {"controller": "http://127.0.0.1:25081", "czar": czar},
-    }

@@ -20,27 +20,9 @@ NAMES = [
 ]
 
 
-def _files_config(glob: str, **files: object) -> dict:
-    return {
-        "database": {
-            "name": "db",
-            "partitioning": {"num_stripes": 85, "num_sub_stripes": 12, "overlap": 0.01},
-        },
-        "tables": [
-            {
-                "name": "T",
-                "kind": "regular",
-                "input": {"files": {"glob": glob, **files}},
-                "schema": {"infer": True},
-            }
-        ],
-        "qserv": {"controller": "http://c:25081", "czar": "mysql://u@czar"},
-    }
-
-
 @pytest.mark.parametrize("name", NAMES)
-def test_config_and_reader_infer_the_same_format_and_compression(tmp_path, name):
-    cfg = config_from_dict(_files_config(f"*/{name}"), tmp_path, check_paths=False)
+def test_config_and_reader_infer_the_same_format_and_compression(tmp_path, name, one_table_config):
+    cfg = config_from_dict(one_table_config(f"*/{name}"), tmp_path, check_paths=False)
     files = cfg.table("T").input.files
     found = detect_format(tmp_path / "x" / name)
     assert (files.format, files.compression) == (found.kind, found.compression or "none")
@@ -48,26 +30,26 @@ def test_config_and_reader_infer_the_same_format_and_compression(tmp_path, name)
     assert files.compression == ("gzip" if name.lower().endswith(GZIP_SUFFIXES) else "none")
 
 
-def test_gzipped_parquet_is_refused_by_both():
+def test_gzipped_parquet_is_refused_by_both(one_table_config):
     with pytest.raises(SourceError, match="compress internally"):
         detect_format("data.parquet.gz")
     with pytest.raises(ConfigError, match="compression must be auto or none"):
-        config_from_dict(_files_config("data.parquet.gz"), check_paths=False)
+        config_from_dict(one_table_config("data.parquet.gz"), check_paths=False)
 
 
-def test_an_unknown_extension_is_refused_by_both_naming_the_known_ones():
+def test_an_unknown_extension_is_refused_by_both_naming_the_known_ones(one_table_config):
     assert format_from_name("x.dat") is None and format_from_name("dir.tsv/x") is None
     with pytest.raises(SourceError, match="cannot tell the format"):
         detect_format("x.dat.gz")
     with pytest.raises(ConfigError) as info:
-        config_from_dict(_files_config("x.dat.gz"), check_paths=False)
+        config_from_dict(one_table_config("x.dat.gz"), check_paths=False)
     assert ".tab" in str(info.value) and "set format to parquet, csv or tsv" in str(info.value)
 
 
-def test_a_tab_file_is_accepted_by_the_config_and_read(tmp_path):
+def test_a_tab_file_is_accepted_by_the_config_and_read(tmp_path, one_table_config):
     """``*.tab`` used to be read by the reader but refused by the config."""
     (tmp_path / "t.tab").write_text("1\tg\n2\t\\N\n")
-    cfg = config_from_dict(_files_config("*.tab"), tmp_path)
+    cfg = config_from_dict(one_table_config("*.tab"), tmp_path)
     files = cfg.table("T").input.files
     assert (files.format, files.delimiter, files.null_marker) == ("tsv", "\t", "\\N")
     [path] = match_files(files)
@@ -76,17 +58,17 @@ def test_a_tab_file_is_accepted_by_the_config_and_read(tmp_path):
     assert rows == [{"id": 1, "band": "g"}, {"id": 2, "band": None}]
 
 
-def test_globs_skip_hidden_names_and_directories(tmp_path):
+def test_globs_skip_hidden_names_and_directories(tmp_path, one_table_config):
     for rel in ("a.tsv", ".hidden.tsv", "sub/b.tsv", ".cache/c.tsv", "dir.tsv/d.txt"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("1\n")
-    cfg = config_from_dict(_files_config("**/*.tsv"), tmp_path)
+    cfg = config_from_dict(one_table_config("**/*.tsv"), tmp_path)
     assert match_files(cfg.table("T").input.files) == [tmp_path / "a.tsv", tmp_path / "sub" / "b.tsv"]
     # a hidden directory written out in the glob is followed (data under ~/.local, say)
-    cfg = config_from_dict(_files_config(".cache/*.tsv"), tmp_path)
+    cfg = config_from_dict(one_table_config(".cache/*.tsv"), tmp_path)
     assert match_files(cfg.table("T").input.files) == [tmp_path / ".cache" / "c.tsv"]
     with pytest.raises(ConfigError, match="no file matches"):
-        config_from_dict(_files_config("*hidden.tsv"), tmp_path)  # a wildcard never matches a hidden name
+        config_from_dict(one_table_config("*hidden.tsv"), tmp_path)  # a wildcard never matches a hidden name
 
 
 def test_the_documented_extensions_are_the_table():

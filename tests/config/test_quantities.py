@@ -76,21 +76,9 @@ def test_cpu_quantities():
             k8s_cpu(bad)
 
 
-def test_sizes_are_shown_with_dasks_formatter_and_read_back(tmp_path):
-    data = {
-        "database": {
-            "name": "db",
-            "partitioning": {"num_stripes": 85, "num_sub_stripes": 12, "overlap": 0.01},
-        },
-        "tables": [
-            {"name": "T", "kind": "regular", "input": {"files": {"glob": "t.tsv"}}, "schema": {"infer": True}}
-        ],
-        "qserv": {"controller": "http://c:25081", "czar": "mysql://u@czar"},
-        "cluster": {
-            "kind": "kubernetes",
-            "kubernetes": {"image": "i", "worker": {"cpu": 2, "memory": "3GiB"}},
-        },
-    }
+def test_sizes_are_shown_with_dasks_formatter_and_read_back(tmp_path, one_table_config):
+    kubernetes = {"image": "i", "worker": {"cpu": 2, "memory": "3GiB"}}
+    data = one_table_config(cluster={"kind": "kubernetes", "kubernetes": kubernetes})
     cfg = config_from_dict(data, tmp_path, check_paths=False)
     shown = yaml.safe_load(cfg.to_yaml())
     assert shown["qserv"]["max_bytes_per_transaction"] == "10.00 GiB"

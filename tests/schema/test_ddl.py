@@ -1,73 +1,30 @@
 """The one MySQL DDL parser (qdask.schema.ddl, on sqlglot): Qserv's schema files, mysqldump, type synonyms.
 
 MariaDB is the referee: a table created from our reading of a statement must have the same column types,
-nullability and defaults as the table MariaDB creates from the statement itself.
+nullability and defaults as the table MariaDB creates from the statement itself (for Qserv's case01
+schema files, see tests/schema/test_schema.py).
 """
 
 from __future__ import annotations
 
 import re
 
+import pyarrow as pa
 import pytest
 
 from qdask.schema import (
     SchemaError,
-    TableSchema,
     from_ddl,
-    from_qserv_json,
     normalize_type,
     parse_column_definition,
 )
 from qdask.schema.ddl import create_tables, parse_type
 
 
-def _columns(conn, db: str, table: str) -> list[tuple]:
-    """(name, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT) of each column, as MariaDB reports them."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT FROM information_schema.COLUMNS "
-            "WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s ORDER BY ORDINAL_POSITION",
-            (db, table),
-        )
-        return list(cur.fetchall())
-
-
-def _create_ours(conn, table: str, schema: TableSchema) -> None:
-    cols = ", ".join(f"`{c['name']}` {c['type']}" for c in schema.ingest_columns())
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE `{table}` ({cols}) ENGINE=MyISAM")
-
-
-@pytest.fixture(scope="module")
-def db(mariadb):
-    conn = mariadb.connect()
-    with conn.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS ddl_parser")
-        cur.execute("CREATE DATABASE ddl_parser")
-        cur.execute("SET SESSION sql_mode = ''")  # case01 has a '0000-00-00 00:00:00' default
-    conn.select_db("ddl_parser")
-    yield conn
-    conn.close()
-
-
-@pytest.mark.case01_tables
-def test_every_qserv_schema_file_creates_the_same_columns_in_mariadb(case01, db, table):
-    """Qserv's case01/*.schema (mysqldump output: backticks, int(11), AUTO_INCREMENT, KEY lines, ENGINE and
-    AUTO_INCREMENT table options, '0000-00-00' and CURRENT_TIMESTAMP defaults) read column for column."""
-    path = case01 / "schema" / f"{table}.schema"
-    [statement] = create_tables(path.read_text())
-    assert statement.name == table
-    ours = from_ddl(path)
-    with db.cursor() as cur:
-        cur.execute(path.read_text().replace(f"`{table}`", f"`orig_{table}`"))
-    _create_ours(db, table, ours)
-    assert _columns(db, "ddl_parser", table) == _columns(db, "ddl_parser", f"orig_{table}")
-    # and as Qserv's own /ingest/table body for the same table says
-    body = from_qserv_json(case01 / "ingest" / f"{table}.json")
-    assert [c.mysql_type for c in ours.columns] == [c.mysql_type for c in body.columns]
-
-
-def test_the_mysql_isms_of_qservs_files(case01):
+def test_the_mysql_isms_of_qservs_files(case01, case01_tables):
+    for table in case01_tables:
+        [statement] = create_tables((case01 / "schema" / f"{table}.schema").read_text())
+        assert statement.name == table
     logs = from_ddl(case01 / "schema" / "Logs.schema")
     assert len(logs.columns) == 24  # PRIMARY KEY (`id`) and KEY `a` (`RUNID`) are not columns
     assert logs.column("id").mysql_type == "INT NOT NULL"  # AUTO_INCREMENT dropped: Qserv tables have no keys
@@ -136,21 +93,67 @@ def test_a_mysqldump_file_with_everything_around_the_table():
     assert t.column("id").description == "it's the (id), unique; really"
 
 
-def test_the_mysqldump_table_as_read_creates_the_same_columns_in_mariadb(db):
+def test_the_mysqldump_table_as_read_creates_the_same_columns_in_mariadb(schema_db):
     """A column definition as we keep it is valid MariaDB and means what the original meant."""
-    with db.cursor() as cur:
-        cur.execute(
-            "CREATE TABLE orig_Dump (`id` bigint(20) unsigned NOT NULL, `key` int(11) DEFAULT NULL, "
-            "`we``ird` varchar(8) CHARACTER SET latin1 COLLATE latin1_bin DEFAULT 'a,b)c', "
-            "`kind` enum('x','y;z','(') NOT NULL DEFAULT 'x', "
-            "`ts` datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), "
-            "`twice` int GENERATED ALWAYS AS (`key` * 2) VIRTUAL, `hidden` int INVISIBLE)"
-        )
-    ours = from_ddl(MYSQLDUMP)
-    cols = ", ".join(f"`{c.name.replace('`', '``')}` {c.mysql_type}" for c in ours.columns)
-    with db.cursor() as cur:
-        cur.execute(f"CREATE TABLE Dump ({cols})")
-    assert _columns(db, "ddl_parser", "Dump") == _columns(db, "ddl_parser", "orig_Dump")
+    schema_db.execute(
+        "CREATE TABLE orig_Dump (`id` bigint(20) unsigned NOT NULL, `key` int(11) DEFAULT NULL, "
+        "`we``ird` varchar(8) CHARACTER SET latin1 COLLATE latin1_bin DEFAULT 'a,b)c', "
+        "`kind` enum('x','y;z','(') NOT NULL DEFAULT 'x', "
+        "`ts` datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), "
+        "`twice` int GENERATED ALWAYS AS (`key` * 2) VIRTUAL, `hidden` int INVISIBLE)"
+    )
+    assert schema_db.create_like_qserv("Dump", from_ddl(MYSQLDUMP)) == schema_db.columns("orig_Dump")
+
+
+def test_ddl_parser_handles_modifiers_comments_and_keys():
+    ddl = """
+    /*!40101 SET @saved_cs_client = @@character_set_client */;
+    -- a comment
+    CREATE TABLE IF NOT EXISTS `db`.`T` (
+      `id` bigint(20) unsigned NOT NULL AUTO_INCREMENT COMMENT 'the id, it''s unique',
+      `price` decimal(10,2) DEFAULT '0.00',
+      `kind` enum('a','b,c') NOT NULL DEFAULT 'a',
+      name varchar(64) CHARACTER SET latin1 COLLATE latin1_bin DEFAULT NULL,
+      `ts` datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+      `flag` tinyint(1) DEFAULT NULL,
+      `r` real,
+      PRIMARY KEY (`id`),
+      UNIQUE KEY `u` (`name`, `kind`),
+      CONSTRAINT `fk` FOREIGN KEY (`id`) REFERENCES `other` (`id`)
+    ) ENGINE=MyISAM AUTO_INCREMENT=7 DEFAULT CHARSET=latin1;
+    CREATE TABLE `U` (`x` int);
+    """
+    t = from_ddl(ddl, "T")
+    assert t.names == ["id", "price", "kind", "name", "ts", "flag", "r"]
+    types = [c.mysql_type for c in t.columns]
+    assert types == [
+        "BIGINT UNSIGNED NOT NULL",
+        "DECIMAL(10,2) DEFAULT '0.00'",
+        "ENUM('a','b,c') NOT NULL DEFAULT 'a'",
+        "VARCHAR(64) CHARACTER SET latin1 COLLATE latin1_bin",
+        "DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)",
+        "TINYINT",
+        "DOUBLE",
+    ]
+    assert t.column("id").description == "the id, it's unique"
+    assert t.column("id").arrow_type == pa.uint64()
+    assert t.column("price").arrow_type == pa.decimal128(10, 2)
+    assert from_ddl(ddl, "U").names == ["x"]
+    with pytest.raises(SchemaError, match=r"several tables \['T', 'U'\]"):
+        from_ddl(ddl)
+
+
+def test_normalize_type_spellings():
+    assert normalize_type("bigint(20)") == "BIGINT"
+    assert normalize_type("INTEGER(11) unsigned") == "INT UNSIGNED"
+    assert normalize_type("bool") == "BOOLEAN"
+    assert normalize_type("double precision") == "DOUBLE"
+    assert normalize_type("float(30)") == "DOUBLE"
+    assert normalize_type("char") == "CHAR(1)"
+    assert normalize_type("numeric(5)") == "DECIMAL(5,0)"
+    assert normalize_type("datetime(0)") == "DATETIME"
+    with pytest.raises(SchemaError, match="unexpected text 'NOT NULL'"):
+        normalize_type("int NOT NULL")
 
 
 # MySQL's type synonyms, several of which sqlglot's MySQL dialect reads differently (INT8 as TINYINT,
@@ -170,21 +173,14 @@ def _no_width(column_type: str) -> str:
     return re.sub(r"int\(\d+\)", "int", column_type)
 
 
-def test_type_synonyms_mean_what_mariadb_makes_of_them(db):
-    with db.cursor() as cur:
-        cur.execute(
-            "CREATE TABLE orig_types (" + ", ".join(f"c{i} {t}" for i, t in enumerate(SYNONYMS)) + ")"
+def test_type_synonyms_mean_what_mariadb_makes_of_them(schema_db):
+    for table, types in (("orig_types", SYNONYMS), ("types", [normalize_type(t) for t in SYNONYMS])):
+        schema_db.execute(
+            f"CREATE TABLE {table} (" + ", ".join(f"c{i} {t}" for i, t in enumerate(types)) + ")"
         )
-        cur.execute(
-            "CREATE TABLE types ("
-            + ", ".join(f"c{i} {normalize_type(t)}" for i, t in enumerate(SYNONYMS))
-            + ")"
-        )
-    ours = [(n, _no_width(t)) for n, t, _, _ in _columns(db, "ddl_parser", "types")]
-    theirs = [
-        (n, _no_width(t).replace(" zerofill", "")) for n, t, _, _ in _columns(db, "ddl_parser", "orig_types")
-    ]
-    assert ours == theirs
+    ours = [(n, _no_width(t)) for n, t, _, _ in schema_db.columns("types")]
+    theirs = [(n, _no_width(t)) for n, t, _, _ in schema_db.columns("orig_types")]
+    assert ours == [(n, t.replace(" zerofill", "")) for n, t in theirs]  # ZEROFILL is a display option
     assert [normalize_type(t) for t in ("INT8", "REAL", "MIDDLEINT", "NATIONAL CHAR(3)")] == [
         "BIGINT",
         "DOUBLE",
@@ -213,6 +209,12 @@ def test_qserv_json_column_definitions_on_the_same_parser():
 @pytest.mark.parametrize(
     ("ddl", "message"),
     [
+        ("CREATE TABLE t (a frobnicate(3) NOT NULL)", r"column 'a'.*unknown MySQL type 'frobnicate'"),
+        ("CREATE TABLE t (a int NOT NULL banana)", r"column 'a'.*cannot understand 'banana'"),
+        ("CREATE TABLE t (a varchar(x))", r"column 'a'.*bad arguments 'x'"),
+        ("CREATE TABLE t (a int NOT NULL DEFAULT NULL)", r"NOT NULL with DEFAULT NULL"),
+        ("CREATE TABLE t (a int", r"no closing parenthesis"),
+        ("SELECT 1", r"no CREATE TABLE statement"),
         ("CREATE TABLE t (a float unsigned)", r"column 'a': Cannot convert FLOAT to unsigned.*deprecated"),
         ("CREATE TABLE t (a int AS (b + 1) PERSISTENT)", r"column 'a': cannot understand 'PERSISTENT'"),
         ("CREATE TABLE t (a int CHECK (a > 0))", r"column 'a': cannot understand 'CHECK \(a > 0\)'"),
