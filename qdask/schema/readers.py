@@ -16,7 +16,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from qdask.config.felis import missing_felis_schema, resolve_felis_schema
 from qdask.schema.arrow_types import felis_datatype, mysql_type_for_arrow
 from qdask.schema.columns import Column, TableSchema
 from qdask.schema.ddl import ColumnDefinition, create_tables, normalize_type, parse_column, parse_type
@@ -48,6 +47,9 @@ def felis_table(schema: str | os.PathLike[str], table: str, *, partitioned: bool
     """
     from felis.metadata import get_datatype_with_variants
     from sqlalchemy.dialects import mysql
+
+    # the config's felis resolver; imported here, so that reading schemas does not load the config models
+    from qdask.config.felis import missing_felis_schema, resolve_felis_schema
 
     path = resolve_felis_schema(schema)
     if not path.is_file():
