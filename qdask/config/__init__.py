@@ -33,7 +33,15 @@ from qdask.config.ingest_config import IngestConfig
 from qdask.config.inputs import ButlerInput, FilesInput, TableInput
 from qdask.config.loading import config_from_dict, load_config
 from qdask.config.names import check_identifier
-from qdask.config.qserv import Concurrency, CzarDSN, QservConfig, Retries, Timeouts
+from qdask.config.qserv import (
+    MAX_TRANSACTIONS,
+    MIN_API_VERSION,
+    Concurrency,
+    CzarDSN,
+    QservConfig,
+    Retries,
+    Timeouts,
+)
 from qdask.config.quantities import cpu_cores, k8s_cpu, k8s_memory, memory_bytes, parse_bytes
 from qdask.config.staging import StagingConfig
 from qdask.config.tables import (
@@ -43,13 +51,17 @@ from qdask.config.tables import (
     DirectorTable,
     FelisSchema,
     Policies,
+    Policy,
     RegularTable,
     SchemaSource,
     Table,
     TableConfig,
+    TableKind,
 )
 
 __all__ = [
+    "MAX_TRANSACTIONS",
+    "MIN_API_VERSION",
     "TABLE_KINDS",
     "Adaptive",
     "ButlerInput",
@@ -69,6 +81,7 @@ __all__ = [
     "Partitioning",
     "PodResources",
     "Policies",
+    "Policy",
     "QservConfig",
     "RegularTable",
     "Retries",
@@ -78,6 +91,7 @@ __all__ = [
     "Table",
     "TableConfig",
     "TableInput",
+    "TableKind",
     "Timeouts",
     "Toleration",
     "check_identifier",

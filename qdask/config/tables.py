@@ -27,10 +27,12 @@ __all__ = [
     "DirectorTable",
     "FelisSchema",
     "Policies",
+    "Policy",
     "RegularTable",
     "SchemaSource",
     "Table",
     "TableConfig",
+    "TableKind",
 ]
 
 
