@@ -203,16 +203,15 @@ def _fit_memory(ingest):
 
 def _print_memory(plan) -> None:
     """Per table and stage: the largest task's estimated peak next to the per-task budget and the limits."""
+    from dask.utils import format_bytes
     from rich.console import Console
     from rich.table import Table
 
-    def gib(n):
-        return f"{n / 2**30:.2f} GiB"
-
-    pod = f", pod limit {gib(plan.pod_limit)}" if plan.pod_limit else ""
+    pod = f", pod limit {format_bytes(plan.pod_limit)}" if plan.pod_limit else ""
+    limit = format_bytes(plan.worker_limit)
     console = Console(stderr=True)
     console.print(
-        f"memory per task; each worker: Dask limit {gib(plan.worker_limit)}{pod}, {plan.nthreads} thread(s)",
+        f"memory per task; each worker: Dask limit {limit}{pod}, {plan.nthreads} thread(s)",
         soft_wrap=True,
     )
     table = Table()
@@ -223,8 +222,8 @@ def _print_memory(plan) -> None:
             r.table,
             r.stage,
             str(r.tasks) if r.tasks else "-",
-            gib(r.peak),
-            gib(r.budget),
+            format_bytes(r.peak),
+            format_bytes(r.budget),
             "[green]yes[/]" if r.fits else "[red]NO[/]",
         )
     console.print(table)

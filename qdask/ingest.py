@@ -16,6 +16,7 @@ from uuid import uuid4
 
 import numpy as np
 import pyarrow as pa
+from dask.utils import format_bytes
 from distributed import Client, KilledWorker, as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -140,7 +141,11 @@ class MemoryWatch:
         used, limit = self.peak.get(str(exc.task), (0, None))
         limit = limit or getattr(exc.last_worker, "memory_limit", None)
         tries = exc.allowed_failures + 1
-        memory = f"at least {_size(used)} of its {_size(limit)} memory limit" if limit else f"{_size(used)}"
+        memory = (
+            f"at least {format_bytes(used)} of its {format_bytes(limit)} memory limit"
+            if limit
+            else format_bytes(used)
+        )
         cause = (
             "most likely it needs more memory than a worker has: give workers more memory "
             "(cluster.memory_per_worker) or split the input into smaller units"
@@ -230,7 +235,7 @@ class Ingest:
                 str(len(s.units)),
                 str(len(s.qserv_schema.columns)),
                 f"{rows:,}" if rows is not None else "?",
-                _size(size) if size is not None else "?",
+                format_bytes(size) if size is not None else "?",
             )
         self.console.print(table)
 
@@ -635,11 +640,3 @@ def _short(text: str, limit: int = 400) -> str:
 
 def _key_text(key: ChunkKey) -> str:
     return f"{key.table}-{key.chunk_id}{'-overlap' if key.overlap else ''}"
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)

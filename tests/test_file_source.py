@@ -16,22 +16,6 @@ from qdask.schema import Column, SchemaMismatch, TableSchema, from_ddl, from_qse
 from qdask.sources.files import detect_format, discover_files, read_file, read_unit
 from qdask.sources.units import InputUnit, SourceError
 
-CASE01_TABLES = [
-    "Filter",
-    "LeapSeconds",
-    "Logs",
-    "Object",
-    "RefSrcMatch",
-    "Science_Ccd_Exposure",
-    "SimRefObject",
-    "Source",
-    "sdqa_Metric",
-]
-
-
-def case01(shared_data: Path) -> Path:
-    return shared_data / "qserv-itest" / "case01" / "data"
-
 
 def read_all(path, schema, **kwargs) -> pa.Table:
     batches = list(read_file(path, schema, **kwargs))
@@ -39,9 +23,9 @@ def read_all(path, schema, **kwargs) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def case01_db(mariadb, shared_data, tmp_path_factory):
+def case01_db(mariadb, case01, case01_tables, tmp_path_factory):
     """case01 loaded into MariaDB by MariaDB itself (LOAD DATA, as mysqldump's dumps are meant to be read)."""
-    d = case01(shared_data)
+    d = case01
     tmp = tmp_path_factory.mktemp("case01")
     conn = mariadb.connect()
     with conn.cursor() as cur:
@@ -50,7 +34,7 @@ def case01_db(mariadb, shared_data, tmp_path_factory):
         cur.execute("SET SESSION sql_mode = ''")
         cur.execute("SET SESSION time_zone = '+00:00'")
     conn.select_db("files_case01")
-    for table in CASE01_TABLES:
+    for table in case01_tables:
         plain = tmp / f"{table}.tsv"
         plain.write_bytes(gzip.decompress((d / f"{table}.tsv.gz").read_bytes()))
         with conn.cursor() as cur:
@@ -67,11 +51,11 @@ def _mariadb_rows(conn, table: str) -> list[tuple]:
         return list(cur.fetchall())
 
 
-@pytest.mark.parametrize("table", CASE01_TABLES)
+@pytest.mark.case01_tables
 @pytest.mark.parametrize("schema_from", ["json", "ddl"])
-def test_case01_row_counts(shared_data, case01_db, table, schema_from):
+def test_case01_row_counts(case01, case01_db, table, schema_from):
     """Every case01 table reads whole: as many rows as MariaDB's LOAD DATA makes of the same dump."""
-    d = case01(shared_data)
+    d = case01
     if schema_from == "json":
         schema = from_qserv_json(d / "ingest" / f"{table}.json")
     else:
@@ -109,10 +93,10 @@ def _same(ours, theirs, column: Column) -> bool:
     return ours == theirs
 
 
-@pytest.mark.parametrize("table", CASE01_TABLES)
-def test_case01_values_equal_mariadb_load_data(shared_data, case01_db, table):
+@pytest.mark.case01_tables
+def test_case01_values_equal_mariadb_load_data(case01, case01_db, table):
     """Every value (escapes \\N, \\0, \\\\, escaped tab and newline; latin1; binary) as MariaDB has it."""
-    d = case01(shared_data)
+    d = case01
     schema = from_ddl(d / "schema" / f"{table}.schema")
     # small blocks, so that records (and escaped newlines) straddle block boundaries
     ours = read_all(d / f"{table}.tsv.gz", schema, encoding="latin1", batch_bytes=4096).to_pylist()
@@ -161,8 +145,8 @@ def test_escapes_decoded_like_load_data(tmp_path, mariadb):
     conn.close()
 
 
-def test_case01_selection_and_units(shared_data):
-    d = case01(shared_data)
+def test_case01_selection_and_units(case01):
+    d = case01
     units = discover_files(str(d / "*.tsv.gz"), "any")
     assert len(units) == 9
     obj = [u for u in units if u.uri.endswith("Object.tsv.gz")][0]

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dask.utils import format_bytes
+
 __all__ = [
     "KillReport",
     "MemoryRestart",
@@ -139,9 +141,9 @@ class KillReport:
         if self.limit:
             parts.append(f"memory limit {self.limit}")
         if self.rss:
-            parts.append(f"RSS {_gib(self.rss)} when restarted")
+            parts.append(f"RSS {format_bytes(self.rss)} when restarted")
         if self.estimate:
-            parts.append(f"estimated peak for the unit {_gib(self.estimate)}")
+            parts.append(f"estimated peak for the unit {format_bytes(self.estimate)}")
         text = "; ".join(parts)
         if self.out_of_memory:
             text += (
@@ -149,10 +151,6 @@ class KillReport:
                 "or fewer threads, or select fewer columns; finished units are kept, re-run the same command"
             )
         return text
-
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB"
 
 
 def _task_text(task: Any) -> str:
@@ -185,7 +183,7 @@ def explain_kill(
             return KillReport(task, unit, address, name, t.reason, t.pod, t.memory_limit, None, estimate)
     for r in sorted(restarts, key=lambda r: -r.time):
         if r.worker == address:
-            limit = f"{_gib(memory_limit)} (Dask --memory-limit)" if memory_limit else None
+            limit = f"{format_bytes(memory_limit)} (Dask --memory-limit)" if memory_limit else None
             return KillReport(task, unit, address, name, "memory limit", None, limit, r.rss, estimate)
     return KillReport(task, unit, address, name, "unknown", None, None, None, estimate)
 

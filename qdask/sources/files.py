@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from qdask.formats import FORMATS, format_from_name, strip_gzip
 from qdask.schema import SchemaError, SchemaMismatch, TableSchema, check_arrow_schema, check_batch_values
 from qdask.sources.units import InputUnit, SourceError, row_group_suffix
 
@@ -56,17 +57,6 @@ DEFAULT_UNIT_BYTES = 512 * 1024**2
 #: (a 95 MB dump: 1-2 MB blocks ~1.5x faster than 32 MB ones), and memory stays small.
 TEXT_BLOCK_BYTES = 2 * 1024**2
 
-_FORMATS = ("parquet", "csv", "tsv")
-_EXTENSIONS = {
-    ".parquet": "parquet",
-    ".parq": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".txt": "tsv",
-    ".tab": "tsv",
-}
-
 
 @dataclass(frozen=True)
 class FileFormat:
@@ -84,23 +74,18 @@ def detect_format(path: str | Path, format: str | None = None, compression: str 
 
     `compression` may be ``"gzip"``, ``"none"`` or None (infer from a ``.gz``/``.gzip`` suffix).
     """
-    name = Path(str(path)).name.lower()
-    inferred_comp = None
-    for suffix in (".gz", ".gzip"):
-        if name.endswith(suffix):
-            inferred_comp, name = "gzip", name[: -len(suffix)]
     if compression in (None, ""):
-        compression = inferred_comp
+        compression = "gzip" if strip_gzip(str(path))[1] else None
     elif compression == "none":
         compression = None
     elif compression != "gzip":
         raise SourceError(f"{path}: unsupported compression {compression!r} (gzip or none)")
     if format is None:
-        format = _EXTENSIONS.get(os.path.splitext(name)[1])
+        format = format_from_name(str(path))
         if format is None:
-            raise SourceError(f"{path}: cannot tell the format from the name; give one of {list(_FORMATS)}")
-    if format not in _FORMATS:
-        raise SourceError(f"{path}: unsupported format {format!r}; expected one of {list(_FORMATS)}")
+            raise SourceError(f"{path}: cannot tell the format from the name; give one of {list(FORMATS)}")
+    if format not in FORMATS:
+        raise SourceError(f"{path}: unsupported format {format!r}; expected one of {list(FORMATS)}")
     if format == "parquet" and compression:
         raise SourceError(
             f"{path}: Parquet files compress internally; a gzipped Parquet file is not readable"
@@ -230,7 +215,7 @@ def read_unit(
     is read under its own name. Parquet columns not in the schema are an error unless selected away or
     `allow_extra`. With `check_values`, NOT NULL and CHAR/VARCHAR(n) limits are checked per batch.
     """
-    if unit.format not in _FORMATS:
+    if unit.format not in FORMATS:
         raise SourceError(f"{unit.label}: the file source cannot read format {unit.format!r}")
     opts = unit.options
     fmt = FileFormat(

@@ -17,12 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from qdask.ledger import Shard
+from qdask.ledger import REGULAR_CHUNK, Shard
 from qdask.sky import Chunker
 from qdask.stages.shards import ShardWriter, unit_file_key
-
-REGULAR_CHUNK = -1
-"""The chunk id under which a regular (fully replicated) table's rows are staged."""
 
 INVALID_EXAMPLES = 5
 

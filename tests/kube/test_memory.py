@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from dask.utils import format_bytes
 from distributed import as_completed
 from distributed.scheduler import KilledWorker
 
@@ -126,7 +127,7 @@ def test_oversized_unit_kills_its_workers_and_is_reported(tmp_path):
     text = killed[f"file:{big}"]
     assert text.startswith("memory limit: Dask worker")
     assert f"running unit file:{big}" in text
-    assert f"memory limit {limit / 2**30:.2f} GiB (Dask --memory-limit)" in text
+    assert f"memory limit {format_bytes(limit)} (Dask --memory-limit)" in text
     assert "estimated peak for the unit" in text and "re-run the same command" in text
     assert hook == f"; {text}"  # same report: the limit is the dead worker's own, the estimate the planner's
     assert len(restarts) >= 3  # allowed-failures = 2: three workers died on it before Dask gave up

@@ -58,7 +58,7 @@ def test_plan_shows_memory_per_stage_against_the_pod_limit(tmp_path):
     out = result.output
     assert "Dask limit 1.80 GiB, pod limit 2.00 GiB, 2 thread(s)" in out
     # budget per task: (0.8 x 1.8 GiB - 200 MiB) / 2 threads
-    assert "0.62 GiB" in out
+    assert "637.28 MiB" in out
     rows = [line for line in out.splitlines() if "Object" in line and "partition" in line]
     assert len(rows) == 1 and rows[0].rstrip(" │").endswith("NO")
     # a.parquet was cut into row-group ranges; b.parquet is one row group and is named as not fitting

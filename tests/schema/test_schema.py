@@ -21,43 +21,8 @@ from qdask.schema import (
     from_ddl,
     from_qserv_json,
     is_compatible,
-    normalize_type,
     select_columns,
 )
-
-CASE01_TABLES = [
-    "Filter",
-    "LeapSeconds",
-    "Logs",
-    "Object",
-    "RefSrcMatch",
-    "Science_Ccd_Exposure",
-    "SimRefObject",
-    "Source",
-    "sdqa_Metric",
-]
-
-
-def case01(shared_data: Path) -> Path:
-    return shared_data / "qserv-itest" / "case01" / "data"
-
-
-def _column_types(conn, db: str, table: str) -> list[tuple[str, str, str]]:
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS "
-            "WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s ORDER BY ORDINAL_POSITION",
-            (db, table),
-        )
-        return list(cur.fetchall())
-
-
-def _create_like_qserv(conn, table: str, schema: TableSchema) -> None:
-    """CREATE TABLE the way a Qserv worker does: qserv_trans_id first, then the /ingest/table columns."""
-    cols = ", ".join(f"`{c['name']}` {c['type']}" for c in schema.ingest_columns())
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE `{table}` (`qserv_trans_id` INT NOT NULL, {cols}) ENGINE=MyISAM")
-
 
 # --- felis -----------------------------------------------------------------------------------------
 
@@ -97,29 +62,20 @@ def test_felis_by_path_and_unknown_table():
         felis_table("no_such_schema", "Object")
 
 
-def test_dp02_object_columns_are_valid_mysql(mariadb):
+def test_dp02_object_columns_are_valid_mysql(schema_db):
     """MariaDB itself accepts all 993 columns exactly as /ingest/table would send them."""
-    t = felis_table("dp02_dc2", "Object", partitioned=True)
-    conn = mariadb.connect()
-    with conn.cursor() as cur:
-        cur.execute("CREATE DATABASE IF NOT EXISTS schema_felis")
-    conn.select_db("schema_felis")
-    with conn.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS Object")
-    _create_like_qserv(conn, "Object", t)
-    found = _column_types(conn, "schema_felis", "Object")
-    assert len(found) == 994
-    assert found[1] == ("objectId", "bigint(20)", "YES")
-    assert found[-1] == ("subChunkId", "int(11)", "NO")
-    conn.close()
+    found = schema_db.create_like_qserv("Object", felis_table("dp02_dc2", "Object", partitioned=True))
+    assert len(found) == 993
+    assert found[0][:3] == ("objectId", "bigint(20)", "YES")
+    assert found[-1][:3] == ("subChunkId", "int(11)", "NO")
 
 
 # --- case01: JSON vs DDL ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("table", CASE01_TABLES)
-def test_case01_json_and_ddl_agree(shared_data, table):
-    d = case01(shared_data)
+@pytest.mark.case01_tables
+def test_case01_json_and_ddl_agree(case01, table):
+    d = case01
     js = from_qserv_json(d / "ingest" / f"{table}.json")
     ddl = from_ddl(d / "schema" / f"{table}.schema", partitioned=js.partitioned)
     assert js.name == ddl.name == table
@@ -135,97 +91,19 @@ def test_case01_json_and_ddl_agree(shared_data, table):
         assert js.extras["director_table"] is not None
 
 
-def test_case01_types_equal_in_mariadb(shared_data, mariadb):
-    """Normalised columns create the same MariaDB column types as case01's original DDL."""
-    d = case01(shared_data)
-    conn = mariadb.connect()
-    with conn.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS schema_case01")
-        cur.execute("CREATE DATABASE schema_case01")
-        cur.execute("SET SESSION sql_mode = ''")  # case01 has a '0000-00-00 00:00:00' default
-    conn.select_db("schema_case01")
-    for table in CASE01_TABLES:
-        js = from_qserv_json(d / "ingest" / f"{table}.json")
-        _create_like_qserv(conn, table, js)
-        with conn.cursor() as cur:
-            cur.execute(
-                (d / "schema" / f"{table}.schema").read_text().replace(f"`{table}`", f"`orig_{table}`")
-            )
-        ours = _column_types(conn, "schema_case01", table)[1:]  # without qserv_trans_id
-        orig = _column_types(conn, "schema_case01", f"orig_{table}")
-        n = len(orig)
-        assert ours[:n] == orig, table
-    conn.close()
-
-
-# --- DDL parsing -----------------------------------------------------------------------------------
-
-
-def test_ddl_parser_handles_modifiers_comments_and_keys():
-    ddl = """
-    /*!40101 SET @saved_cs_client = @@character_set_client */;
-    -- a comment
-    CREATE TABLE IF NOT EXISTS `db`.`T` (
-      `id` bigint(20) unsigned NOT NULL AUTO_INCREMENT COMMENT 'the id, it''s unique',
-      `price` decimal(10,2) DEFAULT '0.00',
-      `kind` enum('a','b,c') NOT NULL DEFAULT 'a',
-      name varchar(64) CHARACTER SET latin1 COLLATE latin1_bin DEFAULT NULL,
-      `ts` datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-      `flag` tinyint(1) DEFAULT NULL,
-      `r` real,
-      PRIMARY KEY (`id`),
-      UNIQUE KEY `u` (`name`, `kind`),
-      CONSTRAINT `fk` FOREIGN KEY (`id`) REFERENCES `other` (`id`)
-    ) ENGINE=MyISAM AUTO_INCREMENT=7 DEFAULT CHARSET=latin1;
-    CREATE TABLE `U` (`x` int);
-    """
-    t = from_ddl(ddl, "T")
-    assert t.names == ["id", "price", "kind", "name", "ts", "flag", "r"]
-    types = [c.mysql_type for c in t.columns]
-    assert types == [
-        "BIGINT UNSIGNED NOT NULL",
-        "DECIMAL(10,2) DEFAULT '0.00'",
-        "ENUM('a','b,c') NOT NULL DEFAULT 'a'",
-        "VARCHAR(64) CHARACTER SET latin1 COLLATE latin1_bin",
-        "DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)",
-        "TINYINT",
-        "DOUBLE",
-    ]
-    assert t.column("id").description == "the id, it's unique"
-    assert t.column("id").arrow_type == pa.uint64()
-    assert t.column("price").arrow_type == pa.decimal128(10, 2)
-    assert from_ddl(ddl, "U").names == ["x"]
-    with pytest.raises(SchemaError, match=r"several tables \['T', 'U'\]"):
-        from_ddl(ddl)
-
-
-@pytest.mark.parametrize(
-    ("ddl", "message"),
-    [
-        ("CREATE TABLE t (a frobnicate(3) NOT NULL)", r"column 'a'.*unknown MySQL type 'frobnicate'"),
-        ("CREATE TABLE t (a int NOT NULL banana)", r"column 'a'.*cannot understand 'banana'"),
-        ("CREATE TABLE t (a varchar(x))", r"column 'a'.*bad arguments 'x'"),
-        ("CREATE TABLE t (a int NOT NULL DEFAULT NULL)", r"NOT NULL with DEFAULT NULL"),
-        ("CREATE TABLE t (a int", r"no closing parenthesis"),
-        ("SELECT 1", r"no CREATE TABLE statement"),
-    ],
-)
-def test_ddl_parser_errors_are_clear(ddl, message):
-    with pytest.raises(SchemaError, match=message):
-        from_ddl(ddl)
-
-
-def test_normalize_type_spellings():
-    assert normalize_type("bigint(20)") == "BIGINT"
-    assert normalize_type("INTEGER(11) unsigned") == "INT UNSIGNED"
-    assert normalize_type("bool") == "BOOLEAN"
-    assert normalize_type("double precision") == "DOUBLE"
-    assert normalize_type("float(30)") == "DOUBLE"
-    assert normalize_type("char") == "CHAR(1)"
-    assert normalize_type("numeric(5)") == "DECIMAL(5,0)"
-    assert normalize_type("datetime(0)") == "DATETIME"
-    with pytest.raises(SchemaError, match="unexpected text 'NOT NULL'"):
-        normalize_type("int NOT NULL")
+@pytest.mark.case01_tables
+@pytest.mark.parametrize("source", ["json", "ddl"])
+def test_case01_schemas_create_the_columns_of_the_original_ddl(case01, schema_db, table, source):
+    """Columns read from Qserv's table JSON, and from the DDL by the parser, create in MariaDB the same
+    types, nullability and defaults as case01's original DDL itself (mysqldump output: backticks, int(11),
+    AUTO_INCREMENT, KEY lines, ENGINE and AUTO_INCREMENT table options, '0000-00-00' defaults)."""
+    path = case01 / "schema" / f"{table}.schema"
+    read = from_qserv_json(case01 / "ingest" / f"{table}.json") if source == "json" else from_ddl(path)
+    schema_db.execute(path.read_text().replace(f"`{table}`", f"`orig_{table}`"))
+    ours = schema_db.create_like_qserv(f"{source}_{table}", read)
+    orig = schema_db.columns(f"orig_{table}")
+    assert ours[: len(orig)] == orig
+    schema_db.execute(f"DROP TABLE `orig_{table}`")
 
 
 def test_qserv_json_rejects_bad_bodies(tmp_path):
@@ -422,15 +300,10 @@ FELIS_BASE = {
 }
 
 
-def test_peer_schemas_resolve_and_create_in_mariadb(mariadb):
+def test_peer_schemas_resolve_and_create_in_mariadb(schema_db):
     """Every table of several lsst-sdm-schemas peers (text, timestamps, strings) is valid MariaDB DDL."""
     from felis.datamodel import Schema
 
-    conn = mariadb.connect()
-    with conn.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS schema_peers")
-        cur.execute("CREATE DATABASE schema_peers")
-    conn.select_db("schema_peers")
     created = 0
     for name in PEER_SCHEMAS:
         path = Path(str(importlib.resources.files("lsst.sdm.schemas") / f"{name}.yaml"))
@@ -443,8 +316,6 @@ def test_peer_schemas_resolve_and_create_in_mariadb(mariadb):
                 if fc.datatype.value in ("char", "string"):
                     assert c.max_length == fc.length
                 c.arrow_type  # noqa: B018 - every type has an Arrow type
-            _create_like_qserv(conn, f"{name}_{ftable.name}", t)
-            assert len(_column_types(conn, "schema_peers", f"{name}_{ftable.name}")) == len(t.columns) + 1
+            assert len(schema_db.create_like_qserv(f"{name}_{ftable.name}", t)) == len(t.columns)
             created += 1
     assert created >= 25
-    conn.close()

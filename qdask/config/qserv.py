@@ -1,0 +1,178 @@
+"""The Qserv instance: replication controller, czar DSN, where auth keys come from, how qdask talks to it."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from qdask.config.base import ConfigModel
+from qdask.config.names import EnvName, Identifier
+from qdask.config.quantities import Bytes, parse_bytes_field
+from qdask.dsn import DSN, parse_dsn
+
+__all__ = [
+    "MAX_TRANSACTIONS",
+    "MIN_API_VERSION",
+    "Concurrency",
+    "CzarDSN",
+    "QservConfig",
+    "Retries",
+    "Timeouts",
+]
+
+CZAR_PORT = 4040  # the czar's MySQL-protocol port in a Qserv deployment
+
+
+class CzarDSN(ConfigModel):
+    """Where the czar answers SQL (MySQL protocol), from ``mysql://user[:pass]@host[:port][/db]``.
+
+    Parsed by `qdask.dsn.parse_dsn`; the port defaults to 4040.
+    """
+
+    user: str = Field(min_length=1)
+    password: SecretStr | None = None
+    host: str = Field(min_length=1)
+    port: int = Field(default=CZAR_PORT, gt=0, lt=65536)
+    database: Identifier | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        dsn = parse_dsn(v)
+        if dsn.user is None:
+            raise ValueError(
+                "expected mysql://user[:password]@host:port[/database]: user and host are required"
+            )
+        out: dict[str, Any] = {"user": dsn.user, "host": dsn.host, "database": dsn.database}
+        if dsn.password is not None:
+            out["password"] = dsn.password
+        if dsn.port is not None:
+            out["port"] = dsn.port
+        return out
+
+    def dsn(self) -> DSN:
+        """This DSN as a `qdask.dsn.DSN`."""
+        return DSN(self.host, self.port, self.user, self.password, self.database)
+
+    def url(self, reveal: bool = False) -> str:
+        """The DSN as a URL (user and password percent-encoded); the password is masked unless `reveal`."""
+        return self.dsn().url(reveal=reveal)
+
+    def __str__(self) -> str:
+        return self.url()
+
+
+def _mask_url(v: str) -> str:
+    """`v` with any user:password part replaced, so a URL can be quoted in an error."""
+    return re.sub(r"(?<=//)[^/@]*@", "***@", v)
+
+
+def _check_controller(v: str) -> str:
+    u = urlsplit(v)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ValueError(
+            f"expected an http:// or https:// URL of the replication controller, got {_mask_url(v)!r}"
+        )
+    try:
+        _ = u.port
+    except ValueError:
+        raise ValueError(f"the port in {_mask_url(v)!r} is not a number in 1..65535") from None
+    if u.username or u.password:
+        raise ValueError("do not put credentials in the controller URL; the auth key comes from auth_key_env")
+    return v.rstrip("/")
+
+
+class Concurrency(ConfigModel):
+    """Bounds on simultaneous uploads to Qserv, in total and per Qserv worker."""
+
+    total: int = Field(default=16, gt=0, le=1024)
+    per_worker: int = Field(default=4, gt=0, le=256)
+
+    @model_validator(mode="after")
+    def _order(self) -> Concurrency:
+        if self.per_worker > self.total:
+            raise ValueError(f"per_worker ({self.per_worker}) cannot exceed total ({self.total})")
+        return self
+
+
+class Timeouts(ConfigModel):
+    """HTTP timeouts in seconds: connecting, and a whole request (an upload may be slow)."""
+
+    connect: float = Field(default=10.0, gt=0)
+    request: float = Field(default=600.0, gt=0)
+
+
+class Retries(ConfigModel):
+    """Retries of transient failures: attempts (≥1, 1 = no retry), exponential backoff in seconds."""
+
+    attempts: int = Field(default=5, ge=1, le=100)
+    backoff: float = Field(default=1.0, ge=0)
+    backoff_max: float = Field(default=60.0, ge=0)
+
+
+MIN_API_VERSION = 54  # POST /ingest/chunks (bulk chunk allocation) needs 54
+MAX_TRANSACTIONS = 8192  # MariaDB partitions per table; one partition per transaction
+
+
+class QservConfig(ConfigModel):
+    """The Qserv instance: endpoints, where the auth keys come from, and limits on how qdask talks to it."""
+
+    controller: Annotated[str, AfterValidator(_check_controller)]
+    czar: CzarDSN
+    czar_password_env: EnvName | None = None
+    auth_key_env: EnvName = "QSERV_AUTH_KEY"
+    admin_auth_key_env: EnvName = "QSERV_ADMIN_AUTH_KEY"
+    api_version: int = Field(default=55, ge=MIN_API_VERSION)
+    upload: Literal["csv", "file"] = "csv"
+    max_chunks_per_transaction: int = Field(default=100, gt=0)
+    max_bytes_per_transaction: Bytes = 10 * 2**30
+    max_transactions: int = Field(default=1000, gt=0, le=MAX_TRANSACTIONS)
+    concurrency: Concurrency = Field(default_factory=Concurrency)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    retries: Retries = Field(default_factory=Retries)
+
+    _auth_key: SecretStr | None = PrivateAttr(default=None)
+    _admin_auth_key: SecretStr | None = PrivateAttr(default=None)
+
+    _bytes = field_validator("max_bytes_per_transaction", mode="before")(parse_bytes_field)
+
+    @property
+    def auth_key(self) -> SecretStr:
+        """Qserv's auth key, read from $auth_key_env on first use ('' when unset: Qserv's default key)."""
+        if self._auth_key is None:
+            self._auth_key = SecretStr(os.environ.get(self.auth_key_env, ""))
+        return self._auth_key
+
+    @property
+    def admin_auth_key(self) -> SecretStr:
+        """Qserv's admin auth key, read from $admin_auth_key_env on first use ('' when unset)."""
+        if self._admin_auth_key is None:
+            self._admin_auth_key = SecretStr(os.environ.get(self.admin_auth_key_env, ""))
+        return self._admin_auth_key
+
+    @property
+    def czar_password(self) -> SecretStr | None:
+        """The czar password: from $czar_password_env when named there, else from the DSN."""
+        if self.czar_password_env:
+            value = os.environ.get(self.czar_password_env)
+            if value is not None:
+                return SecretStr(value)
+        return self.czar.password
+
+    @field_serializer("czar")
+    def _czar_masked(self, czar: CzarDSN) -> str:
+        return czar.url()
