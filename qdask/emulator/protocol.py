@@ -232,6 +232,13 @@ class Call:
     def q_str(self, name: str, default: str = "") -> str:
         return self.query.get(name, default)
 
+    def q_required(self, name: str) -> str:
+        """``requiredString``: present and not empty."""
+        value = self.query.get(name, "")
+        if not value:
+            raise InvalidParam(f"RequestQuery::requiredString mandatory parameter '{name}' is missing")
+        return value
+
     def q_uint(self, name: str, default: int) -> int:
         """``optionalUInt64``: ``std::stoull`` of the value."""
         return std_stoull(self.query[name]) if name in self.query else default

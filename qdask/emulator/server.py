@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from qdask.emulator.controller import Controller
+from qdask.emulator.controller.context import ControllerContext
 from qdask.emulator.czar import Czar
 from qdask.emulator.faults import FaultInjector
 from qdask.emulator.protocol import Keys
@@ -138,9 +139,8 @@ class Emulator:
         await self.pool.run(lambda conn: state.open())
         czar = Czar(state, self.pool, self.nodes, cfg.czar_prefix)
         storages: dict[str, WorkerStorage] = {}
-        self.controller = Controller(
-            state, self.pool, storages, self.keys, self.faults, czar, self.meta_db, self.set_worker_down
-        )
+        context = ControllerContext(state, self.pool, storages, self.keys, self.faults, czar, self.meta_db)
+        self.controller = Controller(context, self.set_worker_down)
         await self.pool.aexecute(f"CREATE DATABASE IF NOT EXISTS `{self.meta_db}`")
         for i in range(1, cfg.workers + 1):
             name = f"worker-{i}"

@@ -11,6 +11,7 @@ import json
 import time
 from typing import Any, Literal
 
+from qdask.emulator.protocol import OperationFailed
 from qdask.emulator.records import (
     RECORD_TYPES,
     ChunkReplica,
@@ -139,6 +140,32 @@ class State:
         self.stats.pop((db, table), None)
         for kind in (Table.KIND, TableStats.KIND):
             await self._delete(kind, f"{db}.{table}")
+
+    # ---- lookups, failing with the texts of Qserv's configuration and database services
+    def database(self, name: str) -> Database:
+        """``Configuration::databaseInfo`` (``Configuration.cc:880-886``)."""
+        db = self.databases.get(name)
+        if db is None:
+            raise OperationFailed(f"CONFIG  _databaseInfo no such database '{name}'.")
+        return db
+
+    def table(self, db: Database, name: str) -> Table:
+        """``DatabaseInfo::findTable`` (``ConfigDatabase.cc:176-184``)."""
+        t = self.tables.get((db.name, name))
+        if t is None:
+            raise OperationFailed(
+                f"DatabaseInfo::findTable no such table '{name}' found in the database '{db.name}'."
+            )
+        return t
+
+    def transaction(self, tid: int) -> Transaction:
+        """``DatabaseServicesMySQL::transaction`` (``DatabaseServicesMySQL.cc:1495-1504``)."""
+        t = self.transactions.get(tid)
+        if t is None:
+            raise OperationFailed(
+                f"DatabaseServicesMySQL::_findTransactionImpl predicate=`id`={tid} no such transaction"
+            )
+        return t
 
     # ---- queries
     def db_tables(self, db: str) -> list[Table]:

@@ -15,9 +15,6 @@ They share a :class:`~qdask.emulator.controller.context.ControllerContext` (stat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from qdask.emulator.controller.chunk_placement import ChunkServices
@@ -30,30 +27,14 @@ from qdask.emulator.controller.meta import MetaServices
 from qdask.emulator.controller.table_stats import TableStatsServices
 from qdask.emulator.controller.tables import TableServices
 from qdask.emulator.controller.transactions import TransactionServices
-from qdask.emulator.faults import FaultInjector
-from qdask.emulator.protocol import Keys, Routed
-from qdask.emulator.state import State
-from qdask.emulator.storage import SqlPool, WorkerStorage
-
-if TYPE_CHECKING:
-    from qdask.emulator.czar import Czar
+from qdask.emulator.protocol import Routed
 
 
 class Controller:
     """The controller's service modules over one shared context."""
 
-    def __init__(
-        self,
-        state: State,
-        pool: SqlPool,
-        storages: Mapping[str, WorkerStorage],
-        keys: Keys,
-        faults: FaultInjector,
-        czar: Czar,
-        meta_db: str,
-        switch_worker: SwitchWorker,
-    ):
-        self.ctx = ControllerContext(state, pool, storages, keys, faults, czar, meta_db)
+    def __init__(self, ctx: ControllerContext, switch_worker: SwitchWorker):
+        self.ctx = ctx
         index = DirectorIndex(self.ctx)
         stats = TableStatsServices(self.ctx)
         self.modules: list[Routed] = [
@@ -65,7 +46,7 @@ class Controller:
             ChunkServices(self.ctx),
             DirectorIndexServices(self.ctx),
             IngestConfigServices(self.ctx),
-            FaultAdmin(faults, storages.keys(), switch_worker),
+            FaultAdmin(ctx.faults, ctx.storages.keys(), switch_worker),
         ]
 
     def routes(self) -> list[web.RouteDef]:

@@ -39,13 +39,13 @@ class ChunkServices(ControllerModule):
         if call.has("database"):
             name = call.json_str("database")
         elif call.has("transaction_id"):
-            name = self.ctx.transaction(call.json_uint("transaction_id")).database
+            name = self.state.transaction(call.json_uint("transaction_id")).database
         else:
             raise InvalidParam(
                 f"{self.CONTEXT}::{func} this service expects either 'database' or  'transaction_id' to be"
                 " provided to define a scope of the request."
             )
-        db = self.ctx.database(name)
+        db = self.state.database(name)
         if db.is_published:
             raise ApiError(f"database '{db.name} is already published.")
         return db
@@ -85,11 +85,21 @@ class ChunkServices(ControllerModule):
     def _location(self, worker: str, chunk: int) -> dict:
         return self.ctx.worker(worker).location(chunk)
 
+    def _one(self, call: Call, func: str) -> tuple[Database, int]:
+        chunk = call.json_uint("chunk")
+        db = self.scope(call, func)
+        self._check_valid(db, [chunk], "this chunk number is not valid")
+        return db, chunk
+
+    def _many(self, call: Call, func: str) -> tuple[Database, list[int]]:
+        chunks = call.json_uints("chunks")
+        db = self.scope(call, func)
+        self._check_valid(db, chunks, "chunk {chunk} is not valid")
+        return db, chunks
+
     @endpoint(12, auth=True)
     async def add_chunk(self, call: Call) -> dict:
-        chunk = call.json_uint("chunk")
-        db = self.scope(call, "_addChunk")
-        self._check_valid(db, [chunk], "this chunk number is not valid")
+        db, chunk = self._one(call, "_addChunk")
         async with self._placement:
             existing = self.state.replicas.get(db.name, {}).get(chunk, [])
             if len(existing) > 1:
@@ -102,9 +112,7 @@ class ChunkServices(ControllerModule):
 
     @endpoint(54, auth=True)
     async def add_chunks(self, call: Call) -> dict:
-        chunks = call.json_uints("chunks")
-        db = self.scope(call, "_addChunks")
-        self._check_valid(db, chunks, "chunk {chunk} is not valid")
+        db, chunks = self._many(call, "_addChunks")
         locations = []
         async with self._placement:
             for chunk in chunks:
@@ -118,22 +126,15 @@ class ChunkServices(ControllerModule):
 
     @endpoint(54, auth=True)
     async def add_chunk_multi(self, call: Call) -> dict:
-        chunk = call.json_uint("chunk")
-        db = self.scope(call, "_addChunkMulti")
-        self._check_valid(db, [chunk], "this chunk number is not valid")
+        db, chunk = self._one(call, "_addChunkMulti")
         async with self._placement:
             return {"locations": await self._multi(db, chunk)}
 
     @endpoint(54, auth=True)
     async def add_chunks_multi(self, call: Call) -> dict:
-        chunks = call.json_uints("chunks")
-        db = self.scope(call, "_addChunksMulti")
-        self._check_valid(db, chunks, "chunk {chunk} is not valid")
-        locations = []
+        db, chunks = self._many(call, "_addChunksMulti")
         async with self._placement:
-            for chunk in chunks:
-                locations += await self._multi(db, chunk)
-        return {"locations": locations}
+            return {"locations": [loc for chunk in chunks for loc in await self._multi(db, chunk)]}
 
     async def _multi(self, db: Database, chunk: int) -> list[dict]:
         workers = await self._place(db, chunk, multi=True)
@@ -144,10 +145,7 @@ class ChunkServices(ControllerModule):
     @endpoint(12)
     async def list_chunks(self, call: Call) -> dict:
         """``_getChunks`` (``HttpIngestChunksModule.cc:584-634``): every replica, per-table sizes at 0."""
-        name = call.q_str("database")
-        if not name:
-            raise InvalidParam("RequestQuery::requiredString mandatory parameter 'database' is missing")
-        db = self.ctx.database(name)
+        db = self.state.database(call.q_required("database"))
         tables = [t.name for t in self.state.db_tables(db.name) if t.is_partitioned]
         sizes = ("overlap_rows", "overlap_data_size", "overlap_index_size", "rows", "data_size", "index_size")
         return {

@@ -1,7 +1,6 @@
 """What every controller module shares: the state, the workers' storage, and Qserv's lookups and job rules.
 
-Lookups fail with the texts Qserv's configuration and database services throw, so every module reports a
-missing database, table or transaction alike. Controller "jobs" on workers (create databases and tables,
+Controller "jobs" on workers (create databases and tables,
 drop transaction partitions, de-partition at publish) are direct calls into each worker's storage; a
 worker switched down by fault injection fails the job with an error naming it, as Qserv's jobs do.
 """
@@ -15,7 +14,7 @@ import pymysql
 
 from qdask.emulator.faults import FaultInjector
 from qdask.emulator.protocol import Keys, OperationFailed
-from qdask.emulator.records import Database, Family, Table, Transaction, Worker
+from qdask.emulator.records import Database, Family, Table, Worker
 from qdask.emulator.state import State, now_ms
 from qdask.emulator.storage import SqlPool, WorkerStorage, qid
 
@@ -57,32 +56,7 @@ class ControllerContext:
         self.meta_db = meta_db
         self.css_db = meta_db.replace("qservMeta", "qservCssData")
 
-    # ---- lookups, failing as Qserv's services do
-    def database(self, name: str) -> Database:
-        """``Configuration::databaseInfo`` (``Configuration.cc:880-886``)."""
-        db = self.state.databases.get(name)
-        if db is None:
-            raise OperationFailed(f"CONFIG  _databaseInfo no such database '{name}'.")
-        return db
-
-    def table(self, db: Database, name: str) -> Table:
-        """``DatabaseInfo::findTable`` (``ConfigDatabase.cc:176-184``)."""
-        t = self.state.tables.get((db.name, name))
-        if t is None:
-            raise OperationFailed(
-                f"DatabaseInfo::findTable no such table '{name}' found in the database '{db.name}'."
-            )
-        return t
-
-    def transaction(self, tid: int) -> Transaction:
-        """``DatabaseServicesMySQL::transaction`` (``DatabaseServicesMySQL.cc:1495-1504``)."""
-        t = self.state.transactions.get(tid)
-        if t is None:
-            raise OperationFailed(
-                f"DatabaseServicesMySQL::_findTransactionImpl predicate=`id`={tid} no such transaction"
-            )
-        return t
-
+    # ---- lookups
     def family(self, db: Database) -> Family:
         return self.state.families[db.family_name]
 

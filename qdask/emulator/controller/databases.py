@@ -93,7 +93,7 @@ class DatabaseServices(ControllerModule):
         name = call.match("db")
         consolidate = call.json_int("consolidate_secondary_index", 0) != 0
         deploy = call.json_int("row_counters_deploy_at_qserv", 0) != 0
-        db = self.ctx.database(name)
+        db = self.state.database(name)
         if db.is_published:
             raise ApiError("the database is already published")
         if any(t.state not in CLOSED_STATES for t in self.state.db_transactions(name)):
@@ -188,12 +188,12 @@ class DatabaseServices(ControllerModule):
         """``_buildEmptyChunksList`` (``HttpIngestModule.cc:992-1003``)."""
         name = call.json_str("database")
         force = call.json_int("force", 0) != 0
-        return await self._build_empty_chunks(self.ctx.database(name), force)
+        return await self._build_empty_chunks(self.state.database(name), force)
 
     @endpoint(12, auth=True)
     async def delete_database(self, call: Call) -> dict:
         """``_deleteDatabase`` (``HttpIngestModule.cc:388-485``)."""
-        db = self.ctx.database(call.match("db"))
+        db = self.state.database(call.match("db"))
         if db.is_published and not call.is_admin:
             raise ApiError("deleting published databases requires administrator's privileges.")
         await self.ctx.czar.drop_database(db.name)

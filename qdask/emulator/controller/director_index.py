@@ -103,8 +103,8 @@ class DirectorIndexServices(ControllerModule):
         rebuild = call.json_int("rebuild", 0) != 0
         if call.has("local"):
             call.warn("Option 'local' is obsolete as of the version 20 of the API.")
-        db = self.ctx.database(dbname)
-        t = self.ctx.table(db, director)
+        db = self.state.database(dbname)
+        t = self.state.table(db, director)
         if not t.is_director:  # :83-87
             raise ApiError(f"table '{t.name}' is not configured as a director table in database '{db.name}'")
         if not t.is_published:  # :88-92 (the leading blank is Qserv's)

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from qdask.emulator.controller.context import ControllerModule
-from qdask.emulator.protocol import Call, InvalidParam, endpoint
+from qdask.emulator.protocol import Call, endpoint
 
 #: The ``worker-http-file-reader`` parameters in Qserv's order, and how each is read (``ClientConfig.cc``).
 PARAMETERS: dict[str, str] = {
@@ -40,7 +40,7 @@ class IngestConfigServices(ControllerModule):
     @endpoint(14, auth=True)
     async def update(self, call: Call) -> dict:
         """``_update``: each parameter present is read with its type and saved; the answer is empty."""
-        db = self.ctx.database(call.json_str("database"))
+        db = self.state.database(call.json_str("database"))
         read = {"int": call.json_int, "uint": call.json_uint, "str": call.json_str}
         for key, kind in PARAMETERS.items():
             if call.has(key):
@@ -52,9 +52,6 @@ class IngestConfigServices(ControllerModule):
     @endpoint(14)
     async def get(self, call: Call) -> dict:
         """``_get``: the parameters ever set for the database (``query().requiredString("database")``)."""
-        name = call.q_str("database")
-        if not name:
-            raise InvalidParam("RequestQuery::requiredString mandatory parameter 'database' is missing")
-        db = self.ctx.database(name)
+        db = self.state.database(call.q_required("database"))
         values = {k: db.ingest_config[k] for k in PARAMETERS if k in db.ingest_config}
         return {"config": {"database": db.name, **values}}

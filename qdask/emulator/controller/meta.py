@@ -86,7 +86,7 @@ class MetaServices(ControllerModule):
         check_version(call, 34 if publish else 12)
         if not call.is_admin:
             raise ApiError("administrator's privileges are required to (un-)publish databases.")
-        db = self.ctx.database(name)
+        db = self.state.database(name)
         if publish == db.is_published:  # Configuration::_publishDatabase (Configuration.cc:888-895)
             state = "already published" if publish else "not published"
             raise OperationFailed(f"CONFIG  _publishDatabase database '{db.name}' is {state}.")

@@ -85,105 +85,126 @@ def sanitize(t: Table) -> Table:
 
 def validate(t: Table, lookup: TableLookup, known_databases: Mapping[str, object]) -> Table:
     """``DatabaseInfo::validate`` of a sanitized table (``ConfigDatabase.cc:198-365``)."""
+    return _Validation(t, lookup, known_databases).run()
 
-    def fail(message: str) -> InvalidParam:
-        dump = json.dumps(t.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return InvalidParam(f"DatabaseInfo::validate {message} [database={t.database}] {dump}")
 
-    if not t.name:
-        raise fail("table name is empty")
-    if len(t.database) + len(t.name) > MAX_DATABASE_TABLE_NAME_LENGTH:
-        raise fail(
-            f"the combined size of the database and table names exceeds {MAX_DATABASE_TABLE_NAME_LENGTH}"
-            " characters"
-        )
-    if t.is_partitioned and t.is_director and t.is_ref_match:
-        raise fail("ambiguous table type definition")
-    if not t.is_partitioned:
+class _Validation:
+    """One pass of ``DatabaseInfo::validate``: every failure names the rule, the database and the table."""
+
+    def __init__(self, t: Table, lookup: TableLookup, known_databases: Mapping[str, object]):
+        self.t = t
+        self.lookup = lookup
+        self.known_databases = known_databases
+
+    def fail(self, message: str) -> InvalidParam:
+        """``throwIf`` (``ConfigDatabase.cc:201-205``): the message, the database, the table as JSON."""
+        dump = json.dumps(self.t.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return InvalidParam(f"DatabaseInfo::validate {message} [database={self.t.database}] {dump}")
+
+    def run(self) -> Table:
+        t = self.t
+        if not t.name:
+            raise self.fail("table name is empty")
+        if len(t.database) + len(t.name) > MAX_DATABASE_TABLE_NAME_LENGTH:
+            raise self.fail(
+                f"the combined size of the database and table names exceeds {MAX_DATABASE_TABLE_NAME_LENGTH}"
+                " characters"
+            )
+        if t.is_partitioned and t.is_director and t.is_ref_match:
+            raise self.fail("ambiguous table type definition")
+        if not t.is_partitioned:
+            return t
+        if t.is_director:
+            roles = self.director()
+        elif t.is_ref_match:
+            roles = self.ref_match()
+        else:
+            roles = self.dependent()
+        names = {c.name for c in t.columns}
+        for role, column in sorted(roles.items()):  # a std::map: in the order of the role names
+            if not column:
+                raise self.fail(f"a valid column name must be provided for parameter '{role}'")
+            if column not in names:
+                raise self.fail(f"no matching column '{column}' found in schema for parameter '{role}'")
         return t
-    roles: dict[str, str] = {}  # a std::map: checked in the order of the role names
-    d, d2 = t.director, t.director2
 
-    def director_of(ref: DirectorRef, missing_db: str) -> Table | None:
-        db = ref.database_name or t.database
-        if ref.database_name and ref.database_name not in known_databases:
-            raise fail(missing_db)
-        return lookup(db, ref.table_name)
-
-    if t.is_director:
-        if d.table_name or not d2.empty:
-            raise fail("the director table can't be the dependant of other director(s)")
-        if not d.primary_key:
-            raise fail("the director table definition requires a valid director key")
-        roles.setdefault("directorTable.primaryKeyColumn()", d.primary_key)
-        if d2.primary_key:
-            raise fail("the director table definition can't have the second director's key")
-        if not t.latitude_key or not t.longitude_key:
-            raise fail("the director table requires both spatial coordinate columns")
-        roles.setdefault("latitudeColName", t.latitude_key)
-        roles.setdefault("longitudeColName", t.longitude_key)
-        roles.setdefault("subChunkIdColName", SUB_CHUNK_COLUMN)
-    elif t.is_ref_match:
-        if d.empty or d2.empty:
-            raise fail("incomplete definition of the directors for the RefMatch table")
-        if d == d2:
-            raise fail("the director tables of the RefMatch table can't be the same")
-        for ref in (d, d2):
-            missing = (
+    def require_director(self, ref: DirectorRef, missing: str, not_director: str) -> None:
+        """The reference names an existing director table (in its own database, if it names one)."""
+        if ref.database_name and ref.database_name not in self.known_databases:
+            raise self.fail(
                 f"non-existing database '{ref.database_name}' referenced in the spec of the director table"
                 f" '{ref.table_name}'"
             )
-            target = director_of(ref, missing)
-            if target is None:
-                raise fail(f"non-existing director '{ref.table_name}' referenced in the RefMatch definition")
-            if not target.is_director:
-                raise fail(
-                    f"table '{ref.table_name}' referenced in the RefMatch definition isn't the director"
-                )
-        if not d.primary_key or not d2.primary_key:
-            raise fail("incomplete definition of the director table keys for the RefMatch table")
-        if d.primary_key == d2.primary_key:
-            raise fail("the director table keys of the RefMatch table can't be the same")
-        roles.setdefault("directorTable.primaryKeyColumn()", d.primary_key)
-        roles.setdefault("directorTable2.primaryKeyColumn()", d2.primary_key)
-        if not t.flag:
-            raise fail("the RefMatch table requires the special column to store flags")
-        roles.setdefault("flagColName", t.flag)
-        if not t.ang_sep > 0:
-            raise fail("the RefMatch table requires the angular separation to be more than 0")
-        if t.latitude_key or t.longitude_key:
-            raise fail("the RefMatch table can't have spatial coordinate columns")
-    else:
-        if d.empty:
-            raise fail("the dependent table requires a valid director")
-        missing = (
-            f"non-existing database '{d.database_name}' referenced in the spec of the director table"
-            f" '{d.table_name}'"
-        )
-        target = director_of(d, missing)
-        where = f"database='{d.database_name}' table='{d.table_name}'"
+        target = self.lookup(ref.database_name or self.t.database, ref.table_name)
         if target is None:
-            raise fail(f"non-existing director table referenced {where} in the dependent table definition")
+            raise self.fail(missing)
         if not target.is_director:
-            raise fail(
-                f"a table referenced {where} in the dependent table definition isn't the director table"
-            )
-        if not d2.empty:
-            raise fail("the dependent table can't have the second director")
+            raise self.fail(not_director)
+
+    def director(self) -> dict[str, str]:
+        t, d, d2 = self.t, self.t.director, self.t.director2
+        if d.table_name or not d2.empty:
+            raise self.fail("the director table can't be the dependant of other director(s)")
         if not d.primary_key:
-            raise fail("the director table definition requires a valid director key")
-        roles.setdefault("directorTable.primaryKeyColumn()", d.primary_key)
+            raise self.fail("the director table definition requires a valid director key")
         if d2.primary_key:
-            raise fail("the dependent table can't have the second director key")
+            raise self.fail("the director table definition can't have the second director's key")
+        if not t.latitude_key or not t.longitude_key:
+            raise self.fail("the director table requires both spatial coordinate columns")
+        return {
+            "directorTable.primaryKeyColumn()": d.primary_key,
+            "latitudeColName": t.latitude_key,
+            "longitudeColName": t.longitude_key,
+            "subChunkIdColName": SUB_CHUNK_COLUMN,
+        }
+
+    def ref_match(self) -> dict[str, str]:
+        t, d, d2 = self.t, self.t.director, self.t.director2
+        if d.empty or d2.empty:
+            raise self.fail("incomplete definition of the directors for the RefMatch table")
+        if d == d2:
+            raise self.fail("the director tables of the RefMatch table can't be the same")
+        for ref in (d, d2):
+            self.require_director(
+                ref,
+                f"non-existing director '{ref.table_name}' referenced in the RefMatch definition",
+                f"table '{ref.table_name}' referenced in the RefMatch definition isn't the director",
+            )
+        if not d.primary_key or not d2.primary_key:
+            raise self.fail("incomplete definition of the director table keys for the RefMatch table")
+        if d.primary_key == d2.primary_key:
+            raise self.fail("the director table keys of the RefMatch table can't be the same")
+        if not t.flag:
+            raise self.fail("the RefMatch table requires the special column to store flags")
+        if not t.ang_sep > 0:
+            raise self.fail("the RefMatch table requires the angular separation to be more than 0")
+        if t.latitude_key or t.longitude_key:
+            raise self.fail("the RefMatch table can't have spatial coordinate columns")
+        return {
+            "directorTable.primaryKeyColumn()": d.primary_key,
+            "directorTable2.primaryKeyColumn()": d2.primary_key,
+            "flagColName": t.flag,
+        }
+
+    def dependent(self) -> dict[str, str]:
+        t, d, d2 = self.t, self.t.director, self.t.director2
+        if d.empty:
+            raise self.fail("the dependent table requires a valid director")
+        where = f"database='{d.database_name}' table='{d.table_name}'"
+        self.require_director(
+            d,
+            f"non-existing director table referenced {where} in the dependent table definition",
+            f"a table referenced {where} in the dependent table definition isn't the director table",
+        )
+        if not d2.empty:
+            raise self.fail("the dependent table can't have the second director")
+        if not d.primary_key:
+            raise self.fail("the director table definition requires a valid director key")
+        if d2.primary_key:
+            raise self.fail("the dependent table can't have the second director key")
         if bool(t.latitude_key) != bool(t.longitude_key):
-            raise fail("inconsistent definition of the spatial coordinate columns")
+            raise self.fail("inconsistent definition of the spatial coordinate columns")
+        roles = {"directorTable.primaryKeyColumn()": d.primary_key}
         if t.latitude_key:
-            roles.setdefault("latitudeColName", t.latitude_key)
-            roles.setdefault("longitudeColName", t.longitude_key)
-    names = {c.name for c in t.columns}
-    for role, column in sorted(roles.items()):
-        if not column:
-            raise fail(f"a valid column name must be provided for parameter '{role}'")
-        if column not in names:
-            raise fail(f"no matching column '{column}' found in schema for parameter '{role}'")
-    return t
+            roles.update(latitudeColName=t.latitude_key, longitudeColName=t.longitude_key)
+        return roles

@@ -156,8 +156,8 @@ class TableStatsServices(ControllerModule):
             raise InvalidParam(f"{where} 'row_counters_state_update_policy'=ENABLED")
         if deploy and selector is OverlapSelector.OVERLAP:
             raise InvalidParam(f"{where} 'overlap_selector'=CHUNK or 'overlap_selector'=CHUNK_AND_OVERLAP")
-        db = self.ctx.database(dbname)
-        ext = await self.scan(db, self.ctx.table(db, tname), selector, policy, deploy, force)
+        db = self.state.database(dbname)
+        ext = await self.scan(db, self.state.table(db, tname), selector, policy, deploy, force)
         if ext:
             raise ApiError("Table rows scanning/deployment failed.", ext)
         return {}
@@ -165,15 +165,15 @@ class TableStatsServices(ControllerModule):
     @endpoint(12)
     async def get_table_stats(self, call: Call) -> dict:
         """``_tableStats``: the counters as last kept (none before a scan that kept them)."""
-        db = self.ctx.database(call.match("db"))
-        t = self.ctx.table(db, call.match("table"))
+        db = self.state.database(call.match("db"))
+        t = self.state.table(db, call.match("table"))
         return (self.state.stats.get((db.name, t.name)) or TableStats(db.name, t.name)).to_json()
 
     @endpoint(12, auth=True)
     async def delete_table_stats(self, call: Call) -> dict:
         """``_deleteTableStats`` (``HttpIngestModule.cc:945-977``)."""
-        db = self.ctx.database(call.match("db"))
-        t = self.ctx.table(db, call.match("table"))
+        db = self.state.database(call.match("db"))
+        t = self.state.table(db, call.match("table"))
         qserv_only = call.json_int("qserv_only", 0) != 0
         selector = overlap_selector(call.json_str("overlap_selector", OverlapSelector.CHUNK_AND_OVERLAP))
         await self.ctx.pool.aexecute(f"DROP TABLE IF EXISTS {self.ctx.rows_table(db.name, t.name)}")

@@ -23,7 +23,7 @@ from qdask.emulator.storage import chunk_table
 
 def database_json(ctx: ControllerContext, name: str) -> dict:
     """``DatabaseInfo::toJson`` (``ConfigDatabase.cc:120-132``)."""
-    db = ctx.database(name)
+    db = ctx.state.database(name)
     return {
         "database": db.name,
         "family_name": db.family_name,
@@ -83,7 +83,7 @@ class TableServices(ControllerModule):
             collation_name=call.json_str("collation_name", INGEST_COLLATION),
         )
         schema = call.json_any("schema")
-        db = self.ctx.database(dbname)
+        db = self.state.database(dbname)
         if db.is_published:  # :559
             raise ApiError("the database is already published")
         if (dbname, name) in self.state.tables:  # :560
@@ -113,7 +113,7 @@ class TableServices(ControllerModule):
     @endpoint(12)
     async def list_tables(self, call: Call) -> dict:
         """``_getTables`` (``HttpIngestModule.cc:487-506``): partitioned tables first, each group by name."""
-        db = self.ctx.database(call.match("db"))
+        db = self.state.database(call.match("db"))
         tables = self.state.db_tables(db.name)
         ordered = [t for t in tables if t.is_partitioned] + [t for t in tables if not t.is_partitioned]
         return {"tables": [{"name": t.name, "is_partitioned": int(t.is_partitioned)} for t in ordered]}
@@ -121,8 +121,8 @@ class TableServices(ControllerModule):
     @endpoint(12, auth=True)
     async def delete_table(self, call: Call) -> dict:
         """``_deleteTable`` (``HttpIngestModule.cc:665-749``)."""
-        db = self.ctx.database(call.match("db"))
-        t = self.ctx.table(db, call.match("table"))
+        db = self.state.database(call.match("db"))
+        t = self.state.table(db, call.match("table"))
         if db.is_published and not call.is_admin:
             raise ApiError("deleting tables of published databases requires administrator's privileges.")
         await self.ctx.czar.drop_table(db.name, t.name)

@@ -8,6 +8,7 @@ counted whatever the status (and, as in Qserv, twice for a finished regular-tabl
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from qdask.emulator.contract import ContribStatus, TransactionState
 from qdask.emulator.protocol import InvalidParam
@@ -17,32 +18,36 @@ GIB = float(1 << 30)
 SUMS = ("data_size_gb", "num_failed_retries", "num_warnings", "num_rows", "num_rows_loaded")
 
 
-def state_selector(text: str) -> set[TransactionState]:
-    """``_parseTransStateSelector``: ``!STARTED``, ``!FINISHED``, or a comma list (empty: all)."""
-    if text in ("!STARTED", "!FINISHED"):
-        return set(TransactionState) - {TransactionState(text[1:])}
+E = TypeVar("E", TransactionState, ContribStatus)
+
+
+def _selector(text: str, kind: type[E], negatable: tuple[str, str], error: str) -> set[E]:
+    """``!<one of negatable>`` for all but that one, else a comma list (empty: no filter)."""
+    if text[1:] in negatable and text.startswith("!"):
+        return set(kind) - {kind(text[1:])}
     out = set()
     for name in filter(None, text.split(",")):
         try:
-            out.add(TransactionState(name))
+            out.add(kind(name))
         except ValueError:
-            raise InvalidParam(
-                f"DatabaseServices::string2state  unknown transaction state: '{name}'"
-            ) from None
+            raise InvalidParam(error.format(name=name)) from None
     return out
+
+
+def state_selector(text: str) -> set[TransactionState]:
+    """``_parseTransStateSelector`` (``HttpIngestTransModule.cc:762-779``)."""
+    unknown = "DatabaseServices::string2state  unknown transaction state: '{name}'"
+    return _selector(text, TransactionState, ("STARTED", "FINISHED"), unknown)
 
 
 def status_selector(text: str) -> set[ContribStatus]:
-    """``_parseContribStatusSelector``: ``!IN_PROGRESS``, ``!FINISHED``, or a comma list (empty: all)."""
-    if text in ("!IN_PROGRESS", "!FINISHED"):
-        return set(ContribStatus) - {ContribStatus(text[1:])}
-    out = set()
-    for name in filter(None, text.split(",")):
-        try:
-            out.add(ContribStatus(name))
-        except ValueError:
-            raise InvalidParam(f"DatabaseServices::str2status  unknown status name: {name}") from None
-    return out
+    """``_parseContribStatusSelector`` (``HttpIngestTransModule.cc:781-800``)."""
+    return _selector(
+        text,
+        ContribStatus,
+        ("IN_PROGRESS", "FINISHED"),
+        "DatabaseServices::str2status  unknown status name: {name}",
+    )
 
 
 def _counters(*extra: str) -> dict[str, float]:

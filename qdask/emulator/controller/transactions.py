@@ -77,7 +77,7 @@ class TransactionServices(ControllerModule):
     @endpoint(12, auth=True)
     async def begin(self, call: Call) -> dict:
         """``_beginTransaction`` (``HttpIngestTransModule.cc:247-331``)."""
-        db = self.ctx.database(call.json_str("database"))
+        db = self.state.database(call.json_str("database"))
         context = call.json_any("context", {})
         if db.is_published:
             raise ApiError("the database is already published")
@@ -118,13 +118,13 @@ class TransactionServices(ControllerModule):
         has_context = call.has("context")
         context = call.json_any("context", {})
         async with self._locks.setdefault(tid, asyncio.Lock()):
-            t = self.ctx.transaction(tid)
+            t = self.state.transaction(tid)
             target = S.IS_ABORTING if abort else S.IS_FINISHING
             if target not in TRANSITIONS[t.state]:
                 raise ApiError(
                     f"transaction id={tid} can't be ended at this time because of state={t.state}."
                 )
-            db = self.ctx.database(t.database)
+            db = self.state.database(t.database)
             try:
                 await self._set_state(t, target)
                 if has_context:
@@ -269,7 +269,7 @@ class TransactionServices(ControllerModule):
             ]
         out = {}
         for n in sorted(names):
-            db = self.ctx.database(n)
+            db = self.state.database(n)
             out[db.name] = {
                 "is_published": int(db.is_published),
                 "num_chunks": self.ctx.num_chunks(db.name),
@@ -290,8 +290,8 @@ class TransactionServices(ControllerModule):
         if not name and tid == 0:
             raise ApiError("either 'id' or 'database' query parameter must be specified")
         if tid:
-            t = self.ctx.transaction(tid)
-            db = self.ctx.database(t.database)
+            t = self.state.transaction(tid)
+            db = self.state.database(t.database)
             if name and name != db.name:
                 raise ApiError(
                     f"transaction id={tid} is associated with database '{db.name}' which is different from"
@@ -299,7 +299,7 @@ class TransactionServices(ControllerModule):
                 )
             chosen = [t]
         else:
-            db = self.ctx.database(name)
+            db = self.state.database(name)
             chosen = self._newest_first(db.name, states)
         return {
             "databases": {

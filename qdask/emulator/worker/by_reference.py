@@ -27,7 +27,7 @@ from qdask.emulator.contract import (
 from qdask.emulator.dialect import Dialect
 from qdask.emulator.protocol import ApiError, Call, InvalidParam, Keys, OperationFailed, endpoint
 from qdask.emulator.records import Contribution, Database, FailedRetry, Table, Transaction
-from qdask.emulator.worker.file_svc import Cancelled, IngestFileSvc, dialect_input
+from qdask.emulator.worker.file_svc import Cancelled, IngestFileSvc, WorkerModule, dialect_input
 from qdask.emulator.worker.sources import HttpReader, source, url_scheme
 
 CREATE = "INGEST-REQUEST  IngestRequest "
@@ -46,22 +46,17 @@ def validate_state(trans: Transaction, db: Database, table: Table, c: Contributi
         raise OperationFailed(f"transactionId={c.transaction_id} is not active")
 
 
-class FileRequests:
+class FileRequests(WorkerModule):
     """The by-reference services of one worker and its queue of async requests."""
 
     CONTEXT: ClassVar[str] = "INGEST-HTTP-SVC "
 
     def __init__(self, svc: IngestFileSvc, keys: Keys):
-        self.svc = svc
-        self._keys = keys
+        super().__init__(svc, keys)
         self.queue: asyncio.Queue[int] = asyncio.Queue()
         self.http = HttpReader()
         self._tasks: list[asyncio.Task] = []
         self._cancel_requested: set[int] = set()
-
-    @property
-    def keys(self) -> Keys:
-        return self._keys
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -120,8 +115,8 @@ class FileRequests:
         headers = call.json_strs("http_headers", [])
         max_warnings = call.json_uint("max_num_warnings", 0) or LOADER_MAX_WARNINGS
         max_retries = min(call.json_uint("max_retries", INGEST_NUM_RETRIES), INGEST_MAX_RETRIES)
-        trans = self.svc.transaction(trans_id)
-        db = self.svc.database(trans.database)
+        trans = self.svc.state.transaction(trans_id)
+        db = self.svc.state.database(trans.database)
         table = self.svc.state.tables.get((db.name, table_name))
         if table is None:
             raise InvalidParam(f"{CREATE}no such table '{table_name}' in database '{db.name}'.")
@@ -131,13 +126,13 @@ class FileRequests:
             chunk,
             overlap,
             url,
-            charset_name=charset,
+            charset,
+            dialect,
+            max_warnings,
             is_async=is_async,
-            dialect_input=dialect,
             http_method=method,
             http_data=data,
             http_headers=headers,
-            max_num_warnings=max_warnings,
             max_retries=max_retries,
         )
         try:
@@ -196,8 +191,8 @@ class FileRequests:
     async def _start(self, c: Contribution) -> None:
         """``_processStart``: the state again (→ retry 0), then ``openFile`` (→ retry 1, ``:405-432``)."""
         svc = self.svc
-        trans = svc.transaction(c.transaction_id)
-        db = svc.database(trans.database)
+        trans = svc.state.transaction(c.transaction_id)
+        db = svc.state.database(trans.database)
         table = svc.state.tables.get((db.name, c.table))
         if table is None:
             raise InvalidParam(f"{START}no such table '{c.table}' exists in database '{c.database}'.")

@@ -23,26 +23,17 @@ from qdask.emulator.protocol import (
     AuthFailed,
     Call,
     InvalidParam,
-    Keys,
     check_auth,
     check_version,
     endpoint,
 )
 from qdask.emulator.records import Contribution
-from qdask.emulator.worker.file_svc import BLOCK, IngestFileSvc, dialect_input, retry_allowed_error
+from qdask.emulator.worker.file_svc import BLOCK, WorkerModule, dialect_input, retry_allowed_error
 from qdask.emulator.worker.sources import url_scheme
 
 
-class CsvUpload:
+class CsvUpload(WorkerModule):
     CONTEXT: ClassVar[str] = "INGEST-FILE-HTTP-SVC "
-
-    def __init__(self, svc: IngestFileSvc, keys: Keys):
-        self.svc = svc
-        self._keys = keys
-
-    @property
-    def keys(self) -> Keys:
-        return self._keys
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/ingest/csv", self.ingest_csv)]
@@ -86,20 +77,9 @@ class CsvUpload:
         charset = call.json_str("charset_name", INGEST_CHARSET)
         dialect = dialect_input(call)
         max_warnings = call.param_uint("max_num_warnings", LOADER_MAX_WARNINGS)
-        trans = svc.transaction(trans_id)
-        table = svc.find_table(svc.database(trans.database), table_name)
-        c = svc.new(
-            trans,
-            table,
-            chunk,
-            overlap,
-            url,
-            charset_name=charset,
-            is_async=False,
-            dialect_input=dialect,
-            max_num_warnings=max_warnings,
-            retry_allowed=True,  # :99-101, until loading begins
-        )
+        trans, table = svc.context(trans_id, table_name)
+        # retry allowed until loading begins (:99-101)
+        c = svc.new(trans, table, chunk, overlap, url, charset, dialect, max_warnings, retry_allowed=True)
         if trans.state is not TransactionState.STARTED:
             error = f"{self.CONTEXT}onStartOfFile transactionId={trans_id} is not active"
             await svc.created(c, error)

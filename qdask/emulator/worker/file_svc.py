@@ -16,7 +16,7 @@ import errno
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import pymysql
 from aiohttp import web
@@ -24,8 +24,8 @@ from aiohttp import web
 from qdask.emulator.contract import ContribStatus, TransactionState
 from qdask.emulator.dialect import Dialect, RowPrefixer, RowTooLong
 from qdask.emulator.faults import FaultInjector
-from qdask.emulator.protocol import ApiError, Call, InvalidParam, OperationFailed
-from qdask.emulator.records import Contribution, Database, LoadWarning, Table, Transaction
+from qdask.emulator.protocol import ApiError, Call, InvalidParam, Keys, OperationFailed
+from qdask.emulator.records import Contribution, LoadWarning, Table, Transaction
 from qdask.emulator.state import State, now_ms
 from qdask.emulator.storage import SqlPool, WorkerStorage, chunk_table
 
@@ -50,6 +50,20 @@ def retry_allowed_error(error: str, http_error: int = 0, system_error: int = 0) 
     return ApiError(error, {"http_error": http_error, "system_error": system_error, "retry_allowed": 1})
 
 
+class WorkerModule:
+    """Base of a worker's service modules: the contribution mechanics, the keys, the routes it serves."""
+
+    CONTEXT: ClassVar[str]  # the module's context(), which starts Qserv's authorization errors
+
+    def __init__(self, svc: IngestFileSvc, keys: Keys):
+        self.svc = svc
+        self._keys = keys
+
+    @property
+    def keys(self) -> Keys:
+        return self._keys
+
+
 class IngestFileSvc:
     """One worker's contribution mechanics over the shared state and its own storage."""
 
@@ -69,28 +83,11 @@ class IngestFileSvc:
         self.faults = faults
         self.tmp_dir = tmp_dir
 
-    # ---------------------------------------------------------------- context lookups (not recorded)
-    def transaction(self, tid: int) -> Transaction:
-        t = self.state.transactions.get(tid)
-        if t is None:
-            raise OperationFailed(
-                f"DatabaseServicesMySQL::_findTransactionImpl predicate=`id`={tid} no such transaction"
-            )
-        return t
-
-    def database(self, name: str) -> Database:
-        db = self.state.databases.get(name)
-        if db is None:
-            raise OperationFailed(f"CONFIG  _databaseInfo no such database '{name}'.")
-        return db
-
-    def find_table(self, db: Database, name: str) -> Table:
-        t = self.state.tables.get((db.name, name))
-        if t is None:
-            raise OperationFailed(
-                f"DatabaseInfo::findTable no such table '{name}' found in the database '{db.name}'."
-            )
-        return t
+    def context(self, trans_id: int, table: str) -> tuple[Transaction, Table]:
+        """The transaction and table of a request; failures here are not recorded (``IngestFileHttpSvcMod.cc
+        :116-125``)."""
+        trans = self.state.transaction(trans_id)
+        return trans, self.state.table(self.state.database(trans.database), table)
 
     def event(self, c: Contribution) -> dict[str, Any]:
         """What fault rules match a contribution on."""
@@ -106,7 +103,16 @@ class IngestFileSvc:
 
     # ---------------------------------------------------------------- records
     def new(
-        self, trans: Transaction, table: Table, chunk: int, overlap: bool, url: str, **fields: Any
+        self,
+        trans: Transaction,
+        table: Table,
+        chunk: int,
+        overlap: bool,
+        url: str,
+        charset: str,
+        dialect: dict[str, str],
+        max_warnings: int,
+        **fields: Any,
     ) -> Contribution:
         """A contribution descriptor before it is recorded (id 0)."""
         return Contribution(
@@ -118,6 +124,10 @@ class IngestFileSvc:
             chunk=chunk,
             overlap=overlap,
             url=url,
+            charset_name=charset,
+            is_async=fields.pop("is_async", False),
+            dialect_input=dialect,
+            max_num_warnings=max_warnings,
             **fields,
         )
 
@@ -159,10 +169,10 @@ class IngestFileSvc:
             raise InvalidParam(f"{OPEN}invalid transaction identifier: {c.transaction_id}")
         if trans.state is not TransactionState.STARTED:
             raise OperationFailed(f"{OPEN}transaction {c.transaction_id} is not active")
-        db = self.database(trans.database)
+        db = self.state.database(trans.database)
         if db.is_published:
             raise OperationFailed(f"{OPEN}database '{db.name}' is already PUBLISHED")
-        table = self.find_table(db, c.table)
+        table = self.state.table(db, c.table)
         if table.is_partitioned and self.worker not in self.state.replicas.get(db.name, {}).get(c.chunk, []):
             raise InvalidParam(  # :126-132
                 f"{OPEN}chunk {c.chunk} of the UNPUBLISHED database '{db.name}' is not allocated to worker"

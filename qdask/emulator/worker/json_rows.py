@@ -24,8 +24,8 @@ from qdask.emulator.contract import (
     TransactionState,
 )
 from qdask.emulator.dialect import Dialect
-from qdask.emulator.protocol import ApiError, Call, InvalidParam, Keys, endpoint
-from qdask.emulator.worker.file_svc import IngestFileSvc
+from qdask.emulator.protocol import ApiError, Call, InvalidParam, endpoint
+from qdask.emulator.worker.file_svc import WorkerModule
 
 ROWS_PER_BLOCK = 1000
 #: ``numBytesInTransactionId`` (``:215``): the id field's share of each row, as Qserv counts it.
@@ -84,16 +84,8 @@ def _type_name(value: Any) -> str:
     return names.get(type(value), "null")
 
 
-class JsonRows:
+class JsonRows(WorkerModule):
     CONTEXT: ClassVar[str] = "INGEST-DATA-HTTP-SVC "
-
-    def __init__(self, svc: IngestFileSvc, keys: Keys):
-        self.svc = svc
-        self._keys = keys
-
-    @property
-    def keys(self) -> Keys:
-        return self._keys
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/ingest/data", self.ingest_data)]
@@ -122,20 +114,9 @@ class JsonRows:
             raise ApiError("a collection of rows found in the request is not the JSON array")
         if not rows:
             raise ApiError("a collection of rows in the request is empty")
-        trans = svc.transaction(trans_id)
-        table = svc.find_table(svc.database(trans.database), table_name)
-        c = svc.new(
-            trans,
-            table,
-            chunk,
-            overlap,
-            url,
-            charset_name=charset,
-            is_async=False,
-            dialect_input=dialect.input_json(),
-            max_num_warnings=max_warnings,
-            retry_allowed=True,  # :118-120, until loading begins
-        )
+        trans, table = svc.context(trans_id, table_name)
+        fields = dialect.input_json()  # retry allowed until loading begins (:118-120)
+        c = svc.new(trans, table, chunk, overlap, url, charset, fields, max_warnings, retry_allowed=True)
         if not table.columns or table.columns[0].name != PARTITION_COLUMN:
             await svc.created(c, "incomplete or missing table schema")
             raise ApiError(c.error)
