@@ -149,6 +149,7 @@ class Emulator:
             previous = known.http_loader_port if known else 0
             if port == 0 and previous and _port_free(cfg.host, previous):
                 port = previous  # a restarted stand-in keeps its workers where clients knew them
+            loader_port = known.loader_port if known and _port_free(cfg.host, known.loader_port) else 0
             storage = storages[name] = WorkerStorage(f"{cfg.instance}_w{i}__", load_local)
             node = WorkerNode(
                 name, cfg.host, 0, state, self.pool, storage, self.keys, self.faults, cfg.tmp_dir
@@ -156,8 +157,11 @@ class Emulator:
             runner, site, node.port = await self._serve(node.routes(), name, port)
             self._worker_runners[name], self._worker_sites[name] = runner, site
             self.nodes[name] = node
+            await node.open_loader(loader_port)
             host = Host(cfg.host, "localhost")
-            await state.save(Worker(name, True, False, host, 0, cfg.tmp_dir, host, node.port, cfg.tmp_dir))
+            await state.save(
+                Worker(name, True, False, host, node.loader_port, cfg.tmp_dir, host, node.port, cfg.tmp_dir)
+            )
         port = cfg.port
         previous = self.controller_port
         runner, _site, self.controller_port = await self._serve(
@@ -176,17 +180,19 @@ class Emulator:
         return self
 
     async def set_worker_down(self, name: str, down: bool) -> None:
-        """Fault: close (``down``) or reopen a worker's listener on the same port."""
+        """Fault: close (``down``) or reopen a worker's listeners (HTTP, binary loader) on the same ports."""
         node = self.nodes[name]
         self.faults.mark_worker(name, down)
         site = self._worker_sites.get(name)
         if down and site is not None:
             await site.stop()
             self._worker_sites.pop(name)
+            await node.close_loader()
         elif not down and site is None:
             site = web.TCPSite(self._worker_runners[name], self.config.host, node.port, reuse_address=True)
             await site.start()
             self._worker_sites[name] = site
+            await node.open_loader(node.loader_port)
 
     async def stop(self) -> None:
         for node in self.nodes.values():

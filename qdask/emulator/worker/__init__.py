@@ -4,11 +4,13 @@
 - ``by_reference``: ``IngestHttpSvcMod``, ``IngestRequest[Mgr]`` — ``/ingest/file[-async]``, retries, status;
 - ``csv_upload``: ``http::FileUploadModule``, ``IngestFileHttpSvcMod`` — ``/ingest/csv``;
 - ``json_rows``: ``IngestDataHttpSvcMod`` — ``/ingest/data``;
-- ``sources``: ``IngestRequest::_read*File`` and ``http::Url`` — ``file://``, ``http(s)://``.
+- ``sources``: ``IngestRequest::_read*File`` and ``http::Url`` — ``file://``, ``http(s)://``;
+- ``loader`` (with ``wire``): ``IngestSvcConn`` — the binary protocol on the worker's ``loader-port``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 from aiohttp import web
@@ -22,6 +24,7 @@ from qdask.emulator.worker.by_reference import FileRequests
 from qdask.emulator.worker.csv_upload import CsvUpload
 from qdask.emulator.worker.file_svc import IngestFileSvc
 from qdask.emulator.worker.json_rows import JsonRows
+from qdask.emulator.worker.loader import BinaryLoader
 
 
 class WorkerNode:
@@ -48,6 +51,9 @@ class WorkerNode:
         self._keys = keys
         self.svc = IngestFileSvc(name, state, pool, storage, faults, tmp_dir)
         self.requests = FileRequests(self.svc, keys)
+        self.loader = BinaryLoader(self.svc, keys)
+        self.loader_port = 0
+        self._loader_server: asyncio.Server | None = None
         self.modules: list[Routed] = [self.requests, CsvUpload(self.svc, keys), JsonRows(self.svc, keys)]
 
     @property
@@ -73,7 +79,21 @@ class WorkerNode:
     async def resume(self) -> None:
         await self.requests.resume()
 
+    async def open_loader(self, port: int) -> None:
+        """Listen for the binary protocol (``port`` 0: any free port, remembered for reopening)."""
+        self._loader_server = await asyncio.start_server(
+            self.loader.handle, self.host, port, reuse_address=True
+        )
+        self.loader_port = self._loader_server.sockets[0].getsockname()[1]
+
+    async def close_loader(self) -> None:
+        if self._loader_server is not None:
+            self._loader_server.close()
+            await self._loader_server.wait_closed()
+            self._loader_server = None
+
     async def close(self) -> None:
+        await self.close_loader()
         await self.requests.close()
 
 
