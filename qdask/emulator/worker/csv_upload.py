@@ -135,13 +135,5 @@ class CsvUpload(WorkerModule):
                 request.transport.abort()
                 return True
             raise
-        try:
-            await svc.load(c, dialect)
-        except ApiError as ex:  # :217-224
-            error = f"MySQL load failed, ex: {ex.what}"
-            await svc.failed(c, ContribStatus.LOAD_FAILED, error, False)
-            raise ApiError(error) from None
-        finally:
-            svc.close_file(c)
-        await svc.finished(c)
+        await svc.load_or_fail(c, dialect, "MySQL load failed, ex: ")
         return False

@@ -261,6 +261,20 @@ class IngestFileSvc:
         if self.faults.fire(("load_failed",), self.event(c)):
             raise OperationFailed("injected fault")
 
+    async def load_or_fail(self, c: Contribution, dialect: Dialect, wrap: str) -> None:
+        """Load, then FINISHED; a failure is recorded LOAD_FAILED as ``wrap`` + the cause and raised as an
+        ``http::Error`` with that text (``IngestFileHttpSvcMod.cc:217-224``, ``IngestDataHttpSvcMod.cc
+        :305-311``, ``IngestSvcConn.cc:324-329``)."""
+        try:
+            await self.load(c, dialect)
+        except ApiError as ex:
+            error = wrap + ex.what
+            await self.failed(c, ContribStatus.LOAD_FAILED, error, False)
+            raise ApiError(error) from None
+        finally:
+            self.close_file(c)
+        await self.finished(c)
+
     def answer(self, call: Call, c: Contribution) -> dict | web.Response:
         """A service's answer ``{"contrib": ...}``, unless a ``drop_response`` fault loses it."""
         if self.faults.fire(("drop_response",), self.event(c)):

@@ -135,15 +135,7 @@ class JsonRows(WorkerModule):
             svc.close_file(c)
             raise ApiError(error) from None
         c.num_bytes, c.num_rows = size[0], len(rows)  # counted per JSON row, as Qserv does (:280-283)
-        try:
-            await svc.load(c, dialect)
-        except ApiError as ex:
-            error = f"MySQL load failed, ex: {ex.what}"
-            await svc.failed(c, ContribStatus.LOAD_FAILED, error, False)
-            raise ApiError(error) from None
-        finally:
-            svc.close_file(c)
-        await svc.finished(c)
+        await svc.load_or_fail(c, dialect, "MySQL load failed, ex: ")
         return svc.answer(call, c)
 
     @staticmethod

@@ -122,14 +122,9 @@ class _Session:
             raise Refused(ex.what) from None
         self.retry_allowed = False  # irreversible changes to the table are about to be made (:307-309)
         try:
-            await svc.load(c, dialect)
+            await svc.load_or_fail(c, dialect, f"{CONTEXT}_dataReceived data load failed: ")
         except ApiError as ex:
-            error = f"{CONTEXT}_dataReceived data load failed: {ex.what}"
-            await svc.failed(c, ContribStatus.LOAD_FAILED, error, False)
-            raise Refused(error) from None
-        finally:
-            svc.close_file(c)
-        await svc.finished(c)
+            raise Refused(ex.what) from None
         await self.reply(IngestStatus.FINISHED)
 
     async def _blocks(self) -> AsyncIterator[bytes]:
