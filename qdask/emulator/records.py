@@ -462,6 +462,9 @@ class Contribution:
     @classmethod
     def from_doc(cls, doc: Json) -> Contribution:
         doc = dict(doc)
+        legacy = doc.pop("_internal", None)  # written by stand-ins before the typed records
+        if legacy is not None:
+            doc["stage"] = legacy.get("stage", "done")
         doc["is_async"] = bool(doc.pop("async"))
         doc["overlap"] = bool(doc["overlap"])
         doc["retry_allowed"] = bool(doc["retry_allowed"])
