@@ -181,10 +181,10 @@ def test_sanitize_by_kind():
         0.0,
         "",
     )
-    director = sanitize(
-        Table("D", "db", True, director=DirectorRef(primary_key="id"), director2=ref2, **base)
-    )
-    assert (director.director2, director.flag, director.latitude_key) == (DirectorRef(), "", "a")
+    director = sanitize(Table("D", "db", True, director=DirectorRef(primary_key="id"), **base))
+    assert (director.flag, director.ang_sep, director.latitude_key) == ("", 0.0, "a")
+    ambiguous = Table("A", "db", True, director=DirectorRef(primary_key="id"), director2=ref2, **base)
+    assert sanitize(ambiguous) == ambiguous  # left for validate() to refuse (ConfigDatabase.cc:390-393)
     match = sanitize(Table("M", "db", True, director=ref1, director2=ref2, **base))
     assert (match.flag, match.ang_sep, match.latitude_key, match.longitude_key) == ("f", 1.0, "", "")
     dependent = sanitize(Table("C", "db", True, director=ref1, **base))
