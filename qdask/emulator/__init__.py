@@ -1,10 +1,11 @@
 """A faithful local stand-in for Qserv's ingest services (API version 55), storing data in MariaDB.
 
-What runs (one process, one event loop, one port each):
+What runs (one process, one event loop):
 
-* the Master Replication Controller REST API (``controller.py``), default port 25081;
-* N Worker Ingest Servers (``worker.py``), each with its own port, which register their host/port with
-  the controller's worker registry; clients learn them only from the location services;
+* the Master Replication Controller REST API (``controller/``, one module per Qserv controller module);
+* N Worker Ingest Servers (``worker/``, one module per Qserv worker service), each with an HTTP port and
+  a binary-protocol ``loader-port``, registered in the controller's worker registry; clients learn them
+  only from the location services;
 * a czar (``czar.py``): after publish, MariaDB database ``<db>`` where partitioned tables are MERGE
   tables over the workers' chunk tables and regular tables read as themselves.
 
@@ -19,8 +20,9 @@ Start it:
 
 Storage follows Qserv (``storage.py``): MyISAM, ``qserv_trans_id`` first, ``PARTITION BY LIST`` with
 ``p0`` and ``p<T>`` per transaction, chunk/overlap/dummy tables, the worker's own ``LOAD DATA``
-statement. Controller records persist in ``<instance>_replica`` (``state.py``); faults are injected at
-run time (``faults.py``).
+statement. Controller records are typed (``records.py``; states and statuses in ``contract.py``) and
+persist in ``<instance>_replica`` (``state.py``); faults are injected at run time (``faults.py``).
+Answers follow Qserv's source (``protocol.py`` holds its envelope, parameter and error rules).
 """
 
 from qdask.emulator.server import Emulator, EmulatorConfig, EmulatorThread

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pymysql
 
+from qdask.emulator.records import Table
 from qdask.emulator.state import State
 from qdask.emulator.storage import DUMMY_CHUNK, SqlPool, chunk_table, qid
 
@@ -35,12 +36,12 @@ class Czar:
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {qid(czar_db)}")
             for t in tables:
-                if not t["is_published"]:
+                if not t.is_published:
                     continue
                 members = self._members(conn, db, t)
                 first_worker = min(self.nodes)
-                proto = qid(self.nodes[first_worker].storage.dbname(db), t["name"])
-                target = qid(czar_db, t["name"])
+                proto = qid(self.nodes[first_worker].storage.dbname(db), t.name)
+                target = qid(czar_db, t.name)
                 cur.execute(f"DROP TABLE IF EXISTS {target}")
                 cur.execute(f"DROP VIEW IF EXISTS {target}")
                 cur.execute(f"CREATE TABLE {target} LIKE {proto}")
@@ -55,16 +56,16 @@ class Czar:
                     selects = " UNION ALL ".join(f"SELECT * FROM {m}" for m in (members or [proto]))
                     cur.execute(f"CREATE VIEW {target} AS {selects}")
 
-    def _members(self, conn, db: str, t: dict) -> list[str]:
-        if not t["is_partitioned"]:
+    def _members(self, conn, db: str, t: Table) -> list[str]:
+        if not t.is_partitioned:
             first_worker = min(self.nodes)
-            return [qid(self.nodes[first_worker].storage.dbname(db), t["name"])]
+            return [qid(self.nodes[first_worker].storage.dbname(db), t.name)]
         out = []
         for name in sorted(self.nodes):
             storage = self.nodes[name].storage
-            for chunk in storage.chunk_tables(conn, db, t["name"]):
+            for chunk in storage.chunk_tables(conn, db, t.name):
                 if chunk != DUMMY_CHUNK:
-                    out.append(qid(storage.dbname(db), chunk_table(t["name"], chunk, False)))
+                    out.append(qid(storage.dbname(db), chunk_table(t.name, chunk, False)))
         return out
 
     async def drop_database(self, db: str) -> None:

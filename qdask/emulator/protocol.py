@@ -1,10 +1,14 @@
-"""Qserv's REST conventions: the response envelope, the JSON-body rule, authorization and API versions.
+"""Qserv's REST conventions: the envelope, the JSON-body rule, parameters, authorization and versions.
 
-Every emulated endpoint is wrapped by :func:`endpoint`, which reproduces what Qserv's ``http::Module``
-does before and after a service runs: parse the body only for ``Content-Type: application/json``
-exactly, check ``auth_key``/``admin_auth_key`` for services that need them, check the API version
-against the endpoint's window, and answer with HTTP 200 and ``success``/``error``/``error_ext``/
-``warning`` whatever happens.
+Every emulated service is wrapped by :func:`endpoint`, which reproduces what Qserv's ``http::Module`` does
+before and after a service runs (``src/http/Module.cc:38-71``): parse the body only for
+``Content-Type: application/json`` exactly, check ``auth_key``/``admin_auth_key`` where the service needs
+them, check the API version against the service's window, and answer with HTTP 200 and
+``success``/``error``/``error_ext``/``warning`` whatever happens. Errors are raised as the exception family
+Qserv throws, which decides the prefix of the answer's ``error`` (``Module.cc:44-52``); the bare text
+(``what``) is what a contribution records. Parameters are read with Qserv's own rules: nlohmann's typed
+``get<T>`` for ``required<T>``/``optional<T>``, ``RequestBodyJSON::requiredUInt`` for fields that may come
+as numeric strings, ``RequestQuery`` for the query string.
 """
 
 from __future__ import annotations
@@ -12,44 +16,51 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from aiohttp import web
 
-API_VERSION = 55
+from qdask.emulator.contract import API_VERSION
+
 log = logging.getLogger("qdask.emulator")
 
 NO_VERSION_WARNING = "No version number was provided in the request."
 
 
 class ApiError(Exception):
-    """A deliberate API error: its message goes to ``error`` verbatim, ``ext`` to ``error_ext``."""
+    """A Qserv ``http::Error``: ``what`` goes to ``error`` verbatim, ``ext`` to ``error_ext``."""
 
-    def __init__(self, message: str, ext: dict | None = None):
-        super().__init__(message)
-        self.message = message
+    PREFIX: ClassVar[str] = ""
+
+    def __init__(self, what: str, ext: dict | None = None):
+        super().__init__(what)
+        self.what = what
         self.ext = ext or {}
+
+    @property
+    def message(self) -> str:
+        return self.PREFIX + self.what
 
 
 class InvalidParam(ApiError):
-    """Bad request parameters; Qserv prefixes these with ``invalid parameters of the request, ex: ``."""
+    """A ``std::invalid_argument``: the answer says ``invalid parameters of the request, ex: <what>``."""
 
-    def __init__(self, message: str, ext: dict | None = None):
-        super().__init__("invalid parameters of the request, ex: " + message, ext)
+    PREFIX = "invalid parameters of the request, ex: "
 
 
 class OperationFailed(ApiError):
-    """A failure inside an operation; Qserv prefixes these with ``operation failed due to: ``."""
+    """Any other ``std::exception``: the answer says ``operation failed due to: <what>``."""
 
-    def __init__(self, message: str, ext: dict | None = None):
-        super().__init__("operation failed due to: " + message, ext)
+    PREFIX = "operation failed due to: "
 
 
 class AuthFailed(ApiError):
-    def __init__(self, message: str):
-        super().__init__("failed to pass authorization requirements, ex: " + message)
+    """An ``http::AuthError``: ``failed to pass authorization requirements, ex: <what>``."""
+
+    PREFIX = "failed to pass authorization requirements, ex: "
 
 
 @dataclass
@@ -60,102 +71,225 @@ class Keys:
     admin_auth_key: str = ""
 
 
+# ---------------------------------------------------------------------------------------- conversions
+_JSON_TYPE_NAMES = {
+    str: "string",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    list: "array",
+    dict: "object",
+}
+_INTEGER = re.compile(r"\s*([+-]?)(\d+)")
+T = TypeVar("T")
+
+
+def _type_name(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), "null")
+
+
+def json_type_error(expected: str, value: Any) -> OperationFailed:
+    """nlohmann's ``get<T>`` on a value of the wrong type."""
+    return OperationFailed(
+        f"[json.exception.type_error.302] type must be {expected}, but is {_type_name(value)}"
+    )
+
+
+def json_number(value: Any, unsigned: bool = False) -> int:
+    """nlohmann ``get<int>``/``get<unsigned int>``: any number, floats truncated, negatives wrapped."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise json_type_error("number", value)
+    number = int(value)
+    return number % (1 << 32) if unsigned else number
+
+
+def std_stoull(text: str, func: str = "stoull") -> int:
+    """``std::stoull``/``std::stoul``: leading blanks, a sign, digits, anything after ignored."""
+    match = _INTEGER.match(text)
+    if match is None:
+        raise InvalidParam(func)
+    number = int(match.group(2))
+    if number >= 1 << 64:
+        raise OperationFailed(func)  # std::out_of_range
+    return (-number) % (1 << 64) if match.group(1) == "-" else number
+
+
+def _stoll(text: str) -> int:
+    """``std::stoll``."""
+    match = _INTEGER.match(text)
+    if match is None:
+        raise InvalidParam("stoll")
+    number = int(match.group(1) + match.group(2))
+    if not -(1 << 63) <= number < 1 << 63:
+        raise OperationFailed("stoll")
+    return number
+
+
+# ---------------------------------------------------------------------------------------- a request
 @dataclass
 class Call:
-    """One request as a service sees it: path/query/body parameters, warnings, admin flag."""
+    """One request as a service sees it: body (``RequestBodyJSON``), query, path, warnings, admin flag."""
 
     request: web.Request
     body: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     is_admin: bool = False
-    form: bool = False  # multipart form fields: numbers may come as numeric strings
 
     @property
-    def query(self):
+    def query(self) -> Mapping[str, str]:
         return self.request.query
 
     def match(self, name: str) -> str:
         return self.request.match_info[name]
 
-    # ---- body parameters, typed strictly as Qserv's nlohmann::json reads them
     def has(self, name: str) -> bool:
         return name in self.body
-
-    def required(self, name: str, kind: type | tuple = str) -> Any:
-        if name not in self.body:
-            raise InvalidParam(f"No required parameter '{name}' found in the request's body.")
-        return _typed(name, self.body[name], kind)
-
-    def optional(self, name: str, default: Any, kind: type | tuple = str) -> Any:
-        if name not in self.body:
-            return default
-        return _typed(name, self.body[name], kind)
-
-    def _number(self, name: str) -> Any:
-        return self.required(name, (int, str) if self.form else (int,))
-
-    def required_uint(self, name: str) -> int:
-        return _uint(name, self._number(name))
-
-    def optional_uint(self, name: str, default: int) -> int:
-        return _uint(name, self._number(name)) if name in self.body else default
-
-    def required_int(self, name: str) -> int:
-        return _int(name, self._number(name))
-
-    # ---- query parameters
-    def q_uint(self, name: str, default: int) -> int:
-        if name not in self.query:
-            return default
-        return _uint(name, self.query[name])
-
-    def q_str(self, name: str, default: str = "") -> str:
-        return self.query.get(name, default)
 
     def warn(self, msg: str) -> None:
         self.warnings.append(msg)
 
+    # ---- nlohmann typed reads: body().required<T>(name) / body().optional<T>(name, default)
+    def _raw(self, name: str, default: Any) -> Any:
+        if name in self.body:
+            return self.body[name]
+        if default is not _MISSING:
+            return default
+        raise InvalidParam(
+            f"RequestBodyJSON::required<T>[static] required parameter {name} is missing in the request body"
+        )
 
-def _typed(name: str, value: Any, kind: type | tuple) -> Any:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if bool in kinds or not isinstance(value, bool):
-        if isinstance(value, kinds):
-            return value
-    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+    def json_str(self, name: str, default: Any = None) -> str:
+        value = self._raw(name, _MISSING if default is None else default)
+        if not isinstance(value, str):
+            raise json_type_error("string", value)
+        return value
+
+    def json_int(self, name: str, default: int | None = None) -> int:
+        return json_number(self._raw(name, _MISSING if default is None else default))
+
+    def json_uint(self, name: str, default: int | None = None) -> int:
+        return json_number(self._raw(name, _MISSING if default is None else default), unsigned=True)
+
+    def json_float(self, name: str, default: float | None = None) -> float:
+        value = self._raw(name, _MISSING if default is None else default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise json_type_error("number", value)
         return float(value)
-    expected = {str: "string", list: "array", dict: "object"}.get(kinds[0], "number")
-    actual = {
-        str: "string",
-        int: "number",
-        float: "number",
-        bool: "boolean",
-        list: "array",
-        dict: "object",
-    }.get(type(value), "null")
-    raise OperationFailed(f"[json.exception.type_error.302] type must be {expected}, but is {actual}")
 
+    def json_any(self, name: str, default: Any = None) -> Any:
+        """``get<json>``: any value (``None`` stands for JSON null)."""
+        return self._raw(name, _MISSING if default is None else default)
 
-def _uint(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise InvalidParam(f"the value of the parameter '{name}' is not an unsigned integer.")
-    if isinstance(value, int):
-        if value < 0:
-            raise InvalidParam(f"the value of the parameter '{name}' is not an unsigned integer.")
+    def json_uints(self, name: str) -> list[int]:
+        """``requiredColl<unsigned int>`` (``RequestBodyJSON.h``)."""
+        return [json_number(v, unsigned=True) for v in self._coll(name)]
+
+    def json_strs(self, name: str, default: list[str]) -> list[str]:
+        """``optionalColl<string>``."""
+        if name not in self.body:
+            return default
+        out = []
+        for value in self._coll(name):
+            if not isinstance(value, str):
+                raise json_type_error("string", value)
+            out.append(value)
+        return out
+
+    def _coll(self, name: str) -> list:
+        if name not in self.body:
+            raise InvalidParam(
+                f"RequestBodyJSON::requiredColl<T> required parameter {name} is missing in the request body"
+            )
+        value = self.body[name]
+        if not isinstance(value, list):
+            raise InvalidParam(
+                f"RequestBodyJSON::requiredColl<T> a value of the required parameter {name} is not an array"
+            )
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    raise InvalidParam(f"the value of the parameter '{name}' is not an unsigned integer.")
+
+    # ---- RequestBodyJSON::requiredUInt / requiredInt: numbers or numeric strings (form fields)
+    def param_uint(self, name: str, default: int | None = None) -> int:
+        if name not in self.body:
+            if default is not None:
+                return default
+            raise InvalidParam(
+                f"RequestBodyJSON::requiredUInt required parameter {name} is missing in the request body"
+            )
+        return _body_uint(name, self.body[name])
+
+    def param_int(self, name: str) -> int:
+        context = "RequestBodyJSON::requiredInt"
+        if name not in self.body:
+            raise InvalidParam(f"{context} required parameter {name} is missing in the request body")
+        value = self.body[name]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and _INTEGER.match(value):
+            return _stoll(value)
+        raise InvalidParam(f"{context} a value of the required parameter {name} is not a signed integer")
+
+    # ---- RequestQuery (src/http/RequestQuery.cc)
+    def q_str(self, name: str, default: str = "") -> str:
+        return self.query.get(name, default)
+
+    def q_required(self, name: str) -> str:
+        """``requiredString``: present and not empty."""
+        value = self.query.get(name, "")
+        if not value:
+            raise InvalidParam(f"RequestQuery::requiredString mandatory parameter '{name}' is missing")
+        return value
+
+    def q_uint(self, name: str, default: int) -> int:
+        """``optionalUInt64``: ``std::stoull`` of the value."""
+        return std_stoull(self.query[name]) if name in self.query else default
+
+    def q_int(self, name: str, default: int) -> int:
+        """``optionalInt``: ``std::stoll`` of the value."""
+        return _stoll(self.query[name]) if name in self.query else default
+
+    def q_bool(self, name: str) -> bool:
+        """``requiredBool``: ``true``/``false`` in any case, else a number (``RequestQuery.cc:50-60``)."""
+        if name not in self.query:
+            raise InvalidParam(f"RequestQuery::requiredBool mandatory parameter '{name}' is missing")
+        text = self.query[name]
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        return std_stoull(text) != 0
+
+    def path_id(self, name: str = "id") -> int:
+        """``stoul(params().at("id"))``."""
+        return std_stoull(self.match(name), "stoul")
 
 
-def _int(name: str, value: Any) -> int:
+_MISSING: Any = object()
+
+
+def _body_uint(name: str, value: Any) -> int:
+    """``RequestBodyJSON::requiredUInt`` (``src/http/RequestBodyJSON.cc``)."""
+    context = "RequestBodyJSON::requiredUInt "
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise InvalidParam(f"the value of the parameter '{name}' is not an integer.") from None
+        if value >= 0:
+            return value
+        raise InvalidParam(f"{context}a value of the required parameter {name} is a negative integer")
+    if isinstance(value, str):
+        try:
+            number = std_stoull(value, "stoul")
+            if number < 1 << 32:
+                return number
+        except ApiError:
+            pass
+    raise InvalidParam(f"{context}a value of the required parameter {name} is not an unsigned integer")
 
 
+def _query_uint(text: str) -> int:
+    """``RequestQuery::requiredUInt``: ``std::stoll`` then a range check for ``unsigned int``."""
+    number = _stoll(text)
+    if not 0 <= number < 1 << 32:
+        raise OperationFailed("value out of range")
+    return number
+
+
+# ---------------------------------------------------------------------------------------- the envelope
 def envelope(
     payload: dict | None = None,
     *,
@@ -190,13 +324,14 @@ async def parse_json_body(request: web.Request) -> dict:
     return body
 
 
-def check_auth(call: Call, keys: Keys) -> None:
-    """Qserv's rule: ``admin_auth_key`` first (grants admin), else ``auth_key``, else refuse."""
+def check_auth(call: Call, keys: Keys, context: str) -> None:
+    """``BaseModule::_enforceKeyAuthorization`` (``src/http/BaseModule.cc:147-170``): ``admin_auth_key``
+    first (grants admin), else ``auth_key``, else refuse; the message starts with the module's context."""
     body = call.body
     if "admin_auth_key" in body:
         if body["admin_auth_key"] != keys.admin_auth_key:
             raise AuthFailed(
-                "administrator's authorization key 'admin_auth_key' in the request"
+                f"{context}administrator's authorization key 'admin_auth_key' in the request"
                 " doesn't match the one in server configuration"
             )
         call.is_admin = True
@@ -204,55 +339,78 @@ def check_auth(call: Call, keys: Keys) -> None:
     if "auth_key" in body:
         if body["auth_key"] != keys.auth_key:
             raise AuthFailed(
-                "authorization key 'auth_key' in the request doesn't match the one in server configuration"
+                f"{context}authorization key 'auth_key' in the request doesn't match"
+                " the one in server configuration"
             )
         return
     raise AuthFailed(
-        "none of the authorization keys 'auth_key' or 'admin_auth_key' was found"
+        f"{context}none of the authorization keys 'auth_key' or 'admin_auth_key' was found"
         " in the request. Please, provide one."
     )
 
 
-def check_version(call: Call, min_version: int) -> None:
-    """Version from the query and/or the body (body wins); absent → warning, outside window → error."""
+def check_version(call: Call, min_version: int, warning: str = "") -> None:
+    """``BaseModule::checkApiVersion`` (``src/http/BaseModule.cc:57-90``): the query's version is parsed
+    whenever present (``:74``), then the body's (``:75``) wins; 0 or absent → a warning."""
     ext = {"min_version": min_version, "max_version": API_VERSION}
-    raw = call.body["version"] if "version" in call.body else call.query.get("version")
-    if raw is None:
+    version = 0
+    try:
+        if "version" in call.query:
+            version = _query_uint(call.query["version"])
+        if "version" in call.body:
+            version = _body_uint("version", call.body["version"])
+    except ApiError:
+        raise ApiError("The optional parameter version is not a number.", ext) from None
+    if version == 0:
         call.warn(NO_VERSION_WARNING)
         return
-    try:
-        if isinstance(raw, bool) or isinstance(raw, float):
-            raise ValueError
-        version = int(raw)
-        if version < 0:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ApiError("The optional parameter version is not a number.", ext) from None
-    if not (min_version <= version <= API_VERSION):
+    if not min_version <= version <= API_VERSION:
+        if warning:
+            call.warn(warning)
         raise ApiError(
             f"The requested version {version} of the API is not in the range supported by the service.", ext
         )
 
 
-Handler = Callable[[Call], Awaitable[dict]]
+class Routed(Protocol):
+    """A service module: the routes it serves."""
+
+    def routes(self) -> list[web.RouteDef]: ...
 
 
-def endpoint(min_version: int | None, *, auth: bool = False, json_body: bool = True):
-    """Wrap a service ``async def svc(self, call) -> payload`` into an aiohttp handler with Qserv rules.
+class Service(Protocol):
+    """What :func:`endpoint` needs from the object a service method belongs to."""
 
-    ``min_version=None`` skips the version check (``/meta/version``). ``json_body=False`` is for
-    multipart uploads, whose fields are parsed (and authorized) by the service itself.
+    CONTEXT: ClassVar[str]  # the module's context(), which starts Qserv's authorization errors
+
+    @property
+    def keys(self) -> Keys: ...
+
+
+S = TypeVar("S", bound=Service)
+ServiceMethod = Callable[[S, Call], Awaitable[Any]]
+Handler = Callable[[S, web.Request], Awaitable[web.StreamResponse]]
+
+
+def endpoint(
+    min_version: int | None, *, auth: bool = False, json_body: bool = True
+) -> Callable[[ServiceMethod[S]], Handler[S]]:
+    """Wrap ``async def svc(self, call) -> payload`` into an aiohttp handler with Qserv's rules.
+
+    ``min_version=None`` leaves the version check to the service (``/meta/version`` has none; some services
+    check it themselves, as Qserv's do). ``json_body=False`` is for multipart uploads, whose fields are
+    parsed (and authorized) by the service itself.
     """
 
-    def wrap(svc):
+    def wrap(svc: ServiceMethod[S]) -> Handler[S]:
         @functools.wraps(svc)
-        async def handler(self, request: web.Request) -> web.StreamResponse:
+        async def handler(self: S, request: web.Request) -> web.StreamResponse:
             call = Call(request)
             try:
                 if json_body:
                     call.body = await parse_json_body(request)
                     if auth:
-                        check_auth(call, self.keys)
+                        check_auth(call, self.keys, self.CONTEXT)
                     if min_version is not None:
                         check_version(call, min_version)
                 payload = await svc(self, call)
@@ -267,8 +425,6 @@ def endpoint(min_version: int | None, *, auth: bool = False, json_body: bool = T
                 log.exception("service %s failed", svc.__name__)
                 return envelope(error=f"operation failed due to: {ex}", warnings=call.warnings)
 
-        handler.min_version = min_version
-        handler.auth = auth
         return handler
 
     return wrap

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from qdask.emulator.controller import Controller
+from qdask.emulator.controller.context import ControllerContext
 from qdask.emulator.czar import Czar
 from qdask.emulator.faults import FaultInjector
 from qdask.emulator.protocol import Keys
+from qdask.emulator.records import Host, Worker
 from qdask.emulator.state import State
 from qdask.emulator.storage import Dsn, SqlPool, WorkerStorage
 from qdask.emulator.worker import WorkerNode
@@ -120,7 +122,7 @@ class Emulator:
         await runner.setup()
         site = web.TCPSite(runner, self.config.host, port, reuse_address=True)
         await site.start()
-        actual = site._server.sockets[0].getsockname()[1]
+        actual = int(runner.addresses[-1][1])
         return runner, site, actual
 
     async def start(self) -> Emulator:
@@ -133,39 +135,32 @@ class Emulator:
         if load_local is None:
             sfp = (await self.pool.aexecute("SELECT @@secure_file_priv"))[0][0]
             load_local = not (self.dsn.is_local and sfp == "")
-        self.state = State(self.pool, f"{cfg.instance}_replica")
-        await self.pool.run(lambda conn: self.state.open())
-        czar = Czar(self.state, self.pool, self.nodes, cfg.czar_prefix)
-        self.controller = Controller(
-            self.state, self.pool, self.nodes, self.keys, self.faults, czar, self.meta_db
-        )
-        self.controller.switch_worker = self.set_worker_down
+        state = self.state = State(self.pool, f"{cfg.instance}_replica")
+        await self.pool.run(lambda conn: state.open())
+        czar = Czar(state, self.pool, self.nodes, cfg.czar_prefix)
+        storages: dict[str, WorkerStorage] = {}
+        context = ControllerContext(state, self.pool, storages, self.keys, self.faults, czar, self.meta_db)
+        self.controller = Controller(context, self.set_worker_down)
         await self.pool.aexecute(f"CREATE DATABASE IF NOT EXISTS `{self.meta_db}`")
         for i in range(1, cfg.workers + 1):
             name = f"worker-{i}"
             port = cfg.worker_ports[i - 1] if i - 1 < len(cfg.worker_ports) else 0
-            previous = self.state.workers.get(name, {}).get("http-loader-port", 0)
+            known = state.workers.get(name)
+            previous = known.http_loader_port if known else 0
             if port == 0 and previous and _port_free(cfg.host, previous):
                 port = previous  # a restarted stand-in keeps its workers where clients knew them
-            storage = WorkerStorage(f"{cfg.instance}_w{i}__", load_local)
+            loader_port = known.loader_port if known and _port_free(cfg.host, known.loader_port) else 0
+            storage = storages[name] = WorkerStorage(f"{cfg.instance}_w{i}__", load_local)
             node = WorkerNode(
-                name, cfg.host, 0, self.state, self.pool, storage, self.keys, self.faults, cfg.tmp_dir
+                name, cfg.host, 0, state, self.pool, storage, self.keys, self.faults, cfg.tmp_dir
             )
             runner, site, node.port = await self._serve(node.routes(), name, port)
             self._worker_runners[name], self._worker_sites[name] = runner, site
             self.nodes[name] = node
-            await self.state.put_worker(
-                {
-                    "name": name,
-                    "is-enabled": 1,
-                    "is-read-only": 0,
-                    "loader-host": {"addr": cfg.host, "name": "localhost"},
-                    "loader-port": 0,
-                    "loader-tmp-dir": cfg.tmp_dir,
-                    "http-loader-host": {"addr": cfg.host, "name": "localhost"},
-                    "http-loader-port": node.port,
-                    "http-loader-tmp-dir": cfg.tmp_dir,
-                }
+            await node.open_loader(loader_port)
+            host = Host(cfg.host, "localhost")
+            await state.save(
+                Worker(name, True, False, host, node.loader_port, cfg.tmp_dir, host, node.port, cfg.tmp_dir)
             )
         port = cfg.port
         previous = self.controller_port
@@ -185,17 +180,19 @@ class Emulator:
         return self
 
     async def set_worker_down(self, name: str, down: bool) -> None:
-        """Fault: close (``down``) or reopen a worker's listener on the same port."""
+        """Fault: close (``down``) or reopen a worker's listeners (HTTP, binary loader) on the same ports."""
         node = self.nodes[name]
         self.faults.mark_worker(name, down)
         site = self._worker_sites.get(name)
         if down and site is not None:
             await site.stop()
             self._worker_sites.pop(name)
+            await node.close_loader()
         elif not down and site is None:
             site = web.TCPSite(self._worker_runners[name], self.config.host, node.port, reuse_address=True)
             await site.start()
             self._worker_sites[name] = site
+            await node.open_loader(node.loader_port)
 
     async def stop(self) -> None:
         for node in self.nodes.values():
@@ -226,18 +223,24 @@ class EmulatorThread:
         self._thread: threading.Thread | None = None
         self.faults = FaultInjector()
 
+    @property
+    def _running(self) -> Emulator:
+        if self.emulator is None:
+            raise RuntimeError("the stand-in is not started")
+        return self.emulator
+
     # properties for the callers
     @property
     def controller_url(self) -> str:
-        return self.emulator.controller_url
+        return self._running.controller_url
 
     @property
     def worker_urls(self) -> dict[str, str]:
-        return self.emulator.worker_urls
+        return self._running.worker_urls
 
     @property
     def czar_dsn(self) -> str:
-        return self.emulator.czar_dsn
+        return self._running.czar_dsn
 
     @property
     def auth_key(self) -> str:
@@ -249,27 +252,31 @@ class EmulatorThread:
 
     @property
     def state(self) -> State:
-        return self.emulator.state
+        state = self._running.state
+        assert state is not None
+        return state
 
     def czar_connect(self, database: str | None = None):
         """A pymysql connection to the czar (autocommit), optionally on a catalog's database."""
-        return self.emulator.dsn.connect(None if database is None else self.config.czar_prefix + database)
+        return self._running.dsn.connect(None if database is None else self.config.czar_prefix + database)
 
     def call(self, coro, timeout: float = 120):
         """Run a coroutine on the stand-in's loop and wait for its result."""
+        if self._loop is None:
+            raise RuntimeError("the stand-in is not started")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def start(self) -> EmulatorThread:
         ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
+        loop = self._loop = asyncio.new_event_loop()
 
         def run():
-            asyncio.set_event_loop(self._loop)
+            asyncio.set_event_loop(loop)
             ready.set()
-            self._loop.run_forever()
+            loop.run_forever()
 
-        self._thread = threading.Thread(target=run, name="qserv-emulator", daemon=True)
-        self._thread.start()
+        thread = self._thread = threading.Thread(target=run, name="qserv-emulator", daemon=True)
+        thread.start()
         ready.wait()
         self.emulator = Emulator(self.config)
         self.emulator.faults = self.faults
@@ -283,9 +290,10 @@ class EmulatorThread:
         if self._loop is None:
             return
         with contextlib.suppress(Exception):
-            self.call(self.emulator.stop())
+            self.call(self._running.stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
         self._loop.close()
         self._loop = None
 
@@ -296,7 +304,7 @@ class EmulatorThread:
 
     def set_worker_down(self, name: str, down: bool = True) -> None:
         """Make worker ``name`` unreachable (connections refused) or reachable again."""
-        self.call(self.emulator.set_worker_down(name, down))
+        self.call(self._running.set_worker_down(name, down))
 
     def __enter__(self) -> EmulatorThread:
         return self.start()

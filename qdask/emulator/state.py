@@ -1,49 +1,30 @@
 """The controller's records (Qserv's replication database), kept in memory and written through to MariaDB.
 
-Families, databases, tables, chunk replicas, transactions, contributions, row-count statistics and the
-worker registry are stored as JSON documents in ``<instance>_replica.records``, so a restarted stand-in
-loads what happened before it stopped. Transaction and contribution ids come from AUTO_INCREMENT
-sequences: global, never reused (as in Qserv).
+Every record (``records.py``) is stored as a JSON document in ``<instance>_replica.records`` under its kind
+and key, so a restarted stand-in loads what happened before it stopped. Transaction and contribution ids
+come from AUTO_INCREMENT sequences: global, never reused (as in Qserv).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from typing import Any, Literal
 
+from qdask.emulator.protocol import OperationFailed
+from qdask.emulator.records import (
+    RECORD_TYPES,
+    ChunkReplica,
+    Contribution,
+    Database,
+    Family,
+    Record,
+    Table,
+    TableStats,
+    Transaction,
+    Worker,
+)
 from qdask.emulator.storage import SqlPool, qid
-
-TRANSACTION_STATES = (
-    "IS_STARTING",
-    "STARTED",
-    "IS_FINISHING",
-    "IS_ABORTING",
-    "FINISHED",
-    "ABORTED",
-    "START_FAILED",
-    "FINISH_FAILED",
-    "ABORT_FAILED",
-)
-TRANSITIONS = {
-    "IS_STARTING": {"STARTED", "START_FAILED", "IS_ABORTING"},
-    "STARTED": {"IS_FINISHING", "IS_ABORTING"},
-    "IS_FINISHING": {"FINISHED", "FINISH_FAILED", "IS_ABORTING"},
-    "IS_ABORTING": {"ABORTED", "ABORT_FAILED"},
-    "START_FAILED": {"IS_ABORTING"},
-    "FINISH_FAILED": {"IS_ABORTING"},
-    "ABORT_FAILED": {"IS_ABORTING"},
-    "FINISHED": set(),
-    "ABORTED": set(),
-}
-CONTRIB_STATUSES = (
-    "IN_PROGRESS",
-    "CREATE_FAILED",
-    "START_FAILED",
-    "READ_FAILED",
-    "LOAD_FAILED",
-    "CANCELLED",
-    "FINISHED",
-)
 
 
 def now_ms() -> int:
@@ -51,21 +32,19 @@ def now_ms() -> int:
 
 
 class State:
-    """All controller records. Reads are in memory; every change is persisted with :meth:`put`."""
-
-    KINDS = ("worker", "family", "database", "table", "replica", "trans", "contrib", "stats")
+    """All controller records. Reads are in memory; every change is persisted with :meth:`save`."""
 
     def __init__(self, pool: SqlPool, dbname: str):
         self.pool = pool
         self.dbname = dbname
-        self.workers: dict[str, dict] = {}
-        self.families: dict[str, dict] = {}
-        self.databases: dict[str, dict] = {}
-        self.tables: dict[tuple[str, str], dict] = {}
+        self.workers: dict[str, Worker] = {}
+        self.families: dict[str, Family] = {}
+        self.databases: dict[str, Database] = {}
+        self.tables: dict[tuple[str, str], Table] = {}
         self.replicas: dict[str, dict[int, list[str]]] = {}
-        self.transactions: dict[int, dict] = {}
-        self.contribs: dict[int, dict] = {}
-        self.stats: dict[str, dict] = {}
+        self.transactions: dict[int, Transaction] = {}
+        self.contribs: dict[int, Contribution] = {}
+        self.stats: dict[tuple[str, str], TableStats] = {}
         self._load: dict[str, int] = {}  # chunk replicas per worker, all databases
 
     # ---- persistence
@@ -76,88 +55,64 @@ class State:
             f"CREATE DATABASE IF NOT EXISTS {db}",
             f"CREATE TABLE IF NOT EXISTS {db}.`records` (`kind` VARCHAR(16) NOT NULL,"
             " `id` VARCHAR(255) NOT NULL, `doc` LONGTEXT NOT NULL, PRIMARY KEY (`kind`, `id`)) ENGINE=InnoDB",
-            f"CREATE TABLE IF NOT EXISTS {db}.`seq_transaction` (`id` INT UNSIGNED NOT NULL AUTO_INCREMENT"
-            " PRIMARY KEY) ENGINE=InnoDB",
-            f"CREATE TABLE IF NOT EXISTS {db}.`seq_contrib` (`id` INT UNSIGNED NOT NULL AUTO_INCREMENT"
-            " PRIMARY KEY) ENGINE=InnoDB",
+            *(
+                f"CREATE TABLE IF NOT EXISTS {db}.`seq_{seq}` (`id` INT UNSIGNED NOT NULL AUTO_INCREMENT"
+                " PRIMARY KEY) ENGINE=InnoDB"
+                for seq in ("transaction", "contrib")
+            ),
         ):
             self.pool.execute(sql)
-        for kind, key, doc in self.pool.execute(f"SELECT kind, id, doc FROM {db}.`records`"):
-            obj = json.loads(doc)
-            if kind == "worker":
-                self.workers[key] = obj
-            elif kind == "family":
-                self.families[key] = obj
-            elif kind == "database":
-                self.databases[key] = obj
-            elif kind == "table":
-                self.tables[(obj["database"], obj["name"])] = obj
-            elif kind == "replica":
-                self.replicas.setdefault(obj["database"], {})[obj["chunk"]] = obj["workers"]
-                for w in obj["workers"]:
-                    self._load[w] = self._load.get(w, 0) + 1
-            elif kind == "trans":
-                self.transactions[int(key)] = obj
-            elif kind == "contrib":
-                self.contribs[int(key)] = obj
-            elif kind == "stats":
-                self.stats[key] = obj
+        for kind, _key, doc in self.pool.execute(f"SELECT kind, id, doc FROM {db}.`records`"):
+            self._index(RECORD_TYPES[kind].from_doc(json.loads(doc)))
 
-    async def put(self, kind: str, key, doc: dict) -> None:
+    def _index(self, record: Record) -> None:
+        """Put a record where reads find it."""
+        match record:
+            case Worker():
+                self.workers[record.name] = record
+            case Family():
+                self.families[record.name] = record
+            case Database():
+                self.databases[record.name] = record
+            case Table():
+                self.tables[(record.database, record.name)] = record
+            case ChunkReplica():
+                previous = self.replicas.setdefault(record.database, {}).get(record.chunk, [])
+                self._count(previous, -1)
+                self._count(record.workers, +1)
+                self.replicas[record.database][record.chunk] = record.workers
+            case Transaction():
+                self.transactions[record.id] = record
+            case Contribution():
+                self.contribs[record.id] = record
+            case TableStats():
+                self.stats[(record.database, record.table)] = record
+
+    def _count(self, workers: list[str], delta: int) -> None:
+        for w in workers:
+            self._load[w] = self._load.get(w, 0) + delta
+
+    async def save(self, record: Record) -> None:
+        """Record (or replace) a record in memory and in MariaDB."""
+        self._index(record)
         await self.pool.aexecute(
             f"REPLACE INTO {qid(self.dbname)}.`records` (kind, id, doc) VALUES (%s,%s,%s)",
-            (kind, str(key), json.dumps(doc)),
+            (record.KIND, record.key, json.dumps(record.to_doc())),
         )
 
-    async def delete(self, kind: str, key) -> None:
+    async def _delete(self, kind: str, key: str) -> None:
         await self.pool.aexecute(
-            f"DELETE FROM {qid(self.dbname)}.`records` WHERE kind=%s AND id=%s", (kind, str(key))
+            f"DELETE FROM {qid(self.dbname)}.`records` WHERE kind=%s AND id=%s", (kind, key)
         )
 
-    async def next_id(self, seq: str) -> int:
-        def go(conn):
+    async def next_id(self, seq: Literal["transaction", "contrib"]) -> int:
+        def go(conn: Any) -> int:
             with conn.cursor() as cur:
                 cur.execute(f"INSERT INTO {qid(self.dbname)}.`seq_{seq}` () VALUES ()")
-                return cur.lastrowid
+                return int(cur.lastrowid)
 
-        return await self.pool.run(go)
-
-    # ---- helpers used by controller and workers
-    def put_worker(self, worker: dict):
-        self.workers[worker["name"]] = worker
-        return self.put("worker", worker["name"], worker)
-
-    def put_family(self, fam: dict):
-        self.families[fam["name"]] = fam
-        return self.put("family", fam["name"], fam)
-
-    def put_database(self, db: dict):
-        self.databases[db["database"]] = db
-        return self.put("database", db["database"], db)
-
-    def put_table(self, t: dict):
-        self.tables[(t["database"], t["name"])] = t
-        return self.put("table", f"{t['database']}.{t['name']}", t)
-
-    def put_replica(self, db: str, chunk: int, workers: list[str]):
-        for w in self.replicas.get(db, {}).get(chunk, []):
-            self._load[w] = self._load.get(w, 0) - 1
-        for w in workers:
-            self._load[w] = self._load.get(w, 0) + 1
-        self.replicas.setdefault(db, {})[chunk] = workers
-        return self.put("replica", f"{db}/{chunk}", {"database": db, "chunk": chunk, "workers": workers})
-
-    def put_trans(self, t: dict):
-        self.transactions[t["id"]] = t
-        return self.put("trans", t["id"], t)
-
-    def put_contrib(self, c: dict):
-        self.contribs[c["id"]] = c
-        return self.put("contrib", c["id"], c)
-
-    def put_stats(self, key: str, s: dict):
-        self.stats[key] = s
-        return self.put("stats", key, s)
+        result: int = await self.pool.run(go)
+        return result
 
     async def forget_database(self, name: str) -> None:
         """Remove every record of a database (``DELETE /ingest/database``); ids are not reused."""
@@ -165,31 +120,63 @@ class State:
         for key in [k for k in self.tables if k[0] == name]:
             del self.tables[key]
         for workers in self.replicas.pop(name, {}).values():
-            for w in workers:
-                self._load[w] = self._load.get(w, 0) - 1
-        for tid in [i for i, t in self.transactions.items() if t["database"] == name]:
+            self._count(workers, -1)
+        for tid in [i for i, t in self.transactions.items() if t.database == name]:
             del self.transactions[tid]
-        for cid in [i for i, c in self.contribs.items() if c["database"] == name]:
+        for cid in [i for i, c in self.contribs.items() if c.database == name]:
             del self.contribs[cid]
-        for key in [k for k in self.stats if k.startswith(name + ".")]:
+        for key in [k for k in self.stats if k[0] == name]:
             del self.stats[key]
-        db = qid(self.dbname)
+        like = name.replace("_", "\\_")
         await self.pool.aexecute(
-            f"DELETE FROM {db}.`records` WHERE (kind='database' AND id=%s)"
+            f"DELETE FROM {qid(self.dbname)}.`records` WHERE (kind='database' AND id=%s)"
             " OR (kind IN ('table','stats') AND id LIKE %s) OR (kind='replica' AND id LIKE %s)"
             " OR (kind IN ('trans','contrib') AND JSON_VALUE(doc, '$.database')=%s)",
-            (name, name.replace("_", "\\_") + ".%", name.replace("_", "\\_") + "/%", name),
+            (name, like + ".%", like + "/%", name),
         )
 
     async def forget_table(self, db: str, table: str) -> None:
         self.tables.pop((db, table), None)
-        self.stats.pop(f"{db}.{table}", None)
-        await self.delete("table", f"{db}.{table}")
-        await self.delete("stats", f"{db}.{table}")
+        self.stats.pop((db, table), None)
+        for kind in (Table.KIND, TableStats.KIND):
+            await self._delete(kind, f"{db}.{table}")
 
-    def db_tables(self, db: str) -> list[dict]:
-        """The tables of a database in registration order."""
-        return sorted((t for (d, _), t in self.tables.items() if d == db), key=lambda t: t["seq"])
+    # ---- lookups, failing with the texts of Qserv's configuration and database services
+    def database(self, name: str) -> Database:
+        """``Configuration::databaseInfo`` (``Configuration.cc:880-886``)."""
+        db = self.databases.get(name)
+        if db is None:
+            raise OperationFailed(f"CONFIG  _databaseInfo no such database '{name}'.")
+        return db
+
+    def table(self, db: Database, name: str) -> Table:
+        """``DatabaseInfo::findTable`` (``ConfigDatabase.cc:176-184``)."""
+        t = self.tables.get((db.name, name))
+        if t is None:
+            raise OperationFailed(
+                f"DatabaseInfo::findTable no such table '{name}' found in the database '{db.name}'."
+            )
+        return t
+
+    def transaction(self, tid: int) -> Transaction:
+        """``DatabaseServicesMySQL::transaction`` (``DatabaseServicesMySQL.cc:1495-1504``)."""
+        t = self.transactions.get(tid)
+        if t is None:
+            raise OperationFailed(
+                f"DatabaseServicesMySQL::_findTransactionImpl predicate=`id`={tid} no such transaction"
+            )
+        return t
+
+    # ---- queries
+    def db_tables(self, db: str) -> list[Table]:
+        """The tables of a database by name (Qserv keeps them in a ``std::map``, ``ConfigDatabase.h:178``)."""
+        return sorted((t for (d, _), t in self.tables.items() if d == db), key=lambda t: t.name)
+
+    def db_transactions(self, db: str) -> list[Transaction]:
+        return sorted((t for t in self.transactions.values() if t.database == db), key=lambda t: t.id)
+
+    def trans_contribs(self, trans_id: int) -> list[Contribution]:
+        return sorted((c for c in self.contribs.values() if c.transaction_id == trans_id), key=lambda c: c.id)
 
     def chunk_load(self) -> dict[str, int]:
         """Number of chunk replicas per worker across all databases (the least-loaded criterion)."""

@@ -19,7 +19,10 @@ from urllib.parse import unquote, urlparse
 
 import pymysql
 
-DUMMY_CHUNK = 1234567890
+from qdask.emulator.contract import DUMMY_CHUNK, PARTITION_COLUMN
+from qdask.emulator.records import Column, Table
+
+__all__ = ["DUMMY_CHUNK", "Dsn", "LoadResult", "SqlPool", "WorkerStorage", "chunk_table", "qid"]
 
 
 def qid(*parts: str) -> str:
@@ -116,13 +119,15 @@ class SqlPool:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-def table_ddl(db: str, table: str, columns: list[dict], charset: str, collation: str) -> str:
-    """The CREATE TABLE a worker issues for a registered table (prototype or regular)."""
-    cols = ",\n  ".join(f"{qid(c['name'])} {c['type']}" for c in columns)
+def table_ddl(db: str, table: str, columns: list[Column], charset: str, collation: str) -> str:
+    """The CREATE TABLE a worker issues for a registered table (``WorkerSqlRequest.cc:268-287``): charset and
+    collation only when set (``DatabaseMySQLGenerator.cc:94-115``), partitioned by transaction with ``p0``."""
+    cols = ",".join(f"{qid(c.name)} {c.type}" for c in columns)
     return (
-        f"CREATE TABLE IF NOT EXISTS {qid(db, table)} (\n  {cols}\n) ENGINE=MyISAM"
-        f" DEFAULT CHARSET={charset} COLLATE={collation}"
-        " PARTITION BY LIST (`qserv_trans_id`) (PARTITION `p0` VALUES IN (0))"
+        f"CREATE TABLE IF NOT EXISTS {qid(db, table)} ({cols}) ENGINE=MyISAM"
+        + (f" DEFAULT CHARSET={charset}" if charset else "")
+        + (f" COLLATE={collation}" if collation else "")
+        + f" PARTITION BY LIST ({qid(PARTITION_COLUMN)}) (PARTITION `p0` VALUES IN (0))"
     )
 
 
@@ -181,19 +186,15 @@ class WorkerStorage:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {qid(self.dbname(db))}")
 
-    def create_table(self, conn, db: str, table: dict) -> None:
-        """Prototype (or regular) table, plus the dummy chunk tables of a partitioned table."""
-        wdb = self.dbname(db)
+    def create_table(self, conn, table: Table, name: str) -> None:
+        """One table of a registered table's definition: its prototype (or the regular table itself), or a
+        dummy chunk table of a partitioned one."""
         with conn.cursor() as cur:
             cur.execute(
                 table_ddl(
-                    wdb, table["name"], table["columns"], table["charset_name"], table["collation_name"]
+                    self.dbname(table.database), name, table.columns, table.charset_name, table.collation_name
                 )
             )
-            if table["is_partitioned"]:
-                for overlap in (False, True):
-                    name = chunk_table(table["name"], DUMMY_CHUNK, overlap)
-                    cur.execute(f"CREATE TABLE IF NOT EXISTS {qid(wdb, name)} LIKE {qid(wdb, table['name'])}")
 
     def tables(self, conn, db: str) -> list[str]:
         with conn.cursor() as cur:

@@ -16,21 +16,21 @@ def test_database_registration_and_errors(qserv):
     answer = api.create_db(db, local_load_secondary_index=1)
     assert answer["database"]["database"] == db and answer["database"]["is_published"] == 0
     assert answer["database"]["family_name"] == "layout_85_12" and answer["database"]["tables"] == []
+    # HttpIngestModule.cc:217-219
     assert answer["warning"] == (
-        "The parameter 'local_load_secondary_index' is obsolete since version 20 of the"
-        " API and it will be ignored."
+        "Option 'local_load_secondary_index' is obsolete as of the version 20 of the API."
     )
     dup = api.post(
         "/ingest/database", {"database": db, "num_stripes": 85, "num_sub_stripes": 12, "overlap": 0.1}
     )
     assert dup["success"] == 0
-    assert dup["error"].startswith("operation failed due to: ")
-    assert dup["error"].endswith(f"the database '{db}' already exists.")
+    # Configuration.cc:561-564: a std::logic_error, after the worker job
+    assert dup["error"] == f"operation failed due to: CONFIG  addDatabase the database '{db}' already exists."
     neg = api.post(
         "/ingest/database",
         {"database": unique_db("neg"), "num_stripes": 85, "num_sub_stripes": 12, "overlap": -1},
     )
-    assert neg["error"] == "invalid parameters of the request, ex: overlap can't have a negative value"
+    assert neg["error"] == "overlap can't have a negative value"  # HttpIngestModule.cc:227, http::Error
     listed = api.get("/ingest/database")["databases"]
     assert {"name": db, "family": "layout_85_12", "is_published": 0} in listed
     # the family is shared by any database with the same stripes/sub-stripes, overlap not compared
@@ -93,7 +93,11 @@ def test_table_registration_and_validation(qserv):
             "schema": [{"name": "a", "type": "INT"}],
         },
     )
-    assert missing["error"].endswith("no matching column 'nope' found in schema for parameter 'director_key'")
+    # ConfigDatabase.cc:201-205, 347-354: the role is Qserv's, the table JSON follows the message
+    assert missing["error"].startswith(
+        "invalid parameters of the request, ex: DatabaseInfo::validate no matching column 'nope' found in"
+        f" schema for parameter 'directorTable.primaryKeyColumn()' [database={db}] {{"
+    )
     nosub = api.post(
         "/ingest/table",
         {
@@ -107,11 +111,12 @@ def test_table_registration_and_validation(qserv):
             "schema": [{"name": "a", "type": "INT"}],
         },
     )
-    assert nosub["error"].endswith(
-        "no matching column 'subChunkId' found in schema for parameter 'subChunkId'"
+    assert (
+        "no matching column 'subChunkId' found in schema for parameter 'subChunkIdColName'"
+        in (nosub["error"])
     )
     notobj = api.post("/ingest/table", {"database": db, "table": "D", "is_partitioned": 0, "schema": ["a"]})
-    assert notobj["error"].endswith("columns definitions in table schema are not JSON objects")
+    assert notobj["error"] == "columns definitions in table schema are not JSON objects"
     old = api.post(
         "/ingest/table",
         {
@@ -124,9 +129,12 @@ def test_table_registration_and_validation(qserv):
         },
     )
     assert old["error_ext"] == {"min_version": 49, "max_version": 55}
-    assert api.post("/ingest/table", {"database": "nosuch", "table": "T", "is_partitioned": 0, "schema": []})[
-        "error"
-    ].endswith("no such database 'nosuch'.")
+    assert (
+        api.post("/ingest/table", {"database": "nosuch", "table": "T", "is_partitioned": 0, "schema": []})[
+            "error"
+        ]
+        == "operation failed due to: CONFIG  _databaseInfo no such database 'nosuch'."
+    )
     dep = api.post(
         "/ingest/table",
         {
@@ -144,10 +152,10 @@ def test_table_registration_and_validation(qserv):
     )
     assert dep["success"] == 1
     listed = api.get(f"/ingest/table/{db}")["tables"]
-    assert listed == [
+    assert listed == [  # HttpIngestModule.cc:498-504 over a std::map: partitioned first, by name
+        {"name": "Dep", "is_partitioned": 1},
         {"name": "Obj", "is_partitioned": 1},
         {"name": "Obj2", "is_partitioned": 1},
-        {"name": "Dep", "is_partitioned": 1},
     ]
     # MariaDB side: prototype + dummy chunk tables, MyISAM, partitioned by transaction with p0
     with qserv.czar_connect() as conn, conn.cursor() as cur:
@@ -167,9 +175,9 @@ def test_table_registration_and_validation(qserv):
         assert [r[0] for r in cur.fetchall()] == ["p0"]
     # delete a table
     assert api.delete(f"/ingest/table/{db}/Obj2")["success"] == 1
-    assert [t["name"] for t in api.get(f"/ingest/table/{db}")["tables"]] == ["Obj", "Dep"]
-    assert api.delete(f"/ingest/table/{db}/Obj2")["error"].startswith(
-        "invalid parameters of the request, ex: no such table 'Obj2'"
+    assert [t["name"] for t in api.get(f"/ingest/table/{db}")["tables"]] == ["Dep", "Obj"]
+    assert api.delete(f"/ingest/table/{db}/Obj2")["error"] == (  # ConfigDatabase.cc:181-183
+        f"operation failed due to: DatabaseInfo::findTable no such table 'Obj2' found in the database '{db}'."
     )
 
 
@@ -183,17 +191,26 @@ def test_transaction_state_machine(qserv):
     trans = answer["databases"][db]["transactions"][0]
     tid = trans["id"]
     assert trans["state"] == "STARTED" and trans["begin_time"] > 0 and trans["start_time"] > 0
-    assert trans["end_time"] == 0 and trans["context"] == {}
+    # HttpIngestTransModule.cc:316: the answer carries the transaction as recorded, context and log included
+    assert trans["end_time"] == 0 and trans["context"] == {"pod": "p1"}
+    assert [e["name"] for e in trans["log"]] == ["begin add dir idx part", "end add dir idx part"]
     got = api.get(f"/ingest/trans/{tid}", params={"include_context": 1, "include_log": 1})
     t = got["databases"][db]["transactions"][0]
     assert t["context"] == {"pod": "p1"}
     assert [e["name"] for e in t["log"]] == ["begin add dir idx part", "end add dir idx part"]
     missing = api.put(f"/ingest/trans/{tid}")
-    assert missing["success"] == 0 and "abort" in missing["error"]
+    assert missing["error"] == (  # RequestQuery.cc:37-40
+        "invalid parameters of the request, ex: RequestQuery::requiredBool mandatory parameter 'abort'"
+        " is missing"
+    )
     committed = api.end(tid)
     assert committed["success"] == 1 and committed["secondary-index-build-success"] == 1
     t = committed["databases"][db]["transactions"][0]
     assert t["state"] == "FINISHED" and t["end_time"] >= t["transition_time"] > 0
+    assert t["context"] == {"pod": "p1"} and [e["name"] for e in t["log"]][-2:] == [
+        "begin bld dir idx",
+        "end bld dir idx",
+    ]  # HttpIngestTransModule.cc:494
     again = api.end(tid)
     assert again["error"] == f"transaction id={tid} can't be ended at this time because of state=FINISHED."
     assert api.end(tid, abort=True)["error"] == (
@@ -207,12 +224,16 @@ def test_transaction_state_machine(qserv):
     unknown = api.get("/ingest/trans/999999")
     assert unknown["success"] == 0 and "no such transaction" in unknown["error"]
     listed = api.get("/ingest/trans", params={"database": db})["databases"][db]
-    assert [x["state"] for x in listed["transactions"]] == ["FINISHED", "ABORTED"]
+    # DatabaseServicesMySQL.cc:1519: newest first; context and log only when asked for
+    assert [x["state"] for x in listed["transactions"]] == ["ABORTED", "FINISHED"]
+    assert all(x["context"] == {} and x["log"] == [] for x in listed["transactions"])
     only = api.get("/ingest/trans", params={"database": db, "trans_state": "!FINISHED"})["databases"][db]
     assert [x["id"] for x in only["transactions"]] == [t2]
     by_zero = api.get("/ingest/trans/0", params={"database": db})["databases"][db]
     assert len(by_zero["transactions"]) == 2
-    assert api.post("/ingest/trans", {"database": "nosuch"})["error"].endswith("no such database 'nosuch'.")
+    assert api.post("/ingest/trans", {"database": "nosuch"})["error"] == (
+        "operation failed due to: CONFIG  _databaseInfo no such database 'nosuch'."
+    )
 
 
 def test_failed_commit_then_abort(qserv):
@@ -245,7 +266,15 @@ def test_contrib_summary_and_long_listing(qserv):
     answer = api.get(f"/ingest/trans/{tid}", params={"contrib": 1})["databases"][db]["transactions"][0]
     summary = answer["contrib"]["summary"]
     assert answer["contrib"]["files"] == []
-    assert summary["num_files_by_status"] == {"FINISHED": 2}
+    assert summary["num_files_by_status"] == {  # every status, as HttpIngestTransModule.cc:614-617
+        "IN_PROGRESS": 0,
+        "CREATE_FAILED": 0,
+        "START_FAILED": 0,
+        "READ_FAILED": 0,
+        "LOAD_FAILED": 0,
+        "CANCELLED": 0,
+        "FINISHED": 2,
+    }
     assert (
         summary["num_rows"],
         summary["num_rows_loaded"],
@@ -254,7 +283,8 @@ def test_contrib_summary_and_long_listing(qserv):
         summary["num_workers"],
     ) == (8, 8, 1, 1, 1)
     assert summary["table"]["Obj"]["num_rows"] == 5 and summary["table"]["Obj"]["overlap"]["num_rows"] == 3
-    assert summary["worker"][loc["worker"]]["num_files"] == 2
+    worker = summary["worker"][loc["worker"]]  # HttpIngestTransModule.cc:658-666: no num_files here
+    assert (worker["num_chunk_files"], worker["num_chunk_overlap_files"], worker["num_rows"]) == (1, 1, 8)
     files = api.get(f"/ingest/trans/{tid}", params={"contrib": 1, "contrib_long": 1})
     files = files["databases"][db]["transactions"][0]["contrib"]["files"]
     assert [f["overlap"] for f in files] == [0, 1]
@@ -320,7 +350,12 @@ def test_ingest_config_and_deletions(qserv):
     db = unique_db("cfg")
     api.create_db(db)
     answer = api.ok(api.put("/ingest/config", {"database": db, "ASYNC_PROC_LIMIT": 2, "CAINFO": "/etc/ca"}))
-    assert answer["config"] == {"database": db, "ASYNC_PROC_LIMIT": 2, "CAINFO": "/etc/ca"}
+    assert "config" not in answer  # HttpIngestConfigModule.cc:171: an empty object
+    assert api.get("/ingest/config", params={"database": db})["config"] == {
+        "database": db,
+        "CAINFO": "/etc/ca",
+        "ASYNC_PROC_LIMIT": 2,
+    }
     assert api.get("/ingest/config", params={"database": db})["config"]["ASYNC_PROC_LIMIT"] == 2
     assert api.put("/ingest/config", {"database": db, "version": 13})["error_ext"]["min_version"] == 14
     api.create_regular(db)
@@ -343,10 +378,22 @@ def test_table_stats_and_published_table_deletion(qserv):
     api.ok(api.csv(loc["worker"], tid, "Obj", CHUNKS[9], rows(50, 2, CHUNKS[9]), overlap=1))
     api.ok(api.end(tid))
     bad = api.post("/ingest/table-stats", {"database": db, "table": "Obj", "overlap_selector": "X"})
-    assert bad["success"] == 0 and "overlap_selector" in bad["error"]
+    assert bad["error"] == (  # replica/util/Common.cc:60-69
+        "invalid parameters of the request, ex: lsst::qserv::replica::str2overlapSelector the input string"
+        " 'X' doesn't match any selector."
+    )
+    # the default policy (DISABLED) scans but keeps nothing (SqlRowStatsJob.h:70-74)
+    api.ok(api.post("/ingest/table-stats", {"database": db, "table": "Obj"}))
+    assert api.get(f"/ingest/table-stats/{db}/Obj")["entries"] == []
     api.ok(
         api.post(
-            "/ingest/table-stats", {"database": db, "table": "Obj", "overlap_selector": "CHUNK_AND_OVERLAP"}
+            "/ingest/table-stats",
+            {
+                "database": db,
+                "table": "Obj",
+                "overlap_selector": "CHUNK_AND_OVERLAP",
+                "row_counters_state_update_policy": "ENABLED",
+            },
         )
     )
     entries = api.get(f"/ingest/table-stats/{db}/Obj")["entries"]

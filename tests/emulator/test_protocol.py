@@ -7,9 +7,10 @@ import httpx
 from tests.emulator.api import Api, unique_db
 
 ENVELOPE = {"success", "error", "error_ext", "warning"}
+# BaseModule.cc:147-170: AuthError carries the module's context() — the controller's task name
 NO_KEYS = (
-    "failed to pass authorization requirements, ex: none of the authorization keys 'auth_key' or"
-    " 'admin_auth_key' was found in the request. Please, provide one."
+    "failed to pass authorization requirements, ex: HTTP-PROCESSOR none of the authorization keys 'auth_key'"
+    " or 'admin_auth_key' was found in the request. Please, provide one."
 )
 
 
@@ -99,14 +100,14 @@ def test_auth_rules(qserv):
     assert api.post("/ingest/trans", {"database": "x"}, auth=False)["error"] == NO_KEYS
     answer = api.post("/ingest/trans", {"database": "x", "auth_key": "wrong"})
     assert answer["error"] == (
-        "failed to pass authorization requirements, ex: authorization key 'auth_key' in the"
+        "failed to pass authorization requirements, ex: HTTP-PROCESSOR authorization key 'auth_key' in the"
         " request doesn't match the one in server configuration"
     )
     answer = api.post(
         "/ingest/trans", {"database": "x", "admin_auth_key": "wrong", "auth_key": qserv.auth_key}
     )
     assert answer["error"] == (
-        "failed to pass authorization requirements, ex: administrator's authorization key"
+        "failed to pass authorization requirements, ex: HTTP-PROCESSOR administrator's authorization key"
         " 'admin_auth_key' in the request doesn't match the one in server configuration"
     )
     # the admin key is accepted where the plain key is required
@@ -124,7 +125,7 @@ def test_auth_rules(qserv):
     assert answer["success"] == 1
     # worker services apply the same rule
     answer = api.post("/ingest/file", {"transaction_id": 1}, auth=False, worker="worker-1")
-    assert answer["error"] == NO_KEYS
+    assert answer["error"] == NO_KEYS.replace("HTTP-PROCESSOR", "INGEST-HTTP-SVC")  # IngestHttpSvcMod.cc:60
     # an empty key must still be present when the configured key is empty: GETs need none
     assert api.get(f"/ingest/table/{db}")["success"] == 1
 
@@ -137,7 +138,7 @@ def test_errors_are_http_200_with_envelope(qserv):
     answer = Api(qserv).get("/ingest/table/nosuchdb")
     assert answer == {
         "success": 0,
-        "error": "invalid parameters of the request, ex: no such database 'nosuchdb'.",
+        "error": "operation failed due to: CONFIG  _databaseInfo no such database 'nosuchdb'.",
         "error_ext": {},
         "warning": "",
     }

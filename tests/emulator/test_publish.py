@@ -39,7 +39,7 @@ def test_publish_preconditions_and_czar(qserv):
     assert api.post("/ingest/trans", {"database": db})["error"] == "the database is already published"
     assert api.get("/ingest/regular", {"database": db})["error"] == f"database '{db} is already published."
     assert api.post("/ingest/chunk", {"database": db, "chunk": CHUNKS[5]})["error"] == (
-        "the database is already published"
+        f"database '{db} is already published."  # HttpModule.cc:136-139 (the missing quote is Qserv's)
     )
     with qserv.czar_connect(db) as conn, conn.cursor() as cur:
         cur.execute("SELECT COUNT(*), COUNT(DISTINCT chunkId), MIN(qserv_trans_id) FROM Obj")
@@ -69,7 +69,8 @@ def test_publish_preconditions_and_czar(qserv):
     built = api.post("/ingest/index/secondary", {"database": db, "director_table": "Obj", "rebuild": 1})
     assert built["success"] == 1
     exists = api.post("/ingest/index/secondary", {"database": db, "director_table": "Obj", "rebuild": 0})
-    assert exists["error"] == "index creation failed"
+    assert exists["error"].startswith("operation failed due to: ")  # HttpDirectorIndexModule.cc:154-166
+    assert exists["error"].endswith("already exists, errno: 1050")
     # deleting a published database needs the admin key
     denied = api.delete(f"/ingest/database/{db}")
     assert denied["error"] == "deleting published databases requires administrator's privileges."
@@ -86,7 +87,8 @@ def test_index_requires_published_director(qserv):
     api.create_db(db, auto_build_secondary_index=0)
     api.create_director(db)
     answer = api.post("/ingest/index/secondary", {"database": db, "director_table": "Obj", "local": 1})
-    assert answer["error"] == f"the director table 'Obj' of the database '{db}' is not published."
+    # HttpDirectorIndexModule.cc:88-92 (the leading blank is Qserv's)
+    assert answer["error"] == f" the director table 'Obj' of the database '{db}' is not published."
     assert "obsolete" in answer["warning"]
 
 

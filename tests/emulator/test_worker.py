@@ -156,14 +156,21 @@ def test_csv_errors(qserv, setup):
     other = next(w for w in qserv.worker_urls if w != worker)
     wrong = api.csv(other, tid, "Obj", chunk, rows(1, 2, chunk))
     assert wrong["success"] == 0
-    assert wrong["error"].endswith(
-        f"chunk {chunk} of the UNPUBLISHED database '{db}' is not allocated to worker '{other}'"
+    assert wrong["error"] == (  # IngestFileSvc.cc:126-132, a std::invalid_argument
+        "invalid parameters of the request, ex: INGEST-FILE-SVC openFile chunk"
+        f" {chunk} of the UNPUBLISHED database '{db}' is not allocated to worker '{other}'"
     )
     bad_trans = api.csv(worker, 999999, "Obj", chunk, rows(1, 2, chunk))
-    assert bad_trans["error"].endswith("invalid transaction identifier: 999999")
+    assert bad_trans["error"] == (  # IngestFileHttpSvcMod.cc:121, not caught there
+        "operation failed due to: DatabaseServicesMySQL::_findTransactionImpl predicate=`id`=999999"
+        " no such transaction"
+    )
     url = qserv.worker_urls[worker] + "/ingest/csv"
     not_multipart = httpx.post(url, json={"auth_key": qserv.auth_key}).json()
-    assert not_multipart["error"] == "the request is not a multipart form data"
+    assert not_multipart["error"] == (  # FileUploadModule.cc:47-49
+        "failed to pass authorization requirements, ex: INGEST-FILE-HTTP-SVC the request is not a"
+        " multipart form data"
+    )
     form = {
         "transaction_id": str(tid),
         "table": "Obj",
@@ -179,15 +186,18 @@ def test_csv_errors(qserv, setup):
     noauth = httpx.post(
         url, data={k: v for k, v in form.items() if k != "auth_key"}, files={"f": ("f.txt", b"1\n")}
     ).json()
-    assert noauth["error"].startswith("failed to pass authorization requirements, ex: none of the")
+    assert noauth["error"].startswith(
+        "failed to pass authorization requirements, ex: INGEST-FILE-HTTP-SVC none of the"
+    )
     old = httpx.post(url, data={**form, "version": "37"}, files={"f": ("f.txt", b"1\n")}).json()
     assert old["error_ext"] == {"min_version": 38, "max_version": 55}
     # a contribution into a transaction that is no longer active is recorded as CREATE_FAILED
     api.ok(api.end(tid))
     late = api.csv(worker, tid, "Obj", chunk, rows(1, 2, chunk))
-    assert late["error"] == f"transactionId={tid} is not active"
+    assert late["error"] == f"INGEST-FILE-HTTP-SVC onStartOfFile transactionId={tid} is not active"
     failed = [c for c in contribs(api, tid, db) if c["status"] != "FINISHED"]
-    assert [(c["status"], c["retry_allowed"]) for c in failed][-1] == ("CREATE_FAILED", 0)
+    # IngestFileHttpSvcMod.cc:99-101 with DatabaseServicesMySQL.cc:1690: recorded retry-allowed
+    assert [(c["status"], c["retry_allowed"]) for c in failed][-1] == ("CREATE_FAILED", 1)
 
 
 def test_regular_table_goes_to_every_worker(qserv, setup, tmp_path):
@@ -231,20 +241,25 @@ def test_file_read_failure_retry_and_rules(qserv, setup, tmp_path):
     )
     other = next(w for w in qserv.worker_urls if w != loc["worker"])
     elsewhere = api.put(f"/ingest/file/{c['id']}", worker=other)
-    assert (
-        elsewhere["error"]
-        == f"the contribution {c['id']} was originally processed by worker '{loc['worker']}'"
+    assert elsewhere["error"] == (  # IngestRequest.cc:204-208
+        f"invalid parameters of the request, ex: contribution id={c['id']} was originally processed by"
+        f" worker '{loc['worker']}', while this retry operation was request at worker '{other}'."
     )
     path.write_bytes(rows(1, 4, chunk))
     retried = api.ok(api.put(f"/ingest/file/{c['id']}", worker=loc["worker"]))
     assert retried["contrib"]["status"] == "FINISHED" and retried["contrib"]["num_rows_loaded"] == 4
     assert retried["contrib"]["num_failed_retries"] == 3
     again = api.put(f"/ingest/file/{c['id']}", worker=loc["worker"])
-    assert again["error"] == (
-        f"the contribution {c['id']} is not in state READ_FAILED, the actual state is FINISHED."
+    assert again["error"] == (  # IngestRequest.cc:198-203
+        f"invalid parameters of the request, ex: contribution id={c['id']} is not in state READ_FAILED,"
+        " the actual state is FINISHED."
     )
     unsupported = api.post("/ingest/file", {**body, "url": "ftp://x/y"}, worker=loc["worker"])
-    assert unsupported["error"].endswith("unsupported url 'ftp://x/y'")
+    assert unsupported["error"] == (  # http::Url (Url.cc:64-162)
+        "invalid parameters of the request, ex: Url::_translate: invalid url 'ftp://x/y'"
+    )
+    created = contribs(api, tid, db)[-1]
+    assert (created["status"], created["retry_allowed"]) == ("CREATE_FAILED", 0)  # IngestRequest.cc:300-306
 
 
 def test_file_over_http_and_async(qserv, setup):
@@ -286,7 +301,9 @@ def test_file_over_http_and_async(qserv, setup):
         )
         assert missing["error_ext"] == {"http_error": 404, "system_error": 0, "retry_allowed": 1}
         unknown = api.get("/ingest/file-async/987654", worker=loc["worker"])
-        assert unknown["error"] == "request 987654 was not found"
+        assert unknown["error"] == (  # IngestRequestMgr.cc:247
+            "operation failed due to: INGEST-REQUEST-MGR  find request 987654 was not found"
+        )
     finally:
         source.close()
 
@@ -340,10 +357,11 @@ def test_ingest_data_json_rows(qserv, setup):
         assert cur.fetchall() == ((1, 0.123457, "v"), (2, 2.5, "1"))  # floats cut to 6 decimals
     errors = {
         "a collection of rows is missing in the request": {k: v for k, v in body.items() if k != "rows"},
-        "a collection of rows in the request is not the JSON array": {**body, "rows": {}},
+        "a collection of rows found in the request is not the JSON array": {**body, "rows": {}},
         "a collection of rows in the request is empty": {**body, "rows": []},
         "the row size in the request doesn't match the table schema": {**body, "rows": [[1, 2]]},
-        "unsupported type name 'null' found at row 0 and column 3 of the JSON array": {
+        "unsupported type name 'null' found at row 0 and column 3 where the boolean, numeric or string"
+        " type was expected": {
             **body,
             "rows": [[1, 1, 1, None, chunk, 1]],
         },
@@ -374,9 +392,9 @@ def test_transaction_aborted_while_reading(qserv, setup):
         source.release.set()
         final = wait_final(api, loc["worker"], cid)
         assert (final["status"], final["retry_allowed"]) == ("LOAD_FAILED", 0)
-        assert final["error"] == (
-            f"transaction {tid} changed state to ABORTED while the input file was being"
-            " prepared for the ingest."
+        assert final["error"] == (  # IngestFileSvc.cc:173-178
+            f"INGEST-FILE-SVC loadDataIntoTable transaction {tid} changed state to ABORTED while the input"
+            " file was being prepared for the ingest."
         )
         with qserv.czar_connect() as conn, conn.cursor() as cur:  # loading never began: no chunk table
             cur.execute(
