@@ -77,6 +77,10 @@ class PrivateMariaDB:
             self._owns_dir = True
         datadir, sockpath = self.base_dir / "data", self.base_dir / "mysqld.sock"
         datadir.mkdir(parents=True, exist_ok=True)
+        # Temporary tables of its own, so nothing that cleans the machine's /tmp can pull them away
+        # mid-statement (seen: "Error on delete of '/tmp/#sql-temptable-….MAI'").
+        tmpdir = self.base_dir / "tmp"
+        tmpdir.mkdir(exist_ok=True)
         user_args = ["--user=root"] if os.geteuid() == 0 else []
         if not (datadir / "mysql").exists():
             subprocess.run(
@@ -99,6 +103,7 @@ class PrivateMariaDB:
                 "--no-defaults",
                 f"--datadir={datadir}",
                 f"--socket={sockpath}",
+                f"--tmpdir={tmpdir}",
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
                 f"--pid-file={self.base_dir / 'mysqld.pid'}",
