@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING
 import dask
 from distributed import Client, LocalCluster
 
+from qdask.errors import QdaskError
+
 if TYPE_CHECKING:
     from qdask.config import KubernetesConfig
 
 
-class ClusterError(RuntimeError):
+class ClusterError(QdaskError, RuntimeError):
     """The requested cluster cannot be started or reached."""
 
 

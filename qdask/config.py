@@ -45,6 +45,8 @@ from pydantic import (
     model_validator,
 )
 
+from qdask.errors import QdaskUsageError
+
 __all__ = [
     "ButlerInput",
     "ChildTable",
@@ -78,7 +80,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------------
 
 
-class ConfigError(ValueError):
+class ConfigError(QdaskUsageError, ValueError):
     """An invalid configuration: every problem with the file, the key path and what was expected.
 
     `problems` is a list of ``(key_path, message)``; `str()` gives one line per problem, prefixed with

@@ -23,6 +23,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from qdask.errors import QdaskError
+
 __all__ = [
     "CHUNK_COLUMNS",
     "Column",
@@ -44,11 +46,11 @@ __all__ = [
 ]
 
 
-class SchemaError(ValueError):
+class SchemaError(QdaskError, ValueError):
     """A schema that cannot be read or resolved (unknown table, unparsable DDL or type)."""
 
 
-class SchemaMismatch(ValueError):
+class SchemaMismatch(QdaskError, ValueError):
     """An input whose columns do not match the table schema; names the input and every offending column."""
 
     def __init__(self, source: str, problems: Sequence[str]):

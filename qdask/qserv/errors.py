@@ -11,8 +11,10 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from qdask.errors import QdaskError
 
-class QservError(Exception):
+
+class QservError(QdaskError):
     """Qserv answered `success=0`: `endpoint` is "METHOD /path", `error`/`error_ext` are the server's own."""
 
     def __init__(self, endpoint: str, error: str, error_ext: Any = None):

@@ -22,6 +22,7 @@ from itertools import groupby
 from pathlib import Path
 
 from qdask import faultpoints
+from qdask.errors import QdaskError
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, Ledger
 from qdask.ledger import Contribution as LedgerContribution
 from qdask.qserv import (
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 FINAL_STATES = {"FINISHED", "ABORTED"}
 
 
-class LoadError(RuntimeError):
+class LoadError(QdaskError, RuntimeError):
     """The load cannot go on now; the ledger is consistent and a re-run resumes where this one stopped."""
 
 

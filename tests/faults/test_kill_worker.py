@@ -33,7 +33,7 @@ def test_a_unit_that_always_kills_its_worker_is_reported_and_resumable(qserv, tr
     assert outcome.returncode == 1, outcome.output[-3000:]
     text = " ".join(outcome.output.split())
     assert "killed its Dask worker 3 times" in text, text[-3000:]
-    assert "table Source" in text and "1.0 GiB memory limit" in text and "more memory" in text
+    assert "table Source" in text and "1.00 GiB memory limit" in text and "more memory" in text
     assert "re-run the same command" in text
     assert len(outcome.fired) == 3  # three workers died on it, then the run stopped instead of looping
     cfg = load_config(config)
