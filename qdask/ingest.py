@@ -41,6 +41,7 @@ from qdask.stages.collect import Collected, CorruptShardError, collect_task, col
 from qdask.stages.keys import (
     CorruptKeyFile,
     KeyProblems,
+    UnitKeyFile,
     check_family_task,
     exclusion_path,
     family_checks,
@@ -331,24 +332,9 @@ class Ingest:
         t0 = time.perf_counter()
         missing = [f for c in checks for t in c.tables for f in files[t.name] if not f.path.is_file()]
         log.info("keys: %d famil(ies) to check, %d unit key file(s) to rebuild", len(checks), len(missing))
-        redo = False
-        rebuilds = {
-            client.submit(
-                unit_keys_task, f.shards, f.column, str(f.path), key=f"keys-{f.path.stem}-{uuid4().hex[:8]}"
-            ): f
-            for f in missing
-        }
-        for unit, future, memory in self._as_completed(client, rebuilds, "keys"):
-            try:
-                future.result()
-            except CorruptShardError as exc:
-                self.ledger.unit_failed(exc.shard.unit_id, str(exc))  # failed units are partitioned again
-                self.summary.notes.append(str(exc))
-                redo = True
-            except Exception as exc:  # noqa: BLE001 - a task error is the user's to see, by unit
-                raise IngestError(memory.explain(exc, f"keys of unit {unit.unit_id}")) from exc
-        if redo:
+        if missing and self._rebuild_unit_keys(client, missing):
             return True
+        redo = False
         submitted = {
             client.submit(
                 check_family_task, c, str(self.keys_root), key=f"keycheck-{c.director.name}-{uuid4().hex[:8]}"
@@ -379,6 +365,28 @@ class Ingest:
                 + "\nFix the input (or set the table's policies to quarantine) and re-run the same command."
             )
         return False
+
+    def _rebuild_unit_keys(self, client: Client, missing: list[UnitKeyFile]) -> bool:
+        """Rebuild unit key files found missing from their units' home shards (lost, or staged by an older
+        qdask); returns True when a damaged shard sent its unit back to partition."""
+        redo = False
+        rebuilds = {
+            client.submit(
+                unit_keys_task, f.shards, f.column, str(f.path), key=f"keys-{f.path.stem}-{uuid4().hex[:8]}"
+            ): f
+            for f in missing
+        }
+        for unit, future, memory in self._as_completed(client, rebuilds, "keys"):
+            try:
+                future.result()
+                log.debug("keys: unit %s key file rebuilt", unit.unit_id)
+            except CorruptShardError as exc:
+                self.ledger.unit_failed(exc.shard.unit_id, str(exc))  # failed units are partitioned again
+                self.summary.notes.append(str(exc))
+                redo = True
+            except Exception as exc:  # noqa: BLE001 - a task error is the user's to see, by unit
+                raise IngestError(memory.explain(exc, f"keys of unit {unit.unit_id}")) from exc
+        return redo
 
     def _exclusion_column(self, table: str) -> str:
         """The column whose values the key check may exclude from `table` (director id, child's key)."""
