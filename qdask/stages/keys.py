@@ -86,10 +86,15 @@ def unit_key_path(keys_root: Path | str, table: str, unit_id: str, shards: Itera
 
 
 def save_unit_keys(values: np.ndarray, path: Path) -> Path:
-    """Save `values` sorted to `path` (atomically), and remove the unit's key files of other attempts."""
+    """Save `values` sorted (in place: no copy) to `path` atomically, and remove the unit's key files of
+    other attempts."""
+    keys = np.asarray(values, np.int64)
+    if not keys.flags.writeable:  # e.g. a zero-copy view of an Arrow buffer
+        keys = keys.copy()
+    keys.sort()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, np.sort(np.asarray(values, np.int64)))
+    np.save(tmp, keys)
     tmp.replace(path)
     unit_key = path.name.rsplit(".", 2)[0]
     for old in path.parent.glob(f"{unit_key}.*.npy"):
