@@ -1,17 +1,45 @@
 """The ``qdask`` command: one sub-command per job (plan, ingest, status, verify, query, demo, emulator).
 
 Each sub-command is a thin shell over a library function, so everything the command does can also be
-driven (and tested) from Python.
+driven (and tested) from Python. A `QdaskError` (bad config, bad input, Qserv refusing, ...) is printed
+as its message alone and exits with its code (2 for a usage or config error, 1 otherwise); Ctrl-C ends
+with one line; any other exception is a bug in qdask and keeps its traceback.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from qdask import __version__
+from qdask.errors import QdaskError, QdaskUsageError
+
+#: What Ctrl-C leaves, by command: the ledger makes ingest and demo resumable.
+RESUME = {
+    "ingest": "everything finished so far is recorded; re-run the same command to resume",
+    "demo": "re-run `qdask demo` to start it again",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class QdaskGroup(click.Group):
+    """The command group: user-facing errors and Ctrl-C as one clear message, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QdaskError as exc:
+            name = ctx.invoked_subcommand or "qdask"
+            usage = isinstance(exc, QdaskUsageError)  # a config error names its file and keys already
+            click.echo(str(exc) if usage else f"qdask {name} stopped: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            name = ctx.invoked_subcommand or "qdask"
+            click.echo(f"\nqdask {name} interrupted: {RESUME.get(name, 'nothing else was done')}", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=QdaskGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="qdask")
 def main() -> None:
     """Load LSST/Rubin catalogs (Butler datasets or Parquet/CSV/TSV files) into Qserv with Dask.
@@ -70,28 +98,21 @@ def plan_command(config: str, check: bool) -> None:
     With `--check`, only validate CONFIG and print the resolved configuration (secrets masked).
     Config errors name the file, line and key path, and exit with status 2.
     """
-    from qdask.config import ConfigError, load_config
+    from qdask.config import load_config
 
-    try:
-        cfg = load_config(config)
-    except ConfigError as e:
-        click.echo(str(e), err=True)
-        raise SystemExit(2) from None
+    cfg = load_config(config)
     click.echo(f"# {cfg.source}: valid", err=True)
     if check:
         click.echo(cfg.to_yaml(), nl=False)
         return
     from qdask.ingest import Ingest
+    from qdask.progress import print_memory_plan
 
     ingest = Ingest(cfg)
-    try:
-        ingest.plan()
-        memory_plan = _fit_memory(ingest)
-    except Exception as exc:  # noqa: BLE001 - any discovery/schema problem is reported, not raised
-        click.echo(f"qdask plan: {type(exc).__name__}: {exc}", err=True)
-        raise SystemExit(1) from None
+    ingest.plan()
+    memory_plan = _fit_memory(ingest)
     ingest.show_plan()
-    _print_memory(memory_plan)
+    print_memory_plan(memory_plan)
 
 
 @main.group("emulator")
@@ -180,16 +201,12 @@ def demo_repo_command(path: str, tracts: int, rows_per_patch: int, patches_per_t
 
 
 def _config(path: str, **overrides):
-    """Load CONFIG with command-line overrides, or exit 2 with the located errors."""
-    from qdask.config import ConfigError, load_config
+    """Load CONFIG with command-line overrides (a `ConfigError` names every problem, and exits 2)."""
+    from qdask.config import load_config
 
-    try:
-        cfg = load_config(path)
-        given = {k: v for k, v in overrides.items() if v is not None}
-        return cfg.with_overrides(**given) if given else cfg
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        raise SystemExit(2) from None
+    cfg = load_config(path)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return cfg.with_overrides(**given) if given else cfg
 
 
 def _fit_memory(ingest):
@@ -199,87 +216,6 @@ def _fit_memory(ingest):
     fitted, memory_plan = fit_setups(list(ingest.setups.values()), ingest.config)
     ingest.setups = {s.name: s for s in fitted}
     return memory_plan
-
-
-def _print_memory(plan) -> None:
-    """Per table and stage: the largest task's estimated peak next to the per-task budget and the limits."""
-    from dask.utils import format_bytes
-    from rich.console import Console
-    from rich.table import Table
-
-    pod = f", pod limit {format_bytes(plan.pod_limit)}" if plan.pod_limit else ""
-    limit = format_bytes(plan.worker_limit)
-    console = Console(stderr=True)
-    console.print(
-        f"memory per task; each worker: Dask limit {limit}{pod}, {plan.nthreads} thread(s)",
-        soft_wrap=True,
-    )
-    table = Table()
-    for name in ("table", "stage", "tasks", "est. peak", "budget", "fits"):
-        table.add_column(name, justify="left" if name in ("table", "stage") else "right")
-    for r in plan.rows:
-        table.add_row(
-            r.table,
-            r.stage,
-            str(r.tasks) if r.tasks else "-",
-            format_bytes(r.peak),
-            format_bytes(r.budget),
-            "[green]yes[/]" if r.fits else "[red]NO[/]",
-        )
-    console.print(table)
-    for r in plan.rows:
-        if r.over:
-            shown = ", ".join(r.over[:5]) + (f" and {len(r.over) - 5} more" if len(r.over) > 5 else "")
-            console.print(
-                f"[red]{r.table}: {len(r.over)} unit(s) cannot be cut to fit (one row group, or no "
-                f"footer): {shown}. Give workers more memory or fewer threads.[/]",
-                soft_wrap=True,
-            )
-
-
-def _print_report(report) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="qdask verify")
-    for name in ("table", "check", "result", "detail"):
-        table.add_column(name)
-    for check in report.checks:
-        table.add_row(
-            check.table, check.name, "[green]ok[/]" if check.ok else "[red]DIFFERS[/]", check.detail
-        )
-    Console().print(table)
-
-
-def _print_summary(summary) -> None:
-    """What an ingest did: notes, quarantined rows, NaN/inf stored as NULL, and the totals."""
-    for note in summary.notes:
-        click.echo(f"- {note}", err=True)
-    for table, (count, paths) in summary.quarantined.items():
-        click.echo(
-            f"- {table}: {count:,} row(s) with invalid positions quarantined in {', '.join(paths[:3])}",
-            err=True,
-        )
-    for table, counts in summary.nan_to_null.items():
-        if not any(counts.values()):
-            continue
-        shown = ", ".join(f"{c} ({n:,})" for c, n in sorted(counts.items(), key=lambda kv: -kv[1])[:8])
-        click.echo(
-            f"- {table}: {sum(counts.values()):,} NaN/inf value(s) in {len(counts)} column(s) stored as NULL "
-            f"(MariaDB cannot hold them): {shown}{' …' if len(counts) > 8 else ''}",
-            err=True,
-        )
-    if not summary.changed_anything:
-        click.echo(
-            "nothing to do: every unit, chunk and transaction of this configuration is already done", err=True
-        )
-    else:
-        click.echo(
-            f"run {summary.run_id}: {summary.units_partitioned} unit(s) partitioned, "
-            f"{summary.chunks_collected} chunk file(s) staged, {summary.rows_loaded:,} rows loaded in "
-            f"{summary.transactions} transaction(s)",
-            err=True,
-        )
 
 
 @main.command("ingest")
@@ -305,7 +241,8 @@ def ingest_command(
     config, workers, controller, czar, staging, scheduler, cluster_kind, stage_only, no_verify
 ) -> None:
     """Ingest the catalog CONFIG describes into Qserv; re-run the same command to resume after any stop."""
-    from qdask.ingest import Ingest, IngestError
+    from qdask.ingest import Ingest
+    from qdask.progress import print_memory_plan, print_summary, print_verify_report
 
     cfg = _config(
         config,
@@ -317,18 +254,14 @@ def ingest_command(
         cluster=cluster_kind,
     )
     ingest = Ingest(cfg)
-    try:
-        ingest.plan()
-        memory_plan = _fit_memory(ingest)
-        ingest.show_plan()
-        _print_memory(memory_plan)
-        summary = ingest.run(stage_only=stage_only, verify_after=not no_verify)
-    except IngestError as exc:
-        click.echo(f"qdask ingest stopped: {exc}", err=True)
-        raise SystemExit(1) from None
-    _print_summary(summary)
+    ingest.plan()
+    memory_plan = _fit_memory(ingest)
+    ingest.show_plan()
+    print_memory_plan(memory_plan)
+    summary = ingest.run(stage_only=stage_only, verify_after=not no_verify)
+    print_summary(summary)
     if summary.verify is not None:
-        _print_report(summary.verify)
+        print_verify_report(summary.verify)
         if not summary.verify.ok:
             raise SystemExit(3)
 
@@ -343,9 +276,10 @@ def ingest_command(
 def verify_command(config, czar, staging, sample_size) -> None:
     """Compare Qserv (through the czar) with the ledger and the source; exit 0 only when all agree."""
     from qdask.ingest import Ingest
+    from qdask.progress import print_verify_report
 
     report = Ingest(_config(config, czar=czar, staging=staging)).verify(sample_size=sample_size)
-    _print_report(report)
+    print_verify_report(report)
     raise SystemExit(0 if report.ok else 3)
 
 
@@ -442,22 +376,18 @@ def demo_command(workdir, tracts, rows_per_patch, workers, mariadb) -> None:
     from rich.table import Table
 
     from qdask.demo_run import run_demo
-    from qdask.ingest import IngestError
+    from qdask.progress import print_summary, print_verify_report
 
-    try:
-        result = run_demo(
-            workdir, tracts=tracts, rows_per_patch=rows_per_patch, workers=workers, mariadb=mariadb
-        )
-    except IngestError as exc:
-        click.echo(f"qdask demo stopped: {exc}", err=True)
-        raise SystemExit(1) from None
-    _print_summary(result.summary)
-    _print_report(result.summary.verify)
+    result = run_demo(workdir, tracts=tracts, rows_per_patch=rows_per_patch, workers=workers, mariadb=mariadb)
+    print_summary(result.summary)
+    report = result.summary.verify
+    if report is not None:
+        print_verify_report(report)
     table = Table(*result.query_columns, title=f"the czar's answer (database {result.config.database.name})")
     for row in result.query_rows:
         table.add_row(*(str(v) for v in row))
     Console().print(table)
-    raise SystemExit(0 if result.summary.verify.ok else 3)
+    raise SystemExit(0 if report is not None and report.ok else 3)
 
 
 if __name__ == "__main__":

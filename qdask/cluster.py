@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,11 +18,13 @@ from typing import TYPE_CHECKING
 import dask
 from distributed import Client, LocalCluster
 
+from qdask.errors import QdaskError
+
 if TYPE_CHECKING:
     from qdask.config import KubernetesConfig
 
 
-class ClusterError(RuntimeError):
+class ClusterError(QdaskError, RuntimeError):
     """The requested cluster cannot be started or reached."""
 
 
@@ -64,14 +68,40 @@ def open_client(spec: ClusterSpec) -> Iterator[Client]:
             raise ClusterError(f"unknown cluster kind {spec.kind!r}: use local, kubernetes, or scheduler "
                                "with the address of a running scheduler")
         logging.getLogger("distributed").setLevel(logging.WARNING)
-        cluster = LocalCluster(
-            n_workers=spec.workers, threads_per_worker=spec.threads_per_worker, processes=True,
-            memory_limit=spec.memory_per_worker if spec.memory_per_worker else "auto",
-            dashboard_address=spec.dashboard_address,
-            silence_logs=logging.CRITICAL,  # task errors reach the driver, which reports them per unit
-        )
+        with _workers_ignore_ctrl_c():
+            cluster = LocalCluster(
+                n_workers=spec.workers, threads_per_worker=spec.threads_per_worker, processes=True,
+                memory_limit=spec.memory_per_worker if spec.memory_per_worker else "auto",
+                dashboard_address=spec.dashboard_address,
+                silence_logs=logging.CRITICAL,  # task errors reach the driver, which reports them per unit
+                preload=[__name__],  # `dask_setup` below, in every worker process (restarted ones too)
+            )
         with cluster, Client(cluster) as client:
             yield client
+
+
+# Ctrl-C in a terminal sends SIGINT to the whole process group: the driver and its local worker processes.
+# The driver stops the run and closes the cluster; workers must not each die printing a traceback.
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Ignore SIGINT while worker processes are spawned: an ignored signal stays ignored across exec, and
+    Python then installs no KeyboardInterrupt handler in them (a Ctrl-C meanwhile is lost, not fatal)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def dask_setup(worker: object) -> None:
+    """Dask preload run in each local worker as it starts (also one its nanny restarts): ignore SIGINT."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

@@ -495,7 +495,7 @@ def make_demo_repo(
     ``6 · visits_per_band`` times as many rows of 39 columns. Memory stays at about one batch of
     `chunk_rows` Object rows whatever the total size.
     """
-    from lsst.daf.butler import Butler, DatasetRef, FileDataset
+    from lsst.daf.butler import Butler, DataCoordinate, DatasetRef, FileDataset
 
     n = int(round(patches_per_tract**0.5))
     if n < 1 or n * n != patches_per_tract:
@@ -515,6 +515,10 @@ def make_demo_repo(
     types = {
         name: butler.get_dataset_type(name) for name in (OBJECT_DATASET, FORCED_DATASET, CCDVISIT_DATASET)
     }
+
+    def data_id(**values: Any) -> DataCoordinate:
+        return DataCoordinate.standardize(values, universe=butler.dimensions)
+
     object_rows = rows_per_patch * patches_per_tract
     forced_rows = rows_per_patch * len(BANDS) * visits_per_band
     object_schema = _pandas_schema(_felis_schema("Object"), "objectId", object_rows)
@@ -528,7 +532,7 @@ def make_demo_repo(
         ccd_schema = _pandas_schema(ccd_base, "ccdVisitId", ccd.num_rows)
         ccd_path = staging / "ccdVisitTable.parq"
         pq.write_table(pa.Table.from_batches([ccd.select(ccd_schema.names)]).cast(ccd_schema), ccd_path)
-        ref = DatasetRef(types[CCDVISIT_DATASET], {"instrument": INSTRUMENT}, run=RUN)
+        ref = DatasetRef(types[CCDVISIT_DATASET], data_id(instrument=INSTRUMENT), run=RUN)
         datasets.append(FileDataset(str(ccd_path), ref))
         for tract, tbox in tract_boxes.items():
             obj_path = staging / f"objectTable_tract_{tract}.parq"
@@ -561,10 +565,10 @@ def make_demo_repo(
             for patch, writer in writers.items():
                 writer.close()
                 ref = DatasetRef(
-                    types[FORCED_DATASET], {"skymap": SKYMAP, "tract": tract, "patch": patch}, run=RUN
+                    types[FORCED_DATASET], data_id(skymap=SKYMAP, tract=tract, patch=patch), run=RUN
                 )
                 datasets.append(FileDataset(str(staging / f"forced_{tract}_{patch}.parq"), ref))
-            ref = DatasetRef(types[OBJECT_DATASET], {"skymap": SKYMAP, "tract": tract}, run=RUN)
+            ref = DatasetRef(types[OBJECT_DATASET], data_id(skymap=SKYMAP, tract=tract), run=RUN)
             datasets.append(FileDataset(str(obj_path), ref))
         butler.ingest(*datasets, transfer="move")
     finally:

@@ -11,8 +11,10 @@ the cost in production is one dictionary lookup. Grammar (items separated by com
 ``=TEXT`` counts only hits whose detail contains TEXT; ``+SECONDS`` kills that long after the hit,
 from a timer thread, so the process dies while the next request is in flight; ``!`` fires at most once
 across all processes sharing ``QDASK_FAULT_DIR`` (a Dask task retried on another worker then succeeds).
-``MODE`` may be changed from ``kill`` to ``oom`` with ``QDASK_FAULT_MODE=oom``: the process then
-allocates memory until its nanny (or the kernel) kills it, as a real out-of-memory kill would.
+``MODE`` may be changed from ``kill`` with ``QDASK_FAULT_MODE``: ``oom`` makes the process allocate
+memory until its nanny (or the kernel) kills it, as a real out-of-memory kill would; ``interrupt``
+sends SIGINT to the whole process group, as Ctrl-C in a terminal does (the driver and its local Dask
+workers all receive it), and the process goes on.
 When ``QDASK_FAULT_DIR`` is set, every firing appends ``pid name detail`` to ``kills.log`` there
 (fsynced) before the process dies, so a test can tell which point was actually hit.
 """
@@ -114,7 +116,11 @@ def _log(name: str, detail: str) -> None:
 
 
 def _die() -> None:
-    if os.environ.get(MODE_ENV) == "oom":
+    mode = os.environ.get(MODE_ENV)
+    if mode == "interrupt":
+        os.killpg(os.getpgrp(), signal.SIGINT)
+        return
+    if mode == "oom":
         hog = []
         while True:  # ~300 MB/s, every page touched so it is resident, until something kills us
             block = bytearray(16 << 20)

@@ -1,48 +1,79 @@
-"""The ingest driver: plan → partition → collect → load → publish → verify, resumable from the ledger.
+"""The ingest driver: plan → partition → keys → collect → register → load → publish → verify.
 
-The driver holds no data: Dask tasks read inputs and write staged files, and return small metadata that
-the driver records in the ledger. Each stage starts from what the ledger says is left to do, so the same
-command re-run after any stop skips what is done and redoes what was in flight.
+The driver only orchestrates: it submits each stage's tasks (their functions live in `qdask.stages`),
+waits for them, records what they return in the ledger, and reports. Dask tasks read inputs and write
+staged files, and return small metadata; the driver holds no data. Each stage starts from what the ledger
+says is left to do, so the same command re-run after any stop skips what is done and redoes what was in
+flight. Stage boundaries are logged (`logging`, logger ``qdask.ingest``): start and end with counts and
+time, and each unit or chunk at debug level.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from uuid import uuid4
 
 import numpy as np
 import pyarrow as pa
-from dask.utils import format_bytes
-from distributed import Client, KilledWorker, as_completed
+from distributed import Client, Future, as_completed
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table as RichTable
 
 from qdask import faultpoints
 from qdask.cluster import ClusterSpec, open_client
 from qdask.config import IngestConfig
+from qdask.errors import QdaskError
 from qdask.kube import oom
-from qdask.ledger import ChunkKey, Ledger, Shard, Unit, config_fingerprint
+from qdask.ledger import ChunkFile, Ledger, LedgerError, Unit, UnitStatus, config_fingerprint
+from qdask.monitor import MemoryWatch
+from qdask.progress import plan_table, stage_bars
 from qdask.qserv import QservClient, QservError
 from qdask.qserv.czar import Czar
-from qdask.schema import SchemaError, TableSchema
-from qdask.sources import butler as butler_source
-from qdask.sources import files as file_source
+from qdask.schema import SchemaError
 from qdask.sources.units import InputUnit, SourceError
-from qdask.stages.collect import CollectTask, CorruptShardError, collect_chunk
-from qdask.stages.keys import check_keys, exclusion_path, load_exclusion, save_exclusion
-from qdask.stages.load import Loader, LoadError, LoadSettings, StagedFileCorrupt, recover, staged_file_problem
-from qdask.stages.partition import PartitionResult, TablePlan, conform_batch, partition_batches
+from qdask.stages.collect import Collected, CorruptShardError, collect_task, collect_task_for, key_text
+from qdask.stages.keys import (
+    CorruptKeyFile,
+    KeyProblems,
+    UnitKeyFile,
+    check_family_task,
+    exclusion_path,
+    family_checks,
+    key_column,
+    load_exclusion,
+    outcome,
+    unit_key_files,
+    unit_keys_task,
+)
+from qdask.stages.load import (
+    Loader,
+    LoadError,
+    LoadSettings,
+    LoadSummary,
+    StagedFileCorrupt,
+    recover,
+    staged_file_problem,
+)
+from qdask.stages.partition import PartitionResult, TablePlan, conform_batch, partition_task, read_input
 from qdask.stages.plan import PlanError, TableSetup, plan_ingest
 from qdask.stages.publish import is_published, publish
+from qdask.stages.register import register_catalog
 from qdask.stages.verify import TableToVerify, VerifyReport, verify
 
+log = logging.getLogger(__name__)
 
-class IngestError(RuntimeError):
+T = TypeVar("T")
+ROUNDS = 3
+"""Rounds of staging (and of loading) before giving up: a corrupt shard or file found costs one."""
+
+
+class IngestError(QdaskError, RuntimeError):
     """The ingest stopped; the message says why, and the ledger lets the same command resume."""
 
 
@@ -63,99 +94,7 @@ class IngestSummary:
         return bool(self.units_partitioned or self.chunks_collected or self.rows_loaded or self.transactions)
 
 
-# -- worker-side functions (plain arguments in, metadata out: they test without a cluster) ----------------
-
-
-def read_input(unit: InputUnit, input_schema: TableSchema, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    """Stream the `columns` of a unit, from a Butler dataset or a plain file."""
-    if unit.dataset_type is not None or unit.format == "butler":
-        return butler_source.read_unit(unit, columns)
-    return file_source.read_unit(unit, input_schema, select=[(c, c) for c in columns])
-
-
-def partition_task(
-    unit: InputUnit, plan: TablePlan, input_schema: TableSchema, shard_root: str, quarantine_root: str
-) -> PartitionResult:
-    """The partition stage for one unit (runs on a Dask worker)."""
-    batches = _each(read_input(unit, input_schema, plan.source_columns), "partition.batch", unit.unit_id)
-    return partition_batches(batches, plan, unit.unit_id, Path(shard_root), Path(quarantine_root))
-
-
-def collect_task(task: CollectTask, contrib_root: str):
-    """The collect stage for one (table, chunk, overlap) (runs on a Dask worker)."""
-    faultpoints.reached("collect.task", _key_text(task.key))
-    return collect_chunk(task, Path(contrib_root))
-
-
-def _each(items, point: str, detail: str):
-    """`items`, passing fault point `point` before each one (a kill mid-stream in the recovery tests)."""
-    for item in items:
-        faultpoints.reached(point, detail)
-        yield item
-
-
-# -- the driver ---------------------------------------------------------------------------------------
-
-
-class MemoryWatch:
-    """Samples the Dask workers while a stage runs, to say how much memory a task's worker was using.
-
-    A worker killed for memory (by its nanny at the `terminate` fraction, by the kernel, or by
-    Kubernetes) takes its task with it; after `allowed-failures` such deaths Dask gives up with
-    `KilledWorker`. The sampler records, for every running task, the most memory its worker was seen
-    using (heartbeats, ~0.5 s apart) and the worker's limit, so the report can name both.
-    """
-
-    def __init__(self, client: Client, interval: float = 0.2):
-        self.client, self.interval = client, interval
-        self.peak: dict[str, tuple[int, int | None]] = {}  # task key → (bytes seen, worker limit)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="qdask-memory-watch", daemon=True)
-
-    def __enter__(self) -> MemoryWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
-                processing = self.client.processing()
-            except Exception:  # noqa: BLE001 - sampling is best effort; the stage goes on without it
-                continue
-            for address, keys in processing.items():
-                info = workers.get(address, {})
-                used = int((info.get("metrics") or {}).get("memory") or 0)
-                for key in keys:
-                    seen, _ = self.peak.get(str(key), (0, None))
-                    self.peak[str(key)] = (max(seen, used), info.get("memory_limit"))
-
-    def explain(self, exc: BaseException, what: str) -> str:
-        """A failed task's error as one line; for `KilledWorker`, with the memory seen and the limit."""
-        if not isinstance(exc, KilledWorker):
-            return f"{what}: {type(exc).__name__}: {exc}"
-        used, limit = self.peak.get(str(exc.task), (0, None))
-        limit = limit or getattr(exc.last_worker, "memory_limit", None)
-        tries = exc.allowed_failures + 1
-        memory = (
-            f"at least {format_bytes(used)} of its {format_bytes(limit)} memory limit"
-            if limit
-            else format_bytes(used)
-        )
-        cause = (
-            "most likely it needs more memory than a worker has: give workers more memory "
-            "(cluster.memory_per_worker) or split the input into smaller units"
-            if limit and used >= 0.6 * limit
-            else "the workers died for another reason (killed by the system?); see the worker logs"
-        )
-        return (
-            f"{what}: its task killed its Dask worker {tries} times (the last time using {memory}); "
-            f"{cause}. Nothing of it was recorded"
-        )
+# -- what the driver builds from the config -----------------------------------------------------------
 
 
 def fingerprint(config: IngestConfig) -> str:
@@ -197,6 +136,9 @@ def czar_for(config: IngestConfig) -> Czar:
     return Czar(config.qserv.czar.url(reveal=True))
 
 
+# -- the driver ---------------------------------------------------------------------------------------
+
+
 class Ingest:
     """One ingest of one config; `run()` does every stage that is not yet done."""
 
@@ -216,41 +158,34 @@ class Ingest:
 
     def plan(self) -> list[TableSetup]:
         """Discover every table's units and resolve its schema; a problem is an `IngestError` naming it."""
+        t0 = time.perf_counter()
         try:
             setups = plan_ingest(self.config)
         except (PlanError, SchemaError, SourceError, OSError) as exc:
             raise IngestError(f"planning failed: {exc}") from exc
         self.setups = {s.name: s for s in setups}
+        log.info(
+            "plan: %d table(s), %d unit(s) in %.1f s",
+            len(setups), sum(len(s.units) for s in setups), time.perf_counter() - t0,
+        )
         return setups
 
     def show_plan(self) -> None:
-        table = RichTable(title=f"qdask plan: database {self.config.database.name}")
-        for name in ("table", "kind", "units", "columns", "est. rows", "est. input"):
-            table.add_column(name, justify="right" if name.startswith(("units", "col", "est")) else "left")
-        for s in self.setups.values():
-            rows, size = s.est_rows, s.est_bytes
-            table.add_row(
-                s.name,
-                s.config.kind,
-                str(len(s.units)),
-                str(len(s.qserv_schema.columns)),
-                f"{rows:,}" if rows is not None else "?",
-                format_bytes(size) if size is not None else "?",
-            )
-        self.console.print(table)
+        self.console.print(plan_table(self.config.database.name, self.setups.values()))
 
-    # -- stages -----------------------------------------------------------------------------------
+    # -- the run ----------------------------------------------------------------------------------
 
     def run(self, *, stage_only: bool = False, verify_after: bool = True) -> IngestSummary:
         try:
             run = self.ledger.open_run(fingerprint(self.config))
-        except Exception as exc:
+        except (LedgerError, sqlite3.Error) as exc:
             raise IngestError(f"{exc}. Use another staging directory for a different configuration.") from exc
         self.summary.run_id = run.run_id
+        log.info("run %s: staging in %s", run.run_id, self.config.staging.directory)
         if not self.setups:
             self.plan()
         self.ledger.plan_units(
-            Unit(u.unit_id, u.table, u.to_dict(), "planned", u.est_rows, u.est_bytes)
+            Unit(u.unit_id, u.table, u.to_dict(), UnitStatus.PLANNED, u.est_rows, u.est_bytes)
             for s in self.setups.values()
             for u in s.units
         )
@@ -259,8 +194,6 @@ class Ingest:
             with open_client(cluster_spec(self.config)) as client:
                 self.console.print(f"Dask dashboard: {client.dashboard_link}")
                 self._stage_files(client)
-        else:
-            self._stage_files(None)
         if stage_only:
             self.summary.notes.append("stage-only: every contribution file is staged with its checksum")
             return self.summary
@@ -268,12 +201,14 @@ class Ingest:
             with qserv_client(self.config) as qserv:
                 qserv.check_version()
                 self._load(qserv)
+                t0 = time.perf_counter()
                 self.summary.notes += publish(
                     qserv,
                     self.config.database.name,
                     directors=[d.name for d in self.config.directors],
                     auto_build_director_index=self.config.database.auto_build_director_index,
                 )
+                log.info("publish: done in %.1f s", time.perf_counter() - t0)
         except (LoadError, QservError) as exc:  # the ledger is consistent: say so instead of a traceback
             raise IngestError(
                 f"{exc}\nEvery row loaded so far is committed and recorded; transactions left open are "
@@ -281,100 +216,44 @@ class Ingest:
             ) from exc
         if verify_after:
             faultpoints.reached("verify.started")
+            t0 = time.perf_counter()
             self.summary.verify = self.verify()
+            log.info("verify: %s in %.1f s", "passed" if self.summary.verify.ok else "FAILED",
+                     time.perf_counter() - t0)
         return self.summary
 
-    def _stage_files(self, client: Client | None) -> None:
+    def _as_completed(
+        self, client: Client, futures: Mapping[Future, T], stage: str
+    ) -> Iterator[tuple[T, Future, MemoryWatch]]:
+        """Each submitted item with its future as it completes, a bar advancing and worker memory
+        sampled meanwhile (the `MemoryWatch` explains a task that killed its workers)."""
+        with stage_bars(self.console) as progress, MemoryWatch(client) as memory:
+            bar = progress.add_task(stage, total=len(futures))
+            for future in as_completed(futures):
+                yield futures[future], future, memory
+                progress.advance(bar)
+
+    # -- staging: partition, key checks, collect ---------------------------------------------------
+
+    def _stage_files(self, client: Client) -> None:
         """Partition and collect until every chunk is staged (corrupt shards send units back)."""
-        for _ in range(3):
+        for _ in range(ROUNDS):
             if self.ledger.units_to_partition():
                 self._partition(client)
             if not self.ledger.chunks_to_collect():
                 return
-            try:
-                self._check_keys()
-            except CorruptShardError as exc:  # a shard the key check needs is damaged: redo its unit
-                self.ledger.unit_failed(exc.shard.unit_id, str(exc))
-                self.summary.notes.append(str(exc))
+            if self._check_keys(client):  # a shard the key check needed is damaged: its unit is redone
                 continue
             if not self._collect(client):
                 return
-        raise IngestError("staging did not settle after 3 rounds of rebuilding corrupt shards")
-
-    def _exclusion_column(self, table: str) -> str | None:
-        """The column whose values the key check may exclude from `table` (director id, child's key)."""
-        cfg = self.setups[table].config
-        return cfg.id if cfg.kind == "director" else cfg.director_key if cfg.kind == "child" else None
-
-    def _check_keys(self) -> None:
-        """Duplicate director ids and orphan child rows, before chunk files are written; by each table's
-        policy the run stops (nothing loaded) or the rows are quarantined by the collect stage."""
-        pending = {k.table for k in self.ledger.chunks_to_collect()}
-        shards: dict[str, dict[str, list[Shard]]] = {}
-        for shard in self.ledger.shards():
-            shards.setdefault(shard.table, {}).setdefault(shard.unit_id, []).append(shard)
-        stops = []
-        for director in self.config.directors:
-            children = [
-                t for t in self.config.tables if t.kind == "child" and t.director == director.name
-            ]
-            names = [director.name, *(c.name for c in children)]
-            if not pending & set(names):
-                continue
-            if not all(
-                pa.types.is_integer(self.setups[n].plan.schema.field(self._exclusion_column(n)).type)
-                for n in names
-            ):
-                self.summary.notes.append(f"keys of {director.name} are not integers: not checked")
-                continue
-            problems = check_keys(
-                director.name,
-                director.id,
-                shards.get(director.name, {}),
-                {c.name: (c.director_key, shards.get(c.name, {})) for c in children},
-                self.keys_root,
-                quarantine_duplicates=director.policies.duplicate_ids == "quarantine",
-            )
-            found = {p.table: p for p in problems}
-            for name in names:
-                problem = found.get(name)
-                cfg = self.setups[name].config
-                policy = None
-                if problem is not None and cfg.kind == "director":
-                    policy = cfg.policies.duplicate_ids
-                elif problem is not None:  # Qserv loads orphans; qdask acts on them only when told to
-                    explicit = "orphans" in cfg.policies.model_fields_set
-                    policy = cfg.policies.orphans if explicit else "report"
-                if policy == "report":
-                    self.summary.notes.append(
-                        f"{problem.describe()}: loaded as they are (set policies.orphans to act on them)"
-                    )
-                if policy == "stop":
-                    stops.append(problem.describe())
-                save_exclusion(self.keys_root, name, problem.excluded if policy == "quarantine" else None)
-                if policy == "quarantine":
-                    where = self.quarantine_root / name / "*.excluded.parquet"
-                    self.summary.notes.append(f"{problem.describe()}: quarantined to {where}")
-        if stops:
-            raise IngestError(
-                "bad input, and the policy says stop (nothing was loaded):\n  " + "\n  ".join(stops) + "\n"
-                "Fix the input (or set the table's policies to quarantine) and re-run the same command."
-            )
-
-    def _progress(self) -> Progress:
-        return Progress(
-            TextColumn("{task.description:<10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=False,
-        )
+        raise IngestError(f"staging did not settle after {ROUNDS} rounds of rebuilding corrupt shards")
 
     def _partition(self, client: Client) -> None:
         todo = self.ledger.units_to_partition()
-        shard_root, quarantine_root = str(self.shard_root), str(self.quarantine_root)
-        futures = {}
+        t0 = time.perf_counter()
+        log.info("partition: %d unit(s) to partition", len(todo))
+        roots = str(self.shard_root), str(self.quarantine_root), str(self.keys_root)
+        futures: dict[Future, Unit] = {}
         for unit in todo:
             setup = self.setups[unit.table]
             attempt = self.ledger.unit_started(unit.unit_id)
@@ -383,8 +262,7 @@ class Ingest:
                 InputUnit.from_dict(unit.spec),
                 setup.plan,
                 setup.input_schema,
-                shard_root,
-                quarantine_root,
+                *roots,
                 # a key per attempt: with a reused key Dask may hand back the previous attempt's result
                 key=f"partition-{unit.unit_id}-{attempt}",
                 pure=False,
@@ -392,24 +270,26 @@ class Ingest:
             futures[future] = unit
         faultpoints.reached("partition.submitted")
         failed = []
-        with self._progress() as progress, MemoryWatch(client) as memory:
-            bar = progress.add_task("partition", total=len(todo))
-            for future in as_completed(futures):
-                unit = futures[future]
-                try:
-                    result: PartitionResult = future.result()
-                except Exception as exc:  # noqa: BLE001 - recorded and reported per unit below
-                    text = memory.explain(exc, f"unit {unit.unit_id} (table {unit.table})")
-                    # on Kubernetes: the pod's last termination (OOMKilled), its limit and the estimate
-                    text += oom.kill_cause(exc, client, self.config, InputUnit.from_dict(unit.spec),
-                                           self.setups[unit.table].plan)
-                    self.ledger.unit_failed(unit.unit_id, text)
-                    failed.append((unit.unit_id, text))
-                else:
-                    faultpoints.reached("partition.result", unit.unit_id)
-                    self._record_partition(result)
-                    faultpoints.reached("partition.recorded", unit.unit_id)
-                progress.advance(bar)
+        for unit, future, memory in self._as_completed(client, futures, "partition"):
+            try:
+                result: PartitionResult = future.result()
+            except Exception as exc:  # noqa: BLE001 - recorded and reported per unit below
+                text = memory.explain(exc, f"unit {unit.unit_id} (table {unit.table})")
+                # on Kubernetes: the pod's last termination (OOMKilled), its limit and the estimate
+                text += oom.kill_cause(
+                    exc, client, self.config, InputUnit.from_dict(unit.spec), self.setups[unit.table].plan
+                )
+                self.ledger.unit_failed(unit.unit_id, text)
+                log.debug("partition: unit %s failed: %s", unit.unit_id, text)
+                failed.append((unit.unit_id, text))
+            else:
+                faultpoints.reached("partition.result", unit.unit_id)
+                self._record_partition(result)
+                faultpoints.reached("partition.recorded", unit.unit_id)
+        log.info(
+            "partition: %d unit(s) partitioned, %d failed in %.1f s",
+            len(todo) - len(failed), len(failed), time.perf_counter() - t0,
+        )
         if failed:
             lines = "\n".join(f"  {uid}: {_short(text)}" for uid, text in failed[:10])
             raise IngestError(
@@ -425,103 +305,147 @@ class Ingest:
             rows_invalid=result.rows_invalid,
             rows_quarantined=result.rows_invalid,
         )
+        log.debug(
+            "partition: unit %s recorded: %d row(s) read, %d invalid, %d shard(s)",
+            result.unit_id, result.rows_read, result.rows_invalid, len(result.shards),
+        )
         self.summary.units_partitioned += 1
-        if result.rows_invalid:
+        if result.rows_invalid and result.quarantine_path is not None:
             count, paths = self.summary.quarantined.get(result.table, (0, []))
             self.summary.quarantined[result.table] = (
                 count + result.rows_invalid,
                 [*paths, result.quarantine_path],
             )
 
+    def _check_keys(self, client: Client) -> bool:
+        """Duplicate director ids and orphan child rows, before chunk files are written; by each table's
+        policy the run stops (nothing loaded) or the rows are quarantined by the collect stage. Returns
+        True when a damaged shard or key file sent work back (the staging round starts again)."""
+        pending = {k.table for k in self.ledger.chunks_to_collect()}
+        columns = {name: s.plan.key_column for name, s in self.setups.items() if s.plan.key_column}
+        files = unit_key_files(self.ledger.shards(), columns, self.keys_root)
+        checks, notes = family_checks(self.config, files, pending)
+        self.summary.notes += notes
+        if not checks:
+            return False
+        t0 = time.perf_counter()
+        missing = [f for c in checks for t in c.tables for f in files[t.name] if not f.path.is_file()]
+        log.info("keys: %d famil(ies) to check, %d unit key file(s) to rebuild", len(checks), len(missing))
+        if missing and self._rebuild_unit_keys(client, missing):
+            return True
+        redo = False
+        submitted = {
+            client.submit(
+                check_family_task, c, str(self.keys_root), key=f"keycheck-{c.director.name}-{uuid4().hex[:8]}"
+            ): c
+            for c in checks
+        }
+        problems: list[KeyProblems] = []
+        for family, future, memory in self._as_completed(client, submitted, "key check"):
+            try:
+                problems += future.result()
+            except CorruptKeyFile as exc:  # removed by the task: rebuilt from its shards next round
+                self.summary.notes.append(str(exc))
+                redo = True
+            except Exception as exc:  # noqa: BLE001
+                raise IngestError(memory.explain(exc, f"key check of {family.director.name}")) from exc
+        if redo:
+            return True
+        policies = {t.name: t.policy for c in checks for t in c.tables}
+        result = outcome(problems, policies, self.quarantine_root)
+        self.summary.notes += result.notes
+        log.info(
+            "keys: %d famil(ies) checked, %d table(s) with problems in %.1f s",
+            len(checks), len(problems), time.perf_counter() - t0,
+        )
+        if result.stops:
+            raise IngestError(
+                "bad input, and the policy says stop (nothing was loaded):\n  " + "\n  ".join(result.stops)
+                + "\nFix the input (or set the table's policies to quarantine) and re-run the same command."
+            )
+        return False
+
+    def _rebuild_unit_keys(self, client: Client, missing: list[UnitKeyFile]) -> bool:
+        """Rebuild unit key files found missing from their units' home shards (lost, or staged by an older
+        qdask); returns True when a damaged shard sent its unit back to partition."""
+        redo = False
+        rebuilds = {
+            client.submit(
+                unit_keys_task, f.shards, f.column, str(f.path), key=f"keys-{f.path.stem}-{uuid4().hex[:8]}"
+            ): f
+            for f in missing
+        }
+        for unit, future, memory in self._as_completed(client, rebuilds, "keys"):
+            try:
+                future.result()
+                log.debug("keys: unit %s key file rebuilt", unit.unit_id)
+            except CorruptShardError as exc:
+                self.ledger.unit_failed(exc.shard.unit_id, str(exc))  # failed units are partitioned again
+                self.summary.notes.append(str(exc))
+                redo = True
+            except Exception as exc:  # noqa: BLE001 - a task error is the user's to see, by unit
+                raise IngestError(memory.explain(exc, f"keys of unit {unit.unit_id}")) from exc
+        return redo
+
+    def _exclusion_column(self, table: str) -> str:
+        """The column whose values the key check may exclude from `table` (director id, child's key)."""
+        column = key_column(self.setups[table].config)
+        if column is None:
+            raise ValueError(f"table {table} is a regular table: the key check excludes no rows of it")
+        return column
+
     def _collect(self, client: Client) -> bool:
         """Collect every collectable chunk; returns True when corrupt shards sent units back to partition."""
         keys = self.ledger.chunks_to_collect()
-        contrib_root = str(self.contrib_root)
+        t0 = time.perf_counter()
+        log.info("collect: %d chunk file(s) to write", len(keys))
         futures = {}
         for key in keys:
             setup = self.setups[key.table]
             charset, _ = self.config.table_charset(setup.config)
-            task = CollectTask(key, tuple(self.ledger.shards(key)), tuple(setup.plan.schema.names), charset)
-            excluded = exclusion_path(self.keys_root, key.table)
-            if excluded.is_file():
-                overlap = "_overlap" if key.overlap else ""
-                task = replace(
-                    task,
-                    exclude_column=self._exclusion_column(key.table),
-                    exclude_path=str(excluded),
-                    quarantine_path=str(
-                        self.quarantine_root / key.table / f"chunk_{key.chunk_id}{overlap}.excluded.parquet"
-                    ),
-                )
-            name = f"collect-{_key_text(key)}-{uuid4().hex[:8]}"  # never a previous round's cached result
-            futures[client.submit(collect_task, task, contrib_root, key=name, pure=False)] = key
+            task = collect_task_for(
+                key,
+                self.ledger.shards(key),
+                setup.plan.schema.names,
+                charset,
+                exclusion_keys=exclusion_path(self.keys_root, key.table),
+                exclusion_column=key_column(setup.config),
+                quarantine_root=self.quarantine_root,
+            )
+            name = f"collect-{key_text(key)}-{uuid4().hex[:8]}"  # never a previous round's cached result
+            futures[client.submit(collect_task, task, str(self.contrib_root), key=name, pure=False)] = key
         faultpoints.reached("collect.submitted")
         redo, failed = False, []
-        with self._progress() as progress, MemoryWatch(client) as memory:
-            bar = progress.add_task("collect", total=len(keys))
-            for future in as_completed(futures):
-                try:
-                    file, nan_to_null = future.result()
-                    faultpoints.reached("collect.result", _key_text(file.key))
-                    if not file.overlap:  # overlap copies repeat home rows' values
-                        counts = self.summary.nan_to_null.setdefault(file.table, {})
-                        for column, n in nan_to_null.items():
-                            counts[column] = counts.get(column, 0) + n
-                    self.ledger.record_chunk_file(file)
-                    faultpoints.reached("collect.recorded", _key_text(file.key))
-                    self.summary.chunks_collected += 1
-                except CorruptShardError as exc:
-                    self.ledger.unit_failed(exc.shard.unit_id, str(exc))  # failed units are partitioned again
-                    self.summary.notes.append(str(exc))
-                    redo = True
-                except Exception as exc:  # noqa: BLE001 - reported per chunk below; nothing is recorded
-                    what = f"chunk file {_key_text(futures[future])}"
-                    failed.append((futures[future], memory.explain(exc, what)))
-                progress.advance(bar)
+        for key, future, memory in self._as_completed(client, futures, "collect"):
+            try:
+                collected: Collected = future.result()
+                file = collected.file
+                faultpoints.reached("collect.result", key_text(file.key))
+                if not file.overlap:  # overlap copies repeat home rows' values
+                    counts = self.summary.nan_to_null.setdefault(file.table, {})
+                    for column, n in collected.nan_to_null.items():
+                        counts[column] = counts.get(column, 0) + n
+                self.ledger.record_chunk_file(file)
+                faultpoints.reached("collect.recorded", key_text(file.key))
+                log.debug("collect: %s recorded: %d row(s), %d byte(s)", key_text(key), file.rows, file.bytes)
+                self.summary.chunks_collected += 1
+            except CorruptShardError as exc:
+                self.ledger.unit_failed(exc.shard.unit_id, str(exc))  # failed units are partitioned again
+                self.summary.notes.append(str(exc))
+                redo = True
+            except Exception as exc:  # noqa: BLE001 - reported per chunk below; nothing is recorded
+                failed.append((key, memory.explain(exc, f"chunk file {key_text(key)}")))
+        log.info(
+            "collect: %d chunk file(s) written, %d failed in %.1f s",
+            len(keys) - len(failed), len(failed), time.perf_counter() - t0,
+        )
         if failed:
-            lines = "\n".join(f"  {_key_text(key)}: {_short(text)}" for key, text in failed[:10])
+            lines = "\n".join(f"  {key_text(key)}: {_short(text)}" for key, text in failed[:10])
             raise IngestError(f"{len(failed)} chunk file(s) could not be written:\n{lines}\n"
                               "Nothing of them was sent to Qserv; fix the cause and re-run the same command.")
         return redo
 
-    def _register(self, qserv: QservClient) -> None:
-        db = self.config.database
-        info = qserv.database_info(db.name)
-        if info is None:
-            p = db.partitioning
-            qserv.register_database(
-                db.name,
-                p.num_stripes,
-                p.num_sub_stripes,
-                p.overlap,
-                auto_build_secondary_index=db.auto_build_director_index,
-            )
-        registered = {t["name"] for t in qserv.list_tables(db.name)}
-        for table in self.config.load_order():
-            if table.name in registered:
-                continue
-            setup = self.setups[table.name]
-            charset, collation = self.config.table_charset(table)
-            keys = {}
-            if table.kind == "director":
-                keys = dict(director_key=table.id, latitude_key=table.dec, longitude_key=table.ra)
-            elif table.kind == "child":
-                keys = dict(
-                    director_table=table.director,
-                    director_key=table.director_key,
-                    latitude_key=table.dec,
-                    longitude_key=table.ra,
-                )
-            qserv.register_table(
-                db.name,
-                table.name,
-                setup.qserv_schema.ingest_columns(),
-                is_partitioned=table.is_partitioned,
-                charset_name=charset,
-                collation_name=collation,
-                unique_primary_key=table.unique_primary_key,
-                **keys,
-            )
+    # -- load -------------------------------------------------------------------------------------
 
     def _load(self, qserv: QservClient) -> None:
         db = self.config.database.name
@@ -532,7 +456,7 @@ class Ingest:
                     "Qserv cannot append to a published catalog"
                 )
             return
-        self._register(qserv)
+        register_catalog(qserv, self.config, {n: s.qserv_schema for n, s in self.setups.items()})
         faultpoints.reached("load.registered")
         self.summary.notes += recover(qserv, self.ledger, db, self.summary.run_id)
         faultpoints.reached("load.recovered")
@@ -549,26 +473,22 @@ class Ingest:
             retries_in_transaction=3,
             retry_backoff=q.retries.backoff,
         )
-        for _ in range(3):
+        for _ in range(ROUNDS):
             files = self.ledger.files_to_load()
             if not files:
                 return
-            with self._progress() as progress:
-                bar = progress.add_task("load", total=len(files))
-                loader = Loader(qserv, self.ledger, settings, on_file=lambda f, b=bar: progress.advance(b))
-                try:
-                    result = loader.run(files)
-                except StagedFileCorrupt as exc:
-                    self.summary.notes.append(str(exc))
-                    for file in self.ledger.files_to_load():  # one bad file found: check them all, once
-                        problem = staged_file_problem(file)
-                        if problem is not None or file.key == exc.file.key:
-                            self.ledger.drop_chunk_file(file.key)
-                            if file.key != exc.file.key:
-                                self.summary.notes.append(f"{file.path} {problem}; collected again")
-                    with open_client(cluster_spec(self.config)) as client:
-                        self._stage_files(client)
-                    continue
+            t0 = time.perf_counter()
+            log.info("load: %d contribution file(s) to load", len(files))
+            try:
+                result = self._load_files(qserv, settings, files)
+            except StagedFileCorrupt as exc:
+                self.summary.notes.append(str(exc))
+                self._restage(exc)
+                continue
+            log.info(
+                "load: %d row(s) in %d transaction(s) committed in %.1f s",
+                result.rows, result.transactions_committed, time.perf_counter() - t0,
+            )
             self.summary.rows_loaded += result.rows
             self.summary.transactions += result.transactions_committed
             self.summary.notes += result.notes
@@ -576,6 +496,24 @@ class Ingest:
             raise IngestError(
                 "some contribution files could not be loaded; re-run the same command to resume"
             )
+
+    def _load_files(self, qserv: QservClient, settings: LoadSettings, files: list[ChunkFile]) -> LoadSummary:
+        with stage_bars(self.console) as progress:
+            bar = progress.add_task("load", total=len(files))
+            loader = Loader(qserv, self.ledger, settings, on_file=lambda _file: progress.advance(bar))
+            return loader.run(files)
+
+    def _restage(self, found: StagedFileCorrupt) -> None:
+        """One damaged contribution file found: check every file still to load, once, and collect the
+        damaged ones again."""
+        for file in self.ledger.files_to_load():
+            problem = staged_file_problem(file)
+            if problem is not None or file.key == found.file.key:
+                self.ledger.drop_chunk_file(file.key)
+                if file.key != found.file.key:
+                    self.summary.notes.append(f"{file.path} {problem}; collected again")
+        with open_client(cluster_spec(self.config)) as client:
+            self._stage_files(client)
 
     # -- verify -----------------------------------------------------------------------------------
 
@@ -636,7 +574,3 @@ def _placeable(data: pa.Table, plan: TablePlan) -> pa.Table:
 
 def _short(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit] + f" … ({len(text) - limit} more characters)"
-
-
-def _key_text(key: ChunkKey) -> str:
-    return f"{key.table}-{key.chunk_id}{'-overlap' if key.overlap else ''}"

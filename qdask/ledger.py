@@ -51,14 +51,18 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from qdask.errors import QdaskError
 
 __all__ = [
     "REGULAR_CHUNK",
     "ChunkFile",
     "ChunkKey",
     "Contribution",
+    "FileStatus",
     "FingerprintMismatch",
     "Ledger",
     "LedgerConflict",
@@ -66,7 +70,9 @@ __all__ = [
     "Run",
     "Shard",
     "Transaction",
+    "TransactionState",
     "Unit",
+    "UnitStatus",
     "config_fingerprint",
     "shards_digest",
 ]
@@ -76,9 +82,34 @@ REGULAR_CHUNK = -1
 
 SCHEMA_VERSION = 1
 
-UNIT_STATES = ("planned", "partitioned", "failed")
-FILE_STATES = ("staged", "loaded")
-TRANSACTION_STATES = ("started", "committed", "aborted")
+
+
+class UnitStatus(StrEnum):
+    """A unit of input: to partition (planned), done (partitioned), or to redo (failed)."""
+
+    PLANNED = "planned"
+    PARTITIONED = "partitioned"
+    FAILED = "failed"
+
+
+class FileStatus(StrEnum):
+    """A contribution file: written and checksummed (staged), or committed in Qserv (loaded)."""
+
+    STAGED = "staged"
+    LOADED = "loaded"
+
+
+class TransactionState(StrEnum):
+    """A Qserv transaction as last seen by this run (Qserv's own states are STARTED, FINISHED, ABORTED...)."""
+
+    STARTED = "started"
+    COMMITTED = "committed"
+    ABORTED = "aborted"
+
+
+UNIT_STATES = tuple(s.value for s in UnitStatus)
+FILE_STATES = tuple(s.value for s in FileStatus)
+TRANSACTION_STATES = tuple(s.value for s in TransactionState)
 
 _SCHEMA = f"""
 CREATE TABLE run (
@@ -164,7 +195,7 @@ PRAGMA user_version = {SCHEMA_VERSION};
 """
 
 
-class LedgerError(RuntimeError):
+class LedgerError(QdaskError, RuntimeError):
     """The ledger cannot do what was asked; the message says why."""
 
 
@@ -208,7 +239,7 @@ class Unit:
     unit_id: str
     table: str
     spec: dict = field(default_factory=dict)
-    status: str = "planned"
+    status: UnitStatus = UnitStatus.PLANNED
     est_rows: int | None = None
     est_bytes: int | None = None
     rows_read: int | None = None
@@ -248,7 +279,7 @@ class ChunkFile:
     bytes: int
     checksum: str
     sources: str
-    status: str = "staged"
+    status: FileStatus = FileStatus.STAGED
 
     @property
     def key(self) -> ChunkKey:
@@ -261,7 +292,7 @@ class Transaction:
 
     transaction_id: int
     database: str
-    state: str
+    state: TransactionState
     context: dict
     files: tuple[ChunkKey, ...]
 
@@ -435,11 +466,12 @@ class Ledger:
                     self._replace_shards(db, unit.unit_id, [])
                 db.execute(
                     "INSERT INTO units (unit_id, table_name, spec, est_rows, est_bytes, status, updated) "
-                    "VALUES (?, ?, ?, ?, ?, 'planned', ?) ON CONFLICT (unit_id) DO UPDATE SET "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (unit_id) DO UPDATE SET "
                     "table_name = excluded.table_name, spec = excluded.spec, est_rows = excluded.est_rows, "
-                    "est_bytes = excluded.est_bytes, status = 'planned', rows_read = NULL, "
+                    "est_bytes = excluded.est_bytes, status = excluded.status, rows_read = NULL, "
                     "rows_invalid = NULL, rows_quarantined = NULL, error = NULL, updated = excluded.updated",
-                    (unit.unit_id, unit.table, spec, unit.est_rows, unit.est_bytes, _now()),
+                    (unit.unit_id, unit.table, spec, unit.est_rows, unit.est_bytes, UnitStatus.PLANNED,
+                     _now()),
                 )
                 changed += 1
         return changed
@@ -479,9 +511,9 @@ class Ledger:
                 raise LedgerError(f"unit {unit_id!r} is not planned in {self.path}")
             invalidated = self._replace_shards(db, unit_id, shards)
             db.execute(
-                "UPDATE units SET status = 'partitioned', rows_read = ?, rows_invalid = ?, "
+                "UPDATE units SET status = ?, rows_read = ?, rows_invalid = ?, "
                 "rows_quarantined = ?, error = NULL, updated = ? WHERE unit_id = ?",
-                (rows_read, rows_invalid, rows_quarantined, _now(), unit_id),
+                (UnitStatus.PARTITIONED, rows_read, rows_invalid, rows_quarantined, _now(), unit_id),
             )
         return invalidated
 
@@ -489,15 +521,15 @@ class Ledger:
         """Mark a unit failed with its error text (its previous shards, if any, stay recorded)."""
         with self._write() as db:
             cur = db.execute(
-                "UPDATE units SET status = 'failed', error = ?, updated = ? WHERE unit_id = ?",
-                (error, _now(), unit_id),
+                "UPDATE units SET status = ?, error = ?, updated = ? WHERE unit_id = ?",
+                (UnitStatus.FAILED, error, _now(), unit_id),
             )
             if cur.rowcount == 0:
                 raise LedgerError(f"unit {unit_id!r} is not planned in {self.path}")
 
     def _replace_shards(self, db: sqlite3.Connection, unit_id: str, shards: list[Shard]) -> list[ChunkKey]:
         old = {
-            (r["table_name"], r["chunk_id"], bool(r["overlap"])): (
+            ChunkKey(r["table_name"], r["chunk_id"], bool(r["overlap"])): (
                 r["path"],
                 r["rows"],
                 r["bytes"],
@@ -531,16 +563,17 @@ class Ledger:
             "SELECT f.file_id, f.status, f.path, ("
             "  SELECT MIN(t.transaction_id) FROM transaction_files tf"
             "  JOIN transactions t USING (transaction_id) WHERE tf.file_id = f.file_id"
-            "  AND t.state = 'started') AS open_tid "
+            "  AND t.state = ?) AS open_tid "
             "FROM chunk_files f WHERE table_name = ? AND chunk_id = ? AND overlap = ?",
-            (key.table, key.chunk_id, int(key.overlap)),
+            (TransactionState.STARTED, key.table, key.chunk_id, int(key.overlap)),
         ).fetchone()
         if row is None:
             return False
-        if row["status"] == "loaded" or row["open_tid"] is not None:
+        loaded = row["status"] == FileStatus.LOADED
+        if loaded or row["open_tid"] is not None:
             where = (
                 "is loaded in Qserv"
-                if row["status"] == "loaded"
+                if loaded
                 else f"is in open transaction {row['open_tid']}"
             )
             raise LedgerConflict(
@@ -550,8 +583,9 @@ class Ledger:
         db.execute("DELETE FROM chunk_files WHERE file_id = ?", (row["file_id"],))
         return True
 
-    def units(self, *, table: str | None = None, status: str | None = None) -> list[Unit]:
-        sql, params = "SELECT * FROM units WHERE 1", []
+    def units(self, *, table: str | None = None, status: UnitStatus | None = None) -> list[Unit]:
+        sql = "SELECT * FROM units WHERE 1"
+        params: list[Any] = []
         if table is not None:
             sql, params = sql + " AND table_name = ?", [*params, table]
         if status is not None:
@@ -560,9 +594,8 @@ class Ledger:
 
     def units_to_partition(self) -> list[Unit]:
         """Units not yet partitioned (planned or failed), in id order."""
-        return [
-            _unit(r) for r in self._rows("SELECT * FROM units WHERE status != 'partitioned' ORDER BY unit_id")
-        ]
+        rows = self._rows("SELECT * FROM units WHERE status != ? ORDER BY unit_id", (UnitStatus.PARTITIONED,))
+        return [_unit(r) for r in rows]
 
     # -- shards and chunk files -------------------------------------------------------------------
 
@@ -595,7 +628,8 @@ class Ledger:
         # the chunk-file test runs once per destination, not once per shard.
         ready = self._rows(
             "SELECT table_name FROM units GROUP BY table_name "
-            "HAVING SUM(status != 'partitioned') = 0 ORDER BY table_name"
+            "HAVING SUM(status != ?) = 0 ORDER BY table_name",
+            (UnitStatus.PARTITIONED,),
         )
         rows = []
         for (table,) in ready:
@@ -635,7 +669,7 @@ class Ledger:
                 self._invalidate(db, key)
             db.execute(
                 "INSERT INTO chunk_files (table_name, chunk_id, overlap, path, rows, bytes, checksum, "
-                "sources, status, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'staged', ?)",
+                "sources, status, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key.table,
                     key.chunk_id,
@@ -645,6 +679,7 @@ class Ledger:
                     file.bytes,
                     file.checksum,
                     file.sources,
+                    FileStatus.STAGED,
                     _now(),
                 ),
             )
@@ -655,8 +690,9 @@ class Ledger:
         with self._write() as db:
             return self._invalidate(db, key)
 
-    def chunk_files(self, *, status: str | None = None, table: str | None = None) -> list[ChunkFile]:
-        sql, params = "SELECT * FROM chunk_files WHERE 1", []
+    def chunk_files(self, *, status: FileStatus | None = None, table: str | None = None) -> list[ChunkFile]:
+        sql = "SELECT * FROM chunk_files WHERE 1"
+        params: list[Any] = []
         if status is not None:
             sql, params = sql + " AND status = ?", [*params, status]
         if table is not None:
@@ -667,10 +703,11 @@ class Ledger:
         """Staged chunk files not carried by a started transaction (after aborting the open ones on
         resume, their files are here again)."""
         rows = self._rows(
-            "SELECT * FROM chunk_files f WHERE status = 'staged' AND NOT EXISTS ("
+            "SELECT * FROM chunk_files f WHERE status = ? AND NOT EXISTS ("
             "  SELECT 1 FROM transaction_files tf JOIN transactions t USING (transaction_id) "
-            "  WHERE tf.file_id = f.file_id AND t.state = 'started') "
-            "ORDER BY table_name, chunk_id, overlap"
+            "  WHERE tf.file_id = f.file_id AND t.state = ?) "
+            "ORDER BY table_name, chunk_id, overlap",
+            (FileStatus.STAGED, TransactionState.STARTED),
         )
         return [_chunk_file(r) for r in rows]
 
@@ -699,10 +736,11 @@ class Ledger:
                 )
             if row is None:
                 db.execute(
-                    "INSERT INTO transactions VALUES (?, ?, 'started', ?, ?, ?)",
+                    "INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         transaction_id,
                         database,
+                        TransactionState.STARTED,
                         json.dumps(dict(context or {}), sort_keys=True),
                         _now(),
                         _now(),
@@ -712,9 +750,9 @@ class Ledger:
                 file_id = self._file_id(db, key)
                 other = db.execute(
                     "SELECT t.transaction_id, t.state FROM transaction_files tf JOIN transactions t "
-                    "USING (transaction_id) WHERE tf.file_id = ? AND t.state != 'aborted' "
+                    "USING (transaction_id) WHERE tf.file_id = ? AND t.state != ? "
                     "AND t.transaction_id != ?",
-                    (file_id, transaction_id),
+                    (file_id, TransactionState.ABORTED, transaction_id),
                 ).fetchone()
                 if other is not None:
                     raise LedgerConflict(
@@ -723,12 +761,13 @@ class Ledger:
                     )
                 db.execute("INSERT OR IGNORE INTO transaction_files VALUES (?, ?)", (transaction_id, file_id))
 
-    def transaction_state(self, transaction_id: int, state: str) -> None:
+    def transaction_state(self, transaction_id: int, state: TransactionState | str) -> None:
         """Record a transaction's state as last seen in Qserv: ``committed`` (its files become loaded) or
         ``aborted`` (its files are free to load again). Re-recording the same state is a no-op; leaving a
         final state is refused."""
         if state not in TRANSACTION_STATES:
             raise ValueError(f"transaction state must be one of {TRANSACTION_STATES}, not {state!r}")
+        state = TransactionState(state)
         with self._write() as db:
             row = db.execute(
                 "SELECT state FROM transactions WHERE transaction_id = ?", (transaction_id,)
@@ -737,7 +776,7 @@ class Ledger:
                 raise LedgerError(f"transaction {transaction_id} is not recorded in {self.path}")
             if row["state"] == state:
                 return
-            if row["state"] != "started":
+            if row["state"] != TransactionState.STARTED:
                 raise LedgerConflict(
                     f"transaction {transaction_id} is {row['state']}; it cannot become {state}"
                 )
@@ -745,15 +784,16 @@ class Ledger:
                 "UPDATE transactions SET state = ?, updated = ? WHERE transaction_id = ?",
                 (state, _now(), transaction_id),
             )
-            if state == "committed":
+            if state is TransactionState.COMMITTED:
                 db.execute(
-                    "UPDATE chunk_files SET status = 'loaded', updated = ? WHERE file_id IN "
+                    "UPDATE chunk_files SET status = ?, updated = ? WHERE file_id IN "
                     "(SELECT file_id FROM transaction_files WHERE transaction_id = ?)",
-                    (_now(), transaction_id),
+                    (FileStatus.LOADED, _now(), transaction_id),
                 )
 
-    def transactions(self, *, state: str | None = None) -> list[Transaction]:
-        sql, params = "SELECT * FROM transactions", []
+    def transactions(self, *, state: TransactionState | None = None) -> list[Transaction]:
+        sql = "SELECT * FROM transactions"
+        params: list[Any] = []
         if state is not None:
             sql, params = sql + " WHERE state = ?", [state]
         out = []
@@ -767,7 +807,7 @@ class Ledger:
                 Transaction(
                     r["transaction_id"],
                     r["database"],
-                    r["state"],
+                    TransactionState(r["state"]),
                     json.loads(r["context"]),
                     tuple(ChunkKey(f[0], f[1], bool(f[2])) for f in files),
                 )
@@ -776,7 +816,7 @@ class Ledger:
 
     def open_transactions(self) -> list[Transaction]:
         """Transactions of this run last seen started: on resume, abort them in Qserv and redo their files."""
-        return self.transactions(state="started")
+        return self.transactions(state=TransactionState.STARTED)
 
     def record_contribution(self, contribution: Contribution, *, retry: bool = False) -> None:
         """Record (or update) one upload of a chunk file to a worker in a transaction, with Qserv's answer.
@@ -859,7 +899,9 @@ class Ledger:
 
     # -- totals and summary -----------------------------------------------------------------------
 
-    def chunk_rows(self, *, table: str | None = None, status: str | None = None) -> dict[ChunkKey, int]:
+    def chunk_rows(
+        self, *, table: str | None = None, status: FileStatus | None = None
+    ) -> dict[ChunkKey, int]:
         """Rows per (table, chunk, overlap) from the chunk files, for comparing with Qserv's counts."""
         return {f.key: f.rows for f in self.chunk_files(table=table, status=status)}
 
@@ -912,7 +954,7 @@ def _unit(r: sqlite3.Row) -> Unit:
         r["unit_id"],
         r["table_name"],
         json.loads(r["spec"]),
-        r["status"],
+        UnitStatus(r["status"]),
         r["est_rows"],
         r["est_bytes"],
         r["rows_read"],
@@ -933,5 +975,5 @@ def _chunk_file(r: sqlite3.Row) -> ChunkFile:
         r["bytes"],
         r["checksum"],
         r["sources"],
-        r["status"],
+        FileStatus(r["status"]),
     )

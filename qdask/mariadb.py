@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pymysql
 
+from qdask.errors import QdaskError
+
 SERVER_CANDIDATES = ("mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld")
 INSTALL_CANDIDATES = ("mariadb-install-db", "/usr/bin/mariadb-install-db", "mysql_install_db")
 
 
-class MariaDBNotFound(RuntimeError):
+class MariaDBNotFound(QdaskError, RuntimeError):
     """MariaDB's server programs are not installed (run scripts/setup.sh, which installs them)."""
 
 

@@ -51,6 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from qdask.dialect import TSV
+from qdask.errors import QdaskError
 
 __all__ = [
     "CHARSETS",
@@ -103,7 +104,7 @@ def load_data_sql(path: str | os.PathLike, table: str, charset: str, *, local: b
     )
 
 
-class TsvEncodeError(ValueError):
+class TsvEncodeError(QdaskError, ValueError):
     """A value cannot be written so that MariaDB reads it back unchanged; names the column and row."""
 
     def __init__(self, message: str, *, column: str | None = None, row: int | None = None):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -107,19 +109,33 @@ def test_verify_command_passes(ingested, qserv, tmp_path):
     assert "DIFFERS" not in result.output and "key checksum" in result.output
 
 
-def test_stage_only_then_load_gives_the_same_database(qserv, auth_env, tmp_path, mariadb):
+def test_stage_only_then_load_gives_the_same_database(qserv, auth_env, tmp_path, mariadb, caplog):
+    caplog.set_level(logging.DEBUG, logger="qdask")
     config = case01_config(qserv, tmp_path / "staging", "qdask_case01_staged")
     staged = Ingest(config).run(stage_only=True)
     assert staged.chunks_collected > 0 and staged.rows_loaded == 0
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("qdask"))
+    # each stage's start and end, with counts and time, and each unit / chunk file at debug level
+    assert f"partition: {len(ALL_TABLES)} unit(s) to partition" in logged
+    assert re.search(rf"partition: {len(ALL_TABLES)} unit\(s\) partitioned, 0 failed in [\d.]+ s", logged)
+    assert re.search(r"keys: 1 famil\(ies\) checked, 1 table\(s\) with problems in [\d.]+ s", logged)
+    assert re.search(rf"collect: {staged.chunks_collected} chunk file\(s\) written, 0 failed in", logged)
+    assert logged.count("partition: unit ") == len(ALL_TABLES)  # "partition: unit <id> recorded: ..."
+    assert logged.count(" recorded: ") == len(ALL_TABLES) + staged.chunks_collected
     assert qserv.czar_connect  # nothing is in Qserv yet
     conn = mariadb.connect()
     with conn.cursor() as cur:
         cur.execute("SHOW DATABASES LIKE 'qdask_case01_staged'")
         assert cur.fetchall() == ()
     conn.close()
+    caplog.clear()
     loaded = Ingest(config).run()
     assert loaded.units_partitioned == 0 and loaded.chunks_collected == 0 and loaded.rows_loaded > 0
     assert loaded.verify.ok
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("qdask"))
+    assert "partition:" not in logged and "collect:" not in logged  # staging was done: not started again
+    assert re.search(rf"load: {loaded.rows_loaded} row\(s\) in {loaded.transactions} transaction", logged)
+    assert "publish: done" in logged and "verify: passed" in logged
     for table in ("Object", "Source", "Logs"):
         columns = columns_of(mariadb, "qdask_case01_staged", table)
         assert _rows(mariadb, "qdask_case01_staged", table, columns) == _rows(mariadb, "qdask_case01", table,

@@ -17,11 +17,14 @@ from qdask.ledger import (
     ChunkFile,
     ChunkKey,
     Contribution,
+    FileStatus,
     FingerprintMismatch,
     Ledger,
     LedgerConflict,
     Shard,
+    TransactionState,
     Unit,
+    UnitStatus,
     config_fingerprint,
     shards_digest,
 )
@@ -377,3 +380,24 @@ def test_sigkill_mid_burst_leaves_only_whole_records_and_resumes(tmp_path):
         assert led.units_to_partition() == []
         assert len(led.shards()) == n_units * n_shards
         assert all(u.attempts >= 1 for u in led.units())
+
+
+def test_states_read_back_typed_and_no_other_state_can_be_stored(ledger):
+    ledger.plan_units([Unit("u1", OBJ, {"f": 1})])
+    ledger.unit_partitioned("u1", [shard("u1", 5)], rows_read=10)
+    collect(ledger, ChunkKey(OBJ, 5, False))
+    ledger.transaction_started(7, "db", [ChunkKey(OBJ, 5, False)])
+    ledger.transaction_state(7, TransactionState.COMMITTED)
+    (unit,), (file,), (trans,) = ledger.units(), ledger.chunk_files(), ledger.transactions()
+    assert type(unit.status) is UnitStatus and unit.status is UnitStatus.PARTITIONED
+    assert type(file.status) is FileStatus and file.status is FileStatus.LOADED
+    assert type(trans.state) is TransactionState and trans.state is TransactionState.COMMITTED
+    assert unit.status == "partitioned"  # a StrEnum still equals its text (JSON, `qdask status`)
+    with pytest.raises(ValueError, match="transaction state must be one of"):
+        ledger.transaction_state(7, "finished")
+    db = sqlite3.connect(ledger.path, isolation_level=None)  # as any other writer of the file
+    with pytest.raises(sqlite3.IntegrityError):  # the schema's CHECKs list exactly the enums' values
+        db.execute("UPDATE units SET status = 'done'")
+    for status in UnitStatus:
+        db.execute("UPDATE units SET status = ?", (status,))
+    db.close()

@@ -29,7 +29,7 @@ def _peak_rss(dask_worker=None) -> int:
 def _warm_up() -> None:
     import lsst.daf.butler  # noqa: F401 - the imports a partition task pays, so the baseline includes them
 
-    import qdask.ingest  # noqa: F401
+    import qdask.stages.partition  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -206,9 +206,9 @@ class TimedIngest(Ingest):
         with self._stage("partition", client):
             super()._partition(client)
 
-    def _check_keys(self) -> None:  # duplicate-id / orphan checks between partition and collect
-        with self._stage("keys"):
-            return super()._check_keys()
+    def _check_keys(self, client) -> bool:  # duplicate-id / orphan checks between partition and collect
+        with self._stage("keys", client):
+            return super()._check_keys(client)
 
     def _collect(self, client) -> bool:
         with self._stage("collect", client):

@@ -1,8 +1,8 @@
 """Section 1 — the partition (map) stage against pyarrow alone and against hats-import, same data, same run.
 
 * **map stage vs pyarrow floor** (one process, one core, units one after another): qdask's partition task
-  (`qdask.ingest.partition_task`: read the unit through qdask's source, conform, locate home + overlap,
-  write per-chunk shards) against the floor of reading the same columns of the same file with
+  (`qdask.stages.partition.partition_task`: read the unit through qdask's source, conform, locate home +
+  overlap, write per-chunk shards) against the floor of reading the same columns of the same file with
   `pq.ParquetFile.iter_batches` and writing them back with one `pq.ParquetWriter` at the shards' compression.
 * **stage-only vs hats-import** (a 2-worker LocalCluster each, cluster start included for both):
   `Ingest.run(stage_only=True)` (partition + collect: ready-to-load TSV contributions with checksums)
@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 
 from benchmarks.suite.common import MiB, TimedIngest, timed
 from benchmarks.suite.data import local_path
-from qdask.ingest import Ingest, partition_task
+from qdask.ingest import Ingest
+from qdask.stages.partition import partition_task
 
 BATCH_BYTES = 32 * MiB
 

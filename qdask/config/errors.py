@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from qdask.errors import QdaskUsageError
+
 __all__ = ["ConfigError", "MultiProblem"]
 
 
-class ConfigError(ValueError):
+class ConfigError(QdaskUsageError, ValueError):
     """An invalid configuration: every problem with the file, the key path and what was expected.
 
     `problems` is a list of ``(key_path, message)``; `str()` gives one line per problem, prefixed with

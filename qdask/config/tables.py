@@ -18,6 +18,7 @@ from qdask.config.felis import (
 )
 from qdask.config.inputs import TableInput
 from qdask.config.names import ColumnName, Identifier, check_charset
+from qdask.kinds import TableKind
 
 __all__ = [
     "TABLE_KINDS",
@@ -179,9 +180,6 @@ class Policies(ConfigModel):
     bad_values: Policy = "stop"
 
 
-TableKind = Literal["director", "child", "regular"]
-
-
 class _TableBase(ConfigModel):
     name: Identifier
     input: TableInput
@@ -192,8 +190,8 @@ class _TableBase(ConfigModel):
     collation_name: str | None = None
     unique_primary_key: bool | None = None
 
-    if TYPE_CHECKING:  # each kind declares its own Literal field
-        kind: TableKind
+    if TYPE_CHECKING:  # each kind declares its own Literal field (a TableKind value)
+        kind: str
 
     @model_validator(mode="after")
     def _table_checks(self, info: ValidationInfo) -> _TableBase:
@@ -279,7 +277,7 @@ class RegularTable(_TableBase):
         return self
 
 
-TABLE_KINDS: tuple[TableKind, ...] = ("director", "child", "regular")
+TABLE_KINDS: tuple[str, ...] = tuple(kind.value for kind in TableKind)
 
 #: Kind → model, for error messages about the keys a kind allows.
 TABLE_MODELS: dict[str, type[BaseModel]] = {

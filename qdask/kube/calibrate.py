@@ -3,7 +3,7 @@
     python -m qdask.kube.calibrate COLUMNS ROWS ROW_GROUP SELECTED [--dir /tmp/qdask-calibrate]
 
 writes (once) a director-table Parquet file of ``COLUMNS`` random float64 columns plus id/ra/dec over a
-10 x 10 degree box, runs the driver's `partition_task` on it in this process selecting ``SELECTED`` of
+10 x 10 degree box, runs the stage's `partition_task` on it in this process selecting ``SELECTED`` of
 them, samples the RSS every 5 ms, and prints the peak over the baseline next to the model's estimate.
 Run each case in a fresh process (the first run of a shape only writes its file).
 """
@@ -41,18 +41,18 @@ def main(argv: list[str] | None = None) -> int:
 
     import psutil
 
-    from qdask.ingest import partition_task
+    from qdask.kinds import TableKind
     from qdask.kube.memory import unit_footprint
     from qdask.schema import CHUNK_COLUMNS, from_arrow
     from qdask.sources.units import InputUnit
-    from qdask.stages.partition import TablePlan
+    from qdask.stages.partition import TablePlan, partition_task
 
     schema = from_arrow(pq.read_schema(path), "T")
     names = ["id", "ra", "dec"] + [f"c{i}" for i in range(args.selected)]
     fields = [pa.field(n, schema.column(n).arrow_type) for n in names]
     fields += [pa.field(c.name, c.arrow_type, nullable=False) for c in CHUNK_COLUMNS]
     layout = (340, 3, 0.01667)
-    plan = TablePlan(name="T", kind="director", schema=pa.schema(fields), ra="ra", dec="dec", layout=layout)
+    plan = TablePlan("T", TableKind.DIRECTOR, pa.schema(fields), ra="ra", dec="dec", layout=layout)
     unit = InputUnit(unit_id="u", table="T", uri=str(path), format="parquet")
     model = unit_footprint(unit, names, layout=layout, ra="ra", dec="dec")
     proc = psutil.Process()

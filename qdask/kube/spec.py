@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from qdask.config import KubernetesConfig, parse_bytes
+from qdask.errors import QdaskError
 
 __all__ = [
     "SPILL_DIR",
@@ -60,7 +61,7 @@ _KINDS = {
 _NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 
-class SpecError(ValueError):
+class SpecError(QdaskError, ValueError):
     """A resource the cluster would refuse or silently change; `problems` lists each as path: what."""
 
     def __init__(self, kind: str, problems: list[str]):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any
 
+from qdask.errors import QdaskError
+
 if TYPE_CHECKING:
     from qdask.qserv.models import ContributionInfo
 
@@ -20,7 +22,7 @@ def is_set(flag: Any) -> bool:
     return flag is True or str(flag) == "1"
 
 
-class QservError(Exception):
+class QservError(QdaskError):
     """Qserv answered `success=0`: `endpoint` is "METHOD /path", `error`/`error_ext` are the server's own."""
 
     def __init__(self, endpoint: str, error: str, error_ext: Any = None):

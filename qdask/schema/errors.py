@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from qdask.errors import QdaskError
+
 __all__ = ["SchemaError", "SchemaMismatch"]
 
 
-class SchemaError(ValueError):
+class SchemaError(QdaskError, ValueError):
     """A schema that cannot be read or resolved (unknown table, unparsable DDL or type)."""
 
 
-class SchemaMismatch(ValueError):
+class SchemaMismatch(QdaskError, ValueError):
     """An input whose columns do not match the table schema; names the input and every offending column."""
 
     def __init__(self, source: str, problems: Sequence[str]):

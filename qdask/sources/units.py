@@ -17,10 +17,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from qdask.errors import QdaskError
+
 __all__ = ["InputUnit", "SourceError", "row_group_suffix"]
 
 
-class SourceError(Exception):
+class SourceError(QdaskError):
     """An input that cannot be discovered or read; the message names the dataset/file and the cause."""
 
 

@@ -1,31 +1,139 @@
 """Key checks between partition and collect: duplicate director ids, and child rows whose director is
 missing (orphans). Both are found exactly, with memory bounded whatever the catalog size.
 
-Each unit's keys (the director's id, or a child's director key) are read from its home shards, sorted,
-and written to ``keys/<table>/<unit>.npy``. The check then walks all sorted arrays of a director and of
-its children together in key order, one block of keys at a time (a k-way merge: every array is cut at the
-same key), so a duplicate or a missing director is seen whichever chunks or units the rows are in.
+What runs where:
 
-What is found is returned with counts and examples; by the table's policy the run stops, or the rows are
-left out of the contribution files (the collect stage writes them to ``quarantine/<table>/``) and the
-keys to leave out are kept in ``keys/<table>.exclude.npy``, which verify also reads.
+* **partition task** (Dask worker): while it writes a unit's shards it keeps the unit's keys (a
+  director's id, or a child's director key, of its home rows) and saves them sorted to
+  ``keys/<table>/<unit>.<digest>.npy``, the digest being that of the shards the ledger records for the
+  unit. The file is written once per partition attempt, and the shards are never read back for it; a
+  file found missing (lost, or staging written by an older qdask) is rebuilt from the unit's home shards
+  by `unit_keys_task`.
+* **check task** (`check_family_task`, one Dask task per director and its children): walks all the
+  sorted arrays of the family together in key order, one block of keys at a time (a k-way merge: every
+  array is cut at the same key, `aligned_blocks`), so a duplicate or a missing director is seen
+  whichever chunks or units the rows are in. It applies each table's policy by writing (or clearing)
+  ``keys/<table>.exclude.npy`` — the keys whose rows the collect stage then writes to
+  ``quarantine/<table>/`` instead of the contribution file, and which verify leaves out — and returns
+  counts and examples only.
+* **driver**: decides the policies up front (`table_policy`) and turns what was found into notes or a
+  stop (`outcome`).
+
+NULL keys are neither checked nor excluded (a NULL is no id and refers to none).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from qdask.ledger import Shard
+from qdask.config import ChildTable, DirectorTable, IngestConfig, RegularTable
+from qdask.ledger import Shard, shards_digest
 from qdask.stages.collect import CorruptShardError
 from qdask.stages.shards import unit_file_key
 
+log = logging.getLogger(__name__)
+
 EXAMPLES = 5
+BLOCK = 1 << 16
+"""Keys per array and pass of the merge: the check holds about this many keys per unit file at once."""
+
+KeyPolicy = Literal["stop", "quarantine", "report"]
+
+
+# -- policy (driver) ------------------------------------------------------------------------------
+
+
+def key_column(table: DirectorTable | ChildTable | RegularTable) -> str | None:
+    """The column the key check reads and may exclude rows by: a director's id, a child's director key."""
+    if isinstance(table, DirectorTable):
+        return table.id
+    if isinstance(table, ChildTable):
+        return table.director_key
+    return None
+
+
+def table_policy(table: DirectorTable | ChildTable | RegularTable) -> KeyPolicy | None:
+    """What to do with a table's key problems.
+
+    A director's duplicate ids follow `policies.duplicate_ids`. A child's orphans follow
+    `policies.orphans` only when the config sets it: Qserv itself loads child rows without a director
+    (its own case01 has some), so by default they are reported and loaded as they are.
+    """
+    if isinstance(table, DirectorTable):
+        return table.policies.duplicate_ids
+    if isinstance(table, ChildTable):
+        explicit = "orphans" in table.policies.model_fields_set
+        return table.policies.orphans if explicit else "report"
+    return None
+
+
+# -- unit key files (partition task, or `unit_keys_task` when missing) ----------------------------
+
+
+def unit_key_path(keys_root: Path | str, table: str, unit_id: str, shards: Iterable[Shard]) -> Path:
+    """Where the sorted keys of a unit's home rows are kept, for the shards the ledger records for it."""
+    digest = shards_digest(shards).removeprefix("sha256:")[:16]
+    return Path(keys_root) / table / f"{unit_file_key(unit_id)}.{digest}.npy"
+
+
+def save_unit_keys(values: np.ndarray, path: Path) -> Path:
+    """Save `values` sorted (in place: no copy) to `path` atomically, and remove the unit's key files of
+    other attempts."""
+    keys = np.asarray(values, np.int64)
+    if not keys.flags.writeable:  # e.g. a zero-copy view of an Arrow buffer
+        keys = keys.copy()
+    keys.sort()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, keys)
+    tmp.replace(path)
+    unit_key = path.name.rsplit(".", 2)[0]
+    for old in path.parent.glob(f"{unit_key}.*.npy"):
+        if old != path and not old.name.endswith(".tmp.npy"):
+            old.unlink(missing_ok=True)
+    return path
+
+
+def key_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The non-NULL values of an integer key column as int64 (never through float: ids near 2^63 stay
+    exact)."""
+    return column.drop_null().cast(pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def _read_keys(shard: Shard, column: str) -> np.ndarray:
+    """One shard's keys; a shard gone, resized or unreadable raises `CorruptShardError` (its unit is then
+    partitioned again, as when the collect stage finds it so)."""
+    path = Path(shard.path)
+    if not path.is_file():
+        raise CorruptShardError(shard, "missing")
+    if path.stat().st_size != shard.bytes:
+        raise CorruptShardError(shard, "altered (its size differs from the ledger)")
+    try:
+        return key_values(pq.read_table(path, columns=[column])[column])
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptShardError(shard, f"unreadable ({exc})") from exc
+
+
+def unit_keys_task(shards: Sequence[Shard], column: str, path: str) -> str:
+    """Rebuild a unit's key file from its home shards (a Dask task; the partition task normally writes
+    it). Returns the path."""
+    parts = [_read_keys(s, column) for s in shards if not s.overlap]
+    values = np.concatenate(parts) if parts else np.empty(0, np.int64)
+    save_unit_keys(values, Path(path))
+    log.debug("keys of %d shard(s) rebuilt in %s", len(parts), path)
+    return path
+
+
+# -- the merge (pure: sorted arrays in, problems out) ----------------------------------------------
 
 
 @dataclass
@@ -34,11 +142,11 @@ class KeyProblems:
 
     table: str
     column: str
-    kind: str  # "duplicate ids" | "orphans"
+    kind: str  # "duplicate ids" | "orphans (no director row)"
     rows: int = 0
     keys: int = 0
     examples: list[int] = field(default_factory=list)
-    excluded: np.ndarray | None = None  # the sorted keys whose rows are left out (quarantine policy)
+    excluded: np.ndarray | None = None  # the sorted keys found (left out under the quarantine policy)
 
     def describe(self) -> str:
         return (
@@ -46,35 +154,23 @@ class KeyProblems:
             f"{self.column} value(s), e.g. {', '.join(str(k) for k in self.examples)})"
         )
 
-
-def _read_keys(shard: Shard, column: str) -> pa.ChunkedArray:
-    """One shard's key column; a shard gone, resized or unreadable raises `CorruptShardError` (its unit
-    is then partitioned again, as when the collect stage finds it so)."""
-    path = Path(shard.path)
-    if not path.is_file():
-        raise CorruptShardError(shard, "missing")
-    if path.stat().st_size != shard.bytes:
-        raise CorruptShardError(shard, "altered (its size differs from the ledger)")
-    try:
-        return pq.read_table(path, columns=[column])[column]
-    except (OSError, pa.ArrowException) as exc:
-        raise CorruptShardError(shard, f"unreadable ({exc})") from exc
+    def add(self, rows: int, keys: np.ndarray) -> None:
+        self.rows += rows
+        self.keys += len(keys)
+        self.examples += keys[: max(EXAMPLES - len(self.examples), 0)].tolist()
 
 
-def unit_keys(shards: Sequence[Shard], column: str, path: Path) -> np.ndarray:
-    """The sorted `column` values of a unit's home shards, saved to `path` (atomically) and returned."""
-    parts = [_read_keys(s, column) for s in shards if not s.overlap]
-    values = pa.chunked_array([c for p in parts for c in p.chunks], pa.int64()) if parts else None
-    keys = np.sort(values.to_numpy()) if values is not None and len(values) else np.empty(0, np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, keys)
-    tmp.replace(path)
-    return keys
+class KeyArrays(NamedTuple):
+    """One table's sorted key arrays (one per unit) and the column they come from."""
+
+    table: str
+    column: str
+    arrays: Sequence[np.ndarray]
 
 
-def _blocks(arrays: Sequence[np.ndarray], block: int) -> Iterator[list[np.ndarray]]:
-    """Cut every sorted array at the same keys, `block` keys at most per array and pass (plus ties)."""
+def aligned_blocks(arrays: Sequence[np.ndarray], block: int) -> Iterator[list[np.ndarray]]:
+    """Cut every sorted array at the same keys, `block` keys at most per array and pass (plus ties), so
+    equal keys of all arrays always arrive in the same pass."""
     cursors = [0] * len(arrays)
     while True:
         live = [i for i, a in enumerate(arrays) if cursors[i] < len(a)]
@@ -89,63 +185,206 @@ def _blocks(arrays: Sequence[np.ndarray], block: int) -> Iterator[list[np.ndarra
         yield parts
 
 
-def check_keys(
-    director: str,
-    director_key: str,
-    director_units: dict[str, list[Shard]],
-    children: dict[str, tuple[str, dict[str, list[Shard]]]],
-    keys_root: Path,
+def _joined(parts: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
+
+def find_key_problems(
+    director: KeyArrays,
+    children: Sequence[KeyArrays],
     *,
     quarantine_duplicates: bool,
-    block: int = 1 << 16,
+    block: int = BLOCK,
 ) -> list[KeyProblems]:
-    """Duplicate ids of `director` and orphans of each child (name → (director key column, units)).
+    """Duplicate ids of the director and orphans of each child, found by one merge over all arrays.
 
     With `quarantine_duplicates`, rows with a duplicated id are left out, so their children are orphans.
+    Returns only the tables with problems, the director first; `excluded` holds the keys found.
     """
-
-    def arrays(table: str, column: str, units: dict[str, list[Shard]]) -> list[np.ndarray]:
-        out = []
-        for unit_id, shards in sorted(units.items()):
-            path = keys_root / table / f"{unit_file_key(unit_id)}.npy"
-            unit_keys(shards, column, path)
-            out.append(np.load(path, mmap_mode="r"))
-        return out
-
-    ids = arrays(director, director_key, director_units)
-    child_names = sorted(children)
-    child_arrays = [arrays(name, children[name][0], children[name][1]) for name in child_names]
-    bounds = np.cumsum([len(ids)] + [len(a) for a in child_arrays])
-    duplicates = KeyProblems(director, director_key, "duplicate ids")
-    dup_keys: list[np.ndarray] = []
-    orphans = {n: KeyProblems(n, children[n][0], "orphans (no director row)") for n in child_names}
-    orphan_keys: dict[str, list[np.ndarray]] = {n: [] for n in child_names}
-    for parts in _blocks(ids + [a for group in child_arrays for a in group], block):
-        found = np.concatenate(parts[: bounds[0]]) if bounds[0] else np.empty(0, np.int64)
-        unique, counts = np.unique(found, return_counts=True)
+    n_ids = len(director.arrays)
+    bounds = np.cumsum([n_ids] + [len(c.arrays) for c in children])
+    duplicates = KeyProblems(director.table, director.column, "duplicate ids")
+    orphans = [KeyProblems(c.table, c.column, "orphans (no director row)") for c in children]
+    found: list[list[np.ndarray]] = [[] for _ in range(1 + len(children))]  # keys found, per table
+    everything = [*director.arrays, *(a for c in children for a in c.arrays)]
+    for parts in aligned_blocks(everything, block):
+        unique, counts = np.unique(_joined(parts[:n_ids]), return_counts=True)
         repeated = unique[counts > 1]
         if len(repeated):
-            duplicates.rows += int(counts[counts > 1].sum())
-            duplicates.keys += len(repeated)
-            duplicates.examples += repeated[: EXAMPLES - len(duplicates.examples)].tolist()
-            dup_keys.append(repeated)
+            duplicates.add(int(counts[counts > 1].sum()), repeated)
+            found[0].append(repeated)
         present = unique[counts == 1] if quarantine_duplicates else unique
-        for j, name in enumerate(child_names):
-            chunk = parts[bounds[j] : bounds[j + 1]]
-            values = np.concatenate(chunk) if chunk else np.empty(0, np.int64)
+        for j, problem in enumerate(orphans):
+            values = _joined(parts[bounds[j] : bounds[j + 1]])
             missing = values[~np.isin(values, present)]
             if len(missing):
                 keys = np.unique(missing)
-                problem = orphans[name]
-                problem.rows += len(missing)
-                problem.keys += len(keys)
-                problem.examples += keys[: EXAMPLES - len(problem.examples)].tolist()
-                orphan_keys[name].append(keys)
-    duplicates.excluded = np.concatenate(dup_keys) if dup_keys else np.empty(0, np.int64)
-    for name in child_names:
-        keys = orphan_keys[name]
-        orphans[name].excluded = np.concatenate(keys) if keys else np.empty(0, np.int64)
-    return [p for p in [duplicates, *orphans.values()] if p.rows]
+                problem.add(len(missing), keys)
+                found[j + 1].append(keys)
+    problems = [duplicates, *orphans]
+    for problem, parts in zip(problems, found, strict=True):
+        problem.excluded = _joined(parts)
+    return [p for p in problems if p.rows]
+
+
+# -- the check task (Dask worker) -----------------------------------------------------------------
+
+
+class CorruptKeyFile(RuntimeError):
+    """A unit key file that cannot be read as sorted int64 keys; it was removed, to be rebuilt."""
+
+
+def _open_keys(path: str) -> np.ndarray:
+    """A unit key file, memory-mapped; a damaged one is removed and raises `CorruptKeyFile`."""
+    try:
+        keys = np.load(path, mmap_mode="r")
+        if keys.dtype != np.int64 or keys.ndim != 1:
+            raise ValueError(f"holds {keys.dtype} values of {keys.ndim} dimension(s), not a list of int64")
+    except (OSError, ValueError) as exc:
+        Path(path).unlink(missing_ok=True)
+        raise CorruptKeyFile(
+            f"key file {path} is damaged ({exc}); it will be rebuilt from its shards"
+        ) from None
+    return keys
+
+
+@dataclass(frozen=True)
+class KeyTable:
+    """One table of a family as the check task needs it: key column, policy and unit key files."""
+
+    name: str
+    column: str
+    policy: KeyPolicy
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KeyFamily:
+    """A director and its children: what one check task reads and decides on."""
+
+    director: KeyTable
+    children: tuple[KeyTable, ...]
+
+    @property
+    def tables(self) -> tuple[KeyTable, ...]:
+        return (self.director, *self.children)
+
+
+def check_family_task(family: KeyFamily, keys_root: str, block: int = BLOCK) -> list[KeyProblems]:
+    """Check one family and apply each table's policy to its exclusion file (a Dask task).
+
+    The unit key files are memory-mapped and walked a block at a time. Returns the problems found
+    without their key arrays (those stay on disk, in the exclusion files).
+    """
+    t0 = time.perf_counter()
+
+    def arrays(table: KeyTable) -> KeyArrays:
+        return KeyArrays(table.name, table.column, [_open_keys(f) for f in table.files])
+
+    problems = find_key_problems(
+        arrays(family.director),
+        [arrays(c) for c in family.children],
+        quarantine_duplicates=family.director.policy == "quarantine",
+        block=block,
+    )
+    found = {p.table: p for p in problems}
+    for table in family.tables:
+        problem = found.get(table.name)
+        keep_out = problem.excluded if problem is not None and table.policy == "quarantine" else None
+        save_exclusion(Path(keys_root), table.name, keep_out)
+    log.debug(
+        "keys of %s and %d child table(s): %d file(s) checked in %.2f s, %d problem(s)",
+        family.director.name,
+        len(family.children),
+        sum(len(t.files) for t in family.tables),
+        time.perf_counter() - t0,
+        len(problems),
+    )
+    return [replace(p, excluded=None) for p in problems]
+
+
+# -- what the driver makes of it ------------------------------------------------------------------
+
+
+@dataclass
+class KeyOutcome:
+    """Notes for the summary, and the problems whose policy stops the run."""
+
+    notes: list[str] = field(default_factory=list)
+    stops: list[str] = field(default_factory=list)
+
+
+def outcome(
+    problems: Iterable[KeyProblems], policies: Mapping[str, KeyPolicy], quarantine_root: Path
+) -> KeyOutcome:
+    """Each problem by its table's policy: reported and loaded, quarantined, or a reason to stop."""
+    result = KeyOutcome()
+    for problem in problems:
+        policy = policies[problem.table]
+        if policy == "report":
+            result.notes.append(
+                f"{problem.describe()}: loaded as they are (set policies.orphans to act on them)"
+            )
+        elif policy == "quarantine":
+            where = Path(quarantine_root) / problem.table / "*.excluded.parquet"
+            result.notes.append(f"{problem.describe()}: quarantined to {where}")
+        else:
+            result.stops.append(problem.describe())
+    return result
+
+
+class UnitKeyFile(NamedTuple):
+    """A unit's key file as the ledger's shards name it, and what rebuilding it needs."""
+
+    unit_id: str
+    column: str
+    path: Path
+    shards: tuple[Shard, ...]
+
+
+def unit_key_files(
+    shards: Iterable[Shard], columns: Mapping[str, str], keys_root: Path
+) -> dict[str, list[UnitKeyFile]]:
+    """Per table of `columns` (table → key column): each unit's key file, in unit order."""
+    by_unit: dict[tuple[str, str], list[Shard]] = {}
+    for shard in shards:
+        if shard.table in columns:
+            by_unit.setdefault((shard.table, shard.unit_id), []).append(shard)
+    out: dict[str, list[UnitKeyFile]] = {table: [] for table in columns}
+    for (table, unit_id), unit_shards in sorted(by_unit.items()):
+        path = unit_key_path(keys_root, table, unit_id, unit_shards)
+        out[table].append(UnitKeyFile(unit_id, columns[table], path, tuple(unit_shards)))
+    return out
+
+
+def _key_table(table: DirectorTable | ChildTable | RegularTable, files: Sequence[UnitKeyFile]) -> KeyTable:
+    column, policy = key_column(table), table_policy(table)
+    if column is None or policy is None:
+        raise ValueError(f"table {table.name} is a regular table: it has no keys to check")
+    return KeyTable(table.name, column, policy, tuple(str(f.path) for f in files))
+
+
+def family_checks(
+    config: IngestConfig, files: Mapping[str, Sequence[UnitKeyFile]], pending: set[str]
+) -> tuple[list[KeyFamily], list[str]]:
+    """The families (a director and its children) to check now: those with a table in `pending` (chunks
+    still to collect). A family with a table missing from `files` (its key column is not an integer) is
+    not checked, and noted so."""
+    checks, notes = [], []
+    for director in config.directors:
+        children = [t for t in config.tables if isinstance(t, ChildTable) and t.director == director.name]
+        tables: list[DirectorTable | ChildTable] = [director, *children]
+        if not pending & {t.name for t in tables}:
+            continue
+        if not all(t.name in files for t in tables):
+            notes.append(f"keys of {director.name} are not integers: not checked")
+            continue
+        members = [_key_table(t, files[t.name]) for t in tables]
+        checks.append(KeyFamily(members[0], tuple(members[1:])))
+    return checks, notes
+
+
+# -- exclusion files (read by collect and verify) ---------------------------------------------------
 
 
 def exclusion_path(keys_root: Path, table: str) -> Path:

@@ -16,12 +16,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
 from qdask import faultpoints
+from qdask.errors import QdaskError
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, Ledger
 from qdask.ledger import Contribution as LedgerContribution
 from qdask.qserv import (
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 FINAL_STATES = {"FINISHED", "ABORTED"}
 
 
-class LoadError(RuntimeError):
+class LoadError(QdaskError, RuntimeError):
     """The load cannot go on now; the ledger is consistent and a re-run resumes where this one stopped."""
 
 
@@ -227,14 +228,14 @@ class Loader:
             (group, 0)
             for group in plan_transactions(files, s.max_chunks_per_transaction, s.max_bytes_per_transaction)
         ]
-        with ThreadPoolExecutor(max_workers=s.concurrency_total, thread_name_prefix="qdask-load") as pool:
-            self._pool = pool
-            try:
+        try:
+            with ThreadPoolExecutor(max_workers=s.concurrency_total, thread_name_prefix="qdask-load") as pool:
+                self._pool = pool
                 self._run_groups(pending)
-            finally:
-                for ledger in self._opened_ledgers:
-                    ledger.close()
-                self._opened_ledgers.clear()
+        finally:  # only once no upload thread runs: a connection closed under a running thread crashes
+            for ledger in self._opened_ledgers:
+                ledger.close()
+            self._opened_ledgers.clear()
         return self.summary
 
     def _run_groups(self, pending: list[tuple[list[ChunkFile], int]]) -> None:
@@ -300,9 +301,15 @@ class Loader:
     def _upload_all(self, tid: int, targets: list[tuple[ChunkFile, Location]]) -> None:
         failures: list[BaseException] = []
         futures = [self._pool.submit(self._upload, tid, file, place) for file, place in targets]
-        for future in as_completed(futures):  # wait for all: nothing may be in flight at abort/commit
-            if future.exception() is not None:
-                failures.append(future.exception())
+        try:
+            for future in as_completed(futures):  # wait for all: nothing may be in flight at abort/commit
+                if future.exception() is not None:
+                    failures.append(future.exception())
+        except BaseException:  # interrupted (Ctrl-C): start no more uploads, let those in flight end
+            for future in futures:
+                future.cancel()
+            wait(futures)
+            raise
         if failures:
             fatal = [f for f in failures if not isinstance(f, _Redo)]
             raise fatal[0] if fatal else failures[0]

@@ -3,13 +3,16 @@
 For a director table each row gets its home chunk/sub-chunk and its overlap copies; a child table is
 placed by the position columns it carries (its director's position, overlap 0); a regular table is not
 partitioned and lands in one shard. Rows with invalid positions are counted and quarantined to a Parquet
-file the user can inspect (or the unit fails, by policy) — never dropped silently. The task returns only
-metadata; data never travels through Dask.
+file the user can inspect (or the unit fails, by policy) — never dropped silently. For the key checks,
+the keys of the unit's home rows are saved sorted beside the shards (`qdask.stages.keys`), so nothing is
+read back. The task returns only metadata; data never travels through Dask.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,14 +20,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from qdask import faultpoints
+from qdask.errors import QdaskError
+from qdask.kinds import TableKind
 from qdask.ledger import REGULAR_CHUNK, Shard
+from qdask.schema import TableSchema
 from qdask.sky import Chunker
+from qdask.sources import butler as butler_source
+from qdask.sources import files as file_source
+from qdask.sources.units import InputUnit
+from qdask.stages.keys import key_values, save_unit_keys, unit_key_path
 from qdask.stages.shards import ShardWriter, unit_file_key
+
+log = logging.getLogger(__name__)
 
 INVALID_EXAMPLES = 5
 
 
-class InvalidPositionsError(ValueError):
+class InvalidPositionsError(QdaskError, ValueError):
     """A unit holds rows whose position cannot be placed, and the table's policy is to stop."""
 
 
@@ -33,7 +46,7 @@ class TablePlan:
     """Everything a partition task needs to know about its table; small and picklable."""
 
     name: str
-    kind: str  # "director" | "child" | "regular"
+    kind: TableKind
     schema: pa.Schema  # the staged columns in Qserv order (chunkId/subChunkId last when partitioned)
     rename: dict[str, str] = field(default_factory=dict)  # source column → Qserv column
     ra: str | None = None  # Qserv column names of the position used for placement
@@ -42,10 +55,14 @@ class TablePlan:
     invalid_policy: str = "quarantine"  # or "stop"
     compression: str = "zstd"
     compression_level: int | None = 3
+    key_column: str | None = None  # an integer column whose sorted values the key checks need
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", TableKind(self.kind))
 
     @property
     def partitioned(self) -> bool:
-        return self.kind != "regular"
+        return self.kind.partitioned
 
     @property
     def data_columns(self) -> list[str]:
@@ -60,8 +77,16 @@ class TablePlan:
         return [back.get(name, name) for name in self.data_columns]
 
     def chunker(self) -> Chunker:
+        if self.layout is None:
+            raise ValueError(f"table {self.name} ({self.kind}) has no partitioning layout")
         num_stripes, num_sub_stripes, overlap = self.layout
-        return Chunker(num_stripes, num_sub_stripes, overlap if self.kind == "director" else 0.0)
+        return Chunker(num_stripes, num_sub_stripes, overlap if self.kind == TableKind.DIRECTOR else 0.0)
+
+    def position(self) -> tuple[str, str]:
+        """The (ra, dec) columns rows are placed by."""
+        if self.ra is None or self.dec is None:
+            raise ValueError(f"table {self.name} ({self.kind}) has no position columns")
+        return self.ra, self.dec
 
 
 @dataclass(frozen=True)
@@ -110,7 +135,8 @@ def _positions(table: pa.Table, plan: TablePlan) -> tuple[np.ndarray, np.ndarray
         column = table.column(name).cast(pa.float64())
         return column.fill_null(float("nan")).to_numpy()
 
-    return as_float(plan.ra), as_float(plan.dec)
+    ra, dec = plan.position()
+    return as_float(ra), as_float(dec)
 
 
 def _with_location(table: pa.Table, chunk_ids: np.ndarray, sub_chunk_ids: np.ndarray) -> pa.Table:
@@ -120,9 +146,17 @@ def _with_location(table: pa.Table, chunk_ids: np.ndarray, sub_chunk_ids: np.nda
 
 
 def partition_batches(
-    batches: Iterable[pa.RecordBatch], plan: TablePlan, unit_id: str, shard_root: Path, quarantine_root: Path
+    batches: Iterable[pa.RecordBatch],
+    plan: TablePlan,
+    unit_id: str,
+    shard_root: Path,
+    quarantine_root: Path,
+    keys_root: Path | None = None,
 ) -> PartitionResult:
-    """Stream a unit's batches into shards; the pure worker function behind the partition task."""
+    """Stream a unit's batches into shards; the pure worker function behind the partition task.
+
+    With `keys_root` and a `plan.key_column`, the unit's home-row keys are saved sorted there too.
+    """
     key = unit_file_key(unit_id)
     writer = ShardWriter(
         shard_root,
@@ -137,16 +171,19 @@ def partition_batches(
     quarantine: pq.ParquetWriter | None = None
     rows_read = rows_invalid = overlap_rows = 0
     examples: list[tuple] = []
+    keys: list[np.ndarray] | None = [] if keys_root is not None and plan.key_column else None
     try:
         for batch in batches:
             data = conform_batch(batch, plan, unit_id)
             rows_read += data.num_rows
             if chunker is None:
                 writer.add(data, np.full(data.num_rows, REGULAR_CHUNK, dtype=np.int64), overlap=False)
+                if keys is not None:
+                    keys.append(key_values(data.column(plan.key_column)))
                 continue
             ra, dec = _positions(data, plan)
             located = chunker.locate_all(ra, dec, invalid="mask")
-            if plan.kind == "director" and len(located.overlap_row):
+            if plan.kind == TableKind.DIRECTOR and len(located.overlap_row):
                 overlap_rows += len(located.overlap_row)
                 copies = data.take(pa.array(located.overlap_row))
                 writer.add(
@@ -154,7 +191,8 @@ def partition_batches(
                     located.overlap_chunk_id,
                     overlap=True,
                 )
-            chunk_ids, sub_chunk_ids, invalid = located.chunk_id, located.sub_chunk_id, located.invalid
+            chunk_ids, sub_chunk_ids = located.chunk_id, located.sub_chunk_id
+            invalid = located.invalid if located.invalid is not None else np.zeros(len(chunk_ids), bool)
             if invalid.any():
                 bad = data.filter(pa.array(invalid))
                 rows_invalid += bad.num_rows
@@ -164,7 +202,7 @@ def partition_batches(
                 if plan.invalid_policy == "stop":
                     raise InvalidPositionsError(
                         f"{unit_id}: {int(invalid.sum())} row(s) of table {plan.name} have invalid positions "
-                        f"({plan.ra}, {plan.dec}); first (row, ra, dec): {examples}"
+                        f"({', '.join(plan.position())}); first (row, ra, dec): {examples}"
                     )
                 if quarantine is None:
                     quarantine_file.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +212,12 @@ def partition_batches(
                 data = data.filter(pa.array(keep))
                 chunk_ids, sub_chunk_ids = chunk_ids[keep], sub_chunk_ids[keep]
             writer.add(_with_location(data, chunk_ids, sub_chunk_ids), chunk_ids, overlap=False)
+            if keys is not None:
+                keys.append(key_values(data.column(plan.key_column)))
         shards = writer.close(unit_id)
+        if keys is not None and keys_root is not None:
+            values = np.concatenate(keys) if keys else np.empty(0, np.int64)
+            save_unit_keys(values, unit_key_path(keys_root, plan.name, unit_id, shards))
     except BaseException:
         writer.discard()
         if quarantine is not None:
@@ -197,3 +240,42 @@ def partition_batches(
         quarantine_path=quarantine_path,
         invalid_examples=tuple(examples),
     )
+
+
+# -- the Dask task --------------------------------------------------------------------------------
+
+
+def read_input(unit: InputUnit, input_schema: TableSchema, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """Stream the `columns` of a unit, from a Butler dataset or a plain file."""
+    if unit.dataset_type is not None or unit.format == "butler":
+        return butler_source.read_unit(unit, columns)
+    return file_source.read_unit(unit, input_schema, select=[(c, c) for c in columns])
+
+
+def _each(items: Iterable[pa.RecordBatch], point: str, detail: str) -> Iterator[pa.RecordBatch]:
+    """`items`, passing fault point `point` before each one (a kill mid-stream in the recovery tests)."""
+    for item in items:
+        faultpoints.reached(point, detail)
+        yield item
+
+
+def partition_task(
+    unit: InputUnit,
+    plan: TablePlan,
+    input_schema: TableSchema,
+    shard_root: str,
+    quarantine_root: str,
+    keys_root: str | None = None,
+) -> PartitionResult:
+    """The partition stage for one unit (runs on a Dask worker): paths in, files and metadata out."""
+    t0 = time.perf_counter()
+    batches = _each(read_input(unit, input_schema, plan.source_columns), "partition.batch", unit.unit_id)
+    result = partition_batches(
+        batches, plan, unit.unit_id, Path(shard_root), Path(quarantine_root),
+        Path(keys_root) if keys_root is not None else None,
+    )
+    log.debug(
+        "unit %s: %d row(s) into %d shard(s) in %.2f s",
+        unit.unit_id, result.rows_read, len(result.shards), time.perf_counter() - t0,
+    )
+    return result

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from qdask.config import IngestConfig, Table
+from qdask.errors import QdaskError
+from qdask.kinds import TableKind
 from qdask.schema import (
     CHUNK_COLUMNS,
     SchemaError,
@@ -26,6 +28,7 @@ from qdask.schema import (
 from qdask.sources import butler as butler_source
 from qdask.sources import files as file_source
 from qdask.sources.units import InputUnit
+from qdask.stages.keys import key_column
 from qdask.stages.partition import TablePlan
 
 DEFAULT_MAX_UNIT_BYTES = 512 << 20
@@ -48,15 +51,15 @@ class TableSetup:
     @property
     def est_rows(self) -> int | None:
         rows = [u.est_rows for u in self.units]
-        return None if any(r is None for r in rows) else sum(rows)
+        return sum(r for r in rows if r is not None) if None not in rows else None
 
     @property
     def est_bytes(self) -> int | None:
         sizes = [u.est_bytes for u in self.units]
-        return None if any(b is None for b in sizes) else sum(sizes)
+        return sum(b for b in sizes if b is not None) if None not in sizes else None
 
 
-class PlanError(ValueError):
+class PlanError(QdaskError, ValueError):
     """A configuration the pipeline cannot honour yet (refused before anything is read or written)."""
 
 
@@ -102,6 +105,8 @@ def discover_units(table: Table, max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES) -
             max_unit_bytes=max_unit_bytes,
         ).discover()
     f = source.files
+    if f is None:
+        raise PlanError(f"table {table.name}: input names neither butler nor files")
     return file_source.discover_files(
         f.glob,
         table.name,
@@ -116,7 +121,7 @@ def discover_units(table: Table, max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES) -
 def _input_schema(table: Table, units: list[InputUnit]) -> TableSchema:
     spec = table.schema_
     if spec.felis is not None:
-        return felis_table(spec.felis.path(), spec.felis.table)
+        return felis_table(spec.felis.path(), spec.felis.table or table.name)
     if spec.qserv_json is not None:
         return from_qserv_json(spec.qserv_json)
     if spec.ddl is not None:
@@ -159,7 +164,7 @@ def plan_table(
             input_schema.name, tuple(input_schema.column(src) for src, _ in pairs), source=input_schema.source
         )
         check_arrow_schema(found, wanted, units[0].label, allow_extra=True)
-    if table.kind == "director":  # Qserv refuses these in director tables; say so before anything is written
+    if table.kind == TableKind.DIRECTOR:  # Qserv refuses these in directors: say so before writing anything
         wide = [
             c.name
             for c in qserv_schema.columns
@@ -176,9 +181,10 @@ def plan_table(
         + (chunk_fields if table.is_partitioned else [])
     )
     layout = config.database.partitioning
+    key = key_column(table)
     plan = TablePlan(
         name=table.name,
-        kind=table.kind,
+        kind=TableKind(table.kind),
         schema=arrow,
         rename={src: dst for src, dst in pairs if src != dst},
         ra=getattr(table, "ra", None),
@@ -187,6 +193,7 @@ def plan_table(
         invalid_policy=table.policies.invalid_positions,
         compression=config.staging.shard_compression,
         compression_level=config.staging.shard_compression_level,
+        key_column=key if key is not None and pa.types.is_integer(arrow.field(key).type) else None,
     )
     return TableSetup(table, input_schema, qserv_schema, plan, tuple(units))
 

@@ -64,3 +64,28 @@ def test_missing_shard_is_rebuilt_from_its_unit(qserv, truth, tmp_path, monkeypa
     with Ledger(config.staging.directory / "ledger.sqlite") as ledger:
         again = {u.unit_id for u in ledger.units() if u.attempts > units_before[u.unit_id]}
     assert again == {s.unit_id for s in shards}
+
+
+def test_lost_and_damaged_key_files_are_rebuilt_from_their_shards(qserv, tmp_path, monkeypatch):
+    """The unit key files the partition task wrote are gone or damaged when the key check needs them
+    again (a chunk to collect again): they are rebuilt from the units' home shards, and the check finds
+    the same orphans as before (case01's own: Source rows whose Object is not in the catalog)."""
+    monkeypatch.setenv("QSERV_AUTH_KEY", qserv.auth_key)
+    config = load_config(write_case01(tmp_path / "case01.yaml", qserv, tmp_path / "staging", "faults_keys"))
+    first = Ingest(config).run(stage_only=True)
+    orphans = [n for n in first.notes if "orphans" in n]
+    assert len(orphans) == 1 and "table Source: 36 row(s)" in orphans[0]
+    keys = config.staging.directory / "keys"
+    saved = {p: p.read_bytes() for p in keys.rglob("*.npy")}
+    lost, damaged = sorted(p for p in saved if p.parent.name in ("Object", "Source"))
+    lost.unlink()
+    damaged.write_bytes(saved[damaged][:30])
+    with Ledger(config.staging.directory / "ledger.sqlite") as ledger:
+        for file in ledger.chunk_files(table="Source")[:2]:
+            ledger.drop_chunk_file(file.key)  # collected again: the key check runs again
+
+    again = Ingest(config).run(stage_only=True)
+    assert again.chunks_collected == 2
+    assert any(f"key file {damaged} is damaged" in n for n in again.notes), again.notes
+    assert [n for n in again.notes if "orphans" in n] == orphans
+    assert {p: p.read_bytes() for p in keys.rglob("*.npy")} == saved  # the same keys, rebuilt

@@ -64,11 +64,11 @@ def exact(truth, qserv, config, summary) -> None:
 def register(config) -> None:
     """Register the database and its tables, as a run does first (a worker must be up for that)."""
     from qdask.ingest import qserv_client
+    from qdask.stages.register import register_catalog
 
-    ingest = Ingest(config)
-    ingest.plan()
+    setups = Ingest(config).plan()
     with qserv_client(config) as qserv:
-        ingest._register(qserv)
+        register_catalog(qserv, config, {s.name: s.qserv_schema for s in setups})
 
 
 def transactions(config) -> dict[str, int]:

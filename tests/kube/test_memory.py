@@ -15,12 +15,11 @@ from distributed import as_completed
 from distributed.scheduler import KilledWorker
 
 from qdask.cluster import ClusterSpec, open_client
-from qdask.ingest import partition_task
 from qdask.kube import memory, oom
 from qdask.kube.spec import memory_limit_for
 from qdask.schema import CHUNK_COLUMNS, from_arrow
 from qdask.sources.units import InputUnit
-from qdask.stages.partition import TablePlan
+from qdask.stages.partition import TablePlan, partition_task
 
 MiB = 2**20
 LAYOUT = (340, 3, 0.01667)

@@ -1,0 +1,71 @@
+"""Worker memory seen while a stage runs, so a task that kills its worker can be explained.
+
+A worker killed for memory (by its nanny at the `terminate` fraction, by the kernel, or by Kubernetes)
+takes its task with it; after `allowed-failures` such deaths Dask gives up with `KilledWorker`, which
+says nothing of memory. `MemoryWatch` samples the scheduler while a stage runs and keeps, for every
+running task, the most memory its worker was seen using and the worker's limit, so the report can name
+both. (On Kubernetes, `qdask.kube.oom` adds the pod's own termination reason.)
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from dask.utils import format_bytes
+from distributed import KilledWorker
+
+
+class MemoryWatch:
+    """Samples the Dask workers every `interval` seconds from a thread, while used as a context manager."""
+
+    def __init__(self, client: Any, interval: float = 0.2):
+        self.client, self.interval = client, interval
+        self.peak: dict[str, tuple[int, int | None]] = {}  # task key → (bytes seen, worker limit)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="qdask-memory-watch", daemon=True)
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+                processing = self.client.processing()
+            except Exception:  # noqa: BLE001 - sampling is best effort; the stage goes on without it
+                continue
+            for address, keys in processing.items():
+                info = workers.get(address, {})
+                used = int((info.get("metrics") or {}).get("memory") or 0)
+                for key in keys:
+                    seen, _ = self.peak.get(str(key), (0, None))
+                    self.peak[str(key)] = (max(seen, used), info.get("memory_limit"))
+
+    def explain(self, exc: BaseException, what: str) -> str:
+        """A failed task's error as one line; for `KilledWorker`, with the memory seen and the limit."""
+        if not isinstance(exc, KilledWorker):
+            return f"{what}: {type(exc).__name__}: {exc}"
+        used, limit = self.peak.get(str(exc.task), (0, None))
+        limit = limit or getattr(exc.last_worker, "memory_limit", None)
+        tries = exc.allowed_failures + 1
+        memory = (
+            f"at least {format_bytes(used)} of its {format_bytes(limit)} memory limit"
+            if limit
+            else format_bytes(used)
+        )
+        cause = (
+            "most likely it needs more memory than a worker has: give workers more memory "
+            "(cluster.memory_per_worker) or split the input into smaller units"
+            if limit and used >= 0.6 * limit
+            else "the workers died for another reason (killed by the system?); see the worker logs"
+        )
+        return (
+            f"{what}: its task killed its Dask worker {tries} times (the last time using {memory}); "
+            f"{cause}. Nothing of it was recorded"
+        )

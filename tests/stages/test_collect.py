@@ -1,0 +1,118 @@
+"""The collect stage: a destination's shards → its contribution file, with the rows the key check
+excluded written to the quarantine instead (NULL keys kept), and damaged shards refused by name."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from qdask.ledger import REGULAR_CHUNK, ChunkKey, shards_digest
+from qdask.stages.collect import (
+    CollectTask,
+    CorruptShardError,
+    collect_chunk,
+    collect_task,
+    collect_task_for,
+    contribution_path,
+    excluded_rows_path,
+    key_text,
+)
+from qdask.stages.keys import exclusion_path, save_exclusion
+from qdask.stages.partition import TablePlan, partition_batches
+
+SCHEMA = pa.schema([pa.field("sourceId", pa.int64()), pa.field("objectId", pa.int64()),
+                    pa.field("ra", pa.float64()), pa.field("dec", pa.float64()),
+                    pa.field("chunkId", pa.int32()), pa.field("subChunkId", pa.int32())])
+HIGH = np.iinfo(np.int64).max
+
+
+def _staged(tmp_path, units: int = 2, n: int = 400):
+    """Shards of a child table in one chunk from `units` units; returns (shards of the chunk, rows)."""
+    plan = TablePlan("Source", "child", SCHEMA, ra="ra", dec="dec", layout=(85, 12, 0.0))
+    rng = np.random.default_rng(3)
+    tables, shards = [], []
+    for u in range(units):
+        object_id = pa.array(HIGH - rng.integers(0, 20, n), pa.int64(), mask=rng.random(n) < 0.05)
+        rows = pa.table({"sourceId": np.arange(n, dtype=np.int64) + u * n, "objectId": object_id,
+                         "ra": np.full(n, 10.0), "dec": np.full(n, 1.0)})  # one chunk
+        result = partition_batches(rows.to_batches(max_chunksize=97), plan, f"unit{u}", tmp_path / "shards",
+                                   tmp_path / "q")
+        shards += result.shards
+        tables.append(rows)
+    assert len({s.chunk_id for s in shards}) == 1
+    return shards, pa.concat_tables(tables)
+
+
+def _lines(path: Path) -> list[list[str]]:
+    return [line.split("\t") for line in path.read_text().splitlines()]
+
+
+def test_a_task_excludes_only_when_the_key_check_left_keys_out(tmp_path):
+    key = ChunkKey("Source", 7, True)
+    keys = tmp_path / "keys"
+    task = collect_task_for(key, [], ["a"], "utf8mb4", exclusion_keys=exclusion_path(keys, "Source"),
+                            exclusion_column="objectId", quarantine_root=tmp_path / "q")
+    assert task == CollectTask(key, (), ("a",), "utf8mb4")  # no exclusion file: nothing left out
+    save_exclusion(keys, "Source", np.array([5], np.int64))
+    task = collect_task_for(key, [], ["a"], "utf8mb4", exclusion_keys=exclusion_path(keys, "Source"),
+                            exclusion_column="objectId", quarantine_root=tmp_path / "q")
+    assert task.exclusion is not None and task.exclusion.column == "objectId"
+    assert task.exclusion.quarantine_path == str(tmp_path / "q/Source/chunk_7_overlap.excluded.parquet")
+    with pytest.raises(ValueError, match="Source-7-overlap: an exclusion needs its column"):
+        collect_task_for(key, [], ["a"], "utf8mb4", exclusion_keys=exclusion_path(keys, "Source"))
+
+
+def test_excluded_rows_go_to_the_quarantine_and_null_keys_stay(tmp_path):
+    shards, rows = _staged(tmp_path)
+    excluded = np.array([HIGH - 3, HIGH - 1, HIGH], np.int64)  # ids near 2^63: exact as int64 only
+    save_exclusion(tmp_path / "keys", "Source", excluded)
+    key = shards[0].key
+    task = collect_task_for(key, shards, SCHEMA.names, "utf8mb4",
+                            exclusion_keys=exclusion_path(tmp_path / "keys", "Source"),
+                            exclusion_column="objectId", quarantine_root=tmp_path / "q")
+    collected = collect_task(task, str(tmp_path / "contrib"))
+
+    object_ids = rows["objectId"].to_pylist()
+    out = [i for i, v in enumerate(object_ids) if v is not None and v in set(excluded.tolist())]
+    kept = [i for i in range(rows.num_rows) if i not in set(out)]
+    assert out and any(object_ids[i] is None for i in kept)
+    lines = _lines(Path(collected.file.path))
+    assert sorted(int(line[0]) for line in lines) == kept  # by sourceId
+    assert sum(line[1] == "\\N" for line in lines) == sum(v is None for v in object_ids)
+    quarantined = pq.read_table(excluded_rows_path(tmp_path / "q", key))
+    assert sorted(quarantined["sourceId"].to_pylist()) == out
+    assert collected.file.rows == len(kept) and collected.file.sources == shards_digest(shards)
+    assert collected.file.path == str(contribution_path(tmp_path / "contrib", key))
+
+
+def test_without_an_exclusion_every_row_is_written(tmp_path):
+    shards, rows = _staged(tmp_path, units=3)
+    task = collect_task_for(shards[0].key, shards, SCHEMA.names, "utf8mb4")
+    collected = collect_chunk(task, tmp_path / "contrib")
+    assert sorted(int(line[0]) for line in _lines(Path(collected.file.path))) == list(range(rows.num_rows))
+    assert not (tmp_path / "q" / "Source").exists()
+
+
+def test_a_damaged_shard_is_refused_naming_it_and_survives_the_trip_to_the_driver(tmp_path):
+    shards, _ = _staged(tmp_path)
+    Path(shards[1].path).write_bytes(Path(shards[1].path).read_bytes()[:-1] + b"x")
+    with pytest.raises(CorruptShardError) as info:
+        collect_chunk(collect_task_for(shards[0].key, shards, SCHEMA.names, "utf8mb4"), tmp_path / "c")
+    assert info.value.shard == shards[1] and "unit1" in str(info.value)
+    again = pickle.loads(pickle.dumps(info.value))  # as a Dask worker's error reaches the driver
+    assert again.shard == shards[1] and str(again) == str(info.value)
+
+
+def test_files_are_named_as_qserv_names_them(tmp_path):
+    def path(*key) -> str:
+        return str(contribution_path(tmp_path, ChunkKey(*key)).relative_to(tmp_path))
+
+    assert path("Object", 12, False) == "Object/chunk_12.txt"
+    assert path("Object", 12, True) == "Object/chunk_12_overlap.txt"
+    assert path("Filter", REGULAR_CHUNK, False) == "Filter/Filter.txt"
+    assert key_text(ChunkKey("Object", 12, True)) == "Object-12-overlap"

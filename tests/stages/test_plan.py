@@ -1,0 +1,75 @@
+"""The plan stage: schemas and units of case01, the key column each table's checks read, and settings the
+pipeline would otherwise not apply refused before anything is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from qdask.config import IngestConfig, config_from_dict
+from qdask.kinds import TableKind
+from qdask.stages.plan import PlanError, plan_ingest
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _case01(tmp_path, change=lambda tables: None) -> IngestConfig:
+    raw = yaml.safe_load((CONFIGS / "case01.yaml").read_text())
+    raw["tables"] = raw["tables"][:3]  # Object, Source, Filter
+    raw["staging"] = {"directory": str(tmp_path / "staging")}
+    change(raw["tables"])
+    return config_from_dict(raw, CONFIGS)
+
+
+def test_the_example_plan_resolves_units_and_schemas(tmp_path, shared_data):
+    setups = plan_ingest(_case01(tmp_path))
+    assert [s.name for s in setups] == ["Object", "Source", "Filter"]
+    assert [s.plan.kind for s in setups] == [TableKind.DIRECTOR, TableKind.CHILD, TableKind.REGULAR]
+    assert setups[0].plan.schema.names[-2:] == ["chunkId", "subChunkId"] and len(setups[0].units) == 1
+    assert not (tmp_path / "staging").exists()  # planning stages nothing
+
+
+def test_the_key_checks_read_integer_ids_and_director_keys_only(tmp_path, shared_data):
+    keys = {s.name: s.plan.key_column for s in plan_ingest(_case01(tmp_path))}
+    assert keys == {"Object": "objectId", "Source": "objectId", "Filter": None}
+
+    # a director whose ids are floats: not merged (exactly) as keys, so the director gets no key column
+    (tmp_path / "in").mkdir()
+    position = {"ra": [1.0, 2.0], "dec": [0.0, 0.0]}
+    pq.write_table(pa.table({"id": [1.5, 2.5], **position}), tmp_path / "in/d.parquet")
+    pq.write_table(pa.table({"id": [1, 2], "did": [1, 2], **position}), tmp_path / "in/c.parquet")
+    files = {"D": "d.parquet", "C": "c.parquet"}
+    raw = {
+        "database": {"name": "k", "partitioning": {"num_stripes": 85, "num_sub_stripes": 12, "overlap": 0}},
+        "tables": [
+            {"name": "D", "kind": "director", "id": "id", "ra": "ra", "dec": "dec"},
+            {"name": "C", "kind": "child", "director": "D", "director_key": "did", "ra": "ra", "dec": "dec"},
+        ],
+        "qserv": {"controller": "http://127.0.0.1:1", "czar": "mysql://u@127.0.0.1:1/keys"},
+        "staging": {"directory": str(tmp_path / "staging")},
+    }
+    for t in raw["tables"]:
+        t.update(input={"files": {"glob": str(tmp_path / "in" / files[t["name"]])}}, schema={"infer": True})
+    keys = {s.name: s.plan.key_column for s in plan_ingest(config_from_dict(raw, tmp_path))}
+    assert keys == {"D": None, "C": "did"}
+
+
+def test_bad_values_quarantine_is_refused_not_ignored(tmp_path, shared_data):
+    def change(tables):
+        tables[0]["policies"] = {"bad_values": "quarantine"}
+
+    with pytest.raises(PlanError, match="table Object: policies.bad_values: quarantine is not supported"):
+        plan_ingest(_case01(tmp_path, change))
+
+
+def test_a_text_dialect_the_reader_does_not_implement_is_refused(tmp_path, shared_data):
+    def change(tables):
+        tables[2]["input"]["files"]["null_marker"] = "NULL"
+
+    message = r"table Filter: the tsv reader supports only .* not \{'null_marker': 'NULL'\}"
+    with pytest.raises(PlanError, match=message):
+        plan_ingest(_case01(tmp_path, change))
