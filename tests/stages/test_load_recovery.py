@@ -19,7 +19,7 @@ _names = itertools.count()
 def setup(qserv, tmp_path):
     """A registered database with a regular table, a ledger with one staged file per table, a client."""
     database = f"recover_{next(_names)}"
-    client = QservClient(qserv.controller_url, qserv.auth_key, qserv.admin_auth_key)
+    client = QservClient(qserv.controller_url, qserv.auth_key)
     client.register_database(database, 85, 12, 0.01667)
     client.register_table(database, "Filter", [("filterId", "INT")], is_partitioned=False)
     ledger = Ledger(tmp_path / "ledger.sqlite")
