@@ -107,6 +107,9 @@ def emulator_group() -> None:
 @click.option("--auth-key", default="", show_default=True, help="The ingest 'auth_key'.")
 @click.option("--admin-auth-key", default="admin", show_default=True, help="The 'admin_auth_key'.")
 @click.option("--instance", default="qserv", show_default=True, help="Prefix of the stand-in's databases.")
+@click.option("--czar-port", default=4040, show_default=True, help="Czar front end port (0: any free port).")
+@click.option("--czar-user", default="qsmaster", show_default=True, help="The czar front end's user.")
+@click.option("--czar-password", default="", help="The czar front end user's password (default: none).")
 def emulator_serve(
     num_workers: int,
     dsn: str | None,
@@ -115,8 +118,11 @@ def emulator_serve(
     auth_key: str,
     admin_auth_key: str,
     instance: str,
+    czar_port: int,
+    czar_user: str,
+    czar_password: str,
 ) -> None:
-    """Run the stand-in until Ctrl-C; prints the controller URL and the czar DSN."""
+    """Run the stand-in until Ctrl-C; prints the controller URL and the czar DSN (Qserv's SQL, port 4040)."""
     import asyncio
     import contextlib
     import signal
@@ -147,6 +153,9 @@ def emulator_serve(
         auth_key=auth_key,
         admin_auth_key=admin_auth_key,
         instance=instance,
+        czar_port=czar_port,
+        czar_user=czar_user,
+        czar_password=czar_password,
     )
     try:
         with contextlib.suppress(KeyboardInterrupt):
@@ -458,6 +467,10 @@ def demo_command(workdir, tracts, rows_per_patch, workers, mariadb) -> None:
     for row in result.query_rows:
         table.add_row(*(str(v) for v in row))
     Console().print(table)
+    cone = Table(*result.spatial_columns, title=f"cone search through the czar: {result.spatial_sql}")
+    for row in result.spatial_rows:
+        cone.add_row(*("NULL" if v is None else str(v) for v in row))
+    Console().print(cone)
     raise SystemExit(0 if result.summary.verify.ok else 3)
 
 

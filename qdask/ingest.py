@@ -7,7 +7,6 @@ command re-run after any stop skips what is done and redoes what was in flight.
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -38,7 +37,7 @@ from qdask.stages.load import Loader, LoadError, LoadSettings, StagedFileCorrupt
 from qdask.stages.partition import PartitionResult, TablePlan, conform_batch, partition_batches
 from qdask.stages.plan import PlanError, TableSetup, plan_ingest
 from qdask.stages.publish import is_published, publish
-from qdask.stages.verify import TableToVerify, VerifyReport, verify
+from qdask.stages.verify import SourceSample, TableToVerify, VerifyReport, verify
 
 
 class IngestError(RuntimeError):
@@ -582,6 +581,7 @@ class Ingest:
             TableToVerify(s.name, s.config.kind, getattr(s.config, "id", None), s.plan.schema)
             for s in self.setups.values()
         ]
+        key_files = {n: (c, self.keys_root / n) for n in self.setups if (c := self._exclusion_column(n))}
         return verify(
             czar_for(self.config),
             self.ledger,
@@ -590,6 +590,7 @@ class Ingest:
             sample=self._sample_source,
             sample_size=sample_size,
             exclusions=self._exclusions(),
+            key_files=key_files,
         )
 
     def _exclusions(self) -> dict[str, tuple[str, np.ndarray]]:
@@ -601,23 +602,29 @@ class Ingest:
                 out[name] = (self._exclusion_column(name), keys)
         return out
 
-    def _sample_source(self, table: TableToVerify, size: int, rng: random.Random) -> pa.Table:
-        """Random rows of the table as read from its source (a random unit's first batch), Qserv-named."""
+    def _sample_source(self, table: TableToVerify) -> SourceSample:
+        """The table's units (with the rows read from each) and a reader of a unit's rows as Qserv holds
+        them: conformed, Qserv-named, without the rows rightly quarantined, numbered in source order."""
         setup = self.setups[table.name]
-        unit = rng.choice(setup.units)
-        batch = next(iter(read_input(unit, setup.input_schema, setup.plan.source_columns)), None)
-        if batch is None:
-            return pa.table({table.key: pa.array([], pa.int64())})
-        data = conform_batch(batch, setup.plan, unit.unit_id)
-        quarantined = self.ledger.units(table=table.name)
-        if any(u.rows_invalid for u in quarantined) and setup.plan.partitioned:
-            data = _placeable(data, setup.plan)
+        recorded = self.ledger.units(table=table.name)
+        rows = {u.unit_id: u.rows_read or 0 for u in recorded}
+        placeable = setup.plan.partitioned and any(u.rows_invalid for u in recorded)
         excluded = self._exclusions().get(table.name)
-        if excluded is not None:  # rows the key check quarantined are, rightly, not in Qserv
-            column, keys = excluded
-            data = data.filter(pa.array(~np.isin(data[column].to_numpy(zero_copy_only=False), keys)))
-        picks = sorted(rng.sample(range(data.num_rows), min(size, data.num_rows)))
-        return data.take(pa.array(picks, pa.int64()))
+
+        def read(unit) -> Iterator[pa.Table]:
+            start = 0
+            for batch in read_input(unit, setup.input_schema, setup.plan.source_columns):
+                data = conform_batch(batch, setup.plan, unit.unit_id)
+                data = data.append_column("row", pa.array(np.arange(start, start + data.num_rows)))
+                start += data.num_rows
+                if placeable:
+                    data = _placeable(data, setup.plan)
+                if excluded is not None:  # rows the key check quarantined are, rightly, not in Qserv
+                    column, keys = excluded
+                    data = data.filter(pa.array(~np.isin(data[column].to_numpy(zero_copy_only=False), keys)))
+                yield data
+
+        return SourceSample([(u, rows.get(u.unit_id, 0)) for u in setup.units], read)
 
 
 def _placeable(data: pa.Table, plan: TablePlan) -> pa.Table:
