@@ -171,7 +171,7 @@ def plan(
     where = _without_restrictors(tree)
     graph = RelationGraph(refs, tree)
     free = graph.validate()
-    conditions: list[exp.Expression] = []
+    conditions: list[exp.Expr] = []
     for r in restrictors:
         for ref in refs:
             if ref.info.partitioned:
@@ -291,7 +291,7 @@ def _check_order_by(tree: exp.Select, refs: list[_Ref]) -> None:
         )
 
 
-def _same_value(term: exp.Expression, item: exp.Expression) -> bool:
+def _same_value(term: exp.Expr, item: exp.Expr) -> bool:
     if isinstance(term, exp.Column) and isinstance(item, exp.Column):
         if term.name.lower() != item.name.lower():
             return False
@@ -302,7 +302,7 @@ def _same_value(term: exp.Expression, item: exp.Expression) -> bool:
 # ----------------------------------------------------------------------------------- spatial restrictors
 
 
-def _without_restrictors(tree: exp.Select) -> exp.Expression | None:
+def _without_restrictors(tree: exp.Select) -> exp.Expr | None:
     """WHERE without its ``qserv_areaspec_*`` terms: the parser takes them out of the AND/OR chain they sit
     in (FromClauseAdapter / LogicalExpressionAdapter::handleQservFunctionSpec, ParseAdapters.h:520-525,
     2287-2293), which also drops them from an OR."""
@@ -310,7 +310,7 @@ def _without_restrictors(tree: exp.Select) -> exp.Expression | None:
     if where is None:
         return None
 
-    def strip(node: exp.Expression) -> exp.Expression | None:
+    def strip(node: exp.Expr) -> exp.Expr | None:
         if _is_restrictor_term(node):
             return None
         if isinstance(node, (exp.And, exp.Or)):
@@ -323,7 +323,7 @@ def _without_restrictors(tree: exp.Select) -> exp.Expression | None:
     return strip(where.this)
 
 
-def _is_restrictor_term(node: exp.Expression) -> bool:
+def _is_restrictor_term(node: exp.Expr) -> bool:
     def spec(n):
         return isinstance(n, exp.Anonymous) and n.name.lower() in AREASPEC
 
@@ -332,9 +332,9 @@ def _is_restrictor_term(node: exp.Expression) -> bool:
     return isinstance(node, exp.EQ) and (spec(node.this) or spec(node.expression))
 
 
-def _restrictor_predicate(r: AreaRestrictor, ref: _Ref) -> exp.Expression:
+def _restrictor_predicate(r: AreaRestrictor, ref: _Ref) -> exp.Expr:
     """``scisql_s2PtIn…(alias.lon, alias.lat, args…) = 1`` (AreaRestrictor.cc asSciSqlFactor)."""
-    args = [_column(ref.alias, ref.info.lon), _column(ref.alias, ref.info.lat)]
+    args: list[exp.Expr] = [_column(ref.alias, ref.info.lon), _column(ref.alias, ref.info.lat)]
     args += [exp.Literal.number(text) for text in r.texts]
     return exp.EQ(this=exp.Anonymous(this=r.scisql, expressions=args), expression=exp.Literal.number(1))
 
@@ -370,7 +370,7 @@ def _select_chunks(tree, where, refs, restrictors, catalog, lookup_chunks) -> se
     return index if index is not None else region_chunks
 
 
-def _top_level_terms(where: exp.Expression | None) -> list[exp.Expression]:
+def _top_level_terms(where: exp.Expr | None) -> list[exp.Expr]:
     """The terms of WHERE's top-level AND (WhereClause::getRootAndTerm: none under an OR)."""
     if where is None:
         return []
@@ -410,7 +410,7 @@ def _index_chunks(where, refs: list[_Ref], catalog: Catalog, lookup_chunks: Chun
     return found
 
 
-def _is_literal(node: exp.Expression) -> bool:
+def _is_literal(node: exp.Expr) -> bool:
     return isinstance(node, exp.Literal) or (isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal))
 
 
@@ -568,7 +568,7 @@ class RelationGraph:
             a.edges.append((b, math.nan))
             b.edges.append((a, math.nan))
 
-    def _term_edges(self, term: exp.Expression) -> None:
+    def _term_edges(self, term: exp.Expr) -> None:
         if (
             isinstance(term, exp.EQ)
             and isinstance(term.this, exp.Column)
@@ -596,7 +596,7 @@ class RelationGraph:
                 for column in a.columns() & b.columns():
                     self._add(a, column, b, column)
 
-    def _spatial_edge(self, term: exp.Expression) -> None:
+    def _spatial_edge(self, term: exp.Expr) -> None:
         """_addSpEdges (RelationGraph.cc:525-620)."""
         if isinstance(term, (exp.LT, exp.LTE)):
             call, bound = term.this, term.expression
@@ -650,7 +650,7 @@ def _not_evaluable(message: str) -> AnalysisRefusal:
     return AnalysisRefusal(f"AnalysisError:{message}", "join not evaluable")
 
 
-def _is_ang_sep(node: exp.Expression) -> bool:
+def _is_ang_sep(node: exp.Expr) -> bool:
     return isinstance(node, exp.Anonymous) and node.name == "scisql_angSep" and len(node.expressions) == 4
 
 
@@ -708,13 +708,17 @@ def _name_computed_columns(parsed: Parsed, tree: exp.Select) -> None:
         item.replace(exp.alias_(item.copy(), parsed.near(original), quoted=True))
 
 
-def _call_stored_functions(tree: exp.Expression, database: str) -> None:
+def _call_stored_functions(tree: exp.Expr, database: str) -> None:
     """Point every scisql call at its stored function (sqlfunctions.stored_name)."""
     for call in list(tree.find_all(exp.Anonymous)):
         if not sqlfunctions.is_scisql(call.name):
             continue
         args = call.expressions
-        stored = sqlfunctions.stored_name(call.name, len(args), lambda i, a=args: _is_literal(a[i]))
+
+        def constant(i: int, args: list = args) -> bool:
+            return _is_literal(args[i])
+
+        stored = sqlfunctions.stored_name(call.name, len(args), constant)
         if stored is None:
             continue  # no such scisql function here: MariaDB says so when the statement runs
         call.replace(

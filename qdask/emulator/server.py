@@ -306,6 +306,7 @@ class EmulatorThread:
         self.call(self.emulator.start())
         self.config.port = self.emulator.controller_port
         self.config.worker_ports = [n.port for n in self.emulator.nodes.values()]
+        assert self.emulator.frontend is not None
         self.config.czar_port = self.emulator.frontend.port
         return self
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TypeGuard
 
 import sqlglot
 from sqlglot import exp
@@ -389,7 +390,7 @@ class Parsed:
         self._at_end = {t.end: i for i, t in enumerate(self.tokens)}
 
     # -- where things are in the text (what Qserv quotes as "near")
-    def token_range(self, node: exp.Expression) -> tuple[int, int] | None:
+    def token_range(self, node: exp.Expr) -> tuple[int, int] | None:
         """First and last token index of ``node``'s text, with its parentheses and keywords."""
         spots = [(n.meta["start"], n.meta["end"]) for n in node.walk() if n._meta and "start" in n._meta]
         if not spots:
@@ -429,7 +430,7 @@ class Parsed:
                 last += 1
         return first, last
 
-    def near(self, node: exp.Expression) -> str:
+    def near(self, node: exp.Expr) -> str:
         """The statement's text of ``node`` (as Qserv's ``getQueryString(ctx)`` gives it)."""
         found = self.token_range(node)
         if found is None:
@@ -439,11 +440,11 @@ class Parsed:
     def between(self, first: int, last: int) -> str:
         return self.text[self.tokens[first].start : self.tokens[last].end + 1]
 
-    def first_token(self, node: exp.Expression) -> Token | None:
+    def first_token(self, node: exp.Expr) -> Token | None:
         found = self.token_range(node)
         return None if found is None else self.tokens[found[0]]
 
-    def _back_over_prefix(self, node: exp.Expression, first: int) -> int:
+    def _back_over_prefix(self, node: exp.Expr, first: int) -> int:
         """Operators written before their operand: ``-x``, ``~x``, ``NOT x``, ``BINARY x``, ``@v := x``."""
         before = self.tokens[first - 1].token_type if first > 0 else None
         if isinstance(node, exp.Neg) and before == TokenType.DASH:
@@ -616,7 +617,7 @@ _AT_EXIT = {
 def _violations(p: Parsed) -> list[Violation]:
     found: list[Violation] = []
 
-    def add(node: exp.Expression | None, rule: str, near: str | None = None, position: int | None = None):
+    def add(node: exp.Expr | None, rule: str, near: str | None = None, position: int | None = None):
         """Record a violation where Qserv's walk meets it: at the construct's start, or at its end for
         the checks an adapter makes when a child is done (_AT_EXIT)."""
         span = p.token_range(node) if node is not None else None
@@ -625,32 +626,33 @@ def _violations(p: Parsed) -> list[Violation]:
         depth = node.depth if node is not None else 0
         if RULES[rule].kind == "unhandled":
             depth -= 1  # the listener refuses an UNHANDLED context before any adapter sees it
-        found.append((position or 0, depth, rule, near if near is not None else p.near(node)))
+        text = near if near is not None else (p.near(node) if node is not None else "")
+        found.append((position or 0, depth, rule, text))
 
     for node in p.tree.walk():
         _node_rules(p, node, add)
     return found
 
 
-def _unwrap(node: exp.Expression) -> exp.Expression:
+def _unwrap(node: exp.Expr) -> exp.Expr:
     while isinstance(node, exp.Paren):
         node = node.this
     return node
 
 
-def _is_constant(node: exp.Expression) -> bool:
+def _is_constant(node: exp.Expr) -> bool:
     """Qserv's ``constant`` (QSMySqlParser.g4:20-26): a literal, NULL, or a minus before a number."""
     if isinstance(node, exp.Neg):
         return isinstance(node.this, exp.Literal) and not node.this.is_string
     return isinstance(node, (exp.Literal, exp.Null, exp.BitString))
 
 
-def _name_token(p: Parsed, node: exp.Expression) -> str:
+def _name_token(p: Parsed, node: exp.Expr) -> str:
     token = p.first_token(node)
     return token.text.upper() if token is not None else ""
 
 
-def _node_rules(p: Parsed, node: exp.Expression, add) -> None:  # noqa: C901 - one branch per construct
+def _node_rules(p: Parsed, node: exp.Expr, add) -> None:  # noqa: C901 - one branch per construct
     parent = node.parent
     if isinstance(node, exp.Select):
         if node is p.tree:
@@ -790,14 +792,14 @@ def _token_position(p: Parsed, *texts: str) -> int | None:
     return None
 
 
-def _is_call(node: exp.Expression) -> bool:
+def _is_call(node: exp.Expr) -> TypeGuard[exp.Func]:
     """A function written as NAME(…) (sqlglot also models operators such as AND or COLLATE as functions)."""
     if not isinstance(node, exp.Func):
         return False
     return not isinstance(node, (exp.Binary, exp.Connector)) or isinstance(node, exp.Pow)
 
 
-def _comparison_rules(p: Parsed, node: exp.Expression, add) -> None:
+def _comparison_rules(p: Parsed, node: exp.Expr, add) -> None:
     if _is_restrictor_comparison(node):
         return
     for side in (node.this, node.expression):
@@ -847,7 +849,7 @@ def _aggregate_rules(p: Parsed, node: exp.AggFunc, add) -> None:
 
 def _function_rules(p: Parsed, node: exp.Func, add) -> None:
     name = node.name if isinstance(node, exp.Anonymous) else ""
-    if name.lower() in AREASPEC or name.lower() == AREASPEC_HULL:
+    if isinstance(node, exp.Anonymous) and (name.lower() in AREASPEC or name.lower() == AREASPEC_HULL):
         _areaspec_placement(p, node, add)
         return
     if name.startswith("_"):
@@ -873,11 +875,11 @@ def _has_from(p: Parsed, opened: tuple[int, int] | None) -> bool:
     return any(t.token_type == TokenType.FROM for t in p.tokens[opened[0] : opened[1] + 1])
 
 
-def _is_areaspec(node: exp.Expression) -> bool:
+def _is_areaspec(node: exp.Expr) -> bool:
     return isinstance(node, exp.Anonymous) and node.name.lower() in (*AREASPEC, AREASPEC_HULL)
 
 
-def _is_restrictor_comparison(node: exp.Expression) -> bool:
+def _is_restrictor_comparison(node: exp.Expr) -> bool:
     """``1 = qserv_areaspec_…(…)`` and ``qserv_areaspec_…(…) = 1`` (QSMySqlParser.g4:34-36)."""
     if not isinstance(node, exp.EQ):
         return False
@@ -890,8 +892,8 @@ def _is_restrictor_comparison(node: exp.Expression) -> bool:
 def _areaspec_placement(p: Parsed, node: exp.Anonymous, add) -> None:
     """A restrictor must be a top-level term of WHERE's AND/OR chain (QSMySqlParser.g4:30-37): inside
     parentheses the nested-context rule refuses it, anywhere else the grammar has no place for it."""
-    holder: exp.Expression = node
-    if _is_restrictor_comparison(node.parent):
+    holder: exp.Expr = node
+    if node.parent is not None and _is_restrictor_comparison(node.parent):
         holder = node.parent
     up = holder.parent
     while isinstance(up, (exp.And, exp.Or)):
@@ -946,7 +948,7 @@ def _operator_token(p: Parsed, node: exp.Binary, kind: TokenType) -> Token | Non
     return None
 
 
-def _keyword_position(p: Parsed, node: exp.Expression, kind: TokenType | None) -> int | None:
+def _keyword_position(p: Parsed, node: exp.Expr, kind: TokenType | None) -> int | None:
     found = p.token_range(node)
     if found is not None:
         return p.tokens[found[0]].start

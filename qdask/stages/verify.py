@@ -239,7 +239,8 @@ def _select_item(f: pa.Field) -> str:
 def _comparable(schema: pa.Schema) -> tuple[pa.Schema, list[str]]:
     """The data columns a sample is compared on, and those Qserv cannot name (a leading underscore is
     refused, ParseAdapters.h:1827)."""
-    kept, skipped = [], []
+    kept: list[pa.Field] = []
+    skipped: list[pa.Field] = []
     for f in schema:
         if f.name in CHUNK_COLUMNS:
             continue
