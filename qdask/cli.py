@@ -403,7 +403,7 @@ def query_command(sql, request_sql, czar, db, fmt) -> None:
 
     import pymysql
 
-    from qdask.qserv.czar import Czar
+    from qdask.qserv.czar import Czar, describe_error
 
     text = sql or request_sql
     if not text:
@@ -411,7 +411,9 @@ def query_command(sql, request_sql, czar, db, fmt) -> None:
     try:
         with Czar(czar).query(text, database=db) as rows:
             columns, data = rows.columns, list(rows)
-    except (pymysql.MySQLError, ValueError) as exc:
+    except pymysql.MySQLError as exc:
+        raise click.ClickException(f"query failed: {describe_error(exc)}") from None
+    except ValueError as exc:
         raise click.ClickException(f"query failed: {exc}") from None
     if fmt == "json":
         click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in data], default=str, indent=1))

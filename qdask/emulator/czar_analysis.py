@@ -1,8 +1,8 @@
 """Qserv's query analysis for the stand-in's czar: what it refuses knowing the catalog, and the statement the
 stand-in then runs on its MariaDB czar database so that the answer is Qserv's.
 
-Qserv's czar analyses a parsed SELECT with a chain of plugins (``src/qproc/QuerySession.cc:159-174``) and
-dispatches it to the chunks it selects. The stand-in keeps each partitioned table as one MERGE table over
+Qserv's czar analyses a parsed SELECT with a chain of plugins (``src/qproc/QuerySession.cc:316-332``)
+and dispatches it to the chunks it selects. The stand-in keeps each partitioned table as one MERGE table over
 its chunk tables (:mod:`qdask.emulator.czar`), so it reproduces the analysis and turns Qserv's dispatch into
 predicates on the tables' ``chunkId`` column:
 
@@ -13,7 +13,7 @@ predicates on the tables' ``chunkId`` column:
 * ``qserv_areaspec_*`` becomes ``scisql_s2PtIn…(alias.lon, alias.lat, …) = 1`` on every partitioned table
   of the FROM list, with the registered position columns (``QservRestrictorPlugin.cc:225-251``);
 * chunk selection: the director index for ``key = c`` / ``key IN (…)`` terms
-  (``QservRestrictorPlugin.cc:386-414``, ``qproc/SecondaryIndex.cc``), the region's chunks for restrictors
+  (``QservRestrictorPlugin.cc:256-448``, ``qproc/SecondaryIndex.cc``), the region's chunks for restrictors
   (``qproc/IndexMap.cc:140-190``), their intersection when both; the query then reads only those chunks;
 * tables joined on keys read the same chunk (a worker joins ``Object_C`` with ``Source_C``), so their
   ``chunkId`` must agree; tables reached through a near-neighbour join (``scisql_angSep < overlap``) read
@@ -201,7 +201,7 @@ def plan(
 
 
 def _count_star(parsed, tree: exp.Select, default_db, catalog: Catalog, rows_table_exists) -> tuple | None:
-    """UserQueryType::isSimpleCountStar (UserQueryType.cc:168-185) and the rows table test
+    """UserQueryType::isSimpleCountStar (UserQueryType.cc:183-200) and the rows table test
     (UserQueryFactory.cc:183-198): one COUNT(*), one table, no WHERE/GROUP/HAVING/ORDER (LIMIT allowed)."""
     if any(tree.args.get(k) for k in ("where", "group", "having", "order", "joins")):
         return None
@@ -382,7 +382,7 @@ def _top_level_terms(where: exp.Expr | None) -> list[exp.Expr]:
 
 
 def _index_chunks(where, refs: list[_Ref], catalog: Catalog, lookup_chunks: ChunkLookup) -> set[int] | None:
-    """Secondary-index restrictors (QservRestrictorPlugin.cc:386-414): top-level ``key = const``,
+    """Secondary-index restrictors (QservRestrictorPlugin.cc:256-448): top-level ``key = const``,
     ``const = key`` and ``key [NOT] IN (…)`` on a director's key or a child's director key; the chunks of
     all of them together (SecondaryIndex.cc MySqlBackend::lookup appends every lookup's rows)."""
     found: set[int] | None = None
@@ -415,7 +415,7 @@ def _is_literal(node: exp.Expr) -> bool:
 
 
 def _index_director(column: exp.Column, refs: list[_Ref], catalog: Catalog) -> TableInfo | None:
-    """The director whose index answers for ``column`` (getCorrespondingDirectorColumn, :303-346)."""
+    """The director whose index answers for ``column`` (getCorrespondingDirectorColumn, :274-310)."""
     candidates = [r for r in refs if (not column.table or r.alias == column.table)]
     if not column.table:
         candidates = [r for r in candidates if column.name in r.info.columns]
@@ -430,7 +430,7 @@ def _index_director(column: exp.Column, refs: list[_Ref], catalog: Catalog) -> T
 
 
 def _single_scisql_restrictor(where) -> AreaRestrictor | None:
-    """extractSingleScisqlAreaFunc + makeAreaRestrictor (QservRestrictorPlugin.cc:140-210): exactly one
+    """extractSingleScisqlAreaFunc + makeAreaRestrictor (QservRestrictorPlugin.cc:155-210): exactly one
     ``scisql_s2Pt…(…) = …`` among WHERE's top-level AND terms, with constant region arguments."""
     from qdask.emulator.sqlrules import restrictor
 
@@ -597,7 +597,7 @@ class RelationGraph:
                     self._add(a, column, b, column)
 
     def _spatial_edge(self, term: exp.Expr) -> None:
-        """_addSpEdges (RelationGraph.cc:525-620)."""
+        """_addSpEdges (RelationGraph.cc:533-620)."""
         if isinstance(term, (exp.LT, exp.LTE)):
             call, bound = term.this, term.expression
         elif isinstance(term, (exp.GT, exp.GTE)):
@@ -628,7 +628,7 @@ class RelationGraph:
         v[2].edges.append((v[0], float(bound.name)))
 
     def validate(self) -> set[str]:
-        """_validate (RelationGraph.cc:930-958): raise if not evaluable; return the aliases of the tables
+        """_validate (RelationGraph.cc:939-960): raise if not evaluable; return the aliases of the tables
         that read the overlap (reached through a near-neighbour edge)."""
         starts = [v for v in self.vertices if v.info.kind != "match"]
         for start in starts:
@@ -677,7 +677,7 @@ def _admits(a: _Vertex, ca: str, b: _Vertex, cb: str) -> bool:
 
 
 def _minimum_overlap(start: _Vertex) -> None:
-    """computeMinimumOverlap (RelationGraph.cc:850-905): a breadth-first walk summing near-neighbour
+    """computeMinimumOverlap (RelationGraph.cc:849-905): a breadth-first walk summing near-neighbour
     distances, never past what a table's overlap covers (children have none)."""
     start.overlap = 0.0
     queue = [start]

@@ -223,3 +223,18 @@ def test_spatial_restrictors_become_scisql_predicates_on_every_partitioned_table
     [(_, ran)] = [a for a in qserv.emulator.frontend.accepted if "qserv_areaspec_circle" in a[0]][-1:]
     assert f"scisql_s2PtInCircle(`o`.`ra_PS`, `o`.`decl_PS`, {ra!r}, {dec!r}, 1.5) = 1" in ran
     assert "`s`.`raObject`, `s`.`declObject`" in ran and "`chunkId` IN (" in ran  # the region's chunks
+
+
+def test_qdask_query_through_the_czar(czar_case01, qserv):
+    ok = CliRunner().invoke(main, ["query", "--czar", qserv.czar_dsn, "--db", CZAR_DB, "--format", "tsv",
+                                   "SELECT COUNT(*) AS n FROM Object"])  # fmt: skip
+    assert ok.exit_code == 0 and ok.output.splitlines()[:2] == ["n", "88"]
+    refused = CliRunner().invoke(
+        main,
+        ["query", "--czar", qserv.czar_dsn, "--db", CZAR_DB, "SELECT COUNT(DISTINCT objectId) FROM Object"],
+    )
+    assert refused.exit_code == 1
+    assert (
+        "query failed: ERROR 4110 (Proxy): Query processing error: QI=?: Failed to instantiate query: "
+        in (refused.output)
+    )

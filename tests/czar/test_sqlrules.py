@@ -3,6 +3,8 @@ routing and white-space squeezing, and the error as a MySQL client receives it f
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pymysql
 import pytest
 
@@ -126,8 +128,11 @@ CASES: dict[str, tuple[str, str]] = {
 }  # fmt: skip
 
 
-def test_every_rule_has_a_case():
+def test_every_rule_has_a_case_and_a_line_in_the_docs():
     assert set(CASES) == set(RULES)
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "czar.md").read_text()
+    rows = {line.split("|")[1].strip() for line in docs.splitlines() if line.startswith("| ")}
+    assert set(RULES) <= rows
 
 
 @pytest.mark.parametrize("rule", sorted(CASES))

@@ -83,7 +83,8 @@ def test_serve_on_a_given_mariadb(mariadb):
 def test_serve_with_a_private_mariadb():
     """Without --mariadb the command starts its own server and removes it when stopped."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "qdask.cli", "emulator", "serve", "--workers", "1", "--port", "0", "--czar-port", "0"],
+        [sys.executable, "-m", "qdask.cli", "emulator", "serve", "--workers", "1", "--port", "0"]
+        + ["--czar-port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
