@@ -597,9 +597,9 @@ class Ingest:
         """Per table, the (column, keys) whose rows the key check quarantined."""
         out = {}
         for name in self.setups:
-            keys = load_exclusion(self.keys_root, name)
-            if keys is not None:
-                out[name] = (self._exclusion_column(name), keys)
+            keys, column = load_exclusion(self.keys_root, name), self._exclusion_column(name)
+            if keys is not None and column is not None:
+                out[name] = (column, keys)
         return out
 
     def _sample_source(self, table: TableToVerify) -> SourceSample:
