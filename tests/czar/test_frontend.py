@@ -238,3 +238,19 @@ def test_qdask_query_through_the_czar(czar_case01, qserv):
         "query failed: ERROR 4110 (Proxy): Query processing error: QI=?: Failed to instantiate query: "
         in (refused.output)
     )
+
+
+def test_binary_protocol_values_are_read_from_mariadbs_text():
+    """Prepared statements get binary rows: the front end parses MariaDB's text and uses mysql-mimic's
+    own encoders (the text protocol passes MariaDB's bytes through unchanged)."""
+    from mysql_mimic import ResultColumn
+    from mysql_mimic.results import _BINARY_ENCODERS
+    from mysql_mimic.types import ColumnType
+
+    from qdask.emulator.czar_frontend import _binary, _raw
+
+    for kind, text, value in ((ColumnType.LONGLONG, b"-42", -42), (ColumnType.DOUBLE, b"0.1", 0.1),
+                              (ColumnType.VAR_STRING, b"ab", "ab")):  # fmt: skip
+        column = ResultColumn("c", kind, text_encoder=_raw, binary_encoder=_binary)
+        assert column.binary_encode(text) == _BINARY_ENCODERS[kind](column, value)
+        assert column.text_encode(text) == text
