@@ -128,6 +128,9 @@ def emulator_group() -> None:
 @click.option("--auth-key", default="", show_default=True, help="The ingest 'auth_key'.")
 @click.option("--admin-auth-key", default="admin", show_default=True, help="The 'admin_auth_key'.")
 @click.option("--instance", default="qserv", show_default=True, help="Prefix of the stand-in's databases.")
+@click.option("--czar-port", default=4040, show_default=True, help="Czar front end port (0: any free port).")
+@click.option("--czar-user", default="qsmaster", show_default=True, help="The czar front end's user.")
+@click.option("--czar-password", default="", help="The czar front end user's password (default: none).")
 def emulator_serve(
     num_workers: int,
     dsn: str | None,
@@ -136,8 +139,11 @@ def emulator_serve(
     auth_key: str,
     admin_auth_key: str,
     instance: str,
+    czar_port: int,
+    czar_user: str,
+    czar_password: str,
 ) -> None:
-    """Run the stand-in until Ctrl-C; prints the controller URL and the czar DSN."""
+    """Run the stand-in until Ctrl-C; prints the controller URL and the czar DSN (Qserv's SQL, port 4040)."""
     import asyncio
     import contextlib
     import signal
@@ -168,6 +174,9 @@ def emulator_serve(
         auth_key=auth_key,
         admin_auth_key=admin_auth_key,
         instance=instance,
+        czar_port=czar_port,
+        czar_user=czar_user,
+        czar_password=czar_password,
     )
     try:
         with contextlib.suppress(KeyboardInterrupt):
@@ -327,7 +336,7 @@ def query_command(sql, request_sql, czar, db, fmt) -> None:
 
     import pymysql
 
-    from qdask.qserv.czar import Czar
+    from qdask.qserv.czar import Czar, describe_error
 
     text = sql or request_sql
     if not text:
@@ -335,7 +344,9 @@ def query_command(sql, request_sql, czar, db, fmt) -> None:
     try:
         with Czar(czar).query(text, database=db) as rows:
             columns, data = rows.columns, list(rows)
-    except (pymysql.MySQLError, ValueError) as exc:
+    except pymysql.MySQLError as exc:
+        raise click.ClickException(f"query failed: {describe_error(exc)}") from None
+    except ValueError as exc:
         raise click.ClickException(f"query failed: {exc}") from None
     if fmt == "json":
         click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in data], default=str, indent=1))
@@ -387,6 +398,10 @@ def demo_command(workdir, tracts, rows_per_patch, workers, mariadb) -> None:
     for row in result.query_rows:
         table.add_row(*(str(v) for v in row))
     Console().print(table)
+    cone = Table(*result.spatial_columns, title=f"cone search through the czar: {result.spatial_sql}")
+    for row in result.spatial_rows:
+        cone.add_row(*("NULL" if v is None else str(v) for v in row))
+    Console().print(cone)
     raise SystemExit(0 if report is not None and report.ok else 3)
 
 

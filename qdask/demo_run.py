@@ -2,7 +2,8 @@
 
 It builds (or reuses) a DP0.2-shaped Butler repository, starts the Qserv stand-in on a private MariaDB
 server (or on one given by DSN), ingests `configs/demo.yaml` with a local Dask cluster, verifies the
-result, and shows a query through the czar.
+result, and queries the catalog through the stand-in's czar front end (Qserv's SQL): a summary, then a cone
+search (``qserv_areaspec_circle``) around the first object, with magnitudes from ``scisql_nanojanskyToAbMag``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -27,12 +28,18 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 DEMO_AUTH_KEY = "demo-key"
 
 
+CONE_RADIUS = 0.05  # degrees
+
+
 @dataclass(frozen=True)
 class DemoResult:
     config: IngestConfig
     summary: IngestSummary
     query_columns: list[str]
     query_rows: list[tuple]
+    spatial_sql: str = ""
+    spatial_columns: list[str] = field(default_factory=list)
+    spatial_rows: list[tuple] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -98,7 +105,23 @@ def run_demo(
             "SELECT COUNT(*) AS objects, MIN(coord_ra) AS ra_min, MAX(coord_ra) AS ra_max, "
             "MIN(coord_dec) AS dec_min, MAX(coord_dec) AS dec_max FROM Object"
         )
+        czar = Czar(qserv.czar_dsn)
         console.print(f'[bold]4/4[/] qdask query --db {config.database.name} "{sql}"')
-        with Czar(qserv.czar_dsn).query(sql, database=config.database.name) as rows:
+        with czar.query(sql, database=config.database.name) as rows:
             columns, data = rows.columns, list(rows)
-    return DemoResult(config, summary, columns, data)
+        spatial = cone_search_sql(czar, config.database.name)
+        console.print(f'      qdask query --db {config.database.name} "{spatial}"')
+        with czar.query(spatial, database=config.database.name) as rows:
+            spatial_columns, spatial_rows = rows.columns, list(rows)
+    return DemoResult(config, summary, columns, data, spatial, spatial_columns, spatial_rows)
+
+
+def cone_search_sql(czar: Czar, database: str) -> str:
+    """A cone search of radius CONE_RADIUS around the catalog's first object, in Qserv's SQL."""
+    first = "SELECT objectId, coord_ra, coord_dec FROM Object ORDER BY objectId LIMIT 1"
+    with czar.query(first, database=database) as rows:
+        _, ra, dec = next(iter(rows))
+    return (
+        "SELECT objectId, coord_ra, coord_dec, scisql_nanojanskyToAbMag(r_psfFlux) AS r_mag FROM Object "
+        f"WHERE qserv_areaspec_circle({ra!r}, {dec!r}, {CONE_RADIUS}) ORDER BY objectId"
+    )

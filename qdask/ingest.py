@@ -11,7 +11,6 @@ time, and each unit or chunk at debug level.
 from __future__ import annotations
 
 import logging
-import random
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -64,7 +63,7 @@ from qdask.stages.partition import PartitionResult, TablePlan, conform_batch, pa
 from qdask.stages.plan import PlanError, TableSetup, plan_ingest
 from qdask.stages.publish import is_published, publish
 from qdask.stages.register import register_catalog
-from qdask.stages.verify import TableToVerify, VerifyReport, verify
+from qdask.stages.verify import SourceSample, TableToVerify, VerifyReport, verify
 
 log = logging.getLogger(__name__)
 
@@ -524,6 +523,7 @@ class Ingest:
             TableToVerify(s.name, s.config.kind, getattr(s.config, "id", None), s.plan.schema)
             for s in self.setups.values()
         ]
+        key_files = {n: (c, self.keys_root / n) for n in self.setups if (c := self._exclusion_column(n))}
         return verify(
             czar_for(self.config),
             self.ledger,
@@ -532,34 +532,41 @@ class Ingest:
             sample=self._sample_source,
             sample_size=sample_size,
             exclusions=self._exclusions(),
+            key_files=key_files,
         )
 
     def _exclusions(self) -> dict[str, tuple[str, np.ndarray]]:
         """Per table, the (column, keys) whose rows the key check quarantined."""
         out = {}
         for name in self.setups:
-            keys = load_exclusion(self.keys_root, name)
-            if keys is not None:
-                out[name] = (self._exclusion_column(name), keys)
+            keys, column = load_exclusion(self.keys_root, name), self._exclusion_column(name)
+            if keys is not None and column is not None:
+                out[name] = (column, keys)
         return out
 
-    def _sample_source(self, table: TableToVerify, size: int, rng: random.Random) -> pa.Table:
-        """Random rows of the table as read from its source (a random unit's first batch), Qserv-named."""
+    def _sample_source(self, table: TableToVerify) -> SourceSample:
+        """The table's units (with the rows read from each) and a reader of a unit's rows as Qserv holds
+        them: conformed, Qserv-named, without the rows rightly quarantined, numbered in source order."""
         setup = self.setups[table.name]
-        unit = rng.choice(setup.units)
-        batch = next(iter(read_input(unit, setup.input_schema, setup.plan.source_columns)), None)
-        if batch is None:
-            return pa.table({table.key: pa.array([], pa.int64())})
-        data = conform_batch(batch, setup.plan, unit.unit_id)
-        quarantined = self.ledger.units(table=table.name)
-        if any(u.rows_invalid for u in quarantined) and setup.plan.partitioned:
-            data = _placeable(data, setup.plan)
+        recorded = self.ledger.units(table=table.name)
+        rows = {u.unit_id: u.rows_read or 0 for u in recorded}
+        placeable = setup.plan.partitioned and any(u.rows_invalid for u in recorded)
         excluded = self._exclusions().get(table.name)
-        if excluded is not None:  # rows the key check quarantined are, rightly, not in Qserv
-            column, keys = excluded
-            data = data.filter(pa.array(~np.isin(data[column].to_numpy(zero_copy_only=False), keys)))
-        picks = sorted(rng.sample(range(data.num_rows), min(size, data.num_rows)))
-        return data.take(pa.array(picks, pa.int64()))
+
+        def read(unit) -> Iterator[pa.Table]:
+            start = 0
+            for batch in read_input(unit, setup.input_schema, setup.plan.source_columns):
+                data = conform_batch(batch, setup.plan, unit.unit_id)
+                data = data.append_column("row", pa.array(np.arange(start, start + data.num_rows)))
+                start += data.num_rows
+                if placeable:
+                    data = _placeable(data, setup.plan)
+                if excluded is not None:  # rows the key check quarantined are, rightly, not in Qserv
+                    column, keys = excluded
+                    data = data.filter(pa.array(~np.isin(data[column].to_numpy(zero_copy_only=False), keys)))
+                yield data
+
+        return SourceSample([(u, rows.get(u.unit_id, 0)) for u in setup.units], read)
 
 
 def _placeable(data: pa.Table, plan: TablePlan) -> pa.Table:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import lsst.sphgeom as sg
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from qdask.cli import main
-from qdask.demo_run import run_demo
+from qdask.demo_run import CONE_RADIUS, run_demo
 
 
 def test_demo_ingests_the_butler_repository_exactly(tmp_path, mariadb):
@@ -25,6 +26,12 @@ def test_demo_ingests_the_butler_repository_exactly(tmp_path, mariadb):
     )
     assert objects == 4 * 150
     assert result.query_columns[0] == "objects" and result.query_rows[0][0] == objects
+    # it ends with a cone search through the czar (qserv_areaspec_circle, scisql_nanojanskyToAbMag)
+    assert "qserv_areaspec_circle(" in result.spatial_sql
+    assert result.spatial_columns == ["objectId", "coord_ra", "coord_dec", "r_mag"] and result.spatial_rows
+    center = sg.LonLat.fromDegrees(result.spatial_rows[0][1], result.spatial_rows[0][2])  # the first object
+    for _, ra, dec, _mag in result.spatial_rows:
+        assert sg.NormalizedAngle(center, sg.LonLat.fromDegrees(ra, dec)).asDegrees() <= CONE_RADIUS
     staged = tmp_path / "demo" / "staging" / "contributions" / "Object"
     assert any(p.name.endswith("_overlap.txt") for p in staged.iterdir())  # the director got overlap files
 

@@ -7,13 +7,15 @@ What runs (one process, one event loop):
   a binary-protocol ``loader-port``, registered in the controller's worker registry; clients learn them
   only from the location services;
 * a czar (``czar.py``): after publish, MariaDB database ``<db>`` where partitioned tables are MERGE
-  tables over the workers' chunk tables and regular tables read as themselves.
+  tables over the workers' chunk tables and regular tables read as themselves; clients query it through
+  the czar front end (``czar_frontend.py``, port 4040, user ``qsmaster``), which answers as Qserv's proxy
+  and czar do (``sqlrules.py``, ``czar_analysis.py``, ``sqlfunctions.py``; see docs/czar.md).
 
 Start it:
 
-* command line: ``qdask emulator serve [--workers N] [--mariadb DSN] [--port P] [--auth-key K]``
-  (no ``--mariadb``: a private MariaDB is started and removed on exit); prints the controller URL,
-  the czar DSN and the worker URLs;
+* command line: ``qdask emulator serve [--workers N] [--mariadb DSN] [--port P] [--auth-key K]
+  [--czar-port 4040]`` (no ``--mariadb``: a private MariaDB is started and removed on exit); prints the
+  controller URL, the czar DSN and the worker URLs;
 * Python: ``with EmulatorThread(dsn, workers=3, auth_key="k") as qserv: ...`` (``server.py``), or
   ``await Emulator(EmulatorConfig(dsn=...)).start()`` inside an event loop;
 * pytest: the ``qserv`` fixture of ``tests/emulator/conftest.py``.

@@ -5,7 +5,7 @@ a background thread for synchronous callers (tests, benchmarks, ``qdask demo``):
 
     with EmulatorThread("mysql://root@127.0.0.1:3306", workers=3) as qserv:
         qserv.controller_url      # http://127.0.0.1:PORT   (Qserv's controller REST API)
-        qserv.czar_dsn            # mysql://root@127.0.0.1:3306 (query catalogs by name)
+        qserv.czar_dsn            # mysql://qsmaster@127.0.0.1:PORT (Qserv's czar front end, Qserv's SQL)
         qserv.faults.add("load_failed", match={"chunk": 7480})
         qserv.set_worker_down("worker-2", True)
 
@@ -29,6 +29,8 @@ from aiohttp import web
 from qdask.emulator.controller import Controller
 from qdask.emulator.controller.context import ControllerContext
 from qdask.emulator.czar import Czar
+from qdask.emulator.czar_analysis import Catalog
+from qdask.emulator.czar_frontend import DEFAULT_USER, Account, CzarFrontend
 from qdask.emulator.faults import FaultInjector
 from qdask.emulator.protocol import Keys
 from qdask.emulator.records import Host, Worker
@@ -43,7 +45,9 @@ log = logging.getLogger("qdask.emulator")
 class EmulatorConfig:
     """Everything that defines one stand-in. ``instance`` namespaces its MariaDB databases:
     ``<instance>_replica`` (controller records), ``<instance>_w<i>__<db>`` (worker data),
-    ``<instance>_qservMeta`` (director index, row counters); czar databases are ``<czar_prefix><db>``."""
+    ``<instance>_qservMeta`` (director index, row counters); czar databases are ``<czar_prefix><db>``,
+    queried through the czar front end on ``czar_port`` (0: any free port; Qserv's is 4040) as
+    ``czar_user``/``czar_password``; scisql's functions live in ``<instance>_scisql``."""
 
     dsn: str
     workers: int = 3
@@ -56,6 +60,9 @@ class EmulatorConfig:
     czar_prefix: str = ""
     tmp_dir: str | None = None
     load_local: bool | None = None  # None: server-side LOAD DATA INFILE when possible, else LOCAL
+    czar_port: int = 0
+    czar_user: str = DEFAULT_USER
+    czar_password: str = ""
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -85,6 +92,7 @@ class Emulator:
         self._worker_sites: dict[str, web.TCPSite] = {}
         self._own_tmp = False
         self.controller_port = 0
+        self.frontend: CzarFrontend | None = None
 
     @property
     def controller_url(self) -> str:
@@ -96,11 +104,17 @@ class Emulator:
 
     @property
     def czar_dsn(self) -> str:
-        return self.dsn.url()
+        """Where clients query the catalogs: the czar front end (see czar_frontend.py)."""
+        assert self.frontend is not None, "the stand-in is not started"
+        return self.frontend.dsn
 
     @property
     def meta_db(self) -> str:
         return f"{self.config.instance}_qservMeta"
+
+    @property
+    def scisql_db(self) -> str:
+        return f"{self.config.instance}_scisql"
 
     def _middleware(self, server: str):
         @web.middleware
@@ -171,6 +185,18 @@ class Emulator:
         for node in self.nodes.values():
             node.start_async()
             await node.resume()
+        self.frontend = CzarFrontend(
+            self.dsn,
+            catalog=lambda: Catalog.from_state(
+                self.state, czar_prefix=cfg.czar_prefix, meta_db=self.meta_db, scisql_db=self.scisql_db
+            ),
+            scisql_db=self.scisql_db,
+            czar_prefix=cfg.czar_prefix,
+            host=cfg.host,
+            port=cfg.czar_port,
+            account=Account(cfg.czar_user, cfg.czar_password),
+        )
+        await self.frontend.start()
         log.info(
             "Qserv stand-in: controller %s, workers %s, czar %s",
             self.controller_url,
@@ -195,6 +221,8 @@ class Emulator:
             await node.open_loader(node.loader_port)
 
     async def stop(self) -> None:
+        if self.frontend is not None:
+            await self.frontend.stop()
         for node in self.nodes.values():
             await node.close()
         for runner in [*self._runners, *self._worker_runners.values()]:
@@ -257,7 +285,8 @@ class EmulatorThread:
         return state
 
     def czar_connect(self, database: str | None = None):
-        """A pymysql connection to the czar (autocommit), optionally on a catalog's database."""
+        """A direct pymysql connection (autocommit) to the MariaDB behind the czar, optionally on a
+        catalog's czar database — for inspecting the stand-in, bypassing Qserv's SQL rules."""
         return self._running.dsn.connect(None if database is None else self.config.czar_prefix + database)
 
     def call(self, coro, timeout: float = 120):
@@ -284,6 +313,8 @@ class EmulatorThread:
         self.call(self.emulator.start())
         self.config.port = self.emulator.controller_port
         self.config.worker_ports = [n.port for n in self.emulator.nodes.values()]
+        assert self.emulator.frontend is not None
+        self.config.czar_port = self.emulator.frontend.port
         return self
 
     def stop(self) -> None:

@@ -74,6 +74,15 @@ def parse_dsn(dsn: str) -> DSN:
     )
 
 
+def describe_error(exc: pymysql.MySQLError) -> str:
+    """An error as the mysql client prints it: ``ERROR 4110 (Proxy): Query processing error: …`` (Qserv's
+    czar answers with its own codes and SQLSTATE ``Proxy``)."""
+    if len(exc.args) >= 2 and isinstance(exc.args[0], int):
+        state = getattr(exc, "sqlstate", None)
+        return f"ERROR {exc.args[0]}{f' ({state})' if state else ''}: {exc.args[1]}"
+    return str(exc)
+
+
 class Rows:
     """A streamed result: `columns` (names), then row tuples; closes its connection at the end."""
 

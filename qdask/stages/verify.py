@@ -1,8 +1,21 @@
-"""Verify stage: compare what the czar returns with what the ledger says was staged and loaded.
+"""Verify stage: compare what the czar returns with what the ledger says was staged and loaded, and with the
+source — in SQL a real Qserv accepts.
 
-Per table: the row count; per chunk, the rows of each chunk; for tables with a key, that the key is
-unique and that a checksum over it (count, sum, XOR of the key values) matches the staged rows; and a
-full-row comparison of a random sample of source rows with the rows the czar returns for their keys.
+Qserv's czar refuses much of MySQL (``COUNT(DISTINCT …)``, ``BIT_XOR``, ``CAST``, aggregates over anything
+but a plain column, …; :mod:`qdask.emulator.sqlrules` lists the rules with their Qserv source lines), so
+every statement here is built from :data:`STATEMENTS`, which uses only what Qserv passes to its workers:
+
+* rows per chunk and a checksum of the key: ``SELECT chunkId, COUNT(*), COUNT(key), SUM(key), MIN(key),
+  MAX(key) … GROUP BY chunkId`` (one scan; a regular table has no chunks and no GROUP BY), against the
+  ledger's rows per chunk and the (count, exact sum, min, max) of the staged keys;
+* key uniqueness: ``SELECT key, COUNT(*) AS n … GROUP BY key HAVING n > 1 LIMIT 10`` (Qserv applies
+  HAVING after merging the chunks' partial counts, so a key repeated in two chunks is found);
+* a full-row comparison of a sample of source rows drawn from all of the table's units (bounded memory:
+  one batch at a time), fetched with ``key IN (…)``; FLOAT columns are read as ``col + 0.0`` so that the
+  exact stored value travels (the text of a FLOAT has too few digits, and Qserv has no CAST).
+
+The staged key digest reuses the sorted key files of the key check (``keys/<table>/<unit>.npy``) where
+they hold the key, and reads the shards' key column only for the units without one.
 The report names every difference; it passes only when everything agrees.
 """
 
@@ -10,9 +23,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,8 +35,28 @@ import pyarrow.parquet as pq
 
 from qdask.ledger import Ledger
 from qdask.qserv.czar import Czar, quote_identifier, quote_qualified
+from qdask.stages.shards import unit_file_key
 
 SHOWN = 10
+CHUNK_COLUMNS = ("chunkId", "subChunkId")
+
+# Every statement verify sends, as a template (names are validated and quoted before substitution).
+STATEMENTS = {
+    "rows": "SELECT COUNT(*) AS n FROM {table}",
+    "rows and key": (
+        "SELECT COUNT(*) AS n, COUNT({key}) AS keys_, SUM({key}) AS sum_, MIN({key}) AS min_, "
+        "MAX({key}) AS max_ FROM {table}"
+    ),
+    "rows per chunk": "SELECT chunkId, COUNT(*) AS n FROM {table} GROUP BY chunkId",
+    "rows and key per chunk": (
+        "SELECT chunkId, COUNT(*) AS n, COUNT({key}) AS keys_, SUM({key}) AS sum_, MIN({key}) AS min_, "
+        "MAX({key}) AS max_ FROM {table} GROUP BY chunkId"
+    ),
+    "duplicate keys": (
+        "SELECT {key}, COUNT(*) AS n FROM {table} GROUP BY {key} HAVING n > 1 LIMIT " + str(SHOWN)
+    ),
+    "sample rows": "SELECT {columns} FROM {table} WHERE {key} IN ({values})",
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +67,16 @@ class TableToVerify:
     kind: str
     key: str | None
     schema: pa.Schema  # staged columns (Qserv names), chunkId/subChunkId last when partitioned
+
+
+@dataclass(frozen=True)
+class SourceSample:
+    """How to draw source rows of a table: its units with their row counts, and a reader of a unit's rows
+    (conformed to the staged columns, in source order) that leaves out the rows Qserv rightly lacks while
+    keeping the source row numbers (``row`` column)."""
+
+    units: Sequence[tuple[Any, int]]  # (input unit, rows read from it)
+    read: Callable[[Any], Iterator[pa.Table]]
 
 
 @dataclass(frozen=True)
@@ -54,31 +99,120 @@ class VerifyReport:
         self.checks.append(Check(table, name, ok, detail))
 
 
-def key_digest(values: np.ndarray) -> tuple[int, int, int]:
-    """(count, exact sum, XOR) of integer keys — the same triple the czar computes in SQL."""
-    values = values.astype(np.int64, copy=False)
+# ------------------------------------------------------------------------------------------ key digests
+
+
+@dataclass(frozen=True)
+class KeyDigest:
+    """(count, exact sum, min, max) of integer keys: what the czar computes with COUNT/SUM/MIN/MAX."""
+
+    count: int = 0
+    total: int = 0
+    low: int | None = None
+    high: int | None = None
+
+    def __add__(self, other: KeyDigest) -> KeyDigest:
+        lows = [v for v in (self.low, other.low) if v is not None]
+        highs = [v for v in (self.high, other.high) if v is not None]
+        return KeyDigest(
+            self.count + other.count,
+            self.total + other.total,
+            min(lows) if lows else None,
+            max(highs) if highs else None,
+        )
+
+    def __str__(self) -> str:
+        return f"count {self.count:,}, sum {self.total}, min {self.low}, max {self.high}"
+
+
+def key_digest(values: np.ndarray) -> KeyDigest:
+    """The digest of an array of integer keys; the sum is exact (split into 32-bit halves, no overflow)."""
+    if not len(values):
+        return KeyDigest()
+    values = values.astype(np.uint64 if values.dtype.kind == "u" else np.int64, copy=False)
     high, low = values >> 32, values & 0xFFFFFFFF
-    total = int(high.sum(dtype=np.int64)) * (1 << 32) + int(low.sum(dtype=np.int64))
-    xor = int(np.bitwise_xor.reduce(values)) if len(values) else 0
-    return len(values), total, xor
+    total = int(high.sum(dtype=high.dtype)) * (1 << 32) + int(low.sum(dtype=low.dtype))
+    return KeyDigest(len(values), total, int(values.min()), int(values.max()))
 
 
-def _staged_key_digest(
-    ledger: Ledger, table: str, key: str, exclusion: tuple[str, np.ndarray] | None = None
-) -> tuple[int, int, int]:
-    count = total = xor = 0
+def _without(values: np.ndarray, excluded: np.ndarray | None) -> np.ndarray:
+    return values if excluded is None else values[~np.isin(values, excluded)]
+
+
+def staged_key_digest(
+    ledger: Ledger,
+    table: str,
+    key: str,
+    *,
+    key_files: tuple[str, Path] | None = None,
+    exclusion: tuple[str, np.ndarray] | None = None,
+) -> KeyDigest:
+    """The digest of every staged key of ``table`` as loaded (rows the key check quarantined left out).
+
+    ``key_files`` = (column, directory) of the key check's sorted per-unit files: used for each unit whose
+    file exists and holds ``key``; the other units' shards are read (their key column only)."""
+    digest = KeyDigest()
+    shards_by_unit: dict[str, list] = {}
     for shard in ledger.shards():
-        if shard.table != table or shard.overlap:
+        if shard.table == table and not shard.overlap:
+            shards_by_unit.setdefault(shard.unit_id, []).append(shard)
+    same_column = exclusion is not None and exclusion[0] == key
+    for unit_id, shards in sorted(shards_by_unit.items()):
+        path = key_files[1] / f"{unit_file_key(unit_id)}.npy" if key_files and key_files[0] == key else None
+        if path is not None and path.is_file() and (exclusion is None or same_column):
+            values = np.load(path, mmap_mode="r")
+            digest = digest + key_digest(_without(np.asarray(values), exclusion[1] if exclusion else None))
             continue
-        columns = [key] if exclusion is None else list(dict.fromkeys([key, exclusion[0]]))
-        data = pq.read_table(shard.path, columns=columns)
-        if exclusion is not None:  # rows the key check quarantined were never loaded
-            column, keys = exclusion
-            data = data.filter(pa.array(~np.isin(data[column].to_numpy(zero_copy_only=False), keys)))
-        values = data[key].to_numpy(zero_copy_only=False)
-        c, s, x = key_digest(values)
-        count, total, xor = count + c, total + s, xor ^ x
-    return count, total, xor
+        for shard in shards:
+            digest = digest + key_digest(_shard_keys(shard.path, key, exclusion))
+    return digest
+
+
+def _shard_keys(path: str, key: str, exclusion: tuple[str, np.ndarray] | None) -> np.ndarray:
+    columns = [key] if exclusion is None else list(dict.fromkeys([key, exclusion[0]]))
+    data = pq.read_table(path, columns=columns)
+    if exclusion is not None:  # rows the key check quarantined were never loaded
+        column, keys = exclusion
+        data = data.filter(pa.array(~np.isin(data[column].to_numpy(zero_copy_only=False), keys)))
+    return data[key].to_numpy(zero_copy_only=False)
+
+
+def czar_key_digest(rows: Iterable[Sequence]) -> KeyDigest:
+    """Fold (…, COUNT(key), SUM(key), MIN(key), MAX(key)) rows (one per chunk, or one) into a digest."""
+    digest = KeyDigest()
+    for keys, total, low, high in rows:
+        if not keys:
+            continue
+        digest = digest + KeyDigest(int(keys), int(Decimal(total)), int(low), int(high))
+    return digest
+
+
+# ---------------------------------------------------------------------------------------- the samples
+
+
+def sample_source(source: SourceSample, size: int, rng: random.Random) -> pa.Table | None:
+    """Up to ``size`` source rows drawn uniformly from all the units (by source row number), read one batch
+    at a time; rows Qserv rightly lacks are not drawn twice but may leave the sample a little smaller."""
+    total = sum(rows for _, rows in source.units)
+    if total == 0 or size <= 0:
+        return None
+    picks = sorted(rng.sample(range(total), min(size, total)))
+    parts: list[pa.Table] = []
+    start = 0
+    for unit, rows in source.units:
+        wanted = [p - start for p in picks if start <= p < start + rows]
+        start += rows
+        if not wanted:
+            continue
+        wanted_set, last = set(wanted), max(wanted)
+        for batch in source.read(unit):
+            numbers = batch["row"].to_numpy(zero_copy_only=False)
+            mask = np.isin(numbers, list(wanted_set))
+            if mask.any():
+                parts.append(batch.filter(pa.array(mask)).drop(["row"]))
+            if len(numbers) and numbers.max() >= last:
+                break
+    return pa.concat_tables(parts) if parts else None
 
 
 def _normalise(value, arrow_type: pa.DataType):
@@ -92,18 +226,39 @@ def _normalise(value, arrow_type: pa.DataType):
         return int(value)
     if pa.types.is_decimal(arrow_type):
         return Decimal(value)
-    if isinstance(value, bytes):
-        return value
     return value
 
 
-def _select_list(schema: pa.Schema) -> str:
-    parts = []
+def _select_item(f: pa.Field) -> str:
+    """A FLOAT reads as ``col + 0.0 AS col``: the stored value widened to DOUBLE travels with all its
+    digits (a FLOAT's text has 6), with no CAST, which Qserv's parser lacks (ParseListener.cc:701)."""
+    name = quote_identifier(f.name)
+    return f"{name} + 0.0 AS {name}" if pa.types.is_float32(f.type) else name
+
+
+def _comparable(schema: pa.Schema) -> tuple[pa.Schema, list[str]]:
+    """The data columns a sample is compared on, and those Qserv cannot name (a leading underscore is
+    refused, ParseAdapters.h:1827)."""
+    kept: list[pa.Field] = []
+    skipped: list[pa.Field] = []
     for f in schema:
-        name = quote_identifier(f.name)
-        # FLOAT travels as text with few digits; its exact double value is what was stored.
-        parts.append(f"CAST({name} AS DOUBLE)" if pa.types.is_float32(f.type) else name)
-    return ", ".join(parts)
+        if f.name in CHUNK_COLUMNS:
+            continue
+        (skipped if f.name.startswith("_") else kept).append(f)
+    return pa.schema(kept), [f.name for f in skipped]
+
+
+# ------------------------------------------------------------------------------------------ the stage
+
+
+def statement(name: str, **names: str) -> str:
+    """One of :data:`STATEMENTS` with validated, quoted names (``table`` as db.table)."""
+    quoted = {k: (v if k in ("columns", "values") else _quote(k, v)) for k, v in names.items()}
+    return STATEMENTS[name].format(**quoted)
+
+
+def _quote(kind: str, value: str) -> str:
+    return quote_qualified(*value.split(".", 1)) if kind == "table" else quote_identifier(value)
 
 
 def verify(
@@ -112,100 +267,131 @@ def verify(
     database: str,
     tables: Sequence[TableToVerify],
     *,
-    sample: Callable[[TableToVerify, int, random.Random], pa.Table] | None = None,
+    sample: Callable[[TableToVerify], SourceSample] | None = None,
     sample_size: int = 20,
     seed: int | None = None,
     exclusions: dict[str, tuple[str, np.ndarray]] | None = None,
+    key_files: dict[str, tuple[str, Path]] | None = None,
 ) -> VerifyReport:
     """Run every check for every table and return the report."""
     report = VerifyReport()
     rng = random.Random(seed)
     loaded = ledger.chunk_rows(status="loaded")
     for table in tables:
-        qualified = quote_qualified(database, table.name)
         expected = {k.chunk_id: n for k, n in loaded.items() if k.table == table.name and not k.overlap}
+        key = table.key if table.key and _integer(table.schema, table.key) else None
+        found_chunks, found_digest = _counts(czar, database, table, key)
+        found_total = sum(found_chunks.values())
         staged_total = sum(expected.values())
-        with czar.query(f"SELECT COUNT(*) FROM {qualified}") as rows:
-            found_total = int(next(iter(rows))[0])
         report.add(
-            table.name,
-            "rows",
-            found_total == staged_total,
+            table.name, "rows", found_total == staged_total,
             f"czar {found_total:,} rows, ledger {staged_total:,} loaded",
-        )
+        )  # fmt: skip
         if table.kind != "regular":
-            with czar.query(f"SELECT chunkId, COUNT(*) FROM {qualified} GROUP BY chunkId") as rows:
-                found = {int(c): int(n) for c, n in rows}
-            differ = sorted(c for c in set(found) | set(expected) if found.get(c, 0) != expected.get(c, 0))
+            differ = sorted(
+                c for c in set(found_chunks) | set(expected) if found_chunks.get(c, 0) != expected.get(c, 0)
+            )
             detail = (
                 f"{len(expected)} chunks agree"
                 if not differ
                 else "chunks differ (chunk: czar/ledger): "
-                + ", ".join(f"{c}: {found.get(c, 0)}/{expected.get(c, 0)}" for c in differ[:SHOWN])
+                + ", ".join(f"{c}: {found_chunks.get(c, 0)}/{expected.get(c, 0)}" for c in differ[:SHOWN])
             )
             report.add(table.name, "rows per chunk", not differ, detail)
-        if table.key:
-            key = quote_identifier(table.key)
-            with czar.query(
-                f"SELECT COUNT(*), COUNT(DISTINCT {key}), SUM({key}), BIT_XOR({key}) FROM {qualified}"
-            ) as rows:
-                count, distinct, total, xor = next(iter(rows))
-            report.add(
+        if not table.key:
+            continue
+        _check_unique(czar, database, table, report)
+        if key is not None:
+            staged = staged_key_digest(
+                ledger,
                 table.name,
-                "unique key",
-                count == distinct,
-                f"{count - distinct:,} duplicate {table.key} value(s)"
-                if count != distinct
-                else f"{distinct:,} distinct {table.key}",
+                key,
+                key_files=(key_files or {}).get(table.name),
+                exclusion=(exclusions or {}).get(table.name),
             )
-            found_digest = (int(count), int(total or 0), int(xor or 0))
-            exclusion = (exclusions or {}).get(table.name)
-            staged_digest = _staged_key_digest(ledger, table.name, table.key, exclusion)
             report.add(
-                table.name,
-                "key checksum",
-                found_digest == staged_digest,
-                f"(count, sum, xor) czar {found_digest} vs staged {staged_digest}",
-            )
-            if sample is not None and sample_size > 0:
-                _compare_sample(czar, qualified, table, sample(table, sample_size, rng), report)
+                table.name, "key checksum", found_digest == staged,
+                f"czar ({found_digest}) vs staged ({staged})",
+            )  # fmt: skip
+        if sample is not None and sample_size > 0:
+            rows = sample_source(sample(table), sample_size, rng)
+            _compare_sample(czar, database, table, rows, report)
     return report
 
 
+def _integer(schema: pa.Schema, key: str) -> bool:
+    return schema.get_field_index(key) >= 0 and pa.types.is_integer(schema.field(key).type)
+
+
+def _counts(czar: Czar, database: str, table: TableToVerify, key: str | None) -> tuple[dict, KeyDigest]:
+    """Rows per chunk (one pseudo-chunk 0 for a regular table) and the czar's key digest, in one scan."""
+    qualified = f"{database}.{table.name}"
+    partitioned = table.kind != "regular"
+    name = (
+        ("rows and key per chunk" if partitioned else "rows and key")
+        if key
+        else ("rows per chunk" if partitioned else "rows")
+    )
+    sql = statement(name, table=qualified, **({"key": key} if key else {}))
+    chunks: dict[int, int] = {}
+    digests = []
+    with czar.query(sql) as rows:
+        for row in rows:
+            chunk, rest = (int(row[0]), row[1:]) if partitioned else (0, row)
+            chunks[chunk] = chunks.get(chunk, 0) + int(rest[0])
+            if key:
+                digests.append(rest[1:])
+    return chunks, czar_key_digest(digests)
+
+
+def _check_unique(czar: Czar, database: str, table: TableToVerify, report: VerifyReport) -> None:
+    assert table.key is not None
+    sql = statement("duplicate keys", table=f"{database}.{table.name}", key=table.key)
+    with czar.query(sql) as rows:
+        repeated = [(k, int(n)) for k, n in rows]
+    report.add(
+        table.name,
+        "unique key",
+        not repeated,
+        f"no {table.key} value appears twice"
+        if not repeated
+        else f"{table.key} values repeated, e.g. " + ", ".join(f"{k} ({n}×)" for k, n in repeated),
+    )
+
+
 def _compare_sample(
-    czar: Czar, qualified: str, table: TableToVerify, rows: pa.Table, report: VerifyReport
+    czar: Czar, database: str, table: TableToVerify, rows: pa.Table | None, report: VerifyReport
 ) -> None:
-    data_schema = pa.schema([f for f in table.schema if f.name not in ("chunkId", "subChunkId")])
-    keys = rows[table.key].to_pylist()
-    if not keys:
+    assert table.key is not None
+    if rows is None or rows.num_rows == 0:
         report.add(table.name, "sample rows", True, "no rows to sample")
         return
-    marks = ", ".join(["%s"] * len(keys))
-    with czar.query(
-        f"SELECT {_select_list(data_schema)} FROM {qualified} "
-        f"WHERE {quote_identifier(table.key)} IN ({marks})",
-        keys,
-    ) as result:
-        found = {row[data_schema.get_field_index(table.key)]: row for row in result}
+    schema, skipped = _comparable(table.schema)
+    keys = rows[table.key].to_pylist()
+    sql = statement(
+        "sample rows",
+        table=f"{database}.{table.name}",
+        key=table.key,
+        columns=", ".join(_select_item(f) for f in schema),
+        values=", ".join(["%s"] * len(keys)),
+    )
+    with czar.query(sql, keys) as result:
+        found = {row[schema.get_field_index(table.key)]: row for row in result}
     problems = []
     for i, key in enumerate(keys):
         row = found.get(key)
         if row is None:
             problems.append(f"{table.key}={key} missing")
             continue
-        for j, f in enumerate(data_schema):
+        for j, f in enumerate(schema):
             want = _normalise(rows[f.name][i].as_py(), f.type)
-            got = row[j]
-            if isinstance(want, float) and isinstance(got, float) and (want == got):
-                continue
-            if want != got:
-                problems.append(f"{table.key}={key} column {f.name}: source {want!r}, czar {got!r}")
-    report.add(
-        table.name,
-        "sample rows",
-        not problems,
-        f"{len(keys)} source rows equal in all {len(data_schema)} columns"
+            if want != row[j]:
+                problems.append(f"{table.key}={key} column {f.name}: source {want!r}, czar {row[j]!r}")
+    unchecked = f"; not compared (Qserv refuses their names): {', '.join(skipped)}" if skipped else ""
+    more = f" (+{len(problems) - SHOWN} more)" if len(problems) > SHOWN else ""
+    detail = (
+        f"{len(keys)} source rows (from all units) equal in all {len(schema)} columns"
         if not problems
-        else "; ".join(problems[:SHOWN])
-        + (f" (+{len(problems) - SHOWN} more)" if len(problems) > SHOWN else ""),
+        else "; ".join(problems[:SHOWN]) + more
     )
+    report.add(table.name, "sample rows", not problems, detail + unchecked)

@@ -6,8 +6,8 @@ private MariaDB (the ``mariadb`` fixture), with 3 workers. Use it from any test:
     def test_something(qserv):
         qserv.controller_url          # "http://127.0.0.1:PORT" — Qserv's controller REST API (v55)
         qserv.worker_urls             # {"worker-1": "http://127.0.0.1:PORT", ...}
-        qserv.czar_dsn                # "mysql://root@127.0.0.1:PORT" — catalogs by name after publish
-        qserv.czar_connect("mydb")    # a pymysql connection to the czar database "mydb"
+        qserv.czar_dsn                # "mysql://qsmaster@127.0.0.1:PORT" — the czar front end (Qserv's SQL)
+        qserv.czar_connect("mydb")    # a direct pymysql connection to the czar database "mydb"
         qserv.auth_key, qserv.admin_auth_key   # "ingest-key", "admin-key"
         qserv.faults.add("load_failed", match={"table": "Object", "chunk": 7480})   # see faults.py
         qserv.set_worker_down("worker-2")      # connections refused until set_worker_down(name, False)

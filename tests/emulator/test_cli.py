@@ -29,6 +29,8 @@ def test_serve_on_a_given_mariadb(mariadb):
             "cli-key",
             "--instance",
             "cli",
+            "--czar-port",
+            "0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -38,7 +40,11 @@ def test_serve_on_a_given_mariadb(mariadb):
         lines = [proc.stdout.readline() for _ in range(4)]
         found = dict(re.match(r"(\S+)\s+(\S+)", line).groups() for line in lines)
         assert set(found) == {"controller", "czar", "worker-1", "worker-2"}
-        assert found["czar"] == mariadb.dsn
+        assert re.fullmatch(r"mysql://qsmaster@127\.0\.0\.1:\d+", found["czar"])  # the czar front end
+        czar_port = int(found["czar"].rsplit(":", 1)[1])
+        with pymysql.connect(host="127.0.0.1", port=czar_port, user="qsmaster") as conn, conn.cursor() as cur:
+            cur.execute("SHOW DATABASES LIKE 'cli_replica'")  # the proxy runs SHOW on the czar's MariaDB
+            assert cur.fetchall() == (("cli_replica",),)
         version = httpx.get(found["controller"] + "/meta/version").json()
         assert version["kind"] == "replication-controller" and version["version"] == 55
         config = httpx.get(found["controller"] + "/replication/config", params={"version": 55}).json()
@@ -77,7 +83,8 @@ def test_serve_on_a_given_mariadb(mariadb):
 def test_serve_with_a_private_mariadb():
     """Without --mariadb the command starts its own server and removes it when stopped."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "qdask.cli", "emulator", "serve", "--workers", "1", "--port", "0"],
+        [sys.executable, "-m", "qdask.cli", "emulator", "serve", "--workers", "1", "--port", "0"]
+        + ["--czar-port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -85,14 +92,14 @@ def test_serve_with_a_private_mariadb():
     try:
         found = dict(re.match(r"(\S+)\s+(\S+)", proc.stdout.readline()).groups() for _ in range(3))
         port = int(found["czar"].rsplit(":", 1)[1])
-        with pymysql.connect(host="127.0.0.1", port=port, user="root") as conn, conn.cursor() as cur:
+        with pymysql.connect(host="127.0.0.1", port=port, user="qsmaster") as conn, conn.cursor() as cur:
             cur.execute("SHOW DATABASES LIKE 'qserv_replica'")
             assert cur.fetchall() == (("qserv_replica",),)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     try:
-        pymysql.connect(host="127.0.0.1", port=port, user="root", connect_timeout=2).close()
+        pymysql.connect(host="127.0.0.1", port=port, user="qsmaster", connect_timeout=2).close()
         server_gone = False
     except pymysql.err.OperationalError:
         server_gone = True

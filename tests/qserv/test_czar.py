@@ -59,3 +59,14 @@ def test_query_streams_rows_with_column_names(czar_db):
     with pytest.raises(ValueError):
         czar_db.count("czar_test", "T`; DROP DATABASE czar_test; --")
     assert czar_db.count("czar_test", "T") == 2500
+
+
+def test_errors_are_described_as_the_mysql_client_prints_them(czar_db):
+    import pymysql
+
+    from qdask.qserv.czar import describe_error
+
+    with pytest.raises(pymysql.MySQLError) as failed:
+        czar_db.query("SELECT nope FROM T")
+    assert describe_error(failed.value) == "ERROR 1054 (42S22): Unknown column 'nope' in 'SELECT'"
+    assert describe_error(pymysql.err.InterfaceError("closed")) == "closed"
