@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import TypeVar
 from uuid import uuid4
 
-import numpy as np
-import pyarrow as pa
 from distributed import Client, Future, as_completed
 from rich.console import Console
 
@@ -45,7 +43,6 @@ from qdask.stages.keys import (
     exclusion_path,
     family_checks,
     key_column,
-    load_exclusion,
     outcome,
     unit_key_files,
     unit_keys_task,
@@ -59,11 +56,12 @@ from qdask.stages.load import (
     recover,
     staged_file_problem,
 )
-from qdask.stages.partition import PartitionResult, TablePlan, conform_batch, partition_task, read_input
+from qdask.stages.partition import PartitionResult, partition_task
 from qdask.stages.plan import PlanError, TableSetup, plan_ingest
 from qdask.stages.publish import is_published, publish
 from qdask.stages.register import register_catalog
-from qdask.stages.verify import SourceSample, TableToVerify, VerifyReport, verify
+from qdask.stages.verify import VerifyReport
+from qdask.stages.verify_catalog import verify_catalog
 
 log = logging.getLogger(__name__)
 
@@ -516,67 +514,19 @@ class Ingest:
 
     # -- verify -----------------------------------------------------------------------------------
 
-    def verify(self, sample_size: int = 20) -> VerifyReport:
+    def verify(self, sample_size: int = 20, *, seed: int | None = None) -> VerifyReport:
+        """The verify stage over this config's tables (planned first when needed)."""
         if not self.setups:
             self.plan()
-        tables = [
-            TableToVerify(s.name, s.config.kind, getattr(s.config, "id", None), s.plan.schema)
-            for s in self.setups.values()
-        ]
-        key_files = {n: (c, self.keys_root / n) for n in self.setups if (c := self._exclusion_column(n))}
-        return verify(
+        return verify_catalog(
             czar_for(self.config),
             self.ledger,
             self.config.database.name,
-            tables,
-            sample=self._sample_source,
+            list(self.setups.values()),
+            self.keys_root,
             sample_size=sample_size,
-            exclusions=self._exclusions(),
-            key_files=key_files,
+            seed=seed,
         )
-
-    def _exclusions(self) -> dict[str, tuple[str, np.ndarray]]:
-        """Per table, the (column, keys) whose rows the key check quarantined."""
-        out = {}
-        for name in self.setups:
-            keys, column = load_exclusion(self.keys_root, name), self._exclusion_column(name)
-            if keys is not None and column is not None:
-                out[name] = (column, keys)
-        return out
-
-    def _sample_source(self, table: TableToVerify) -> SourceSample:
-        """The table's units (with the rows read from each) and a reader of a unit's rows as Qserv holds
-        them: conformed, Qserv-named, without the rows rightly quarantined, numbered in source order."""
-        setup = self.setups[table.name]
-        recorded = self.ledger.units(table=table.name)
-        rows = {u.unit_id: u.rows_read or 0 for u in recorded}
-        placeable = setup.plan.partitioned and any(u.rows_invalid for u in recorded)
-        excluded = self._exclusions().get(table.name)
-
-        def read(unit) -> Iterator[pa.Table]:
-            start = 0
-            for batch in read_input(unit, setup.input_schema, setup.plan.source_columns):
-                data = conform_batch(batch, setup.plan, unit.unit_id)
-                data = data.append_column("row", pa.array(np.arange(start, start + data.num_rows)))
-                start += data.num_rows
-                if placeable:
-                    data = _placeable(data, setup.plan)
-                if excluded is not None:  # rows the key check quarantined are, rightly, not in Qserv
-                    column, keys = excluded
-                    data = data.filter(pa.array(~np.isin(data[column].to_numpy(zero_copy_only=False), keys)))
-                yield data
-
-        return SourceSample([(u, rows.get(u.unit_id, 0)) for u in setup.units], read)
-
-
-def _placeable(data: pa.Table, plan: TablePlan) -> pa.Table:
-    """Only the rows with a valid position (quarantined rows are, rightly, not in Qserv)."""
-    _, _, invalid = plan.chunker().locate(
-        data[plan.ra].to_numpy(zero_copy_only=False),
-        data[plan.dec].to_numpy(zero_copy_only=False),
-        invalid="mask",
-    )
-    return data.filter(pa.array(~invalid))
 
 
 def _short(text: str, limit: int = 400) -> str:

@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from qdask.emulator import sqlfunctions
+from qdask.emulator.records import Family, Table
 from qdask.emulator.sqlrules import AREASPEC, AreaRestrictor, Parsed, czar_refused
+from qdask.emulator.state import State
 
 DUMMY_CHUNK = 1234567890  # every worker holds empty chunk tables for it (qproc/QuerySession.cc setDummy)
 CSS_FILE = "src/css/CssAccess.cc"
@@ -71,45 +73,46 @@ class Catalog:
     layouts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
-    def from_state(cls, state, *, czar_prefix: str, meta_db: str, scisql_db: str) -> Catalog:
+    def from_state(cls, state: State, *, czar_prefix: str, meta_db: str, scisql_db: str) -> Catalog:
         """A snapshot of the controller's records (call it on the stand-in's event loop)."""
         tables: dict[tuple[str, str], TableInfo] = {}
-        layouts = {
-            name: (int(f["num_stripes"]), int(f["num_sub_stripes"])) for name, f in state.families.items()
-        }
+        layouts = {name: (f.num_stripes, f.num_sub_stripes) for name, f in state.families.items()}
         for (db, name), t in list(state.tables.items()):
             database = state.databases.get(db)
-            if database is None or not database.get("is_published") or not t.get("is_published"):
+            if database is None or not database.is_published or not t.is_published:
                 continue
-            family = state.families.get(database.get("family_name", ""), {})
-            tables[(db, name)] = _table_info(t, family)
+            tables[(db, name)] = _table_info(t, state.families.get(database.family_name))
         return cls(tables, czar_prefix, meta_db, scisql_db, layouts)
 
     def get(self, db: str, table: str) -> TableInfo | None:
         return self.tables.get((db, table))
 
 
-def _table_info(t: dict, family: dict) -> TableInfo:
-    columns = tuple(c["name"] for c in t.get("columns", []))
-    common = dict(
-        db=t["database"],
-        name=t["name"],
-        columns=columns,
-        lon=t.get("longitude_key", ""),
-        lat=t.get("latitude_key", ""),
-        overlap=float(family.get("overlap", 0.0)),
-        layout=str(family.get("name", "")),
+def _table_info(t: Table, family: Family | None) -> TableInfo:
+    """What the czar knows of a registered table; a director named without a database is in the table's
+    own database (Qserv leaves ``director_database_name`` empty then, ``ConfigTable.cc:40-48``)."""
+    first = (t.director.database_name or t.database, t.director.table_name, t.director.primary_key)
+    second = (t.director2.database_name or t.database, t.director2.table_name, t.director2.primary_key)
+    if not t.is_partitioned:
+        kind = "regular"
+    elif t.is_ref_match:
+        kind = "match"
+    else:
+        kind = "director" if t.is_director else "child"
+    return TableInfo(
+        db=t.database,
+        name=t.name,
+        kind=kind,
+        columns=tuple(c.name for c in t.columns),
+        key=t.director_key if kind in ("director", "child") else "",
+        lon=t.longitude_key,
+        lat=t.latitude_key,
+        director=first[:2] if kind == "child" else None,
+        match=(first, second) if kind == "match" else None,
+        overlap=family.overlap if family is not None else 0.0,
+        ang_sep=t.ang_sep if kind == "match" else 0.0,
+        layout=family.name if family is not None else "",
     )
-    if not t.get("is_partitioned"):
-        return TableInfo(kind="regular", **common)
-    if t.get("is_ref_match"):
-        first = (t["director_database_name"], t["director_table_name"], t["director_key"])
-        second = (t["director_database_name2"], t["director_table_name2"], t["director_key2"])
-        return TableInfo(kind="match", match=(first, second), ang_sep=float(t.get("ang_sep", 0)), **common)
-    if t.get("is_director"):
-        return TableInfo(kind="director", key=t["director_key"], **common)
-    director = (t["director_database_name"], t["director_table_name"])
-    return TableInfo(kind="child", key=t["director_key"], director=director, **common)
 
 
 class AnalysisRefusal(Exception):

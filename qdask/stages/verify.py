@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from qdask.ledger import Ledger
 from qdask.qserv.czar import Czar, quote_identifier, quote_qualified
-from qdask.stages.shards import unit_file_key
+from qdask.stages.keys import unit_key_path
 
 SHOWN = 10
 CHUNK_COLUMNS = ("chunkId", "subChunkId")
@@ -149,22 +149,25 @@ def staged_key_digest(
 ) -> KeyDigest:
     """The digest of every staged key of ``table`` as loaded (rows the key check quarantined left out).
 
-    ``key_files`` = (column, directory) of the key check's sorted per-unit files: used for each unit whose
-    file exists and holds ``key``; the other units' shards are read (their key column only)."""
+    ``key_files`` = (column, keys root) of the partition stage's sorted per-unit key files: used for each
+    unit whose file exists and holds ``key``; the other units' shards are read (their key column only)."""
     digest = KeyDigest()
-    shards_by_unit: dict[str, list] = {}
+    shards_by_unit: dict[str, list] = {}  # every shard of a unit names its key file; home ones hold keys
     for shard in ledger.shards():
-        if shard.table == table and not shard.overlap:
+        if shard.table == table:
             shards_by_unit.setdefault(shard.unit_id, []).append(shard)
     same_column = exclusion is not None and exclusion[0] == key
     for unit_id, shards in sorted(shards_by_unit.items()):
-        path = key_files[1] / f"{unit_file_key(unit_id)}.npy" if key_files and key_files[0] == key else None
+        path = (
+            unit_key_path(key_files[1], table, unit_id, shards) if key_files and key_files[0] == key else None
+        )
         if path is not None and path.is_file() and (exclusion is None or same_column):
             values = np.load(path, mmap_mode="r")
             digest = digest + key_digest(_without(np.asarray(values), exclusion[1] if exclusion else None))
             continue
         for shard in shards:
-            digest = digest + key_digest(_shard_keys(shard.path, key, exclusion))
+            if not shard.overlap:
+                digest = digest + key_digest(_shard_keys(shard.path, key, exclusion))
     return digest
 
 

@@ -12,8 +12,7 @@ import pyarrow as pa
 import pytest
 
 from qdask.emulator.sqlrules import parse_select, proxy_text
-from qdask.ingest import Ingest, czar_for
-from qdask.stages import verify as stage
+from qdask.ingest import Ingest
 from qdask.stages.verify import (
     STATEMENTS,
     SourceSample,
@@ -22,6 +21,7 @@ from qdask.stages.verify import (
     staged_key_digest,
     statement,
 )
+from qdask.stages.verify_catalog import source_sample
 from tests.czar.conftest import CZAR_DB
 
 EXAMPLE_NAMES = {
@@ -42,16 +42,7 @@ def test_every_statement_template_passes_qservs_parser(name):
 def _run_verify(config, seed: int = 7, sample_size: int = 20):
     """The stage as `qdask verify` runs it, with a fixed seed."""
     ingest = Ingest(config)
-    ingest.plan()
-    tables = [
-        stage.TableToVerify(s.name, s.config.kind, getattr(s.config, "id", None), s.plan.schema)
-        for s in ingest.setups.values()
-    ]
-    key_files = {n: (c, ingest.keys_root / n) for n in ingest.setups if (c := ingest._exclusion_column(n))}
-    return ingest, stage.verify(
-        czar_for(config), ingest.ledger, config.database.name, tables, sample=ingest._sample_source,
-        sample_size=sample_size, seed=seed, exclusions=ingest._exclusions(), key_files=key_files,
-    )  # fmt: skip
+    return ingest, ingest.verify(sample_size, seed=seed)
 
 
 def test_verify_through_the_czar_sends_nothing_qserv_refuses(czar_case01, qserv):
@@ -94,7 +85,7 @@ def test_verify_finds_a_float_off_by_one_float32_step(czar_case01, qserv):
     ingest.plan()
     table = next(t for t in [ingest.setups["Object"]])
     keys = sample_source(
-        ingest._sample_source(stage.TableToVerify("Object", "director", "objectId", table.plan.schema)),
+        source_sample(table, ingest.ledger, ingest.keys_root),
         20,
         random.Random(7),
     )
@@ -157,7 +148,7 @@ def test_staged_key_digest_reuses_the_key_files(czar_case01, tmp_path):
     (sourceId) is not in its key files (they hold objectId), so its shards are read."""
     config, _ = czar_case01
     ingest = Ingest(config)
-    files = ("objectId", ingest.keys_root / "Object")
+    files = ("objectId", ingest.keys_root)
     from_shards = staged_key_digest(ingest.ledger, "Object", "objectId")
     assert from_shards.count == 88
     shards = Path(config.staging.directory) / "shards"
@@ -167,7 +158,7 @@ def test_staged_key_digest_reuses_the_key_files(czar_case01, tmp_path):
         assert staged_key_digest(ingest.ledger, "Object", "objectId", key_files=files) == from_shards
         with pytest.raises(FileNotFoundError):
             staged_key_digest(
-                ingest.ledger, "Source", "sourceId", key_files=("objectId", ingest.keys_root / "Source")
+                ingest.ledger, "Source", "sourceId", key_files=("objectId", ingest.keys_root)
             )
     finally:
         shutil.move(moved, shards)

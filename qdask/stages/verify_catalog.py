@@ -1,0 +1,97 @@
+"""What the verify stage checks a catalog against, assembled from the plan and the staging directory.
+
+For each planned table: its key column, the per-unit key files the partition stage wrote, the keys the
+key check excluded (their rows are, rightly, not in Qserv), and a reader of its source rows as Qserv
+holds them — conformed and Qserv-named, without rows quarantined for invalid positions or excluded
+keys, numbered in source order — so `verify` can compare a sample drawn from every unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from qdask.ledger import Ledger
+from qdask.qserv.czar import Czar
+from qdask.sources.units import InputUnit
+from qdask.stages.keys import key_column, load_exclusion
+from qdask.stages.partition import TablePlan, conform_batch, read_input
+from qdask.stages.plan import TableSetup
+from qdask.stages.verify import SourceSample, TableToVerify, VerifyReport, verify
+
+
+def table_to_verify(setup: TableSetup) -> TableToVerify:
+    """What verify needs of a planned table: kind, unique key (a director's id, a child's own id)."""
+    return TableToVerify(setup.name, setup.config.kind, getattr(setup.config, "id", None), setup.plan.schema)
+
+
+def exclusion(setup: TableSetup, keys_root: Path) -> tuple[str, np.ndarray] | None:
+    """The (column, sorted keys) whose rows the key check left out of the table, if any."""
+    column = key_column(setup.config)
+    keys = load_exclusion(keys_root, setup.name) if column is not None else None
+    return (column, keys) if column is not None and keys is not None else None
+
+
+def source_sample(setup: TableSetup, ledger: Ledger, keys_root: Path) -> SourceSample:
+    """The table's units with the rows read from each, and a reader of a unit's rows as Qserv holds them."""
+    plan = setup.plan
+    recorded = ledger.units(table=setup.name)
+    rows = {u.unit_id: u.rows_read or 0 for u in recorded}
+    placeable_only = plan.partitioned and any(u.rows_invalid for u in recorded)
+    excluded = exclusion(setup, keys_root)
+
+    def read(unit: InputUnit) -> Iterator[pa.Table]:
+        start = 0
+        for batch in read_input(unit, setup.input_schema, plan.source_columns):
+            data = conform_batch(batch, plan, unit.unit_id)
+            data = data.append_column("row", pa.array(np.arange(start, start + data.num_rows)))
+            start += data.num_rows
+            if placeable_only:
+                data = _placeable(data, plan)
+            if excluded is not None:
+                column, keys = excluded
+                data = data.filter(pa.array(~np.isin(data[column].to_numpy(zero_copy_only=False), keys)))
+            yield data
+
+    return SourceSample([(u, rows.get(u.unit_id, 0)) for u in setup.units], read)
+
+
+def _placeable(data: pa.Table, plan: TablePlan) -> pa.Table:
+    """Only the rows with a valid position (quarantined rows are, rightly, not in Qserv)."""
+    assert plan.ra is not None and plan.dec is not None
+    _, _, invalid = plan.chunker().locate(
+        data[plan.ra].to_numpy(zero_copy_only=False),
+        data[plan.dec].to_numpy(zero_copy_only=False),
+        invalid="mask",
+    )
+    return data.filter(pa.array(~invalid))
+
+
+def verify_catalog(
+    czar: Czar,
+    ledger: Ledger,
+    database: str,
+    setups: Sequence[TableSetup],
+    keys_root: Path,
+    *,
+    sample_size: int = 20,
+    seed: int | None = None,
+) -> VerifyReport:
+    """Run the verify stage over every planned table of the catalog."""
+    by_name = {s.name: s for s in setups}
+    exclusions = {s.name: e for s in setups if (e := exclusion(s, keys_root)) is not None}
+    key_files = {s.name: (c, Path(keys_root)) for s in setups if (c := key_column(s.config))}
+    return verify(
+        czar,
+        ledger,
+        database,
+        [table_to_verify(s) for s in setups],
+        sample=lambda table: source_sample(by_name[table.name], ledger, keys_root),
+        sample_size=sample_size,
+        seed=seed,
+        exclusions=exclusions,
+        key_files=key_files,
+    )
