@@ -384,13 +384,6 @@ class Ingest:
                 raise IngestError(memory.explain(exc, f"keys of unit {unit.unit_id}")) from exc
         return redo
 
-    def _exclusion_column(self, table: str) -> str:
-        """The column whose values the key check may exclude from `table` (director id, child's key)."""
-        column = key_column(self.setups[table].config)
-        if column is None:
-            raise ValueError(f"table {table} is a regular table: the key check excludes no rows of it")
-        return column
-
     def _collect(self, client: Client) -> bool:
         """Collect every collectable chunk; returns True when corrupt shards sent units back to partition."""
         keys = self.ledger.chunks_to_collect()
