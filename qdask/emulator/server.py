@@ -188,7 +188,7 @@ class Emulator:
         self.frontend = CzarFrontend(
             self.dsn,
             catalog=lambda: Catalog.from_state(
-                self.state, czar_prefix=cfg.czar_prefix, meta_db=self.meta_db, scisql_db=self.scisql_db
+                state, czar_prefix=cfg.czar_prefix, meta_db=self.meta_db, scisql_db=self.scisql_db
             ),
             scisql_db=self.scisql_db,
             czar_prefix=cfg.czar_prefix,

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = TablePlan("T", TableKind.DIRECTOR, pa.schema(fields), ra="ra", dec="dec", layout=layout)
     unit = InputUnit(unit_id="u", table="T", uri=str(path), format="parquet")
     model = unit_footprint(unit, names, layout=layout, ra="ra", dec="dec")
+    assert model is not None, "a Parquet unit has a footprint"
     proc = psutil.Process()
     base = proc.memory_info().rss
     peak, stop = [base], threading.Event()

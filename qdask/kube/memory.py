@@ -117,6 +117,7 @@ def _chunks_touched(layout, box) -> int:
     n_ra = min(int((ra1 - ra0) * cos / step) + 2, 400)
     ra, dec = np.meshgrid(np.linspace(ra0, ra1, n_ra), np.linspace(dec0, dec1, n_dec))
     located = chunker.locate_all(ra.ravel() % 360.0, np.clip(dec.ravel(), -90, 90), invalid="mask")
+    assert located.invalid is not None  # invalid="mask" always returns the mask
     home = set(located.chunk_id[~located.invalid].tolist())
     return max(len(home) + len(set(located.overlap_chunk_id.tolist())), 1)  # one shard file each
 

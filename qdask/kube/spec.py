@@ -158,7 +158,7 @@ def cluster_spec(
     scheduler_env.append(
         {"name": "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", "value": str(ALLOWED_FAILURES)}
     )
-    worker = {
+    worker: dict[str, Any] = {
         "replicas": replicas,
         "metadata": {"labels": dict(labels)},
         "spec": {

@@ -435,9 +435,8 @@ class Chunker:
             o_row = np.empty(0, dtype=np.int64)
             o_chunk = np.empty(0, dtype=np.int32)
             o_sub = np.empty(0, dtype=np.int32)
-        if mask is not None:
-            mask = mask.reshape(shape)
-        return Located(chunk_id.reshape(shape), sub_id.reshape(shape), o_row, o_chunk, o_sub, mask)
+        shaped_mask = mask.reshape(shape) if mask is not None else None
+        return Located(chunk_id.reshape(shape), sub_id.reshape(shape), o_row, o_chunk, o_sub, shaped_mask)
 
     def _home(self, ra, dec, cid_out, scid_out, scratch: _Scratch):
         """Qserv's Chunker::locate for one block; returns the intermediates the overlap step reuses.
@@ -562,7 +561,7 @@ class Chunker:
             return
         total = int(cnt.sum())
         if total == idx.size:  # the common case: one copy per row
-            rep = slice(None)
+            rep: slice | np.ndarray = slice(None)
             j = np.zeros(idx.size)
             slots = first_slot
         else:

@@ -108,8 +108,8 @@ def plan_transactions(files: Iterable[ChunkFile], max_chunks: int, max_bytes: in
     groups: list[list[ChunkFile]] = []
     current: list[ChunkFile] = []
     chunks = size = 0
-    for _, members in groupby((f for f in files if f.chunk_id != REGULAR_CHUNK), key=lambda f: f.chunk_id):
-        members = list(members)
+    for _, same_chunk in groupby((f for f in files if f.chunk_id != REGULAR_CHUNK), key=lambda f: f.chunk_id):
+        members = list(same_chunk)
         extra = sum(f.bytes for f in members)
         if current and (chunks + 1 > max_chunks or size + extra > max_bytes):
             groups.append(current)
@@ -170,12 +170,14 @@ def recover(client: QservClient, ledger: Ledger, database: str, run_id: str) -> 
             notes.append(
                 f"transaction {t.transaction_id} was left {state}; aborted, its files will be redone"
             )
-    for t in client.list_transactions(database, include_context=True):
-        context = t.context if isinstance(t.context, dict) else {}
-        if t.id in known or t.state in FINAL_STATES or context.get("qdask_run") != run_id:
+    for info in client.list_transactions(database, include_context=True):
+        context = info.context if isinstance(info.context, dict) else {}
+        if info.id in known or info.state in FINAL_STATES or context.get("qdask_run") != run_id:
             continue
-        _abort(client, ledger, t.id, recorded=False)
-        notes.append(f"transaction {t.id} ({t.state}) was started by this run but never recorded; aborted")
+        _abort(client, ledger, info.id, recorded=False)
+        notes.append(
+            f"transaction {info.id} ({info.state}) was started by this run but never recorded; aborted"
+        )
     return notes
 
 
@@ -300,11 +302,12 @@ class Loader:
 
     def _upload_all(self, tid: int, targets: list[tuple[ChunkFile, Location]]) -> None:
         failures: list[BaseException] = []
+        assert self._pool is not None, "uploads run inside Loader.run"
         futures = [self._pool.submit(self._upload, tid, file, place) for file, place in targets]
         try:
             for future in as_completed(futures):  # wait for all: nothing may be in flight at abort/commit
-                if future.exception() is not None:
-                    failures.append(future.exception())
+                if (error := future.exception()) is not None:
+                    failures.append(error)
         except BaseException:  # interrupted (Ctrl-C): start no more uploads, let those in flight end
             for future in futures:
                 future.cancel()

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from qdask.ledger import Ledger
+from qdask.ledger import FileStatus, Ledger
 from qdask.qserv.czar import Czar, quote_identifier, quote_qualified
 from qdask.stages.keys import unit_key_path
 
@@ -279,7 +279,7 @@ def verify(
     """Run every check for every table and return the report."""
     report = VerifyReport()
     rng = random.Random(seed)
-    loaded = ledger.chunk_rows(status="loaded")
+    loaded = ledger.chunk_rows(status=FileStatus.LOADED)
     for table in tables:
         expected = {k.chunk_id: n for k, n in loaded.items() if k.table == table.name and not k.overlap}
         key = table.key if table.key and _integer(table.schema, table.key) else None
