@@ -6,10 +6,10 @@ What runs (one process, one event loop):
 * N Worker Ingest Servers (``worker/``, one module per Qserv worker service), each with an HTTP port and
   a binary-protocol ``loader-port``, registered in the controller's worker registry; clients learn them
   only from the location services;
-* a czar (``czar.py``): after publish, MariaDB database ``<db>`` where partitioned tables are MERGE
-  tables over the workers' chunk tables and regular tables read as themselves; clients query it through
-  the czar front end (``czar_frontend.py``, port 4040, user ``qsmaster``), which answers as Qserv's proxy
-  and czar do (``sqlrules.py``, ``czar_analysis.py``, ``sqlfunctions.py``; see docs/czar.md).
+* a czar (``czar/``): after publish, MariaDB database ``<db>`` where partitioned tables are MERGE
+  tables over the workers' chunk tables and regular tables read as themselves (``czar/databases.py``);
+  clients query it through the czar front end (``czar/frontend.py``, port 4040, user ``qsmaster``),
+  which answers as Qserv's proxy and czar do (see docs/czar.md).
 
 Start it:
 

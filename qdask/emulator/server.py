@@ -28,9 +28,9 @@ from aiohttp import web
 
 from qdask.emulator.controller import Controller
 from qdask.emulator.controller.context import ControllerContext
-from qdask.emulator.czar import Czar
-from qdask.emulator.czar_analysis import Catalog
-from qdask.emulator.czar_frontend import DEFAULT_USER, Account, CzarFrontend
+from qdask.emulator.czar.analysis import Catalog
+from qdask.emulator.czar.databases import Czar
+from qdask.emulator.czar.frontend import DEFAULT_USER, Account, CzarFrontend
 from qdask.emulator.faults import FaultInjector
 from qdask.emulator.protocol import Keys
 from qdask.emulator.records import Host, Worker
@@ -104,7 +104,7 @@ class Emulator:
 
     @property
     def czar_dsn(self) -> str:
-        """Where clients query the catalogs: the czar front end (see czar_frontend.py)."""
+        """Where clients query the catalogs: the czar front end (see czar/frontend.py)."""
         assert self.frontend is not None, "the stand-in is not started"
         return self.frontend.dsn
 

@@ -2,7 +2,7 @@
 source — in SQL a real Qserv accepts.
 
 Qserv's czar refuses much of MySQL (``COUNT(DISTINCT …)``, ``BIT_XOR``, ``CAST``, aggregates over anything
-but a plain column, …; :mod:`qdask.emulator.sqlrules` lists the rules with their Qserv source lines), so
+but a plain column, …; :mod:`qdask.emulator.czar.rules` lists the rules with their Qserv source lines), so
 every statement here is built from :data:`STATEMENTS`, which uses only what Qserv passes to its workers:
 
 * rows per chunk and a checksum of the key: ``SELECT chunkId, COUNT(*), COUNT(key), SUM(key), MIN(key),

@@ -1,4 +1,4 @@
-"""The czar front end over the wire (qdask.emulator.czar_frontend): where it listens and who it lets in,
+"""The czar front end over the wire (qdask.emulator.czar.frontend): where it listens and who it lets in,
 what the proxy answers itself, rows exactly as MariaDB holds them, and Qserv's dispatch made visible
 (director index, chunk-local joins, row counters, spatial restrictors)."""
 
@@ -13,8 +13,8 @@ import yaml
 from click.testing import CliRunner
 
 from qdask.cli import main
+from qdask.emulator.czar.proxy import proxy_text
 from qdask.emulator.server import EmulatorConfig, EmulatorThread
-from qdask.emulator.sqlrules import proxy_text
 from qdask.qserv.czar import parse_dsn
 from tests.czar.conftest import CZAR_DB
 
@@ -247,7 +247,7 @@ def test_binary_protocol_values_are_read_from_mariadbs_text():
     from mysql_mimic.results import _BINARY_ENCODERS
     from mysql_mimic.types import ColumnType
 
-    from qdask.emulator.czar_frontend import _binary, _raw
+    from qdask.emulator.czar.frontend import _binary, _raw
 
     for kind, text, value in ((ColumnType.LONGLONG, b"-42", -42), (ColumnType.DOUBLE, b"0.1", 0.1),
                               (ColumnType.VAR_STRING, b"ab", "ab")):  # fmt: skip

@@ -1,4 +1,4 @@
-"""scisql's functions as the stand-in's MariaDB computes them (qdask.emulator.sqlfunctions), against
+"""scisql's functions as the stand-in's MariaDB computes them (qdask.emulator.czar.functions), against
 independent references: numpy for the photometry, lsst.sphgeom for the geometry, and scisql's documented
 rules for NULLs, ranges and RA wrap-around."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from lsst import sphgeom
 
-from qdask.emulator import sqlfunctions
+from qdask.emulator.czar import functions as sqlfunctions
 
 DB = "czar_fn_test"
 

@@ -1,4 +1,4 @@
-"""Qserv's SQL rules (qdask.emulator.sqlrules): every refusal rule with Qserv's error text, the proxy's
+"""Qserv's SQL rules (qdask.emulator.czar.rules): every refusal rule with Qserv's error text, the proxy's
 routing and white-space squeezing, and the error as a MySQL client receives it from the front end."""
 
 from __future__ import annotations
@@ -8,16 +8,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from qdask.emulator.sqlrules import (
-    RULES,
-    Kind,
-    ParseRefusal,
-    Route,
-    czar_kind,
-    parse_select,
-    proxy_text,
-    route,
-)
+from qdask.emulator.czar.proxy import Kind, Route, czar_kind, proxy_text, route
+from qdask.emulator.czar.rules import RULES, ParseRefusal, parse_select
 
 PE = "ParseException:"
 NEAR = PE + 'Error parsing query, near "{}"'

@@ -11,7 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from qdask.emulator.sqlrules import parse_select, proxy_text
+from qdask.emulator.czar.proxy import proxy_text
+from qdask.emulator.czar.rules import parse_select
 from qdask.ingest import Ingest
 from qdask.stages.verify import (
     STATEMENTS,

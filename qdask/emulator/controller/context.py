@@ -19,7 +19,7 @@ from qdask.emulator.state import State, now_ms
 from qdask.emulator.storage import SqlPool, WorkerStorage, qid
 
 if TYPE_CHECKING:
-    from qdask.emulator.czar import Czar
+    from qdask.emulator.czar.databases import Czar
 
 
 class WorkerDown(Exception):

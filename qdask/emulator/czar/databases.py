@@ -5,7 +5,7 @@ Each partitioned table is a MERGE table over its chunk tables ``<T>_<chunk>`` on
 one worker's copy (every worker holds the same rows), so it reads as itself. Tables with generated
 columns, which MERGE cannot carry, become ``UNION ALL`` views instead. The czar database is
 rebuilt at every publish and dropped with the catalog. Clients read it through the czar front end
-(``czar_frontend.py``), which holds them to Qserv's SQL and turns Qserv's chunk dispatch into predicates
+(``frontend.py``), which holds them to Qserv's SQL and turns Qserv's chunk dispatch into predicates
 on each table's ``chunkId``.
 """
 

@@ -13,13 +13,12 @@ This module reproduces those rules on a sqlglot parse of the statement (plus its
 keywords sqlglot normalises away). Every rule in :data:`RULES` names the Qserv source line it comes
 from; :func:`check_select` reports the first violation in the order Qserv's tree walk meets them (by
 position in the statement, outer construct first). What the query analysis refuses (it needs the catalog)
-is in :mod:`qdask.emulator.czar_analysis`.
+is in :mod:`qdask.emulator.czar.analysis`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import TypeGuard
 
 import sqlglot
@@ -28,161 +27,7 @@ from sqlglot.dialects import MySQL
 from sqlglot.errors import TokenError
 from sqlglot.tokens import Token, TokenType
 
-PROXY = "src/proxy/mysqlProxy.lua"
-ADAPTERS = "src/ccontrol/ParseAdapters.h"
-LISTENER = "src/ccontrol/ParseListener.cc"
-RUNNER = "src/ccontrol/ParseRunner.cc"
-FACTORY = "src/ccontrol/UserQueryFactory.cc"
-
-# Error codes as the client sees them: the proxy sends the negated ERR_* constants (mysqlProxy.lua:14-22,51)
-ERR_NOT_SUPPORTED = 4003
-ERR_CZAR_EXCEPTION = 4005
-ERR_QSERV_PARSE = 4110
-ERR_QSERV_RUNTIME = 4120
-SQLSTATE = "Proxy"  # mysqlProxy.lua:55
-
-
-class QservError(Exception):
-    """An error as Qserv's proxy sends it: MySQL error ``code``, SQLSTATE ``Proxy`` and ``message``."""
-
-    def __init__(self, code: int, message: str, rule: str | None = None):
-        super().__init__(f"({code}) {message}")
-        self.code = code
-        self.message = message
-        self.rule = rule
-
-
-def czar_refused(error: str, rule: str | None = None) -> QservError:
-    """The czar could not instantiate the query: Czar.cc:239 prefixes the UserQuery's error, the proxy
-    (mysqlProxy.lua:287) prefixes that and sends ERR_QSERV_PARSE. Invalid queries have no id (``QI=?:``,
-    global/intTypes.h:48)."""
-    return QservError(
-        ERR_QSERV_PARSE, f"Query processing error: QI=?: Failed to instantiate query: {error}", rule
-    )
-
-
-def runtime_failed(message: str) -> QservError:
-    """The query failed on the workers: the proxy reads the error from the message table and sends
-    ERR_QSERV_RUNTIME (mysqlProxy.lua:506-529)."""
-    return QservError(ERR_QSERV_RUNTIME, f"Unable to return query results:\n{message}")
-
-
-# ---------------------------------------------------------------------------------------------- the proxy
-
-
-def proxy_text(sql: str) -> str:
-    """The statement as the proxy passes it on: the first ``/*…*/`` comment cut out the way
-    ``removeLeadingComment`` does it (keeping the comment's leading ``/`` when it is not at the start),
-    then ``removeExtraWhiteSpaces`` (mysqlProxy.lua:92-129) — on string literals too, as Qserv does."""
-    start, end = sql.find("/*"), sql.find("*/")
-    if start >= 0 and end >= 0:
-        sql = (sql[: start + 1] if start > 0 else "") + sql[end + 2 :]
-    out: list[str] = []
-    for ch in sql:  # '[\n\t]+' → ' '
-        if ch in "\n\t":
-            if not out or out[-1] != "\0":
-                out.append("\0")
-        else:
-            out.append(ch)
-    text = "".join(out).replace("\0", " ").lstrip(" \r\v\f")  # '^%s*' → ''
-    for sep in ("=", ","):
-        text = _strip_around(text, sep)
-    text = _strip_before(text, "(")
-    text = _strip_after(text, "(")
-    text = _strip_before(text, ")")
-    while "  " in text:
-        text = text.replace("  ", " ")
-    return text
-
-
-def _strip_before(text: str, sep: str) -> str:
-    parts = text.split(sep)
-    return sep.join([p.rstrip(" ") for p in parts[:-1]] + [parts[-1]])
-
-
-def _strip_after(text: str, sep: str) -> str:
-    parts = text.split(sep)
-    return sep.join([parts[0]] + [p.lstrip(" ") for p in parts[1:]])
-
-
-def _strip_around(text: str, sep: str) -> str:
-    return _strip_after(_strip_before(text, sep), sep)
-
-
-class Route(Enum):
-    """Where the proxy sends a statement (mysqlProxy.lua:418-457)."""
-
-    LOCAL = "local"  # run by the czar's own MariaDB as is (isLocal, :148-161)
-    DISALLOWED = "disallowed"  # writes (isDisallowed, :180-192)
-    NOT_SUPPORTED = "not supported"  # EXPLAIN, GRANT, FLUSH (isNotSupported, :206-215)
-    KILL = "kill"  # KILL, CANCEL (isKill, :194-200)
-    QSERV = "qserv"  # everything else goes to the czar (sendToQserv, :259)
-
-
-def route(text: str) -> Route:
-    """The proxy's decision for ``text`` (already :func:`proxy_text`), made on the upper-cased text plus a
-    trailing space, as the Lua patterns do."""
-    u = text.upper() + " "
-    if (
-        (u.startswith("SHOW ") and "PROCESSLIST" not in u[5:])
-        or (u.startswith("SET ") and "QSERV" not in u[4:])
-        or u.startswith(("DESCRIBE ", "DESC ", "ROLLBACK", "COMMIT"))
-        or (u.startswith("SELECT ") and " FROM " not in u[6:])
-    ):
-        return Route.LOCAL
-    if u.startswith(("INSERT ", "UPDATE ", "LOAD ", "CREATE ", "ALTER ", "TRUNCATE ")):
-        return Route.DISALLOWED
-    if u.startswith(("EXPLAIN ", "GRANT ")) or (u.startswith("FLUSH ") and not u.startswith("FLUSH QSERV")):
-        return Route.NOT_SUPPORTED
-    if u.startswith(("KILL ", "CANCEL ")):
-        return Route.KILL
-    return Route.QSERV
-
-
-def proxy_refusal(kind: Route) -> QservError:
-    """The proxy's own refusals (mysqlProxy.lua:187-188, 210-211)."""
-    if kind is Route.DISALLOWED:
-        return QservError(ERR_NOT_SUPPORTED, "Sorry, this type of queries is not supported.", "writes")
-    return QservError(ERR_NOT_SUPPORTED, "Sorry, this type of queries is not supported in DC3b.", "explain")
-
-
-class Kind(Enum):
-    """How the czar's UserQueryFactory classifies a statement (UserQueryFactory.cc:261-420)."""
-
-    SELECT = "select"
-    SET = "set"
-    CALL = "call"
-    PROCESSLIST = "processlist"
-    SELECT_RESULT = "select result"
-    SUBMIT = "submit"
-    INVALID = "invalid"
-
-
-def czar_kind(text: str) -> Kind:
-    """UserQueryType's checks (UserQueryType.cc:46-80 regexes, matched case-insensitively on the whole
-    statement): SUBMIT, SELECT … FROM QSERV_RESULT(n), SELECT, SHOW [FULL] PROCESSLIST, CALL, SET."""
-    words = text.split()
-    first = words[0].upper() if words else ""
-    if first == "SUBMIT" and len(words) > 1:
-        return Kind.SUBMIT
-    if first == "SELECT" and len(words) > 1:
-        squeezed = "".join(words).upper()
-        if squeezed.startswith("SELECT*FROMQSERV_RESULT("):
-            return Kind.SELECT_RESULT
-        return Kind.SELECT
-    if first == "SHOW" and [w.upper() for w in words[1:]] in (["PROCESSLIST"], ["FULL", "PROCESSLIST"]):
-        return Kind.PROCESSLIST
-    if first == "CALL" and len(words) > 1:
-        return Kind.CALL
-    if first == "SET" and len(words) > 1:
-        return Kind.SET
-    return Kind.INVALID
-
-
-def invalid_query(text: str) -> QservError:
-    """UserQueryFactory.cc:418: anything the czar does not recognise."""
-    return czar_refused(f"Invalid or unsupported query: {text}", "invalid")
-
+from qdask.emulator.czar.errors import ADAPTERS, LISTENER, RUNNER, QservError, czar_refused
 
 # ---------------------------------------------------------------------------------------- the parser rules
 

@@ -2,13 +2,14 @@
 
 Clients connect where they would connect to Qserv (port 4040, user ``qsmaster``, no password, both
 configurable) with any MySQL client. Each statement takes the road it takes in Qserv
-(:mod:`qdask.emulator.sqlrules`): the proxy runs ``SHOW``/``DESCRIBE``/``SET``/``SELECT`` without ``FROM``
+(:mod:`qdask.emulator.czar.rules`): the proxy runs ``SHOW``/``DESCRIBE``/``SET``/``SELECT`` without ``FROM``
 on the czar's own MariaDB, refuses writes, and hands the rest to the czar, whose parser and analysis
-(:mod:`qdask.emulator.czar_analysis`) accept or refuse it with Qserv's texts; an accepted SELECT runs on
-the stand-in's czar database (:mod:`qdask.emulator.czar`), which holds every chunk of every table. Errors
-reach the client as Qserv's do (MySQL error 4110/4003/4120, SQLSTATE ``Proxy``); rows are streamed from
-MariaDB to the client as MariaDB sent them (text protocol values, column types and binary flag kept), so
-a value reads back exactly as from a direct connection, with memory bounded by one fetch batch.
+(:mod:`qdask.emulator.czar.analysis`) accept or refuse it with Qserv's texts; an accepted SELECT runs on
+the stand-in's czar database (:mod:`qdask.emulator.czar.databases`), which holds every chunk of every
+table. Errors reach the client as Qserv's do (MySQL error 4110/4003/4120, SQLSTATE ``Proxy``); rows are
+streamed from MariaDB to the client as MariaDB sent them (text protocol values, column types and binary
+flag kept), so a value reads back exactly as from a direct connection, with memory bounded by one fetch
+batch.
 
 Built on ``mysql-mimic`` (protocol, authentication) and ``sqlglot`` (parsing)::
 
@@ -38,23 +39,11 @@ from mysql_mimic.session import BaseSession
 from mysql_mimic.types import ColumnType
 from mysql_mimic.variables import GlobalVariables, SessionVariables
 
-from qdask.emulator import sqlfunctions
-from qdask.emulator.czar_analysis import AnalysisRefusal, Catalog, TableInfo, plan, rewrite_local
-from qdask.emulator.sqlrules import (
-    SQLSTATE,
-    Kind,
-    ParseRefusal,
-    QservError,
-    Route,
-    czar_kind,
-    czar_refused,
-    invalid_query,
-    parse_select,
-    proxy_refusal,
-    proxy_text,
-    route,
-    runtime_failed,
-)
+from qdask.emulator.czar import functions as sqlfunctions
+from qdask.emulator.czar.analysis import AnalysisRefusal, Catalog, TableInfo, plan, rewrite_local
+from qdask.emulator.czar.errors import SQLSTATE, QservError, czar_refused, invalid_query, runtime_failed
+from qdask.emulator.czar.proxy import Kind, Route, czar_kind, proxy_refusal, proxy_text, route
+from qdask.emulator.czar.rules import ParseRefusal, parse_select
 from qdask.emulator.storage import Dsn, qid
 
 log = logging.getLogger("qdask.emulator.czar")

@@ -2,9 +2,9 @@
 stand-in then runs on its MariaDB czar database so that the answer is Qserv's.
 
 Qserv's czar analyses a parsed SELECT with a chain of plugins (``src/qproc/QuerySession.cc:316-332``)
-and dispatches it to the chunks it selects. The stand-in keeps each partitioned table as one MERGE table over
-its chunk tables (:mod:`qdask.emulator.czar`), so it reproduces the analysis and turns Qserv's dispatch into
-predicates on the tables' ``chunkId`` column:
+and dispatches it to the chunks it selects. The stand-in keeps each partitioned table as one MERGE table
+over its chunk tables (:mod:`qdask.emulator.czar.databases`), so it reproduces the analysis and turns
+Qserv's dispatch into predicates on the tables' ``chunkId`` column:
 
 * refusals: duplicate select names (``DuplSelectExprPlugin.cc:131-146``); unknown tables
   (``css/CssAccess.cc:481``); an ORDER BY term that matches no select item (``TablePlugin.cc:231-234``);
@@ -20,112 +20,21 @@ predicates on the tables' ``chunkId`` column:
   the overlap too and are left free;
 * ``SELECT COUNT(*) FROM t`` alone is answered from the row counters when they are deployed
   (``UserQueryFactory.cc:314-325``, ``UserQuerySelectCountStar.cc:76-165``);
-* scisql calls go to the stored functions of :mod:`qdask.emulator.sqlfunctions`.
+* scisql calls go to the stored functions of :mod:`qdask.emulator.czar.functions`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlglot import exp
 
-from qdask.emulator import sqlfunctions
-from qdask.emulator.records import Family, Table
-from qdask.emulator.sqlrules import AREASPEC, AreaRestrictor, Parsed, czar_refused
-from qdask.emulator.state import State
-
-DUMMY_CHUNK = 1234567890  # every worker holds empty chunk tables for it (qproc/QuerySession.cc setDummy)
-CSS_FILE = "src/css/CssAccess.cc"
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    """What Qserv's CSS knows of a published table (as registered with ``/ingest/table``)."""
-
-    db: str
-    name: str
-    kind: str  # "director" | "child" | "match" | "regular"
-    columns: tuple[str, ...]
-    key: str = ""  # director: its id column; child: its director-key column
-    lon: str = ""
-    lat: str = ""
-    director: tuple[str, str] | None = None  # child: its director (db, table)
-    match: tuple[tuple[str, str, str], tuple[str, str, str]] | None = None  # ((db, table, fk), ...) x2
-    overlap: float = 0.0
-    ang_sep: float = 0.0  # match tables
-    layout: str = ""  # the partitioning (family) name
-
-    @property
-    def partitioned(self) -> bool:
-        return self.kind != "regular"
-
-
-@dataclass
-class Catalog:
-    """The published tables, the stand-in's database names, and its layouts (stripes, sub-stripes)."""
-
-    tables: dict[tuple[str, str], TableInfo]
-    czar_prefix: str
-    meta_db: str
-    scisql_db: str
-    layouts: dict[str, tuple[int, int]] = field(default_factory=dict)
-
-    @classmethod
-    def from_state(cls, state: State, *, czar_prefix: str, meta_db: str, scisql_db: str) -> Catalog:
-        """A snapshot of the controller's records (call it on the stand-in's event loop)."""
-        tables: dict[tuple[str, str], TableInfo] = {}
-        layouts = {name: (f.num_stripes, f.num_sub_stripes) for name, f in state.families.items()}
-        for (db, name), t in list(state.tables.items()):
-            database = state.databases.get(db)
-            if database is None or not database.is_published or not t.is_published:
-                continue
-            tables[(db, name)] = _table_info(t, state.families.get(database.family_name))
-        return cls(tables, czar_prefix, meta_db, scisql_db, layouts)
-
-    def get(self, db: str, table: str) -> TableInfo | None:
-        return self.tables.get((db, table))
-
-
-def _table_info(t: Table, family: Family | None) -> TableInfo:
-    """What the czar knows of a registered table; a director named without a database is in the table's
-    own database (Qserv leaves ``director_database_name`` empty then, ``ConfigTable.cc:40-48``)."""
-    first = (t.director.database_name or t.database, t.director.table_name, t.director.primary_key)
-    second = (t.director2.database_name or t.database, t.director2.table_name, t.director2.primary_key)
-    if not t.is_partitioned:
-        kind = "regular"
-    elif t.is_ref_match:
-        kind = "match"
-    else:
-        kind = "director" if t.is_director else "child"
-    return TableInfo(
-        db=t.database,
-        name=t.name,
-        kind=kind,
-        columns=tuple(c.name for c in t.columns),
-        key=t.director_key if kind in ("director", "child") else "",
-        lon=t.longitude_key,
-        lat=t.latitude_key,
-        director=first[:2] if kind == "child" else None,
-        match=(first, second) if kind == "match" else None,
-        overlap=family.overlap if family is not None else 0.0,
-        ang_sep=t.ang_sep if kind == "match" else 0.0,
-        layout=family.name if family is not None else "",
-    )
-
-
-class AnalysisRefusal(Exception):
-    """The czar's analysis refuses the query; ``text`` is the czar's error (after ``Failed to instantiate
-    query: ``)."""
-
-    def __init__(self, text: str, rule: str):
-        super().__init__(text)
-        self.text = text
-        self.rule = rule
-
-    def as_error(self):
-        return czar_refused(self.text, self.rule)
+from qdask.emulator.czar import functions as sqlfunctions
+from qdask.emulator.czar.catalog import CSS_FILE, DUMMY_CHUNK, Catalog, TableInfo, TableRef
+from qdask.emulator.czar.errors import AnalysisRefusal
+from qdask.emulator.czar.joins import RelationGraph, top_level_terms
+from qdask.emulator.czar.rules import AREASPEC, AreaRestrictor, Parsed
 
 
 @dataclass
@@ -136,15 +45,6 @@ class Plan:
     sql: str = ""
     count_star: tuple[str, str] | None = None
     chunks: frozenset[int] | None = None  # the chunks Qserv would dispatch to (None: all)
-
-
-@dataclass
-class _Ref:
-    """One table reference of the FROM list: alias (or name) as written, and its table."""
-
-    node: exp.Table
-    alias: str
-    info: TableInfo
 
 
 ChunkLookup = Callable[[TableInfo, str], set[int]]  # (director, SQL condition on its key) → chunks
@@ -256,7 +156,7 @@ def _check_duplicate_names(tree: exp.Select) -> None:
         )
 
 
-def _resolve_tables(tree: exp.Select, default_db: str | None, catalog: Catalog) -> list[_Ref]:
+def _resolve_tables(tree: exp.Select, default_db: str | None, catalog: Catalog) -> list[TableRef]:
     """Every table of FROM and JOIN, with the CSS entry Qserv reads for it (CssAccess.cc:460-486)."""
     refs = []
     for table in tree.find_all(exp.Table):
@@ -268,11 +168,11 @@ def _resolve_tables(tree: exp.Select, default_db: str | None, catalog: Catalog) 
                 f"[in function getPartTableParams at {CSS_FILE}:481]",
                 "unknown table",
             )
-        refs.append(_Ref(table, table.alias_or_name, info))
+        refs.append(TableRef(table, table.alias_or_name, info))
     return refs
 
 
-def _check_order_by(tree: exp.Select, refs: list[_Ref]) -> None:
+def _check_order_by(tree: exp.Select, refs: list[TableRef]) -> None:
     """TablePlugin::applyLogical matches every ORDER BY term to a select item (matchIsRequired, :231-234,
     QueryContext::getValueExprMatch): by alias, or as the same expression (a column may leave out its
     table)."""
@@ -335,7 +235,7 @@ def _is_restrictor_term(node: exp.Expr) -> bool:
     return isinstance(node, exp.EQ) and (spec(node.this) or spec(node.expression))
 
 
-def _restrictor_predicate(r: AreaRestrictor, ref: _Ref) -> exp.Expr:
+def _restrictor_predicate(r: AreaRestrictor, ref: TableRef) -> exp.Expr:
     """``scisql_s2PtIn…(alias.lon, alias.lat, args…) = 1`` (AreaRestrictor.cc asSciSqlFactor)."""
     args: list[exp.Expr] = [_column(ref.alias, ref.info.lon), _column(ref.alias, ref.info.lat)]
     args += [exp.Literal.number(text) for text in r.texts]
@@ -373,23 +273,14 @@ def _select_chunks(tree, where, refs, restrictors, catalog, lookup_chunks) -> se
     return index if index is not None else region_chunks
 
 
-def _top_level_terms(where: exp.Expr | None) -> list[exp.Expr]:
-    """The terms of WHERE's top-level AND (WhereClause::getRootAndTerm: none under an OR)."""
-    if where is None:
-        return []
-    if isinstance(where, exp.And):
-        return _top_level_terms(where.this) + _top_level_terms(where.expression)
-    if isinstance(where, exp.Or):
-        return []
-    return [where]
-
-
-def _index_chunks(where, refs: list[_Ref], catalog: Catalog, lookup_chunks: ChunkLookup) -> set[int] | None:
+def _index_chunks(
+    where, refs: list[TableRef], catalog: Catalog, lookup_chunks: ChunkLookup
+) -> set[int] | None:
     """Secondary-index restrictors (QservRestrictorPlugin.cc:256-448): top-level ``key = const``,
     ``const = key`` and ``key [NOT] IN (…)`` on a director's key or a child's director key; the chunks of
     all of them together (SecondaryIndex.cc MySqlBackend::lookup appends every lookup's rows)."""
     found: set[int] | None = None
-    for term in _top_level_terms(where):
+    for term in top_level_terms(where):
         negated = isinstance(term, exp.Not) and isinstance(term.this, exp.In)
         core = term.this if negated else term
         column, condition = None, None
@@ -417,7 +308,7 @@ def _is_literal(node: exp.Expr) -> bool:
     return isinstance(node, exp.Literal) or (isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal))
 
 
-def _index_director(column: exp.Column, refs: list[_Ref], catalog: Catalog) -> TableInfo | None:
+def _index_director(column: exp.Column, refs: list[TableRef], catalog: Catalog) -> TableInfo | None:
     """The director whose index answers for ``column`` (getCorrespondingDirectorColumn, :274-310)."""
     candidates = [r for r in refs if (not column.table or r.alias == column.table)]
     if not column.table:
@@ -435,10 +326,10 @@ def _index_director(column: exp.Column, refs: list[_Ref], catalog: Catalog) -> T
 def _single_scisql_restrictor(where) -> AreaRestrictor | None:
     """extractSingleScisqlAreaFunc + makeAreaRestrictor (QservRestrictorPlugin.cc:155-210): exactly one
     ``scisql_s2Pt…(…) = …`` among WHERE's top-level AND terms, with constant region arguments."""
-    from qdask.emulator.sqlrules import restrictor
+    from qdask.emulator.czar.rules import restrictor
 
     found = []
-    for term in _top_level_terms(where):
+    for term in top_level_terms(where):
         if isinstance(term, exp.EQ):
             for side in (term.this, term.expression):
                 if isinstance(side, exp.Anonymous) and side.name.startswith("scisql_s2Pt"):
@@ -480,223 +371,6 @@ def _region(r: AreaRestrictor):
         )
     vertices = [sphgeom.UnitVector3d(sphgeom.LonLat.fromDegrees(v[i], v[i + 1])) for i in range(0, len(v), 2)]
     return sphgeom.ConvexPolygon(vertices)
-
-
-# ---------------------------------------------------------------------------------------- the join graph
-
-
-@dataclass
-class _Vertex:
-    ref: _Ref
-    column: str  # a match table's vertex stands for one of its foreign keys ("" otherwise)
-    edges: list[tuple[_Vertex, float]] = field(default_factory=list)  # (vertex, angSep or NaN)
-    overlap: float = math.inf
-
-    @property
-    def info(self) -> TableInfo:
-        return self.ref.info
-
-    def columns(self) -> set[str]:
-        """The columns that place a row (TableInfo.cc makeColumnRefs)."""
-        i = self.info
-        if i.kind == "director":
-            return {i.key.lower(), i.lon.lower(), i.lat.lower()}
-        if i.kind == "child":
-            return {i.key.lower()}
-        return {self.column.lower()}
-
-
-class RelationGraph:
-    """Qserv's RelationGraph (src/qana/RelationGraph.cc, TableInfo.cc) over the partitioned table
-    references: edges for admissible key equalities (from WHERE, ON, USING and NATURAL) and for
-    ``scisql_angSep(d1.lon, d1.lat, d2.lon, d2.lat) < r`` between directors; the query is evaluable when,
-    from some starting table, every table is reached with no more overlap than it has."""
-
-    def __init__(self, refs: list[_Ref], tree: exp.Select):
-        self.vertices: list[_Vertex] = []
-        for ref in refs:
-            if ref.info.kind == "match" and ref.info.match is not None:
-                first = _Vertex(ref, ref.info.match[0][2])
-                second = _Vertex(ref, ref.info.match[1][2])
-                first.edges.append((second, ref.info.ang_sep))
-                second.edges.append((first, ref.info.ang_sep))
-                self.vertices += [first, second]
-            elif ref.info.partitioned:
-                self.vertices.append(_Vertex(ref, ""))
-        self._check_outer_joins(tree, refs)
-        terms = _top_level_terms(tree.args.get("where") and tree.args["where"].this)
-        for join in tree.args.get("joins") or []:
-            terms += _top_level_terms(join.args.get("on"))
-            right = join.this.alias_or_name if isinstance(join.this, exp.Table) else ""
-            for ident in join.args.get("using") or []:
-                self._using_edges(ident.name, right)
-            if (join.args.get("method") or "").upper() == "NATURAL":
-                self._natural_edges(right)
-        for term in terms:
-            self._term_edges(term)
-
-    def _check_outer_joins(self, tree: exp.Select, refs: list[_Ref]) -> None:
-        """_fuse (RelationGraph.cc:648-673): NATURAL LEFT/RIGHT joins between partitioned and
-        unpartitioned tables (other outer joins never get past the parser)."""
-        left_partitioned = False
-        first = tree.args.get("from_") or tree.args.get("from")
-        names = {r.alias: r for r in refs}
-        if first is not None and isinstance(first.this, exp.Table):
-            ref = names.get(first.this.alias_or_name)
-            left_partitioned = bool(ref and ref.info.partitioned)
-        for join in tree.args.get("joins") or []:
-            ref = names.get(join.this.alias_or_name) if isinstance(join.this, exp.Table) else None
-            right_partitioned = bool(ref and ref.info.partitioned)
-            side = (join.args.get("side") or "").upper()
-            if side == "LEFT" and not left_partitioned and right_partitioned:
-                raise _not_evaluable(
-                    "Query contains a LEFT JOIN between unpartitioned and partitioned tables."
-                )
-            if side == "RIGHT" and left_partitioned and not right_partitioned:
-                raise _not_evaluable(
-                    "Query contains a RIGHT JOIN between partitioned and unpartitioned tables."
-                )
-            left_partitioned = left_partitioned or right_partitioned
-
-    def _find(self, column: exp.Column) -> list[_Vertex]:
-        name = column.name.lower()
-        return [
-            v
-            for v in self.vertices
-            if (not column.table or v.ref.alias == column.table) and name in v.columns()
-        ]
-
-    def _add(self, a: _Vertex, ca: str, b: _Vertex, cb: str) -> None:
-        if a is not b and _admissible(a, ca.lower(), b, cb.lower()):
-            a.edges.append((b, math.nan))
-            b.edges.append((a, math.nan))
-
-    def _term_edges(self, term: exp.Expr) -> None:
-        if (
-            isinstance(term, exp.EQ)
-            and isinstance(term.this, exp.Column)
-            and isinstance(term.expression, exp.Column)
-        ):
-            for a in self._find(term.this):
-                for b in self._find(term.expression):
-                    self._add(a, term.this.name, b, term.expression.name)
-            return
-        self._spatial_edge(term)
-
-    def _using_edges(self, column: str, right_alias: str) -> None:
-        left = [v for v in self.vertices if v.ref.alias != right_alias and column.lower() in v.columns()]
-        right = [v for v in self.vertices if v.ref.alias == right_alias and column.lower() in v.columns()]
-        for a in left:
-            for b in right:
-                self._add(a, column, b, column)
-
-    def _natural_edges(self, right_alias: str) -> None:
-        right = [v for v in self.vertices if v.ref.alias == right_alias]
-        for b in right:
-            for a in self.vertices:
-                if a.ref.alias == right_alias:
-                    continue
-                for column in a.columns() & b.columns():
-                    self._add(a, column, b, column)
-
-    def _spatial_edge(self, term: exp.Expr) -> None:
-        """_addSpEdges (RelationGraph.cc:533-620)."""
-        if isinstance(term, (exp.LT, exp.LTE)):
-            call, bound = term.this, term.expression
-        elif isinstance(term, (exp.GT, exp.GTE)):
-            bound, call = term.this, term.expression
-        elif isinstance(term, (exp.EQ, exp.NEQ, exp.NullSafeEQ)):
-            call, bound = term.this, term.expression
-            if not _is_ang_sep(call):
-                call, bound = bound, call
-        else:
-            return
-        if not _is_ang_sep(call) or not (isinstance(bound, exp.Literal) and not bound.is_string):
-            return
-        args = call.expressions
-        if not all(isinstance(a, exp.Column) for a in args):
-            return
-        found = [self._find(a) for a in args]
-        if any(len(f) != 1 for f in found):
-            return
-        v = [f[0] for f in found]
-        if v[0] is not v[1] or v[2] is not v[3] or v[0] is v[2]:
-            return
-        d1, d2 = v[0].info, v[2].info
-        if d1.kind != "director" or d2.kind != "director" or d1.layout != d2.layout:
-            return
-        if (args[0].name, args[1].name, args[2].name, args[3].name) != (d1.lon, d1.lat, d2.lon, d2.lat):
-            return
-        v[0].edges.append((v[2], float(bound.name)))
-        v[2].edges.append((v[0], float(bound.name)))
-
-    def validate(self) -> set[str]:
-        """_validate (RelationGraph.cc:939-960): raise if not evaluable; return the aliases of the tables
-        that read the overlap (reached through a near-neighbour edge)."""
-        starts = [v for v in self.vertices if v.info.kind != "match"]
-        for start in starts:
-            for v in self.vertices:
-                v.overlap = math.inf
-            _minimum_overlap(start)
-            if all(math.isfinite(v.overlap) for v in self.vertices):
-                return {v.ref.alias for v in self.vertices if v.overlap > 0}
-        if not starts and len(self.vertices) in (0, 2):
-            return set()
-        raise _not_evaluable(
-            "Query involves partitioned table joins that Qserv does not know how to evaluate using only "
-            "partition-local data"
-        )
-
-
-def _not_evaluable(message: str) -> AnalysisRefusal:
-    """QueryNotEvaluableError is an AnalysisError, reported by QuerySession.cc:153."""
-    return AnalysisRefusal(f"AnalysisError:{message}", "join not evaluable")
-
-
-def _is_ang_sep(node: exp.Expr) -> bool:
-    return isinstance(node, exp.Anonymous) and node.name == "scisql_angSep" and len(node.expressions) == 4
-
-
-def _admissible(a: _Vertex, ca: str, b: _Vertex, cb: str) -> bool:
-    """TableInfo::isEqPredAdmissible (src/qana/TableInfo.cc), in both directions."""
-    return _admits(a, ca, b, cb) or _admits(b, cb, a, ca)
-
-
-def _admits(a: _Vertex, ca: str, b: _Vertex, cb: str) -> bool:
-    ta, tb = a.info, b.info
-    same = (ta.db, ta.name) == (tb.db, tb.name)
-    if ta.kind == "director" and tb.kind == "director":
-        return same and ca == ta.key.lower() and cb == tb.key.lower()
-    if ta.kind == "director" and tb.kind == "child":
-        return tb.director == (ta.db, ta.name) and ca == ta.key.lower() and cb == tb.key.lower()
-    if ta.kind == "child" and tb.kind == "child":
-        return ta.director == tb.director and ca == ta.key.lower() and cb == tb.key.lower()
-    if ta.kind in ("director", "child") and tb.kind == "match" and tb.match is not None:
-        director = (ta.db, ta.name) if ta.kind == "director" else ta.director
-        if ca != ta.key.lower():
-            return False
-        return any(director == (d, t) and cb == fk.lower() for d, t, fk in tb.match)
-    return False
-
-
-def _minimum_overlap(start: _Vertex) -> None:
-    """computeMinimumOverlap (RelationGraph.cc:849-905): a breadth-first walk summing near-neighbour
-    distances, never past what a table's overlap covers (children have none)."""
-    start.overlap = 0.0
-    queue = [start]
-    while queue:
-        v = queue.pop(0)
-        for u, ang_sep in v.edges:
-            available = 0.0
-            if u.info.kind == "director":
-                available = u.info.overlap
-            elif u.info.kind == "match" and v.info.kind == "match":
-                available = u.info.ang_sep
-            required = v.overlap + (0.0 if math.isnan(ang_sep) else ang_sep)
-            if required <= available and required < u.overlap:
-                u.overlap = required
-                if u not in queue:
-                    queue.append(u)
 
 
 # -------------------------------------------------------------------------------- the statement to run
