@@ -34,7 +34,8 @@ from qdask.emulator.czar import functions as sqlfunctions
 from qdask.emulator.czar.catalog import CSS_FILE, DUMMY_CHUNK, Catalog, TableInfo, TableRef
 from qdask.emulator.czar.errors import AnalysisRefusal
 from qdask.emulator.czar.joins import RelationGraph, top_level_terms
-from qdask.emulator.czar.rules import AREASPEC, AreaRestrictor, Parsed
+from qdask.emulator.czar.restrictors import AREASPEC, AreaRestrictor, restrictor
+from qdask.emulator.czar.rules import Parsed
 
 
 @dataclass
@@ -326,8 +327,6 @@ def _index_director(column: exp.Column, refs: list[TableRef], catalog: Catalog) 
 def _single_scisql_restrictor(where) -> AreaRestrictor | None:
     """extractSingleScisqlAreaFunc + makeAreaRestrictor (QservRestrictorPlugin.cc:155-210): exactly one
     ``scisql_s2Pt…(…) = …`` among WHERE's top-level AND terms, with constant region arguments."""
-    from qdask.emulator.czar.rules import restrictor
-
     found = []
     for term in top_level_terms(where):
         if isinstance(term, exp.EQ):
