@@ -219,7 +219,7 @@ class Scan:
         return start[order], np.concatenate(lengths)[order], is_line[order]
 
     def fields(self) -> Fields:
-        """The scanned records cut into fields: decoded (escapes, enclosures, doubled quotes), NULLs marked."""
+        """The scanned records cut into decoded fields (escapes, enclosures, doubled quotes), NULLs marked."""
         size = self.end - self.start
         if size == 0:
             return Fields.empty()
