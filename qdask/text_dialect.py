@@ -81,8 +81,9 @@ def from_sql_string(text: str) -> str:
 
 
 def to_sql_string(chars: str) -> str:
-    """`chars` written as a MariaDB string literal's body (`from_sql_string`'s inverse), ``'`` doubled."""
-    return "".join(_SQL_WRITE.get(ch, "''" if ch == "'" else ch) for ch in chars)
+    """`chars` in the notation of a MariaDB string literal's body (`from_sql_string` reads it back): control
+    characters and the backslash escaped, quotes as they are."""
+    return "".join(_SQL_WRITE.get(ch, ch) for ch in chars)
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ class TextDialect:
         records (`header` as ``IGNORE 1 LINES``; `null` has no ``LOAD DATA`` equivalent and is left out)."""
 
         def q(chars: str) -> str:
-            return "'" + to_sql_string(chars) + "'"
+            return "'" + to_sql_string(chars).replace("'", "\\'") + "'"
 
         enclosed = ""
         if self.enclosure:

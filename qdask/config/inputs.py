@@ -6,7 +6,7 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from qdask.config.base import ConfigModel, check_paths, resolve_path
 from qdask.config.globbing import glob_files
@@ -119,6 +119,7 @@ class FilesInput(ConfigModel):
     format: Literal["parquet", "csv", "tsv"] | None = None
     compression: Literal["auto", "gzip", "bz2", "none"] = "auto"
     dialect: DialectOptions | None = None
+    _text_dialect: TextDialect | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -169,14 +170,13 @@ class FilesInput(ConfigModel):
             raise ValueError(f"dialect: {exc}") from None
         preset = given.get("preset") or FORMAT_PRESETS[fmt]
         object.__setattr__(self, "dialect", DialectOptions(preset=preset, **dialect.options()))
+        self._text_dialect = dialect
         return self
 
     @property
     def text_dialect(self) -> TextDialect | None:
-        """The dialect the reader reads these files in (None for Parquet)."""
-        if self.dialect is None:
-            return None
-        return TextDialect.resolve(self.dialect.model_dump(exclude_none=True), self.format or "")
+        """The dialect the reader reads these files in, as validated (None for Parquet)."""
+        return self._text_dialect
 
 
 class TableInput(ConfigModel):

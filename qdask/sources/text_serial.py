@@ -38,7 +38,7 @@ class NeedMore(Exception):
 
 def _byte_class(*chars: int | None) -> re.Pattern[bytes]:
     members = b"".join(re.escape(bytes([c])) for c in dict.fromkeys(c for c in chars if c is not None))
-    return re.compile(b"[" + members + b"]")
+    return re.compile(b"[" + members + b"]" if members else b"(?!)")  # (?!) never matches
 
 
 def skip_line(buf: bytes, pos: int, dialect: TextDialect, *, final: bool) -> int | None:
