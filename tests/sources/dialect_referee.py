@@ -62,9 +62,8 @@ class Referee:
             cur.execute("SET SESSION sql_mode = DEFAULT, time_zone = '+00:00'")
             cur.execute(f"DROP TABLE IF EXISTS `{table}`")
             cur.execute(f"CREATE TABLE `{table}` (_k INT AUTO_INCREMENT PRIMARY KEY, {columns_ddl})")
-            cur.execute(
-                f"LOAD DATA LOCAL INFILE '{plain}' INTO TABLE `{table}` {dialect.load_data_options()} ({names})"
-            )
+            options = dialect.load_data_options()
+            cur.execute(f"LOAD DATA LOCAL INFILE '{plain}' INTO TABLE `{table}` {options} ({names})")
             cur.execute("SHOW WARNINGS")
             warnings = cur.fetchall()
             cur.execute(f"SELECT {select} FROM `{table}` ORDER BY _k")

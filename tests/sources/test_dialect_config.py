@@ -63,14 +63,14 @@ def _config(root, fmt: str, dialect) -> dict:
     if dialect is not None:
         files["dialect"] = dialect
     return {
-        "database": {"name": "db", "partitioning": {"num_stripes": 85, "num_sub_stripes": 12, "overlap": 0.01}},
-        "tables": [
-            {"name": "T", "kind": "regular", "input": {"files": files},
-             "schema": {"ddl": "t.sql"}}
-        ],
+        "database": {
+            "name": "db",
+            "partitioning": {"num_stripes": 85, "num_sub_stripes": 12, "overlap": 0.01},
+        },
+        "tables": [{"name": "T", "kind": "regular", "input": {"files": files}, "schema": {"ddl": "t.sql"}}],
         "qserv": {"controller": "http://127.0.0.1:25081", "czar": "mysql://qsmaster@127.0.0.1:4040"},
         "staging": {"directory": str(root / "staging")},
-    }  # fmt: skip
+    }
 
 
 def test_plan_check_refuses_exactly_what_plan_refuses(workspace):

@@ -22,8 +22,11 @@ from qdask.sources.text_serial import split_serial
 from qdask.sources.units import SourceError
 from qdask.text_dialect import TextDialect
 
-CORPUS = {name: (raw, TextDialect.from_options("mysql", **opts)) for name, (raw, opts, _, out) in CASES.items()
-          if out == "same"}  # fmt: skip
+CORPUS = {
+    name: (raw, TextDialect.from_options("mysql", **opts))
+    for name, (raw, opts, _, out) in CASES.items()
+    if out == "same"
+}
 CORPUS.update({name: (raw, TextDialect.preset("csv")) for name, raw in RFC4180.items()})
 
 
@@ -94,9 +97,10 @@ def test_batches_stay_bounded_whatever_the_file_size():
     dialect = TextDialect.from_options("mysql", fields_terminated_by=",", fields_enclosed_by='"')
     sizes = [
         b.nbytes
-        for b in read_text("f", io.BytesIO(raw), dialect, schema, [(n, n) for n in schema.names],
-                           block_bytes=64 * 1024)
-    ]  # fmt: skip
+        for b in read_text(
+            "f", io.BytesIO(raw), dialect, schema, [(n, n) for n in schema.names], block_bytes=64 * 1024
+        )
+    ]
     assert len(sizes) >= len(raw) // (64 * 1024)
     assert max(sizes) < 256 * 1024 < pa.Table.from_pydict({"r": [raw]}).nbytes
 
@@ -109,7 +113,9 @@ def test_a_record_longer_than_the_limit_is_refused_naming_the_terminator(monkeyp
         list(read_text("f", io.BytesIO(raw), TextDialect(), schema, [("a", "a")], block_bytes=4096))
     dialect = TextDialect.from_options("csv", header=False)  # CRLF lines in a file of LF lines
     with pytest.raises(SourceError, match=r"row 1 is longer than"):
-        list(read_text("f", io.BytesIO(b"a,b\n" * (1 << 16)), dialect, schema, [("a", "a")], block_bytes=4096))
+        list(
+            read_text("f", io.BytesIO(b"a,b\n" * (1 << 16)), dialect, schema, [("a", "a")], block_bytes=4096)
+        )
 
 
 def test_lines_without_the_prefix_are_dropped_as_they_stream(monkeypatch):

@@ -104,14 +104,22 @@ def test_itest_files_ingest_as_given_and_read_back_as_mariadb_loads_them(
         },
         "tables": [
             _table("case02", "Object", kind="director", id="objectId", ra="ra_PS", dec="decl_PS"),
-            _table("case02", "Source", kind="child", director="Object", director_key="objectId", id="sourceId",
-                   ra="ra", dec="decl"),
+            _table(
+                "case02",
+                "Source",
+                kind="child",
+                director="Object",
+                director_key="objectId",
+                id="sourceId",
+                ra="ra",
+                dec="decl",
+            ),
             _table("case04", "DeepCoadd", kind="regular"),
         ],
         "qserv": {"controller": qserv.controller_url, "czar": qserv.czar_dsn},
         "staging": {"directory": str(tmp_path / "staging")},
         "cluster": {"kind": "local", "workers": 2, "memory_per_worker": "2GiB"},
-    }  # fmt: skip
+    }
     path = tmp_path / "itest.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     result = CliRunner().invoke(main, ["ingest", str(path)])
@@ -121,8 +129,10 @@ def test_itest_files_ingest_as_given_and_read_back_as_mariadb_loads_them(
         columns = _columns_ddl(case, table)
         schema = referee.schema(columns)
         expected = referee.load(
-            ITEST / case / "data" / f"{table}.csv.gz", columns, TextDialect.resolve(declared_dialect(case, table),
-                                                                                    "csv"), table=table
+            ITEST / case / "data" / f"{table}.csv.gz",
+            columns,
+            TextDialect.resolve(declared_dialect(case, table), "csv"),
+            table=table,
         )
         names = ", ".join(f"`{n}`" for n in schema.names)
         with conn.cursor() as cur:
