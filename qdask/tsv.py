@@ -51,6 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from qdask.dialect import TSV
+from qdask.text_dialect import MARIADB_LATIN1
 
 __all__ = [
     "CHARSETS",
@@ -124,17 +125,7 @@ class TsvFileInfo:
     nan_to_null: dict[str, int] = field(default_factory=dict)
 
 
-def _mariadb_latin1_map():
-    table = []
-    for byte in range(256):
-        try:
-            table.append(bytes([byte]).decode("cp1252"))
-        except UnicodeDecodeError:  # 0x81, 0x8D, 0x8F, 0x90, 0x9D: MariaDB maps them to U+0081 etc.
-            table.append(chr(byte))
-    return codecs.charmap_build("".join(table))
-
-
-_LATIN1_MAP = _mariadb_latin1_map()
+_LATIN1_MAP = codecs.charmap_build(MARIADB_LATIN1)
 
 
 def _offsets(arr: pa.Array) -> np.ndarray:

@@ -152,7 +152,9 @@ class _TextReader:
                 scan = Scan(arr, pos, self.dialect, final=final)
                 end = scan.end
             if end > pos:
-                exact = self._arrow_exact(buf, pos, end, escapes_checked=plain)
+                # no escape sequence but \N (checked by _plain_end, or by the scan)
+                escapes_ok = plain or (scan is not None and scan.only_null_escapes())
+                exact = escapes_ok and self._arrow_exact(buf, pos, end)
                 table = self._arrow(memoryview(buf)[pos:end]) if exact else None
                 if table is None:
                     scan = scan or Scan(arr, pos, self.dialect, final=final)
@@ -186,9 +188,9 @@ class _TextReader:
         cut = buf.rfind(line, pos)
         return pos if cut < 0 else cut + len(line)
 
-    def _arrow_exact(self, buf: bytes, start: int, end: int, *, escapes_checked: bool) -> bool:
-        """Whether pyarrow reads ``buf[start:end]`` (records the scan found regular) exactly as MariaDB;
-        `escapes_checked`: `_plain_end` found no escape sequence but ``\\N`` already."""
+    def _arrow_exact(self, buf: bytes, start: int, end: int) -> bool:
+        """Whether pyarrow reads ``buf[start:end]`` exactly as MariaDB, given records the scan found regular
+        and no escape sequence but ``\\N``."""
         if not self.arrow_ok:
             return False
         line = self.dialect.lines_terminated_by
@@ -205,10 +207,7 @@ class _TextReader:
                 return False
         elif buf.find(b"\r" if line == "\n" else b"\n", start, end) >= 0:
             return False
-        esc = self.dialect.escape
-        if not esc or escapes_checked:
-            return True
-        return buf.count(esc.encode(), start, end) == buf.count(self.null_escape, start, end)
+        return True
 
     def _arrow(self, block: memoryview) -> pa.Table | None:
         """The block parsed by pyarrow, text columns decoded; None when a value needs the exact path."""

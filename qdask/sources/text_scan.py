@@ -97,6 +97,11 @@ def _isin(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[at] == values
 
 
+def _merged(*sorted_arrays: np.ndarray) -> np.ndarray:
+    """Sorted arrays merged into one sorted array (a stable sort merges their runs)."""
+    return np.sort(np.concatenate(sorted_arrays), kind="stable")
+
+
 def _matches(seg: np.ndarray, pattern: bytes) -> np.ndarray:
     """Every position where `pattern` starts in `seg` (overlapping matches included)."""
     if len(seg) < len(pattern):
@@ -148,13 +153,15 @@ class Scan:
         if self.esc is not None:
             self.escapers, self.escaped = _escapes(seg, self.esc, final)
         fpos, lpos = _matches(seg, self.term), _matches(seg, self.line)
+        is_escaped = np.zeros(n + 1, bool)
+        is_escaped[self.escaped] = True
         if len(self.escaped):
-            fpos, lpos = fpos[~_isin(fpos, self.escaped)], lpos[~_isin(lpos, self.escaped)]
+            fpos, lpos = fpos[~is_escaped[fpos]], lpos[~is_escaped[lpos]]
         problem = n + 1  # the first position the rules cannot decide
         if self.enc is not None:
             quotes = np.flatnonzero(seg == self.enc)
             if len(self.escaped):
-                quotes = quotes[~_isin(quotes, self.escaped)]
+                quotes = quotes[~is_escaped[quotes]]
             if len(quotes):
                 fpos = fpos[np.searchsorted(quotes, fpos) % 2 == 0]
                 lpos = lpos[np.searchsorted(quotes, lpos) % 2 == 0]
@@ -184,19 +191,20 @@ class Scan:
         """The position of the first enclosure character that breaks regular quoting (len + 1 if none)."""
         n, quotes = len(self.seg), self.quotes
         opening, closing = quotes[0::2], quotes[1::2]
-        field_starts = np.union1d(fpos + len(self.term), lpos + len(self.line))
+        field_starts = _merged(fpos + len(self.term), lpos + len(self.line))
         opens_ok = (opening == 0) | _isin(opening, field_starts) | _isin(opening - 1, closing)
         after = closing + 1
-        closes_ok = _isin(after, np.union1d(fpos, lpos)) | _isin(after, opening) | (after == n)
+        closes_ok = _isin(after, _merged(fpos, lpos)) | _isin(after, opening) | (after == n)
         bad = np.concatenate([opening[~opens_ok], closing[~closes_ok]])
         if self.final and len(quotes) % 2:  # the file ends inside an enclosed field
             bad = np.append(bad, quotes[-1])
         return int(bad.min()) if len(bad) else n + 1
 
-    @property
-    def has_escapes(self) -> bool:
-        """Whether any escape character escapes within the scanned records."""
-        return bool(len(self.escapers)) and int(self.escapers[0]) < self.end - self.start
+    def only_null_escapes(self) -> bool:
+        """Whether every escape sequence in the scanned records is ``\\N`` (so the bytes read literally
+        differ from the data only there)."""
+        escapers = self.escapers[self.escapers < self.end - self.start]
+        return not len(escapers) or bool(np.all(self.seg[escapers + 1] == ord("N")))
 
     @cached_property
     def _terminators(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -231,18 +239,25 @@ class Scan:
         enclosed = np.zeros(len(f_start), bool)
         if self.enc is not None:
             enclosed[nonempty] = seg[f_start[nonempty]] == self.enc
-        # Bytes that are not data: terminators, enclosing and doubled-first quotes, escaping characters.
-        term_bytes = np.repeat(t_start, t_len) + (
-            np.arange(int(t_len.sum())) - np.repeat(np.cumsum(t_len) - t_len, t_len)
-        )
+        # Bytes that are not data: terminators, and (sparse) enclosing and doubled-first quotes and escapers.
+        if t_len.max(initial=0) <= 1:
+            term_bytes = t_start[t_len == 1]
+        else:
+            term_bytes = np.repeat(t_start, t_len) + (
+                np.arange(int(t_len.sum())) - np.repeat(np.cumsum(t_len) - t_len, t_len)
+            )
         quotes = self.quotes[self.quotes < size]
-        dropped = [term_bytes, quotes[1::2], f_start[enclosed], self.escapers[self.escapers < size]]
-        drop = np.sort(np.concatenate(dropped), kind="stable")  # disjoint sorted runs: a merge
+        sparse = _merged(quotes[1::2], f_start[enclosed], self.escapers[self.escapers < size])
+        keep = np.ones(size, bool)
+        keep[term_bytes] = False
+        keep[sparse] = False
         data = seg.copy()
         escaped = self.escaped[self.escaped < size]
         data[escaped] = UNESCAPE[data[escaped]]
-        data = np.delete(data, drop)
-        offsets = np.concatenate([f_start, [size]]) - np.searchsorted(drop, np.concatenate([f_start, [size]]))
+        data = data[keep]
+        bounds = np.concatenate([f_start, [size]])
+        terminators_before = np.concatenate([[0], np.cumsum(t_len)])
+        offsets = bounds - terminators_before - np.searchsorted(sparse, bounds)
         null = self._nulls(seg, data, offsets, f_start, f_end, enclosed)
         line_at = np.flatnonzero(is_line)
         counts = np.diff(np.concatenate([[-1], line_at]))

@@ -8,7 +8,6 @@ some go through ``qdask ingest`` into the Qserv stand-in as given and read back 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -68,17 +67,6 @@ def test_the_issue_examples_are_in_the_files():
     assert b'\\"' in case04 and b',"' in case04 and b"\\\n" in case04
 
 
-@pytest.fixture(scope="module")
-def auth_env(qserv):
-    old = os.environ.get("QSERV_AUTH_KEY")
-    os.environ["QSERV_AUTH_KEY"] = qserv.auth_key
-    yield
-    if old is None:
-        os.environ.pop("QSERV_AUTH_KEY", None)
-    else:
-        os.environ["QSERV_AUTH_KEY"] = old
-
-
 def _table(case: str, name: str, **keys) -> dict:
     data = ITEST / case / "data"
     return {
@@ -90,7 +78,7 @@ def _table(case: str, name: str, **keys) -> dict:
 
 
 def test_itest_files_ingest_as_given_and_read_back_as_mariadb_loads_them(
-    qserv, auth_env, referee: Referee, mariadb, tmp_path
+    qserv, referee: Referee, mariadb, tmp_path, monkeypatch
 ):
     """``qdask ingest`` of case02 Object/Source (a director and its child) and case04 DeepCoadd (enclosed,
     escaped, binary), straight from the gzipped files, equals MariaDB's LOAD DATA of the same files."""
@@ -120,6 +108,7 @@ def test_itest_files_ingest_as_given_and_read_back_as_mariadb_loads_them(
         "staging": {"directory": str(tmp_path / "staging")},
         "cluster": {"kind": "local", "workers": 2, "memory_per_worker": "2GiB"},
     }
+    monkeypatch.setenv("QSERV_AUTH_KEY", qserv.auth_key)
     path = tmp_path / "itest.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     result = CliRunner().invoke(main, ["ingest", str(path)])
