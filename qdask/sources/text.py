@@ -41,8 +41,9 @@ __all__ = ["MAX_RECORD_BYTES", "TEXT_BLOCK_BYTES", "decode_text", "read_text"]
 #: Text is parsed in blocks of at most this many bytes: Arrow's parser is faster on cache-sized blocks
 #: (a 95 MB dump: 1-2 MB blocks ~1.5x faster than 32 MB ones), and memory stays small.
 TEXT_BLOCK_BYTES = 2 * 1024**2
-#: A record (line) longer than this is an error: most likely the line terminator is not the file's.
-MAX_RECORD_BYTES = 256 * 1024**2
+#: A record (line) longer than this is an error: most likely the line terminator is not the file's, or an
+#: enclosure is never closed. It also bounds the memory one read holds (about twice this at the most).
+MAX_RECORD_BYTES = 64 * 1024**2
 #: Bytes of records the serial reader takes at a time before the vectorised scan resumes.
 SERIAL_BYTES = 64 * 1024
 
@@ -65,6 +66,8 @@ def read_text(
 
 
 class _TextReader:
+    """One pass over a text stream: blocks of whole records in, typed batches out (see the module's doc)."""
+
     def __init__(self, label, stream, dialect: TextDialect, schema: TableSchema, pairs, block_bytes: int):
         self.label, self.stream, self.dialect, self.schema, self.pairs = label, stream, dialect, schema, pairs
         self.block_bytes = max(1, block_bytes)
