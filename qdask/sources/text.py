@@ -7,21 +7,19 @@ fastest way that is exact for it:
 1. pyarrow's CSV parser, when the dialect and the block's bytes are ones it reads exactly as MariaDB does
    (one-byte field terminator; ``\\n``, ``\\r\\n`` or ``\\r`` lines and no other CR/LF; no escape sequence
    other than ``\\N``; regular quoting, see `qdask.sources.text_scan`), with ``\\N`` (and an unenclosed
-   ``NULL`` when fields can be enclosed) as its NULL spellings. A text value that still holds the escape
-   character (``\\N`` inside a value), or a value it cannot convert, sends the block to step 2;
+   ``NULL`` when fields can be enclosed) as its NULL spellings. A value that still holds the escape
+   character (``\\N`` inside a value), or one that does not convert, sends the block to step 2;
 2. `qdask.sources.text_scan`: numpy over the block, any dialect, regular quoting;
 3. `qdask.sources.text_serial`: MariaDB's own reading order, for the records step 2 cannot decide.
 
-Text columns are decoded from the dialect's charset (MariaDB's latin1 is Windows-1252 with its five
-undefined bytes kept as C1 controls); binary columns keep their bytes. A record with another number of
-fields than the schema has columns, a value that does not convert, or bytes invalid in the charset stop
-the read with a `SourceError` naming the file, the record and the column: where MariaDB would load such a
-row with a warning, qdask refuses it.
+Every path hands its fields to `qdask.sources.text_values`, which converts them as MariaDB stores them. A
+record with another number of fields than the schema has columns, a value MariaDB would change with a
+warning, or bytes invalid in the charset stop the read with a `SourceError` naming the file, the record and
+the column: where MariaDB would load a damaged row with a warning, qdask refuses it.
 """
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
@@ -33,10 +31,18 @@ import pyarrow.csv as pacsv
 from qdask.schema import SchemaMismatch, TableSchema
 from qdask.sources.text_scan import Fields, Scan
 from qdask.sources.text_serial import NeedMore, TextFormatError, skip_line, split_serial
+from qdask.sources.text_values import (
+    arrow_parse_type,
+    bool_problem,
+    convert_column,
+    decode_text,
+    float_column,
+    float_problem,
+)
 from qdask.sources.units import SourceError
-from qdask.text_dialect import MARIADB_LATIN1, TextDialect
+from qdask.text_dialect import TextDialect
 
-__all__ = ["MAX_RECORD_BYTES", "TEXT_BLOCK_BYTES", "decode_text", "read_text"]
+__all__ = ["MAX_RECORD_BYTES", "TEXT_BLOCK_BYTES", "check_header", "read_text"]
 
 #: Text is parsed in blocks of at most this many bytes: Arrow's parser is faster on cache-sized blocks
 #: (a 95 MB dump: 1-2 MB blocks ~1.5x faster than 32 MB ones), and memory stays small.
@@ -46,9 +52,6 @@ TEXT_BLOCK_BYTES = 2 * 1024**2
 MAX_RECORD_BYTES = 64 * 1024**2
 #: Bytes of records the serial reader takes at a time before the vectorised scan resumes.
 SERIAL_BYTES = 64 * 1024
-
-#: Per byte, the length of the UTF-8 encoding of the character MariaDB's latin1 gives it.
-_LATIN1_UTF8_LENGTH = np.array([len(ch.encode()) for ch in MARIADB_LATIN1], np.int64)
 
 
 def read_text(
@@ -73,7 +76,8 @@ class _TextReader:
         self.block_bytes = max(1, block_bytes)
         self.row = 1  # the file's record (line) number of the next record, for messages
         self.index = {name: i for i, name in enumerate(schema.names)}
-        self.out_schema = pa.schema([pa.field(dst, schema.column(src).arrow_type) for src, dst in pairs])
+        self.targets = {src: schema.column(src).arrow_type for src, _ in pairs}  # each input column's type
+        self.out_schema = pa.schema([pa.field(dst, self.targets[src]) for src, dst in pairs])
         d = dialect
         self.arrow_ok = (
             len(d.fields_terminated_by) == 1
@@ -84,6 +88,7 @@ class _TextReader:
         )
         self.null_escape = (d.escape + "N").encode() if d.escape else b""
         # An empty line fails pyarrow's conversion of any column but a text one (it sees empty values).
+        self.integers = any(pa.types.is_integer(t) or pa.types.is_boolean(t) for t in self.out_schema.types)
         self.empty_lines_pass = len(schema.names) > 1 and all(
             pa.types.is_string(t) or pa.types.is_binary(t) for t in self.out_schema.types
         )
@@ -210,16 +215,14 @@ class _TextReader:
                 return False
         elif buf.find(b"\r" if line == "\n" else b"\n", start, end) >= 0:
             return False
+        if self.integers and any(buf.find(x, start, end) >= 0 for x in (b"x", b"X")):
+            return not any(buf.find(x, start, end) >= 0 for x in (b"0x", b"0X"))  # pyarrow reads 0x10 as 16
         return True
 
     def _arrow(self, block: memoryview) -> pa.Table | None:
         """The block parsed by pyarrow, text columns decoded; None when a value needs the exact path."""
         d, schema = self.dialect, self.schema
-        types = {
-            src: pa.binary() if pa.types.is_string(t) else t
-            for src, _ in self.pairs
-            for t in [schema.column(src).arrow_type]
-        }
+        types = {src: arrow_parse_type(target) for src, target in self.targets.items()}
         nulls = ([d.escape + "N"] if d.escape else []) + (["NULL"] if d.enclosure else []) + list(d.null)
         try:
             table = pacsv.read_csv(
@@ -248,16 +251,24 @@ class _TextReader:
             return None  # a bad record or value: the exact path names it
         columns = []
         for src, _ in self.pairs:
-            arr = table.column(src).combine_chunks()
-            if pa.types.is_binary(arr.type):
-                if d.escape and pc.any(pc.match_substring(arr, d.escape)).as_py():
-                    return None  # "\N" inside a value: the exact path decodes it
-                if pa.types.is_string(schema.column(src).arrow_type):
-                    try:
-                        arr = decode_text("", arr, src, d, 0)
-                    except SourceError:
-                        return None
-            columns.append(arr)
+            arr, target = table.column(src).combine_chunks(), self.targets[src]
+            if pa.types.is_floating(arr.type):
+                if float_problem(arr, target) is not None:
+                    return None  # the exact path names the value
+                columns.append(float_column(arr, target))
+            elif pa.types.is_boolean(target):
+                if bool_problem(arr) is not None:
+                    return None
+                columns.append(arr.cast(pa.bool_()))
+            elif not pa.types.is_binary(arr.type):
+                columns.append(arr)  # an integer, parsed as the exact path parses it
+            elif d.escape and pc.any(pc.match_substring(arr, d.escape)).as_py():
+                return None  # "\N" inside a value: the exact path decodes it
+            else:
+                try:
+                    columns.append(convert_column("", arr, target, src, 0, d))
+                except SourceError:
+                    return None  # the exact path names the value
         return pa.Table.from_arrays(columns, schema=self.out_schema)
 
     # -- conversion ------------------------------------------------------------------------------------
@@ -301,7 +312,7 @@ class _TextReader:
         columns = []
         for src, _ in self.pairs:
             raw = values.take(pa.array(first + self.index[src]))
-            target = self.schema.column(src).arrow_type
+            target = self.targets[src]
             columns.append(convert_column(self.label, raw, target, src, self.row, self.dialect))
         self.row += fields.records
         return pa.RecordBatch.from_arrays(columns, schema=self.out_schema)
@@ -320,75 +331,3 @@ def check_header(label: str, header: list[str], schema: TableSchema) -> None:
         if not problems:
             problems = [f"columns are in another order than the schema: {header}"]
         raise SchemaMismatch(f"{label} (header line)", problems)
-
-
-def convert_column(
-    label: str, values: pa.Array, target: pa.DataType, column: str, first_row: int, dialect: TextDialect
-) -> pa.Array:
-    """Binary field values → `target`, naming the row and value that does not convert."""
-    if pa.types.is_binary(target):
-        return values
-    if pa.types.is_string(target):
-        return decode_text(label, values, column, dialect, first_row)
-    text = values.cast(pa.string())
-    try:
-        return text.cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        for i, v in enumerate(text.to_pylist()):
-            try:
-                pa.array([v], pa.string()).cast(target)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                raise SourceError(
-                    f"{label}: row {first_row + i}, column {column!r}: {v!r} is not a valid {target}"
-                ) from None
-        raise
-
-
-def _value_bytes(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """The value offsets (zero-based) and the bytes of a binary array."""
-    offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset : arr.offset + len(arr) + 1].astype(
-        np.int64
-    )
-    data = arr.buffers()[2]
-    raw = (
-        np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.empty(0, np.uint8)
-    )
-    return offsets - offsets[0], raw
-
-
-def decode_text(label: str, arr: pa.Array, column: str, dialect: TextDialect, first_row: int) -> pa.Array:
-    """Binary field values → strings, decoded from the dialect's charset; bytes it cannot hold are errors."""
-    charset = dialect.charset
-    offsets, raw = _value_bytes(arr)
-    if charset == "latin1":
-        text = codecs.charmap_decode(raw.tobytes(), "strict", MARIADB_LATIN1)[0].encode()
-        lengths = np.concatenate([[0], np.cumsum(_LATIN1_UTF8_LENGTH[raw])])
-        new_offsets = lengths[offsets].astype(np.int32)
-        validity = arr.buffers()[0] if arr.null_count and arr.offset == 0 else None
-        if arr.null_count and validity is None:
-            validity = pa.py_buffer(
-                np.packbits(arr.is_valid().to_numpy(zero_copy_only=False), bitorder="little")
-            )
-        return pa.Array.from_buffers(
-            pa.string(), len(arr), [validity, pa.py_buffer(new_offsets), pa.py_buffer(text)]
-        )
-    limit = {"ascii": 0x80, "utf8mb3": 0xF0, "utf8": 0xF0}.get(charset)
-    if limit is not None and len(raw) and raw.max() >= limit:
-        row = int(np.searchsorted(offsets, int(np.flatnonzero(raw >= limit)[0]), "right")) - 1
-        what = "non-ASCII bytes" if charset == "ascii" else "a character outside the Basic Multilingual Plane"
-        raise SourceError(
-            f"{label}: row {first_row + row}, column {column!r}: {what}, which {charset} cannot hold"
-        )
-    try:
-        return arr.cast(pa.string())
-    except pa.ArrowInvalid:
-        for i, v in enumerate(arr.to_pylist()):
-            if v is not None:
-                try:
-                    v.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise SourceError(
-                        f"{label}: row {first_row + i}, column {column!r}: not valid UTF-8 "
-                        f"({exc.reason} at byte {exc.start}); give the file's charset"
-                    ) from None
-        raise

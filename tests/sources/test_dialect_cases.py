@@ -224,3 +224,37 @@ def test_mandatory_and_optional_enclosure_read_alike(referee, tmp_path):
         path = tmp_path / "case.txt"
         rows.add(tuple(qdask_rows(path, TWO, dialect)))
     assert len(rows) == 1
+
+
+NUMBER_TEXTS = (
+    " 1.5|1.5 |\t42| 42|42 |+5|1e3|.5|5.|-0|-2.5|2.5e-1|0x10|1,5|| |nan|NaN|inf|-Infinity|1.5e|00012|1e400|"
+    "-1e-400|3.4028235e38|3.4028234e38|1e39|9223372036854775807|9223372036854775808|-9223372036854775808.4|"
+    "127|128|-129|5.0|0.1|2.2250738585072014e-308|4.9e-324|-1"
+).split("|")
+NUMBER_TYPES = ["DOUBLE", "FLOAT", "BIGINT", "INT", "TINYINT", "INT UNSIGNED"]
+
+
+@pytest.mark.parametrize("sql_type", NUMBER_TYPES)
+def test_number_texts_read_as_mariadb_stores_them(referee, tmp_path, sql_type):
+    """A number text MariaDB stores without a warning reads as MariaDB's value, and so does one whose only
+    fault is whitespace after the number; any other text MariaDB would store changed is refused."""
+    columns = f"v {sql_type}"
+    dialect = TextDialect.from_options("mysql", fields_terminated_by=";")  # a tab and a comma are values here
+    outcomes = {"same": 0, "spaces after": 0, "refused": 0}
+
+    def load(text: str):
+        path = tmp_path / "v.txt"
+        path.write_bytes(text.encode() + b"\n")
+        return path, referee.load(path, columns, dialect)
+
+    for text in NUMBER_TEXTS:
+        path, loaded = load(text)
+        if loaded.warnings and (text == text.rstrip() or load(text.rstrip())[1].warnings):
+            outcomes["refused"] += 1
+            with pytest.raises(SourceError, match="is not a valid"):
+                qdask_rows(path, columns, dialect)
+            continue
+        outcomes["spaces after" if loaded.warnings else "same"] += 1
+        path, loaded = load(text)
+        assert qdask_rows(path, columns, dialect) == loaded.rows, (sql_type, text, loaded.rows)
+    assert outcomes["same"] >= 8 and outcomes["refused"] >= 8 and outcomes["spaces after"] >= 1, outcomes
