@@ -153,14 +153,15 @@ class Scan:
         if self.esc is not None:
             self.escapers, self.escaped = _escapes(seg, self.esc, final)
         fpos, lpos = _matches(seg, self.term), _matches(seg, self.line)
-        is_escaped = np.zeros(n + 1, bool)
-        is_escaped[self.escaped] = True
+        is_escaped = None
         if len(self.escaped):
+            is_escaped = np.zeros(n + 1, bool)
+            is_escaped[self.escaped] = True
             fpos, lpos = fpos[~is_escaped[fpos]], lpos[~is_escaped[lpos]]
         problem = n + 1  # the first position the rules cannot decide
         if self.enc is not None:
             quotes = np.flatnonzero(seg == self.enc)
-            if len(self.escaped):
+            if is_escaped is not None:
                 quotes = quotes[~is_escaped[quotes]]
             if len(quotes):
                 fpos = fpos[np.searchsorted(quotes, fpos) % 2 == 0]
