@@ -9,10 +9,11 @@ flags; two string columns in all but the first), each read whole by `qdask.sourc
 * ``tsv strings``: the same with the string columns, whose tabs, backslashes and ``\\N`` texts are escaped
   in about a third of the rows: the vectorised path;
 * ``qserv csv``: the same bytes with commas for tabs (Qserv's itest dialect: comma, ``\\N``, escapes);
-* ``rfc4180``: pyarrow's own CSV writer (quoted strings, doubled quotes, empty = NULL, LF lines).
+* ``rfc4180``: pyarrow's own CSV writer (quoted strings, doubled quotes, LF lines, booleans as 0/1; its
+  empty fields and ``nan`` read as NULL through the dialect's ``null`` spellings).
 
-pyarrow's ``read_csv`` of the same bytes (its own quoting rules, no ``LOAD DATA`` escapes, so not the same
-values) is the floor. The best of ``--repeat`` runs is reported.
+pyarrow's ``read_csv`` of the same bytes on one thread (its own quoting rules, no ``LOAD DATA`` escapes, so
+not the same values) is the floor. The best of ``--repeat`` runs is reported.
 """
 
 from __future__ import annotations
@@ -41,11 +42,10 @@ def _files(rows: int, tmp: Path) -> list[tuple[str, Path, TextDialect, pa.Schema
     write_tsv(strings.to_batches(), tmp / "strings.tsv", charset="utf8mb4")
     (tmp / "qserv.csv").write_bytes((tmp / "strings.tsv").read_bytes().replace(b"\t", b","))
     options = pacsv.WriteOptions(include_header=False)
-    pacsv.write_csv(
-        strings.set_column(0, "objectId", strings.column(0)), tmp / "rfc.csv", write_options=options
-    )
+    as_mysql = [c.cast(pa.int8()) if pa.types.is_boolean(c.type) else c for c in strings.columns]  # 0/1
+    pacsv.write_csv(pa.table(as_mysql, names=strings.column_names), tmp / "rfc.csv", write_options=options)
     mysql, comma = TextDialect(), TextDialect.from_options("mysql", fields_terminated_by=",")
-    rfc = TextDialect.from_options("csv", header=False, lines_terminated_by="\\n", null=[""])
+    rfc = TextDialect.from_options("csv", header=False, lines_terminated_by="\\n", null=["", "nan"])
     return [
         ("tsv numbers", tmp / "numbers.tsv", mysql, numbers.schema),
         ("tsv strings", tmp / "strings.tsv", mysql, strings.schema),
@@ -57,7 +57,7 @@ def _files(rows: int, tmp: Path) -> list[tuple[str, Path, TextDialect, pa.Schema
 def _floor(path: Path, dialect: TextDialect, schema: pa.Schema) -> int:
     table = pacsv.read_csv(
         path,
-        read_options=pacsv.ReadOptions(column_names=schema.names),
+        read_options=pacsv.ReadOptions(column_names=schema.names, use_threads=False),
         parse_options=pacsv.ParseOptions(
             delimiter=dialect.fields_terminated_by,
             quote_char=dialect.enclosure or False,

@@ -86,7 +86,6 @@ class _TextReader:
             and not d.lines_starting_by
             and not (d.escape and d.escape == d.enclosure)
         )
-        self.null_escape = (d.escape + "N").encode() if d.escape else b""
         # An empty line fails pyarrow's conversion of any column but a text one (it sees empty values).
         self.integers = any(pa.types.is_integer(t) or pa.types.is_boolean(t) for t in self.out_schema.types)
         self.empty_lines_pass = len(schema.names) > 1 and all(
@@ -154,7 +153,7 @@ class _TextReader:
         arr = np.frombuffer(buf, np.uint8)
         pieces: list[pa.Table | Fields] = []
         while pos < len(buf):
-            end = self._plain_end(buf, pos, final)
+            end = self._plain_end(buf, arr, pos, final)
             plain, scan = end is not None, None
             if end is None:
                 scan = Scan(arr, pos, self.dialect, final=final)
@@ -182,14 +181,16 @@ class _TextReader:
             pieces.append(fields)
         return pieces, pos
 
-    def _plain_end(self, buf: bytes, pos: int, final: bool) -> int | None:
+    def _plain_end(self, buf: bytes, arr: np.ndarray, pos: int, final: bool) -> int | None:
         """Where the complete records end, found without a scan when no byte can be enclosed or escaped (the
         only escape sequences are ``\\N``); None when a scan must decide."""
         d = self.dialect
         if not self.arrow_ok or d.enclosure:
             return None
-        if d.escape and buf.count(d.escape.encode(), pos) != buf.count(self.null_escape, pos):
-            return None
+        if d.escape:  # every escape character must start a \N
+            at = np.flatnonzero(arr[pos:] == ord(d.escape)) + pos
+            if len(at) and (at[-1] + 1 >= len(buf) or np.any(arr[at + 1] != ord("N"))):
+                return None
         if final:
             return len(buf)
         line = d.lines_terminated_by.encode()
@@ -227,9 +228,8 @@ class _TextReader:
         try:
             table = pacsv.read_csv(
                 pa.py_buffer(block),
-                read_options=pacsv.ReadOptions(
-                    column_names=schema.names, use_threads=False, block_size=len(block) + 1
-                ),
+                # pyarrow's own 1 MiB blocks parse faster than one block of the whole buffer
+                read_options=pacsv.ReadOptions(column_names=schema.names, use_threads=False),
                 parse_options=pacsv.ParseOptions(
                     delimiter=d.fields_terminated_by,
                     quote_char=d.enclosure or False,
