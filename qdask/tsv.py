@@ -52,6 +52,7 @@ import pyarrow.compute as pc
 
 from qdask.dialect import TSV
 from qdask.errors import QdaskError
+from qdask.text_dialect import MARIADB_LATIN1
 
 __all__ = [
     "CHARSETS",
@@ -125,17 +126,7 @@ class TsvFileInfo:
     nan_to_null: dict[str, int] = field(default_factory=dict)
 
 
-def _mariadb_latin1_map():
-    table = []
-    for byte in range(256):
-        try:
-            table.append(bytes([byte]).decode("cp1252"))
-        except UnicodeDecodeError:  # 0x81, 0x8D, 0x8F, 0x90, 0x9D: MariaDB maps them to U+0081 etc.
-            table.append(chr(byte))
-    return codecs.charmap_build("".join(table))
-
-
-_LATIN1_MAP = _mariadb_latin1_map()
+_LATIN1_MAP = codecs.charmap_build(MARIADB_LATIN1)
 
 
 def _offsets(arr: pa.Array) -> np.ndarray:

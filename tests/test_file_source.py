@@ -61,7 +61,7 @@ def test_case01_row_counts(case01, case01_db, table, schema_from):
     else:
         schema = from_ddl(d / "schema" / f"{table}.schema")
     path = d / f"{table}.tsv.gz"
-    rows = sum(b.num_rows for b in read_file(path, schema, encoding="latin1"))
+    rows = sum(b.num_rows for b in read_file(path, schema, dialect={"charset": "latin1"}))
     with case01_db.cursor() as cur:
         cur.execute(f"SELECT COUNT(*) FROM `{table}`")
         (expected,) = cur.fetchone()
@@ -99,7 +99,9 @@ def test_case01_values_equal_mariadb_load_data(case01, case01_db, table):
     d = case01
     schema = from_ddl(d / "schema" / f"{table}.schema")
     # small blocks, so that records (and escaped newlines) straddle block boundaries
-    ours = read_all(d / f"{table}.tsv.gz", schema, encoding="latin1", batch_bytes=4096).to_pylist()
+    ours = read_all(
+        d / f"{table}.tsv.gz", schema, dialect={"charset": "latin1"}, batch_bytes=4096
+    ).to_pylist()
     theirs = _mariadb_rows(case01_db, table)
     assert len(ours) == len(theirs)
     bad = []
@@ -325,7 +327,7 @@ def test_unparsable_value_names_row_and_column(tmp_path, block):
     path.write_bytes(b"1\t1.5\t\xe9t\xe9\n")  # latin1 bytes read as UTF-8
     with pytest.raises(SourceError, match=r"row 1, column 'name': not valid UTF-8"):
         list(read_file(path, TSV_SCHEMA))
-    assert read_all(path, TSV_SCHEMA, encoding="latin1").column("name").to_pylist() == ["été"]
+    assert read_all(path, TSV_SCHEMA, dialect={"charset": "latin1"}).column("name").to_pylist() == ["été"]
 
 
 def test_varchar_length_checked_on_read(tmp_path):
@@ -338,34 +340,57 @@ def test_varchar_length_checked_on_read(tmp_path):
 # --- CSV -------------------------------------------------------------------------------------------
 
 
-def test_csv_with_and_without_header(tmp_path):
-    body = b'1,1.5,"a,b"\n2,,\n3,3.5,""\n4,\\N,x\n'
+def test_csv_is_rfc4180_with_and_without_header(tmp_path):
+    """The csv preset: comma, optional quotes doubled inside, CRLF, no escapes; NULL only as unquoted NULL."""
+    body = b'1,1.5,"a,b"\r\n2,NULL,NULL\r\n3,3.5,""\r\n4,-1,"""hi"",\\N"\r\n'
     plain = tmp_path / "p.csv.gz"
     plain.write_bytes(gzip.compress(body))
-    t = read_all(plain, TSV_SCHEMA)
+    t = read_all(plain, TSV_SCHEMA, dialect={"header": False})
     assert t.to_pylist() == [
         {"id": 1, "x": 1.5, "name": "a,b"},
         {"id": 2, "x": None, "name": None},
         {"id": 3, "x": 3.5, "name": ""},
-        {"id": 4, "x": None, "name": "x"},
+        {"id": 4, "x": -1.0, "name": '"hi",\\N'},
     ]
     headed = tmp_path / "h.csv"
-    headed.write_bytes(b"id,x,name\n" + body)
-    assert read_all(headed, TSV_SCHEMA, header=True).to_pylist() == t.to_pylist()
+    headed.write_bytes(b"id,x,name\r\n" + body)
+    assert read_all(headed, TSV_SCHEMA).to_pylist() == t.to_pylist()
     wrong = tmp_path / "w.csv"
-    wrong.write_bytes(b"id,y,name\n" + body)
+    wrong.write_bytes(b"id,y,name\r\n" + body)
     with pytest.raises(
         SchemaMismatch, match=r"(?s)w.csv \(header line\).*missing column 'x'.*extra column 'y'"
     ):
-        list(read_file(wrong, TSV_SCHEMA, header=True))
+        list(read_file(wrong, TSV_SCHEMA))
     short = tmp_path / "s.csv"
-    short.write_bytes(b"1,1.5,a\n2,2.5\n")
-    with pytest.raises(SourceError, match=rf"{short}.*Expected 3 columns, got 2"):
-        list(read_file(short, TSV_SCHEMA))
+    short.write_bytes(b"1,1.5,a\r\n2,2.5\r\n")
+    with pytest.raises(SourceError, match=rf"{short}: row 2 has 2 fields, expected 3"):
+        list(read_file(short, TSV_SCHEMA, dialect={"header": False}))
     bad = tmp_path / "b.csv"
-    bad.write_bytes(b"1,1.5,a\nx,2.5,b\n")
-    with pytest.raises(SourceError, match=rf"{bad}.*'x'"):
-        list(read_file(bad, TSV_SCHEMA))
+    bad.write_bytes(b"1,1.5,a\r\nx,2.5,b\r\n")
+    with pytest.raises(SourceError, match=rf"{bad}: row 2, column 'id': 'x' is not a valid int64"):
+        list(read_file(bad, TSV_SCHEMA, dialect={"header": False}))
+
+
+def test_an_empty_field_is_the_empty_string_unless_null_says_otherwise(tmp_path):
+    """As in LOAD DATA, an empty field is '' (an error in a number column), never NULL by itself."""
+    path = tmp_path / "e.csv"
+    path.write_bytes(b"1,,\r\n")
+    with pytest.raises(SourceError, match=r"row 1, column 'x': '' is not a valid double"):
+        list(read_file(path, TSV_SCHEMA, dialect={"header": False}))
+    path.write_bytes(b'1,2.5,\r\n2,3.5,""\r\n')
+    rows = read_all(path, TSV_SCHEMA, dialect={"header": False}).to_pylist()
+    assert [r["name"] for r in rows] == ["", ""]
+    rows = read_all(path, TSV_SCHEMA, dialect={"header": False, "null": [""]}).to_pylist()
+    assert [r["name"] for r in rows] == [None, ""]  # an enclosed "" stays the empty string
+
+
+def test_lf_lines_read_as_crlf_name_the_line_terminator(tmp_path):
+    path = tmp_path / "lf.csv"
+    path.write_bytes(b"1,1.5,a\n2,2.5,b\n")
+    with pytest.raises(SourceError, match=r"row 1 has 5 fields, expected 3.*lines_terminated_by '\\r\\n'"):
+        list(read_file(path, TSV_SCHEMA, dialect={"header": False}))
+    rows = read_all(path, TSV_SCHEMA, dialect={"header": False, "lines_terminated_by": "\\n"}).to_pylist()
+    assert [r["name"] for r in rows] == ["a", "b"]
 
 
 def test_mostly_clean_dump_with_some_escapes_matches_load_data(tmp_path, mariadb):
@@ -416,13 +441,13 @@ def test_text_batches_are_bounded_and_selection_on_fast_path(tmp_path):
 def test_tsv_with_header_line(tmp_path):
     path = tmp_path / "h.tsv"
     path.write_bytes(b"id\tx\tname\n1\t\\N\ta\n2\t2.5\t\\N\n")
-    assert read_all(path, TSV_SCHEMA, header=True).to_pylist() == [
+    assert read_all(path, TSV_SCHEMA, dialect={"header": True}).to_pylist() == [
         {"id": 1, "x": None, "name": "a"},
         {"id": 2, "x": 2.5, "name": None},
     ]
     path.write_bytes(b"id\tname\tx\n1\ta\t\\N\n")
     with pytest.raises(SchemaMismatch, match=r"(?s)h.tsv \(header line\).*another order"):
-        list(read_file(path, TSV_SCHEMA, header=True))
+        list(read_file(path, TSV_SCHEMA, dialect={"header": True}))
 
 
 def test_parquet_widening_casts(tmp_path):

@@ -7,16 +7,17 @@ from pathlib import Path
 import pytest
 
 from qdask.config import ConfigError, config_from_dict, match_files
-from qdask.formats import FORMAT_BY_EXTENSION, GZIP_SUFFIXES, format_from_name, strip_gzip
+from qdask.formats import COMPRESSION_SUFFIXES, FORMAT_BY_EXTENSION, format_from_name, strip_compression
 from qdask.schema import Column, TableSchema
 from qdask.sources.files import detect_format, read_file
 from qdask.sources.units import SourceError
+from qdask.text_dialect import TextDialect
 
-# every extension, and every text one gzipped (a gzipped Parquet file is refused by both, below)
+# every extension, and every text one compressed (a compressed Parquet file is refused by both, below)
 NAMES = [
-    f"data{ext}{gz}"
+    f"data{ext}{suffix}"
     for ext, fmt in FORMAT_BY_EXTENSION.items()
-    for gz in ("", *((*GZIP_SUFFIXES, ".GZ") if fmt != "parquet" else ()))
+    for suffix in ("", *((*COMPRESSION_SUFFIXES, ".GZ", ".BZ2") if fmt != "parquet" else ()))
 ]
 
 
@@ -26,8 +27,8 @@ def test_config_and_reader_infer_the_same_format_and_compression(tmp_path, name,
     files = cfg.table("T").input.files
     found = detect_format(tmp_path / "x" / name)
     assert (files.format, files.compression) == (found.kind, found.compression or "none")
-    assert files.format == FORMAT_BY_EXTENSION[strip_gzip(name)[0][4:]]
-    assert files.compression == ("gzip" if name.lower().endswith(GZIP_SUFFIXES) else "none")
+    assert files.format == FORMAT_BY_EXTENSION[strip_compression(name)[0][4:]]
+    assert files.compression == COMPRESSION_SUFFIXES.get("." + name.lower().rsplit(".", 1)[-1], "none")
 
 
 def test_gzipped_parquet_is_refused_by_both(one_table_config):
@@ -51,7 +52,7 @@ def test_a_tab_file_is_accepted_by_the_config_and_read(tmp_path, one_table_confi
     (tmp_path / "t.tab").write_text("1\tg\n2\t\\N\n")
     cfg = config_from_dict(one_table_config("*.tab"), tmp_path)
     files = cfg.table("T").input.files
-    assert (files.format, files.delimiter, files.null_marker) == ("tsv", "\t", "\\N")
+    assert (files.format, files.text_dialect) == ("tsv", TextDialect.preset("mysql"))
     [path] = match_files(files)
     schema = TableSchema("T", (Column("id", "INT", nullable=False), Column("band", "CHAR(1)")))
     rows = [r for batch in read_file(path, schema) for r in batch.to_pylist()]
@@ -74,5 +75,5 @@ def test_globs_skip_hidden_names_and_directories(tmp_path, one_table_config):
 def test_the_documented_extensions_are_the_table():
     readme = " ".join((Path(__file__).resolve().parents[1] / "configs" / "README.md").read_text().split())
     assert "(.parquet/.parq/.pq," in readme
-    assert ".csv, .tsv/.txt/.tab, each optionally .gz or .gzip)" in readme
+    assert ".csv, .tsv/.txt/.tab, each optionally .gz, .gzip or .bz2)" in readme
     assert set(FORMAT_BY_EXTENSION) == {".parquet", ".parq", ".pq", ".csv", ".tsv", ".txt", ".tab"}

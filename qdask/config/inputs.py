@@ -6,14 +6,15 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from qdask.config.base import ConfigModel, check_paths, resolve_path
 from qdask.config.globbing import glob_files
 from qdask.config.names import check_identifier
-from qdask.formats import FORMAT_BY_EXTENSION, format_from_name, strip_gzip
+from qdask.formats import FORMAT_BY_EXTENSION, format_from_name, strip_compression
+from qdask.text_dialect import FORMAT_PRESETS, TextDialect
 
-__all__ = ["ButlerInput", "FilesInput", "TableInput"]
+__all__ = ["ButlerInput", "DialectOptions", "FilesInput", "TableInput"]
 
 _BIND_REF_RE = re.compile(r"(?<![A-Za-z0-9_:]):([A-Za-z_][A-Za-z0-9_]*)")
 _STRING_LIT_RE = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
@@ -67,12 +68,48 @@ class ButlerInput(ConfigModel):
         return self
 
 
-#: The defaults of the text options, per text format.
-_TEXT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "tsv": {"delimiter": "\t", "header": False, "null_marker": "\\N", "escape": "\\", "quote": None},
-    "csv": {"delimiter": ",", "header": True, "null_marker": "", "escape": None, "quote": '"'},
+class DialectOptions(ConfigModel):
+    """A text file's dialect in ``LOAD DATA``'s terms: a preset and the options that change it.
+
+    Characters are written as inside the quotes of a ``LOAD DATA`` statement (``'\\t'`` is a tab); see
+    `qdask.text_dialect` for what each option means. After validation every option is filled in.
+    """
+
+    preset: Literal["mysql", "tsv", "csv"] | None = None
+    fields_terminated_by: str | None = None
+    fields_enclosed_by: str | None = None
+    fields_optionally_enclosed: bool | None = None
+    fields_escaped_by: str | None = None
+    lines_terminated_by: str | None = None
+    lines_starting_by: str | None = None
+    ignore_lines: int | None = None
+    header: bool | None = None
+    null: list[str] | None = None
+    charset: str | None = None
+
+
+#: The text keys of earlier configs, and how each is written now.
+_OLD_TEXT_KEYS = {
+    "delimiter": "fields_terminated_by",
+    "quote": "fields_enclosed_by",
+    "escape": "fields_escaped_by",
+    "header": "header",
+    "encoding": "charset",
+    "null_marker": "null",
 }
-_TEXT_OPTIONS = tuple(_TEXT_DEFAULTS["tsv"])
+
+
+def _old_key_message(key: str, value: Any) -> str:
+    if key == "null_marker" and value == "\\N":
+        how = "drop it: \\N is NULL whenever dialect.fields_escaped_by is set (the default)"
+    elif key == "null_marker":
+        how = f"write dialect: {{null: [{value!r}]}}"
+    else:
+        how = f"write dialect: {{{_OLD_TEXT_KEYS[key]}: {value!r}}}"
+    return (
+        f"{key} is no longer a files key: the text dialect is written in LOAD DATA's terms under "
+        f"dialect: ({how})"
+    )
 
 
 class FilesInput(ConfigModel):
@@ -80,12 +117,23 @@ class FilesInput(ConfigModel):
 
     glob: str = Field(min_length=1)
     format: Literal["parquet", "csv", "tsv"] | None = None
-    compression: Literal["auto", "gzip", "none"] = "auto"
-    delimiter: str | None = Field(default=None, min_length=1, max_length=1)
-    header: bool | None = None
-    null_marker: str | None = None
-    escape: str | None = Field(default=None, min_length=1, max_length=1)
-    quote: str | None = Field(default=None, min_length=1, max_length=1)
+    compression: Literal["auto", "gzip", "bz2", "none"] = "auto"
+    dialect: DialectOptions | None = None
+    _text_dialect: TextDialect | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_text_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            old = [k for k in _OLD_TEXT_KEYS if k in data]
+            if old:
+                raise ValueError("; ".join(_old_key_message(k, data[k]) for k in old))
+        return data
+
+    @field_validator("dialect", mode="before")
+    @classmethod
+    def _preset_name(cls, v: Any) -> Any:
+        return {"preset": v} if isinstance(v, str) else v
 
     @field_validator("glob")
     @classmethod
@@ -96,29 +144,39 @@ class FilesInput(ConfigModel):
         return resolved
 
     @model_validator(mode="after")
-    def _dialect(self) -> FilesInput:
+    def _format_and_dialect(self) -> FilesInput:
         fmt = self.format or format_from_name(self.glob)
         if fmt is None:
             raise ValueError(
                 f"cannot infer the file format from {self.glob!r} (known extensions: "
-                f"{', '.join(FORMAT_BY_EXTENSION)}, each optionally .gz): set format to parquet, csv or tsv"
+                f"{', '.join(FORMAT_BY_EXTENSION)}, each optionally .gz, .gzip or .bz2): set format to "
+                "parquet, csv or tsv"
             )
         object.__setattr__(self, "format", fmt)
         if self.compression == "auto":
-            object.__setattr__(self, "compression", "gzip" if strip_gzip(self.glob)[1] else "none")
+            object.__setattr__(self, "compression", strip_compression(self.glob)[1] or "none")
         if fmt == "parquet":
-            text_opts = [k for k in _TEXT_OPTIONS if getattr(self, k) is not None]
-            if text_opts:
-                raise ValueError(f"{', '.join(text_opts)} only apply to csv/tsv files, not parquet")
-            if self.compression == "gzip":
+            if self.dialect is not None:
+                raise ValueError("dialect only applies to csv/tsv files, not parquet")
+            if self.compression != "none":
                 raise ValueError(
                     "Parquet compresses internally: compression must be auto or none for parquet"
                 )
             return self
-        for key, default in _TEXT_DEFAULTS[fmt].items():
-            if getattr(self, key) is None:
-                object.__setattr__(self, key, default)
+        given = self.dialect.model_dump(exclude_none=True) if self.dialect is not None else {}
+        try:
+            dialect = TextDialect.resolve(given, fmt)  # the one check: what it accepts, the reader reads
+        except ValueError as exc:
+            raise ValueError(f"dialect: {exc}") from None
+        preset = given.get("preset") or FORMAT_PRESETS[fmt]
+        object.__setattr__(self, "dialect", DialectOptions(preset=preset, **dialect.options()))
+        self._text_dialect = dialect
         return self
+
+    @property
+    def text_dialect(self) -> TextDialect | None:
+        """The dialect the reader reads these files in, as validated (None for Parquet)."""
+        return self._text_dialect
 
 
 class TableInput(ConfigModel):

@@ -1,4 +1,5 @@
-"""Where rows come from: Butler datasets (`butler`) and plain files (`files`), as `InputUnit`s."""
+"""Where rows come from: Butler datasets (`butler`) and plain files (`files`: Parquet in `parquet`, text in
+any dialect ``LOAD DATA`` reads in `text`, `text_scan`, `text_serial`), as `InputUnit`s."""
 
 from qdask.sources.butler import ButlerSource, MissingColumnsError, NoDatasetsError, read_unit, unit_schema
 from qdask.sources.units import InputUnit, SourceError

@@ -40,7 +40,7 @@ class InputUnit:
     that has no file pyarrow can read and must be read with ``butler.get`` (then `repo` and `dataset_id` say
     which). `est_rows`/`est_bytes` are the planner's estimates (rows in the unit, bytes of file it reads);
     `None` when unknown. `data_id` is the Butler data id (empty for files); `options` carries
-    format-specific reading options (e.g. a CSV delimiter) as plain JSON values.
+    format-specific reading options (the compression, a text file's dialect) as plain JSON values.
     """
 
     unit_id: str

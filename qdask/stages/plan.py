@@ -63,13 +63,6 @@ class PlanError(QdaskError, ValueError):
     """A configuration the pipeline cannot honour yet (refused before anything is read or written)."""
 
 
-#: The text dialect the file reader implements; a config asking for another is refused, not ignored.
-READER_DIALECT = {
-    "tsv": {"null_marker": "\\N", "escape": "\\", "quote": None},
-    "csv": {"null_marker": "", "escape": None, "quote": '"'},
-}
-
-
 def check_supported(table: Table) -> None:
     """Refuse settings the pipeline would otherwise silently not apply."""
     if table.policies.bad_values == "quarantine":
@@ -77,14 +70,6 @@ def check_supported(table: Table) -> None:
             f"table {table.name}: policies.bad_values: quarantine is not supported yet; a value "
             "that does not fit its column stops the run naming it (set bad_values: stop)"
         )
-    f = table.input.files
-    if f is not None and f.format in READER_DIALECT:
-        other = {k: getattr(f, k) for k, v in READER_DIALECT[f.format].items() if getattr(f, k) != v}
-        if other:
-            raise PlanError(
-                f"table {table.name}: the {f.format} reader supports only "
-                f"{READER_DIALECT[f.format]}, not {other}"
-            )
 
 
 def discover_units(table: Table, max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES) -> list[InputUnit]:
@@ -112,8 +97,7 @@ def discover_units(table: Table, max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES) -
         table.name,
         format=f.format,
         compression=None if f.compression == "auto" else f.compression,
-        header=bool(f.header),
-        delimiter=f.delimiter,
+        dialect=f.text_dialect,
         max_unit_bytes=max_unit_bytes,
     )
 
@@ -134,7 +118,7 @@ def _unit_arrow_schema(unit: InputUnit) -> pa.Schema:
         return butler_source.unit_schema(unit)
     import pyarrow.parquet as pq
 
-    return pq.read_schema(file_source._local_path(unit.uri))
+    return pq.read_schema(file_source.local_path(unit.uri))
 
 
 def plan_table(

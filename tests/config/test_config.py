@@ -23,6 +23,7 @@ from qdask.config import (
     match_files,
     parse_bytes,
 )
+from qdask.text_dialect import TextDialect
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SECRET = "s3cr3t-auth-key-7f1c9a"
@@ -117,11 +118,7 @@ def test_case01_example_matches_qservs_own_ingest_metadata(case01: Path, case01_
         assert bool(body["is_partitioned"]) == t.is_partitioned
         assert match_files(t.input.files) == [case01 / f"{t.name}.tsv.gz"]
         assert (t.input.files.format, t.input.files.compression) == ("tsv", "gzip")
-        assert (t.input.files.null_marker, t.input.files.delimiter, t.input.files.header) == (
-            "\\N",
-            "\t",
-            False,
-        )
+        assert t.input.files.text_dialect == TextDialect.preset("mysql")
         if t.is_partitioned:
             assert body["director_key"] == (t.id if isinstance(t, DirectorTable) else t.director_key)
             assert (body["longitude_key"], body["latitude_key"]) == (t.ra, t.dec)
@@ -160,10 +157,10 @@ def test_missing_director_columns_are_named(tmp_path, good):
 def test_unknown_keys_are_errors_at_every_level(tmp_path, good):
     good["colour"] = "red"
     good["database"]["partitioning"]["num_stipes"] = 3
-    good["tables"][0]["input"]["files"]["delimter"] = ","
+    good["tables"][0]["input"]["files"]["dialetc"] = "csv"
     found = problems(tmp_path, good)
-    assert set(found) == {"colour", "database.partitioning.num_stipes", "tables[0].input.files.delimter"}
-    assert "did you mean 'delimiter'" in found["tables[0].input.files.delimter"]
+    assert set(found) == {"colour", "database.partitioning.num_stipes", "tables[0].input.files.dialetc"}
+    assert "did you mean 'dialect'" in found["tables[0].input.files.dialetc"]
     assert "did you mean 'num_stripes'" in found["database.partitioning.num_stipes"]
 
 
@@ -326,9 +323,10 @@ def test_file_inputs_resolve_relative_globs_and_infer_the_dialect(tmp_path, good
     cfg = load_config(write(tmp_path, good))
     files = cfg.table("Filter").input.files
     assert files.glob == str(data / "*.csv.gz")
-    assert (files.format, files.compression, files.delimiter, files.header) == ("csv", "gzip", ",", True)
-    good["tables"][2]["input"] = {"files": {"glob": "data/f.parquet", "delimiter": ";"}}
-    assert "only apply to csv/tsv" in problems(tmp_path, good)["tables[2].input.files"]
+    assert (files.format, files.compression, files.text_dialect) == ("csv", "gzip", TextDialect.preset("csv"))
+    parquet = {"glob": "data/f.parquet", "dialect": {"fields_terminated_by": ";"}}
+    good["tables"][2]["input"] = {"files": parquet}
+    assert "only applies to csv/tsv" in problems(tmp_path, good)["tables[2].input.files"]
     good["tables"][2]["input"] = {"files": {"glob": "data/f.dat"}}
     assert "cannot infer the file format" in problems(tmp_path, good)["tables[2].input.files"]
     good["tables"][2]["input"] = {"files": {"glob": "data/none-*.tsv"}}

@@ -65,11 +65,3 @@ def test_bad_values_quarantine_is_refused_not_ignored(tmp_path, shared_data):
     with pytest.raises(PlanError, match="table Object: policies.bad_values: quarantine is not supported"):
         plan_ingest(_case01(tmp_path, change))
 
-
-def test_a_text_dialect_the_reader_does_not_implement_is_refused(tmp_path, shared_data):
-    def change(tables):
-        tables[2]["input"]["files"]["null_marker"] = "NULL"
-
-    message = r"table Filter: the tsv reader supports only .* not \{'null_marker': 'NULL'\}"
-    with pytest.raises(PlanError, match=message):
-        plan_ingest(_case01(tmp_path, change))
