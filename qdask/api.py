@@ -226,7 +226,7 @@ def status(config: ConfigLike) -> Status | None:
     if not path.exists():
         return None
     staging = Path(cfg.staging.directory)
-    record = RunRecord.load(staging)
+    record = RunRecord.load(path)
     with Ledger(path) as ledger:
         counts = ledger.summary()
         rows = ledger.table_rows()
@@ -249,11 +249,13 @@ def status(config: ConfigLike) -> Status | None:
 
 #: What qdask writes in a staging directory (and nothing else there is touched by `reset`).
 STAGING_DIRECTORIES = ("shards", "quarantine", "contributions", "keys")
-STAGING_FILES = ("run.json", "report.html", "dask-performance.html")
+STAGING_FILES = ("report.html", "dask-performance.html")
 
 
 def staging_paths(config: ConfigLike) -> list[Path]:
     """The paths qdask wrote for `config` that exist now: staged data, the ledger, run record, reports."""
+    from qdask.runrecord import RunRecord
+
     cfg = load(config)
     staging = Path(cfg.staging.directory)
     ledger = _ledger_path(cfg)
@@ -261,6 +263,7 @@ def staging_paths(config: ConfigLike) -> list[Path]:
     candidates += [
         ledger,
         *(ledger.with_name(ledger.name + suffix) for suffix in ("-wal", "-shm", "-journal")),
+        RunRecord.path_for(ledger),
     ]
     return [p for p in candidates if p.exists()]
 

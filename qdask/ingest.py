@@ -5,8 +5,8 @@ waits for them, records what they return in the ledger, and reports. Dask tasks 
 staged files, and return small metadata; the driver holds no data. Each stage starts from what the ledger
 says is left to do, so the same command re-run after any stop skips what is done and redoes what was in
 flight. Stage boundaries are logged (`logging`, logger ``qdask.ingest``): start and end with counts and
-time, and each unit or chunk at debug level. Besides the ledger, each run keeps its own account in
-``<staging>/run.json`` (`qdask.runrecord`: stage times, workers' memory, publish and verify) and writes the
+time, and each unit or chunk at debug level. Besides the ledger, each run keeps its own account beside it
+(``ledger.run.json``, `qdask.runrecord`: stage times, workers' memory, publish and verify) and writes the
 run report ``<staging>/report.html`` (`qdask.report`) when it ends.
 """
 
@@ -16,7 +16,9 @@ import contextlib
 import functools
 import logging
 import sqlite3
+import sys
 import time
+import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,14 +260,15 @@ class Ingest:
         self.keys_root = staging / "keys"
         self.summary = IngestSummary()
         self.setups: dict[str, TableSetup] = {}
-        self.record = RunRecord.load(staging)
+        self.ledger_path = Path(config.staging.ledger or staging / "ledger.sqlite")
+        self.record = RunRecord.load(self.ledger_path)
         self.memory = MemorySeries()
         self._item_rows = 0  # rows of the item a stage loop body just recorded (for the progress display)
 
     @functools.cached_property
     def ledger(self) -> Ledger:
         """The ledger, opened (and created) on first use."""
-        return Ledger(self.config.staging.ledger or self.staging / "ledger.sqlite")
+        return Ledger(self.ledger_path)
 
     # -- plan -------------------------------------------------------------------------------------
 
@@ -797,3 +800,16 @@ def describe_change(before: Mapping[str, str], after: Mapping[str, str], tables:
 
 def _short(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit] + f" … ({len(text) - limit} more characters)"
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``qdask.ingest(config, client=...)`` runs `qdask.api.ingest` (a package
+    attribute cannot be both the driver module, which Python binds on import, and the API function)."""
+
+    def __call__(self, config: Any, client: Client | None = None, **options: Any) -> IngestSummary:
+        from qdask.api import ingest
+
+        return ingest(config, client, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,5 +1,5 @@
-"""The run's own account beside the ledger, ``<staging>/run.json``: what `qdask status` and the run report
-show that the ledger does not hold.
+"""The run's own account beside the ledger, ``ledger.run.json`` (next to ``ledger.sqlite``, in staging by
+default): what `qdask status` and the run report show that the ledger does not hold.
 
 The ledger records facts about the data (units, shards, chunk files, transactions) and is what a resumed
 run trusts. This record keeps the rest: each invocation of the ingest (when, how it ended, the time and
@@ -23,7 +23,7 @@ __all__ = ["Invocation", "RunRecord", "StageRecord", "now"]
 
 log = logging.getLogger(__name__)
 
-FILE_NAME = "run.json"
+SUFFIX = ".run.json"
 KEPT_INVOCATIONS = 50  # older ones are dropped: the record stays small however often a run is resumed
 
 
@@ -64,7 +64,7 @@ class Invocation:
 
 @dataclass
 class RunRecord:
-    """``<staging>/run.json``, as read (empty when missing) and as this run changes it."""
+    """The record of one ledger, as read (empty when missing) and as this run changes it."""
 
     path: Path
     invocations: list[Invocation] = field(default_factory=list)
@@ -72,10 +72,15 @@ class RunRecord:
     verified: dict[str, Any] | None = None
     key_policies: dict[str, str] = field(default_factory=dict)
 
+    @staticmethod
+    def path_for(ledger: Path) -> Path:
+        """Where the record of the ledger at `ledger` lives: beside it, ``<stem>.run.json``."""
+        return Path(ledger).with_suffix(SUFFIX)
+
     @classmethod
-    def load(cls, staging: Path) -> RunRecord:
-        """The record in staging directory `staging` (an empty one when there is none or it is unreadable)."""
-        path = Path(staging) / FILE_NAME
+    def load(cls, ledger: Path) -> RunRecord:
+        """The record of the ledger at `ledger` (an empty one when there is none or it is unreadable)."""
+        path = cls.path_for(ledger)
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
