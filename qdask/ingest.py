@@ -213,6 +213,24 @@ def czar_for(config: IngestConfig) -> Czar:
     return Czar(CzarDSN(c.host, c.port, c.user, password, c.database), connect_timeout=q.timeouts.connect)
 
 
+def load_settings(config: IngestConfig, run_id: str) -> LoadSettings:
+    """What the load stage takes from `qserv:`: transaction sizes, concurrency, retries of a contribution
+    Qserv allows to retry (`retries.attempts` counts the first try) and their backoff."""
+    q = config.qserv
+    return LoadSettings(
+        database=config.database.name,
+        run_id=run_id,
+        charsets={t.name: config.table_charset(t)[0] for t in config.tables},
+        max_chunks_per_transaction=q.max_chunks_per_transaction,
+        max_bytes_per_transaction=q.max_bytes_per_transaction,
+        concurrency_total=q.concurrency.total,
+        concurrency_per_worker=q.concurrency.per_worker,
+        redo_attempts=3,
+        retries_in_transaction=q.retries.attempts - 1,
+        retry_backoff=q.retries.backoff,
+    )
+
+
 def check_transaction_budget(config: IngestConfig, ledger: Ledger, files: list[ChunkFile]) -> None:
     """Refuse a load that would take more transactions than `qserv.max_transactions`: until publish, each
     transaction is a MariaDB partition of every table of the database (committed ones count)."""
@@ -688,20 +706,8 @@ class Ingest:
         faultpoints.reached("load.registered")
         self.summary.notes += recover(qserv, self.ledger, db, self.summary.run_id)
         faultpoints.reached("load.recovered")
-        q = self.config.qserv
         check_transaction_budget(self.config, self.ledger, self.ledger.files_to_load())
-        settings = LoadSettings(
-            database=db,
-            run_id=self.summary.run_id,
-            charsets={t.name: self.config.table_charset(t)[0] for t in self.config.tables},
-            max_chunks_per_transaction=q.max_chunks_per_transaction,
-            max_bytes_per_transaction=q.max_bytes_per_transaction,
-            concurrency_total=q.concurrency.total,
-            concurrency_per_worker=q.concurrency.per_worker,
-            redo_attempts=3,
-            retries_in_transaction=q.retries.attempts - 1,
-            retry_backoff=q.retries.backoff,
-        )
+        settings = load_settings(self.config, self.summary.run_id)
         for _ in range(ROUNDS):
             files = self.ledger.files_to_load()
             if not files:
