@@ -108,14 +108,14 @@ def log_options(command):
         type=click.Path(dir_okay=False),
         expose_value=False,
         callback=remember,
-        help="Also write log lines to this file (at --log-level, default info).",
+        help="Write log lines to this file (at --log-level, default info); stderr keeps the warnings.",
     )(command)
     return click.option(
         "--log-level",
         type=click.Choice(LEVELS, case_sensitive=False),
         expose_value=False,
         callback=remember,
-        help="Log lines shown on stderr (default warning) and written to --log-file (default info).",
+        help="Level of the log lines: on stderr (default warning), or in --log-file (default info).",
     )(command)
 
 

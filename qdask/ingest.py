@@ -437,10 +437,13 @@ class Ingest:
                 problems.append(f"table {name}: {exc}")
                 continue
             if files:
-                self.summary.notes.append(
+                note = (
                     f"{name}: key policies changed ({describe_change(before, policies, changed)}): its "
                     f"{len(files)} staged chunk file(s) are collected again under the new ones"
                 )
+                log.info(note)
+                self.console.print(note, soft_wrap=True, highlight=False)
+                self.summary.notes.append(note)
         if problems:
             raise IngestError(
                 "the config's policies changed in a way the staged data cannot follow:\n  "

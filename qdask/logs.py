@@ -2,10 +2,10 @@
 
 The package logs through `logging` (loggers ``qdask.*``) and, as a library, installs only a
 `NullHandler`. The command sends those records to stderr at `--log-level` (default: warning, so a
-terminal shows the progress display and problems only) and, with `--log-file`, to that file at
-`--log-level` (default: info: each stage's start and end with counts and time; `debug` adds each unit,
-chunk file and transaction). Lines on stderr are written to whatever `sys.stderr` is at that moment, so
-they appear above rich's live bars instead of tearing them.
+terminal shows the progress display and problems only). With `--log-file` they go to that file instead,
+at `--log-level` (default: info: each stage's start and end with counts and time; `debug` adds each unit,
+chunk file and transaction), and stderr keeps the warnings. Lines on stderr are written to whatever
+`sys.stderr` is at that moment, so they appear above rich's live bars instead of tearing them.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def setup_logging(level: str | None = None, file: str | Path | None = None) -> N
     formatter = logging.Formatter(FORMAT)
     handlers: list[logging.Handler] = []
     stderr = _CurrentStderr()
-    stderr.setLevel((level or "warning").upper())
+    stderr.setLevel("WARNING" if file is not None else (level or "warning").upper())
     handlers.append(stderr)
     if file is not None:
         Path(file).parent.mkdir(parents=True, exist_ok=True)

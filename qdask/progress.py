@@ -288,6 +288,8 @@ def print_estimate(estimate: Estimate) -> None:
 def print_status(status: Status) -> None:
     """`qdask status`: what the staging directory records, as a table with the catalog's state."""
     console = Console()
+    if not console.is_terminal:  # a pipe or a file has no width to fit: do not cut the table
+        console = Console(width=max(console.width, 120))
     c = status.counts
     units, files, transactions = c["units"], c["chunk_files"], c["transactions"]
     console.print(
@@ -318,18 +320,10 @@ def print_status(status: Status) -> None:
         soft_wrap=True,
         highlight=False,
     )
-    table = Table()
-    columns = (
-        "table",
-        "rows read",
-        "quarantined",
-        "catalog rows loaded",
-        "overlap copies",
-        "replicas",
-        "staged, not loaded",
-    )
-    for name in columns:
-        table.add_column(name, justify="left" if name == "table" else "right")
+    table = Table(title="rows: read, quarantined, and in Qserv (catalog rows, overlap copies, replicas)")
+    table.add_column("table", no_wrap=True)
+    for name in ("read", "quarantined", "catalog", "overlap", "replicas", "staged only"):
+        table.add_column(name, justify="right", no_wrap=True)
     for name, t in status.tables.items():
         table.add_row(
             name,
