@@ -44,6 +44,8 @@ __all__ = ["REPORT_NAME", "PERFORMANCE_NAME", "dask_performance_report", "write_
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
+#: What the Dask report shows as the code that ran (it would show this module's helper otherwise).
+CALLING_CODE = "qdask ingest: the partition, key check and collect stages (qdask.ingest.Ingest._stage_files)"
 PERFORMANCE_NAME = "dask-performance.html"
 
 #: Chunk states, most advanced first, with their outline in the sky map.
@@ -84,7 +86,7 @@ def dask_performance_report(client: Client, path: Path) -> Iterator[None]:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with client.as_current():
-                    report.__exit__(None, None, None)
+                    client.sync(report.__aexit__, None, None, None, code=CALLING_CODE)
             except Exception as exc:  # noqa: BLE001
                 log.warning(
                     "the Dask performance report could not be written: %s: %s", type(exc).__name__, exc
@@ -296,7 +298,8 @@ def memory_svg(
         f'<svg id="memory" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">',
         f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#999"/>',
     ]
-    for b in _ticks(0, y_hi, 5):
+    unit = next(u for u in (2**30, 2**20, 2**10, 1) if y_hi >= 2 * u or u == 1)
+    for b in (t * unit for t in _ticks(0, y_hi / unit, 5)):
         out.append(
             f'<text x="{left - 6}" y="{y(b) + 4:.1f}" font-size="11" text-anchor="end">{format_bytes(int(b))}'
             f'</text><line x1="{left}" x2="{left + pw}" y1="{y(b):.1f}" y2="{y(b):.1f}" stroke="#eee"/>'
@@ -312,8 +315,8 @@ def memory_svg(
     for limit in limits:
         out.append(
             f'<line class="limit" x1="{left}" x2="{left + pw}" y1="{y(limit):.1f}" y2="{y(limit):.1f}" '
-            f'stroke="#c0392b" stroke-dasharray="6 3"/><text x="{left + pw + 6}" y="{y(limit) + 4:.1f}" '
-            f'font-size="11" fill="#c0392b">limit {format_bytes(limit)}</text>'
+            f'stroke="#c0392b" stroke-dasharray="6 3"/><text x="{left + pw - 4}" y="{y(limit) - 4:.1f}" '
+            f'font-size="11" fill="#c0392b" text-anchor="end">limit {format_bytes(limit)}</text>'
         )
     workers = sorted({s[1] for s in samples})
     colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
