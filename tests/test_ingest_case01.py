@@ -135,7 +135,8 @@ def test_stage_only_then_load_gives_the_same_database(qserv, auth_env, tmp_path,
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("qdask"))
     assert "partition:" not in logged and "collect:" not in logged  # staging was done: not started again
     rows = loaded.loaded
-    assert f"load: {rows.catalog} catalog row(s) (+ {rows.overlap} overlap copies, + {rows.replicas} replicas" in logged
+    counted = f"{rows.catalog} catalog row(s) (+ {rows.overlap} overlap copies, + {rows.replicas} replicas"
+    assert f"load: {counted}" in logged
     assert f"in {loaded.transactions} transaction(s) committed" in logged
     assert "publish: done" in logged and "verify: passed" in logged
     for table in ("Object", "Source", "Logs"):

@@ -446,15 +446,21 @@ def qserv_columns(table: dict, root: Path) -> dict[str, str]:
     return {c.name: c.sql_type for c in setup.qserv_schema.columns}
 
 
-@honours("schema.infer", "schema.ddl")
-def test_schema_from_the_input_or_from_ddl(tmp_path):
-    data = write_inputs(tmp_path)
-    table = {
+def regular(root: Path, **keys) -> dict:
+    """The regular table R of `write_inputs`, its schema inferred, with `keys` added."""
+    data = write_inputs(root)
+    return {
         "name": "R",
         "kind": "regular",
         "input": {"files": {"glob": str(data / "r.parquet")}},
         "schema": {"infer": True},
+        **keys,
     }
+
+
+@honours("schema.infer", "schema.ddl")
+def test_schema_from_the_input_or_from_ddl(tmp_path):
+    table = regular(tmp_path)
     assert qserv_columns(table, tmp_path) == {"rid": "BIGINT", "name": "TEXT"}  # from the Arrow types
     (tmp_path / "r.sql").write_text("CREATE TABLE R (rid BIGINT NOT NULL, name VARCHAR(3))")
     table["schema"] = {"ddl": str(tmp_path / "r.sql")}
@@ -482,14 +488,7 @@ def test_schema_from_felis_by_schema_and_table(tmp_path, demo):
 
 @honours("columns.include", "columns.exclude", "columns.rename")
 def test_column_selection_and_rename_shape_the_qserv_table(tmp_path):
-    data = write_inputs(tmp_path)
-    table = {
-        "name": "R",
-        "kind": "regular",
-        "input": {"files": {"glob": str(data / "r.parquet")}},
-        "schema": {"infer": True},
-        "columns": {"include": ["name", "rid"], "rename": {"name": "label"}},
-    }
+    table = regular(tmp_path, columns={"include": ["name", "rid"], "rename": {"name": "label"}})
     assert list(qserv_columns(table, tmp_path)) == ["rid", "label"]  # in the schema's order
     table["columns"] = {"exclude": ["name"]}
     assert list(qserv_columns(table, tmp_path)) == ["rid"]
