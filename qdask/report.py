@@ -375,8 +375,12 @@ def _stages(invocation: Invocation | None) -> str:
 
 
 def _invocations(record: RunRecord) -> str:
+    def outcome(i: Invocation) -> str:  # an earlier one still "running" was killed before it could say
+        silent = i.outcome == "running" and i is not record.current
+        return "ended without a word (killed?)" if silent else i.outcome
+
     rows = [
-        (i.started, i.ended or "", i.outcome, f"{sum(s.seconds for s in i.stages):.1f}")
+        (i.started, i.ended or "", outcome(i), f"{sum(s.seconds for s in i.stages):.1f}")
         for i in record.invocations
     ]
     return _table(["started (UTC)", "ended (UTC)", "outcome", "seconds in stages"], rows[::-1], "invocations")
