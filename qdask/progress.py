@@ -55,18 +55,22 @@ class _RowRate(ProgressColumn):
     """Rows done and rows per second of a live bar."""
 
     def render(self, task: Task) -> Text:
-        rows = int(task.fields.get("rows", 0))
+        rows = task.fields.get("rows")
+        if rows is None:  # a stage whose items carry no rows (a key check), or none done yet
+            return Text(" " * 32)
         elapsed = task.elapsed or 0.0
-        rate = f"{rows / elapsed:,.0f} rows/s" if elapsed > 0 and rows else "- rows/s"
+        rate = f"{rows / elapsed:,.0f} rows/s" if elapsed > 0 else "- rows/s"
         return Text(f"{rows:>12,} rows {rate:>14}", style="progress.data.speed")
 
 
 class _LiveStage:
     def __init__(self, progress: Progress, task: TaskID):
-        self.progress, self.task, self.rows = progress, task, 0
+        self.progress, self.task = progress, task
+        self.rows: int | None = None
 
     def advance(self, items: int = 1, rows: int = 0) -> None:
-        self.rows += rows
+        if rows:
+            self.rows = (self.rows or 0) + rows
         self.progress.update(self.task, advance=items, rows=self.rows)
 
 
@@ -95,11 +99,12 @@ class _PlainStage:
             done, rows = self.done, self.rows
         elapsed = time.monotonic() - self.start
         share = f" ({100 * done / self.total:.0f}%)" if self.total else ""
-        rate = f", {rows / elapsed:,.0f} rows/s" if elapsed > 0 and rows else ""
+        counted = (
+            f", {rows:,} rows" + (f", {rows / elapsed:,.0f} rows/s" if elapsed > 0 else "") if rows else ""
+        )
         eta = f", ETA {_clock(elapsed * (self.total - done) / done)}" if 0 < done < self.total else ""
         return (
-            f"{self.stage}: {done}/{self.total} {self.what}{share}, {rows:,} rows{rate}, "
-            f"elapsed {_clock(elapsed)}{eta}"
+            f"{self.stage}: {done}/{self.total} {self.what}{share}{counted}, elapsed {_clock(elapsed)}{eta}"
         )
 
     def _tick(self) -> None:
@@ -135,7 +140,7 @@ def stage_progress(
             transient=False,
         )
         with progress:
-            yield _LiveStage(progress, progress.add_task(stage, total=total, rows=0))
+            yield _LiveStage(progress, progress.add_task(stage, total=total, rows=None))
         return
     with _PlainStage(console, stage, total, what, PLAIN_EVERY if every is None else every) as plain:
         yield plain
