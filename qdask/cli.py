@@ -1,9 +1,11 @@
 """The ``qdask`` command: one sub-command per job (plan, ingest, status, verify, query, demo, emulator).
 
-Each sub-command is a thin shell over a library function, so everything the command does can also be
-driven (and tested) from Python. A `QdaskError` (bad config, bad input, Qserv refusing, ...) is printed
-as its message alone and exits with its code (2 for a usage or config error, 1 otherwise); Ctrl-C ends
-with one line; any other exception is a bug in qdask and keeps its traceback.
+Each sub-command is a thin shell over a library function (`qdask.api`), so everything the command
+does can also be driven (and tested) from Python. `--json` prints a command's result as JSON on stdout
+(docs/json.md); `--log-level`/`--log-file` say where log lines go (`qdask.logs`). A `QdaskError` (bad
+config, bad input, Qserv refusing, ...) is printed as its message alone and exits with its code (2 for a
+usage or config error, 1 otherwise); Ctrl-C ends with one line; any other exception is a bug in qdask
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -89,30 +91,103 @@ def locate_command(ra: float, dec: float, layout: str) -> None:
         click.echo(f"  chunk_{c}_overlap.txt  {c}/{sc}  ({where})")
 
 
+def log_options(command):
+    """`--log-level` and `--log-file` on a command: set up before the command runs (`qdask.logs`)."""
+    from qdask.logs import LEVELS
+
+    def remember(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        from qdask.logs import setup_logging
+
+        chosen = ctx.meta.setdefault("qdask.logging", {})
+        chosen[param.name] = value
+        setup_logging(chosen.get("log_level"), chosen.get("log_file"))
+        return value
+
+    command = click.option(
+        "--log-file",
+        type=click.Path(dir_okay=False),
+        expose_value=False,
+        callback=remember,
+        help="Write log lines to this file (at --log-level, default info); stderr keeps the warnings.",
+    )(command)
+    return click.option(
+        "--log-level",
+        type=click.Choice(LEVELS, case_sensitive=False),
+        expose_value=False,
+        callback=remember,
+        help="Level of the log lines: on stderr (default warning), or in --log-file (default info).",
+    )(command)
+
+
+def progress_option(command):
+    """`--progress-every SECONDS`: how often a plain progress line is printed off a terminal."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: float) -> float:
+        from qdask import progress
+
+        progress.PLAIN_EVERY = value
+        return value
+
+    return click.option(
+        "--progress-every",
+        type=click.FloatRange(min=0.1),
+        default=30.0,
+        show_default=True,
+        expose_value=False,
+        callback=remember,
+        help="Seconds between progress lines when the output is not a terminal (a log, kubectl logs).",
+    )(command)
+
+
+def json_option(command):
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (schema: docs/json.md)."
+    )(command)
+
+
+def _print_json(data) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
 @main.command("plan")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--check", is_flag=True, help="Only validate CONFIG and print the resolved config, then stop.")
-def plan_command(config: str, check: bool) -> None:
-    """Show what `qdask ingest CONFIG` would do: tables, input units, columns and sizes; nothing is written.
+@json_option
+@log_options
+def plan_command(config: str, check: bool, as_json: bool) -> None:
+    """Show what `qdask ingest CONFIG` would do; reads the input, writes nothing.
 
-    With `--check`, only validate CONFIG and print the resolved configuration (secrets masked).
-    Config errors name the file, line and key path, and exit with status 2.
+    Tables, the input units selected (datasets or files), columns, sizes, the memory each task needs,
+    the chunks the catalog touches, the staging disk needed and the time it takes, with where each
+    estimate comes from. With `--check`, only validate CONFIG and print the resolved configuration
+    (secrets masked). Config errors name the file, line and key path, and exit with status 2.
     """
+    from qdask import api
     from qdask.config import load_config
 
     cfg = load_config(config)
     click.echo(f"# {cfg.source}: valid", err=True)
     if check:
-        click.echo(cfg.to_yaml(), nl=False)
+        if as_json:
+            _print_json(cfg.display_dict())
+        else:
+            click.echo(cfg.to_yaml(), nl=False)
         return
-    from qdask.ingest import Ingest
-    from qdask.progress import print_memory_plan
+    from qdask.progress import plan_table, print_estimate, print_memory_plan, print_units
 
-    ingest = Ingest(cfg)
-    ingest.plan()
-    memory_plan = _fit_memory(ingest)
-    ingest.show_plan()
-    print_memory_plan(memory_plan)
+    planned = api.plan(cfg)
+    if as_json:
+        _print_json(planned.to_dict())
+        return
+    from rich.console import Console
+
+    Console(stderr=True).print(plan_table(cfg.database.name, planned.setups))
+    print_units(planned.setups)
+    print_memory_plan(planned.memory)
+    if planned.estimate is not None:
+        print_estimate(planned.estimate)
 
 
 @main.group("emulator")
@@ -218,15 +293,6 @@ def _config(path: str, **overrides):
     return cfg.with_overrides(**given) if given else cfg
 
 
-def _fit_memory(ingest):
-    """Cut the planned units to fit the workers' memory (qdask.kube.memory); the memory plan to show."""
-    from qdask.kube.memory import fit_setups
-
-    fitted, memory_plan = fit_setups(list(ingest.setups.values()), ingest.config)
-    ingest.setups = {s.name: s for s in fitted}
-    return memory_plan
-
-
 @main.command("ingest")
 @click.argument("config", type=click.Path(dir_okay=False, exists=True))
 @click.option("--workers", type=click.IntRange(1), help="Dask workers (overrides cluster.workers).")
@@ -246,11 +312,19 @@ def _fit_memory(ingest):
     "--stage-only", is_flag=True, help="Stop once every contribution file and its checksum are staged."
 )
 @click.option("--no-verify", is_flag=True, help="Skip the verification after publishing.")
+@json_option
+@progress_option
+@log_options
 def ingest_command(
-    config, workers, controller, czar, staging, scheduler, cluster_kind, stage_only, no_verify
+    config, workers, controller, czar, staging, scheduler, cluster_kind, stage_only, no_verify, as_json
 ) -> None:
-    """Ingest the catalog CONFIG describes into Qserv; re-run the same command to resume after any stop."""
-    from qdask.ingest import Ingest
+    """Ingest the catalog CONFIG describes into Qserv; re-run the same command to resume after any stop.
+
+    Prints the plan, the Dask dashboard link, each stage's progress (live bars on a terminal, a line
+    every --progress-every seconds elsewhere) and a summary, and writes the run report
+    <staging>/report.html. A resumed run says what it reuses. Exit status 3 when verification fails.
+    """
+    from qdask import api
     from qdask.progress import print_memory_plan, print_summary, print_verify_report
 
     cfg = _config(
@@ -262,17 +336,17 @@ def ingest_command(
         scheduler=scheduler,
         cluster=cluster_kind,
     )
-    ingest = Ingest(cfg)
-    ingest.plan()
-    memory_plan = _fit_memory(ingest)
-    ingest.show_plan()
+    driver, memory_plan = api.prepare(cfg)
+    driver.show_plan()
     print_memory_plan(memory_plan)
-    summary = ingest.run(stage_only=stage_only, verify_after=not no_verify)
+    summary = driver.run(stage_only=stage_only, verify_after=not no_verify)
     print_summary(summary)
-    if summary.verify is not None:
+    if as_json:
+        _print_json(summary.to_dict())
+    elif summary.verify is not None:
         print_verify_report(summary.verify)
-        if not summary.verify.ok:
-            raise SystemExit(3)
+    if summary.verify is not None and not summary.verify.ok:
+        raise SystemExit(3)
 
 
 @main.command("verify")
@@ -282,13 +356,19 @@ def ingest_command(
     "--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory)."
 )
 @click.option("--sample", "sample_size", default=20, show_default=True, help="Source rows compared in full.")
-def verify_command(config, czar, staging, sample_size) -> None:
+@json_option
+@log_options
+def verify_command(config, czar, staging, sample_size, as_json) -> None:
     """Compare Qserv (through the czar) with the ledger and the source; exit 0 only when all agree."""
-    from qdask.ingest import Ingest
+    from qdask import api
+    from qdask.ingest import verify_to_dict
     from qdask.progress import print_verify_report
 
-    report = Ingest(_config(config, czar=czar, staging=staging)).verify(sample_size=sample_size)
-    print_verify_report(report)
+    report = api.verify(_config(config, czar=czar, staging=staging), sample_size=sample_size)
+    if as_json:
+        _print_json(verify_to_dict(report))
+    else:
+        print_verify_report(report)
     raise SystemExit(0 if report.ok else 3)
 
 
@@ -297,21 +377,70 @@ def verify_command(config, czar, staging, sample_size) -> None:
 @click.option(
     "--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory)."
 )
-def status_command(config, staging) -> None:
-    """Show what the ledger of CONFIG records: units, shards, chunk files, transactions, rows per table."""
-    import json
-
-    from qdask.ledger import Ledger
+@json_option
+@log_options
+def status_command(config, staging, as_json) -> None:
+    """Show what the staging directory of CONFIG records: published? verified? units, chunk files,
+    transactions, and per table the rows read, quarantined and loaded (catalog rows, overlap copies,
+    replicas). Reads only; talks to neither Qserv nor Dask."""
+    from qdask import api
+    from qdask.progress import print_status
 
     cfg = _config(config, staging=staging)
-    path = cfg.staging.ledger or cfg.staging.directory / "ledger.sqlite"
-    if not path.exists():
-        click.echo(f"no ledger at {path}: nothing has been ingested with this staging directory yet")
-        return
-    with Ledger(path) as ledger:
+    found = api.status(cfg)
+    if found is None:
+        if as_json:
+            _print_json(None)
         click.echo(
-            json.dumps({"ledger": str(path), **ledger.summary(), "tables": ledger.table_rows()}, indent=2)
+            f"no ledger in {cfg.staging.directory}: nothing has been ingested with this staging directory "
+            "yet",
+            err=True,
         )
+        return
+    if as_json:
+        _print_json(found.to_dict())
+    else:
+        print_status(found)
+
+
+@main.command("reset")
+@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.option(
+    "--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory)."
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@log_options
+def reset_command(config, staging, yes) -> None:
+    """Delete what qdask staged for CONFIG (shards, contribution files, keys, quarantine, the ledger, the
+    run record and reports), so the next `qdask ingest` starts over. Other files in the staging
+    directory are kept. Rows already loaded into Qserv stay there: drop the database first to reload it."""
+    from dask.utils import format_bytes
+
+    from qdask import api
+
+    cfg = _config(config, staging=staging)
+    paths = api.staging_paths(cfg)
+    if not paths:
+        click.echo(f"nothing to reset: {cfg.staging.directory} holds nothing qdask staged", err=True)
+        return
+    size = sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+    found = api.status(cfg)
+    loaded = (found.counts["chunk_files"].get("loaded", 0) if found else 0) or 0
+    where = cfg.staging.directory
+    click.echo(f"this removes {format_bytes(size)} in {len(paths)} path(s) from {where}:", err=True)
+    for path in paths:
+        click.echo(f"  {path}", err=True)
+    if loaded:
+        click.echo(
+            f"{loaded} chunk file(s) are loaded in Qserv database {cfg.database.name}: resetting does not "
+            "remove them from Qserv; drop the database there before ingesting it again.",
+            err=True,
+        )
+    if not yes and not click.confirm("reset the staging directory?", default=False, err=True):
+        click.echo("nothing was removed", err=True)
+        raise SystemExit(1)
+    api.reset(cfg)
+    click.echo(f"reset: {cfg.staging.directory} no longer holds a run of {cfg.database.name}", err=True)
 
 
 @main.command("query")
@@ -381,6 +510,8 @@ def query_command(sql, request_sql, czar, db, fmt) -> None:
 )
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Local Dask workers.")
 @click.option("--mariadb", help="mysql://root@host:port of a MariaDB to use (default: a private one).")
+@progress_option
+@log_options
 def demo_command(workdir, tracts, rows_per_patch, workers, mariadb) -> None:
     """The whole job locally: demo Butler repository → Qserv stand-in → ingest → verify → query."""
     from rich.console import Console

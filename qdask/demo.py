@@ -24,6 +24,7 @@ written a record batch (at most `chunk_rows` rows) at a time and ingested into t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -488,23 +489,57 @@ def make_demo_repo(
     seed: int = 0,
     chunk_rows: int = 10_000,
 ) -> DemoRepo:
-    """Create a Butler repository at `path` (which must not hold one) with DP0.2-shaped datasets.
+    """Create a Butler repository at `path` (which must not exist, or be an empty directory) with
+    DP0.2-shaped datasets.
 
+    The repository is built in a hidden sibling directory and renamed to `path` only when complete, so an
+    interrupted build (Ctrl-C, a kill) never leaves a half-built repository that looks whole.
     `patches_per_tract` must be a square (an n × n patch grid). Sizes: Object has ``tracts ·
     patches_per_tract · rows_per_patch`` rows of 991 columns (≈ 4.2 kB each), ForcedSource
     ``6 · visits_per_band`` times as many rows of 39 columns. Memory stays at about one batch of
     `chunk_rows` Object rows whatever the total size.
     """
-    from lsst.daf.butler import Butler, DataCoordinate, DatasetRef, FileDataset
-
     n = int(round(patches_per_tract**0.5))
     if n < 1 or n * n != patches_per_tract:
         raise ValueError(f"patches_per_tract must be a square (1, 4, 9, …, 49), not {patches_per_tract}")
     if tracts < 1 or rows_per_patch < 1 or visits_per_band < 1 or chunk_rows < 1:
         raise ValueError("tracts, rows_per_patch, visits_per_band and chunk_rows must be positive")
-    root = Path(path).resolve()
-    if (root / "butler.yaml").exists():
-        raise FileExistsError(f"{root} already holds a Butler repository")
+    final = Path(path).resolve()
+    if (final / "butler.yaml").exists():
+        raise FileExistsError(f"{final} already holds a Butler repository")
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise FileExistsError(
+            f"{final} exists and is not an empty directory; remove it or choose another path"
+        )
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # no "." in the name: Butler would take what follows it for a config file's extension
+    root = Path(tempfile.mkdtemp(prefix="qdask-demo-repo-building-", dir=final.parent))
+    try:
+        built = _build_repo(
+            root, tracts, rows_per_patch, patches_per_tract, visits_per_band, seed, chunk_rows
+        )
+        if final.exists():
+            final.rmdir()
+        root.rename(final)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return dataclasses.replace(built, root=final)
+
+
+def _build_repo(
+    root: Path,
+    tracts: int,
+    rows_per_patch: int,
+    patches_per_tract: int,
+    visits_per_band: int,
+    seed: int,
+    chunk_rows: int,
+) -> DemoRepo:
+    """Fill the empty directory `root` with the demo repository (see `make_demo_repo`)."""
+    from lsst.daf.butler import Butler, DataCoordinate, DatasetRef, FileDataset
+
+    n = int(round(patches_per_tract**0.5))
     tract_boxes = {TRACT_ID_BASE + i: tract_box(i) for i in range(tracts)}
     patch_ids = tuple(range(patches_per_tract))
     patch_boxes = {(t, p): patch_box(b, p, n) for t, b in tract_boxes.items() for p in patch_ids}

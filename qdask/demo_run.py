@@ -1,9 +1,10 @@
 """`qdask demo`: the whole job on a local default, from nothing to a verified, queryable catalog.
 
-It builds (or reuses) a DP0.2-shaped Butler repository, starts the Qserv stand-in on a private MariaDB
-server (or on one given by DSN), ingests `configs/demo.yaml` with a local Dask cluster, verifies the
-result, and queries the catalog through the stand-in's czar front end (Qserv's SQL): a summary, then a cone
-search (``qserv_areaspec_circle``) around the first object, with magnitudes from ``scisql_nanojanskyToAbMag``.
+It builds (or reuses) a DP0.2-shaped Butler repository (built whole or not at all, see `make_demo_repo`),
+starts the Qserv stand-in on a private MariaDB server (or on one given by DSN), ingests `configs/demo.yaml`
+(shipped as `qdask/demo.yaml`) with a local Dask cluster, verifies the result, and queries the catalog
+through the stand-in's czar front end (Qserv's SQL): a summary, then a cone search
+(``qserv_areaspec_circle``) around the first object, with magnitudes from ``scisql_nanojanskyToAbMag``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
+from qdask.api import prepare
 from qdask.config import IngestConfig, config_from_dict
 from qdask.demo import make_demo_repo
-from qdask.ingest import Ingest, IngestSummary
+from qdask.ingest import IngestSummary
 from qdask.mariadb import PrivateMariaDB
 from qdask.qserv.czar import Czar
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+#: The demo's config, shipped in the package (configs/demo.yaml in a source tree links to it).
+DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"
 DEMO_AUTH_KEY = "demo-key"
 
 
@@ -77,6 +80,8 @@ def run_demo(
     console = console or Console(stderr=True)
     workdir = Path(workdir).resolve()
     repo = workdir / "repo"
+    for stale in workdir.glob("qdask-demo-repo-building-*"):  # a build killed before it could clean up
+        shutil.rmtree(stale, ignore_errors=True)
     if not (repo / "butler.yaml").exists():
         console.print(f"[bold]1/4[/] building the demo Butler repository in {repo} ({tracts} tract(s))")
         shutil.rmtree(repo, ignore_errors=True)
@@ -97,8 +102,7 @@ def run_demo(
         os.environ["QSERV_AUTH_KEY"] = DEMO_AUTH_KEY
         config = demo_config(workdir, repo, qserv.controller_url, qserv.czar_dsn, workers)
         console.print(f"[bold]3/4[/] qdask ingest {DEMO_CONFIG.name} (database {config.database.name})")
-        ingest = Ingest(config, console=console)
-        ingest.plan()
+        ingest, _ = prepare(config, console=console)
         ingest.show_plan()
         summary = ingest.run()
         sql = (

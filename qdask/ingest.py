@@ -5,33 +5,52 @@ waits for them, records what they return in the ledger, and reports. Dask tasks 
 staged files, and return small metadata; the driver holds no data. Each stage starts from what the ledger
 says is left to do, so the same command re-run after any stop skips what is done and redoes what was in
 flight. Stage boundaries are logged (`logging`, logger ``qdask.ingest``): start and end with counts and
-time, and each unit or chunk at debug level.
+time, and each unit or chunk at debug level. Besides the ledger, each run keeps its own account beside it
+(``ledger.run.json``, `qdask.runrecord`: stage times, workers' memory, publish and verify) and writes the
+run report ``<staging>/report.html`` (`qdask.report`) when it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import sqlite3
+import sys
 import time
+import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import uuid4
 
 from distributed import Client, Future, as_completed
+from pydantic import SecretStr
 from rich.console import Console
 
 from qdask import faultpoints
 from qdask.cluster import ClusterSpec, open_client
 from qdask.config import IngestConfig
+from qdask.counts import RowCounts, loaded_rows, total
 from qdask.errors import QdaskError
 from qdask.kube import oom
-from qdask.ledger import ChunkFile, Ledger, LedgerError, Unit, UnitStatus, config_fingerprint
-from qdask.monitor import MemoryWatch
-from qdask.progress import plan_table, stage_bars
+from qdask.ledger import (
+    ChunkFile,
+    FileStatus,
+    Ledger,
+    LedgerError,
+    TransactionState,
+    Unit,
+    UnitStatus,
+    config_fingerprint,
+)
+from qdask.monitor import MemorySeries, MemoryWatch
+from qdask.progress import plan_table, stage_progress
 from qdask.qserv import QservClient, QservError
+from qdask.qserv.czar import DSN as CzarDSN
 from qdask.qserv.czar import Czar
+from qdask.runrecord import RunRecord, now
 from qdask.schema import SchemaError
 from qdask.sources.units import InputUnit, SourceError
 from qdask.stages.collect import Collected, CorruptShardError, collect_task, collect_task_for, key_text
@@ -44,6 +63,7 @@ from qdask.stages.keys import (
     family_checks,
     key_column,
     outcome,
+    table_policy,
     unit_key_files,
     unit_keys_task,
 )
@@ -53,6 +73,7 @@ from qdask.stages.load import (
     LoadSettings,
     LoadSummary,
     StagedFileCorrupt,
+    plan_transactions,
     recover,
     staged_file_problem,
 )
@@ -76,30 +97,81 @@ class IngestError(QdaskError, RuntimeError):
 
 @dataclass
 class IngestSummary:
+    """What one run did: units partitioned, chunk files staged, rows loaded (catalog rows, overlap copies
+    and replicas of regular tables, per table), transactions committed, and what it noticed."""
+
     run_id: str = ""
+    resumed: bool = False
     units_partitioned: int = 0
     chunks_collected: int = 0
-    rows_loaded: int = 0
+    rows: dict[str, RowCounts] = field(default_factory=dict)  # table → rows this run loaded into Qserv
     transactions: int = 0
     quarantined: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
     nan_to_null: dict[str, dict[str, int]] = field(default_factory=dict)  # table → column → values
     notes: list[str] = field(default_factory=list)
     verify: VerifyReport | None = None
+    report: Path | None = None
+
+    @property
+    def loaded(self) -> RowCounts:
+        """The rows this run loaded, over all tables."""
+        return total(self.rows)
 
     @property
     def changed_anything(self) -> bool:
-        return bool(self.units_partitioned or self.chunks_collected or self.rows_loaded or self.transactions)
+        done = (self.units_partitioned, self.chunks_collected, self.loaded.stored, self.transactions)
+        return any(done)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as `qdask ingest --json` prints it (docs/json.md)."""
+        return {
+            "run_id": self.run_id,
+            "resumed": self.resumed,
+            "units_partitioned": self.units_partitioned,
+            "chunk_files_staged": self.chunks_collected,
+            "transactions_committed": self.transactions,
+            "rows_loaded": self.loaded.to_dict(),
+            "tables": {name: counts.to_dict() for name, counts in sorted(self.rows.items())},
+            "quarantined": {
+                name: {"rows": rows, "files": paths}
+                for name, (rows, paths) in sorted(self.quarantined.items())
+            },
+            "nan_to_null": self.nan_to_null,
+            "notes": self.notes,
+            "verify": None if self.verify is None else verify_to_dict(self.verify),
+            "report": None if self.report is None else str(self.report),
+        }
+
+
+def verify_to_dict(report: VerifyReport) -> dict[str, Any]:
+    """A verify report as `qdask verify --json` prints it (docs/json.md)."""
+    return {
+        "ok": report.ok,
+        "checks": [
+            {"table": c.table, "check": c.name, "ok": c.ok, "detail": c.detail} for c in report.checks
+        ],
+    }
 
 
 # -- what the driver builds from the config -----------------------------------------------------------
 
+#: Table settings that act only after staging (registration in Qserv): they may change between runs.
+AFTER_STAGING = ("collation_name", "unique_primary_key", "policies")
+
 
 def fingerprint(config: IngestConfig) -> str:
-    """What identifies the data an ingest produces: target, tables, schemas and the Qserv instance."""
+    """What determines the staged data, and so must not change while a staging directory is reused: the
+    database name and layout, and each table's kind, keys, input, schema, columns, overlap and charset.
+
+    The Qserv endpoints, the cluster, the staging options and the settings that act after staging may
+    change between runs (e.g. `--controller` to reach the same Qserv another way). Key policies are not
+    part of it either: a changed `duplicate_ids`/`orphans` is applied by collecting the affected chunk
+    files again (`Ingest` checks what a changed policy touches).
+    """
     shown = config.display_dict()
-    return config_fingerprint(
-        {"database": shown["database"], "tables": shown["tables"], "controller": shown["qserv"]["controller"]}
-    )
+    tables = [{k: v for k, v in t.items() if k not in AFTER_STAGING} for t in shown["tables"]]
+    database = {k: shown["database"][k] for k in ("name", "partitioning")}
+    return config_fingerprint({"database": database, "tables": tables})
 
 
 def cluster_spec(config: IngestConfig) -> ClusterSpec:
@@ -116,40 +188,105 @@ def cluster_spec(config: IngestConfig) -> ClusterSpec:
 
 
 def qserv_client(config: IngestConfig) -> QservClient:
+    """The Replication/Ingest client `qserv:` describes: controller, auth key, API version, timeouts and
+    retries (`retries.attempts` counts the first try; the transport counts the tries after it)."""
     q = config.qserv
     return QservClient(
         q.controller,
         q.auth_key,
         version=q.api_version,
         timeout=q.timeouts.request,
+        load_timeout=q.timeouts.load,
         connect_timeout=q.timeouts.connect,
-        retries=q.retries.attempts,
+        retries=q.retries.attempts - 1,
         backoff=q.retries.backoff,
         backoff_max=q.retries.backoff_max,
     )
 
 
 def czar_for(config: IngestConfig) -> Czar:
-    return Czar(config.qserv.czar.url(reveal=True))
+    """SQL through the czar of `qserv.czar`, with the password of `$qserv.czar_password_env` when set
+    (else the DSN's), passed as it is (never through a URL), and `timeouts.connect`."""
+    q = config.qserv
+    c = q.czar
+    password = q.czar_password or SecretStr("")
+    return Czar(CzarDSN(c.host, c.port, c.user, password, c.database), connect_timeout=q.timeouts.connect)
+
+
+def load_settings(config: IngestConfig, run_id: str) -> LoadSettings:
+    """What the load stage takes from `qserv:`: transaction sizes, concurrency, retries of a contribution
+    Qserv allows to retry (`retries.attempts` counts the first try) and their backoff."""
+    q = config.qserv
+    return LoadSettings(
+        database=config.database.name,
+        run_id=run_id,
+        charsets={t.name: config.table_charset(t)[0] for t in config.tables},
+        max_chunks_per_transaction=q.max_chunks_per_transaction,
+        max_bytes_per_transaction=q.max_bytes_per_transaction,
+        concurrency_total=q.concurrency.total,
+        concurrency_per_worker=q.concurrency.per_worker,
+        redo_attempts=3,
+        retries_in_transaction=q.retries.attempts - 1,
+        retry_backoff=q.retries.backoff,
+    )
+
+
+def check_transaction_budget(config: IngestConfig, ledger: Ledger, files: list[ChunkFile]) -> None:
+    """Refuse a load that would take more transactions than `qserv.max_transactions`: until publish, each
+    transaction is a MariaDB partition of every table of the database (committed ones count)."""
+    q = config.qserv
+    planned = len(plan_transactions(files, q.max_chunks_per_transaction, q.max_bytes_per_transaction))
+    committed = len(ledger.transactions(state=TransactionState.COMMITTED))
+    if committed + planned > q.max_transactions:
+        raise IngestError(
+            f"loading {len(files)} chunk file(s) takes {planned} transaction(s) of at most "
+            f"{q.max_chunks_per_transaction} chunks and {q.max_bytes_per_transaction:,} bytes, and "
+            f"{committed} are committed already: more than qserv.max_transactions = {q.max_transactions} "
+            "(each is a MariaDB partition of every table until publish). Raise "
+            "qserv.max_chunks_per_transaction or max_bytes_per_transaction (fewer, larger transactions), "
+            "or max_transactions (at most 8192)."
+        )
 
 
 # -- the driver ---------------------------------------------------------------------------------------
 
 
 class Ingest:
-    """One ingest of one config; `run()` does every stage that is not yet done."""
+    """One ingest of one config; `run()` does every stage that is not yet done.
 
-    def __init__(self, config: IngestConfig, *, console: Console | None = None):
+    `client`: a Dask client to run the tasks on (the caller's, left open), instead of the cluster of
+    `cluster:`. `progress_every`: seconds between plain progress lines when the console is no terminal.
+    Nothing is written before `run()` (or `verify()`): `plan()` only reads.
+    """
+
+    def __init__(
+        self,
+        config: IngestConfig,
+        *,
+        console: Console | None = None,
+        client: Client | None = None,
+        progress_every: float | None = None,
+    ):
         self.config = config
         self.console = console or Console(stderr=True)
-        staging = Path(config.staging.directory)
+        self.client = client
+        self.progress_every = progress_every
+        self.staging = staging = Path(config.staging.directory)
         self.shard_root = staging / "shards"
         self.quarantine_root = staging / "quarantine"
         self.contrib_root = staging / "contributions"
         self.keys_root = staging / "keys"
-        self.ledger = Ledger(config.staging.ledger or staging / "ledger.sqlite")
         self.summary = IngestSummary()
         self.setups: dict[str, TableSetup] = {}
+        self.ledger_path = Path(config.staging.ledger or staging / "ledger.sqlite")
+        self.record = RunRecord.load(self.ledger_path)
+        self.memory = MemorySeries()
+        self._item_rows = 0  # rows of the item a stage loop body just recorded (for the progress display)
+
+    @functools.cached_property
+    def ledger(self) -> Ledger:
+        """The ledger, opened (and created) on first use."""
+        return Ledger(self.ledger_path)
 
     # -- plan -------------------------------------------------------------------------------------
 
@@ -173,11 +310,35 @@ class Ingest:
     # -- the run ----------------------------------------------------------------------------------
 
     def run(self, *, stage_only: bool = False, verify_after: bool = True) -> IngestSummary:
+        """Every stage not yet done; the run report is written to staging when it ends (but for Ctrl-C)."""
+        self._open_run()
+        self.record.begin(workers=self.config.cluster.worker_count if self.client is None else None)
+        outcome = "failed"
+        try:
+            self._run(stage_only=stage_only, verify_after=verify_after)
+            outcome = "staged" if stage_only else "finished"
+            return self.summary
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+            raise
+        except Exception as exc:
+            outcome = f"stopped: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            raise
+        finally:
+            self.record.end(outcome, self.memory.samples)
+            if outcome != "interrupted":
+                self._write_report()
+
+    def _open_run(self) -> None:
+        """Open (or resume) this config's run in the ledger, record its units and apply changed policies."""
+        resumed = self.ledger.run() is not None
         try:
             run = self.ledger.open_run(fingerprint(self.config))
         except (LedgerError, sqlite3.Error) as exc:
-            raise IngestError(f"{exc}. Use another staging directory for a different configuration.") from exc
-        self.summary.run_id = run.run_id
+            raise IngestError(
+                f"{exc}; or `qdask reset CONFIG` to start over in this staging directory"
+            ) from exc
+        self.summary.run_id, self.summary.resumed = run.run_id, resumed
         log.info("run %s: staging in %s", run.run_id, self.config.staging.directory)
         if not self.setups:
             self.plan()
@@ -187,13 +348,23 @@ class Ingest:
             for u in s.units
         )
         faultpoints.reached("plan.recorded")
+        self._apply_policy_changes()
+        if resumed:
+            message = resume_message(self.ledger, run.created)
+            log.info("run %s: %s", run.run_id, message)
+            self.console.print(f"resuming run {run.run_id}: {message}", soft_wrap=True, highlight=False)
+
+    def _run(self, *, stage_only: bool, verify_after: bool) -> None:
         if self.ledger.units_to_partition() or self.ledger.chunks_to_collect():
-            with open_client(cluster_spec(self.config)) as client:
+            from qdask.report import PERFORMANCE_NAME, dask_performance_report
+
+            with self._dask() as client:
                 self.console.print(f"Dask dashboard: {client.dashboard_link}")
-                self._stage_files(client)
+                with dask_performance_report(client, self.staging / PERFORMANCE_NAME):
+                    self._stage_files(client)
         if stage_only:
             self.summary.notes.append("stage-only: every contribution file is staged with its checksum")
-            return self.summary
+            return
         try:
             with qserv_client(self.config) as qserv:
                 qserv.check_version()
@@ -206,6 +377,9 @@ class Ingest:
                     auto_build_director_index=self.config.database.auto_build_director_index,
                 )
                 log.info("publish: done in %.1f s", time.perf_counter() - t0)
+                published = {"at": now(), "database": self.config.database.name}
+                self.record.published = self.record.published or published
+                self.record.stage("publish", time.perf_counter() - t0)
         except (LoadError, QservError) as exc:  # the ledger is consistent: say so instead of a traceback
             raise IngestError(
                 f"{exc}\nEvery row loaded so far is committed and recorded; transactions left open are "
@@ -217,18 +391,93 @@ class Ingest:
             self.summary.verify = self.verify()
             log.info("verify: %s in %.1f s", "passed" if self.summary.verify.ok else "FAILED",
                      time.perf_counter() - t0)
-        return self.summary
+            self.record.stage("verify", time.perf_counter() - t0, items=len(self.summary.verify.checks))
+
+    @contextlib.contextmanager
+    def _dask(self) -> Iterator[Client]:
+        """The caller's Dask client, or one of a cluster started from `cluster:` (shut down on exit)."""
+        if self.client is not None:
+            yield self.client
+            return
+        with open_client(cluster_spec(self.config)) as client:
+            yield client
+
+    def _apply_policy_changes(self) -> None:
+        """A key policy (`duplicate_ids`, `orphans`) changed since the staged files were collected is applied
+        by collecting its family's staged files again; a change that cannot be applied stops the run."""
+        problems = []
+        for t in self.config.tables:  # positions quarantined earlier, which `stop` would have stopped at
+            if t.is_partitioned and t.policies.invalid_positions == "stop":
+                done = self.ledger.units(table=t.name, status=UnitStatus.PARTITIONED)
+                if quarantined := sum(u.rows_invalid or 0 for u in done):
+                    problems.append(
+                        f"table {t.name}: {quarantined:,} row(s) with invalid positions were quarantined by "
+                        "an earlier run, which policies.invalid_positions: stop would have stopped"
+                    )
+        policies: dict[str, str] = {
+            t.name: p for t in self.config.tables if (p := table_policy(t)) is not None
+        }
+        before = self.record.key_policies
+        changed = {name for name, p in policies.items() if before.get(name, p) != p}
+        directors = {getattr(self.config.table(name), "director", name) for name in changed}
+        family = [t.name for t in self.config.tables if {t.name, getattr(t, "director", None)} & directors]
+        for name in family:
+            files = self.ledger.chunk_files(table=name)
+            loaded = [f for f in files if f.status == FileStatus.LOADED]
+            if loaded:
+                problems.append(
+                    f"table {name}: key policies changed ({describe_change(before, policies, changed)}), but "
+                    f"{len(loaded)} of its chunk files are loaded in Qserv under the old ones"
+                )
+                continue
+            try:
+                for f in files:
+                    self.ledger.drop_chunk_file(f.key)
+            except LedgerError as exc:
+                problems.append(f"table {name}: {exc}")
+                continue
+            if files:
+                note = (
+                    f"{name}: key policies changed ({describe_change(before, policies, changed)}): its "
+                    f"{len(files)} staged chunk file(s) are collected again under the new ones"
+                )
+                log.info(note)
+                self.console.print(note, soft_wrap=True, highlight=False)
+                self.summary.notes.append(note)
+        if problems:
+            raise IngestError(
+                "the config's policies changed in a way the staged data cannot follow:\n  "
+                + "\n  ".join(problems)
+                + "\nSet them back, or (after dropping the database in Qserv, if anything was loaded) "
+                "`qdask reset CONFIG` to stage again."
+            )
+        if policies != before:
+            self.record.key_policies = policies
+            self.record.save()
+
+    def _write_report(self) -> None:
+        """The run report, `<staging>/report.html`; a failure to write it is logged, never raised."""
+        from qdask.report import write_run_report
+
+        try:
+            self.summary.report = write_run_report(self.config, self.ledger, self.record)
+        except Exception as exc:  # noqa: BLE001 - the report must never hide the run's own outcome
+            log.warning("the run report could not be written: %s: %s", type(exc).__name__, exc)
 
     def _as_completed(
-        self, client: Client, futures: Mapping[Future, T], stage: str
+        self, client: Client, futures: Mapping[Future, T], stage: str, what: str = "task(s)"
     ) -> Iterator[tuple[T, Future, MemoryWatch]]:
-        """Each submitted item with its future as it completes, a bar advancing and worker memory
-        sampled meanwhile (the `MemoryWatch` explains a task that killed its workers)."""
-        with stage_bars(self.console) as progress, MemoryWatch(client) as memory:
-            bar = progress.add_task(stage, total=len(futures))
+        """Each submitted item with its future as it completes, the progress advancing (by the rows the
+        loop body recorded in `_item_rows`) and worker memory sampled meanwhile (the `MemoryWatch`
+        explains a task that killed its workers, and feeds the run report's memory plot)."""
+        with (
+            stage_progress(self.console, stage, len(futures), what, every=self.progress_every) as progress,
+            MemoryWatch(client, series=self.memory) as memory,
+        ):
             for future in as_completed(futures):
+                self._item_rows = 0
                 yield futures[future], future, memory
-                progress.advance(bar)
+                progress.advance(1, rows=self._item_rows)
 
     # -- staging: partition, key checks, collect ---------------------------------------------------
 
@@ -267,7 +516,8 @@ class Ingest:
             futures[future] = unit
         faultpoints.reached("partition.submitted")
         failed = []
-        for unit, future, memory in self._as_completed(client, futures, "partition"):
+        rows = 0
+        for unit, future, memory in self._as_completed(client, futures, "partition", "unit(s)"):
             try:
                 result: PartitionResult = future.result()
             except Exception as exc:  # noqa: BLE001 - recorded and reported per unit below
@@ -283,10 +533,13 @@ class Ingest:
                 faultpoints.reached("partition.result", unit.unit_id)
                 self._record_partition(result)
                 faultpoints.reached("partition.recorded", unit.unit_id)
+                rows += result.rows_read
+                self._item_rows = result.rows_read
         log.info(
             "partition: %d unit(s) partitioned, %d failed in %.1f s",
             len(todo) - len(failed), len(failed), time.perf_counter() - t0,
         )
+        self.record.stage("partition", time.perf_counter() - t0, items=len(todo) - len(failed), rows=rows)
         if failed:
             lines = "\n".join(f"  {uid}: {_short(text)}" for uid, text in failed[:10])
             raise IngestError(
@@ -338,7 +591,7 @@ class Ingest:
             for c in checks
         }
         problems: list[KeyProblems] = []
-        for family, future, memory in self._as_completed(client, submitted, "key check"):
+        for family, future, memory in self._as_completed(client, submitted, "key check", "famil(ies)"):
             try:
                 problems += future.result()
             except CorruptKeyFile as exc:  # removed by the task: rebuilt from its shards next round
@@ -355,6 +608,7 @@ class Ingest:
             "keys: %d famil(ies) checked, %d table(s) with problems in %.1f s",
             len(checks), len(problems), time.perf_counter() - t0,
         )
+        self.record.stage("keys", time.perf_counter() - t0, items=len(checks))
         if result.stops:
             raise IngestError(
                 "bad input, and the policy says stop (nothing was loaded):\n  " + "\n  ".join(result.stops)
@@ -372,7 +626,7 @@ class Ingest:
             ): f
             for f in missing
         }
-        for unit, future, memory in self._as_completed(client, rebuilds, "keys"):
+        for unit, future, memory in self._as_completed(client, rebuilds, "keys", "key file(s)"):
             try:
                 future.result()
                 log.debug("keys: unit %s key file rebuilt", unit.unit_id)
@@ -406,7 +660,8 @@ class Ingest:
             futures[client.submit(collect_task, task, str(self.contrib_root), key=name, pure=False)] = key
         faultpoints.reached("collect.submitted")
         redo, failed = False, []
-        for key, future, memory in self._as_completed(client, futures, "collect"):
+        rows = size = 0
+        for key, future, memory in self._as_completed(client, futures, "collect", "chunk file(s)"):
             try:
                 collected: Collected = future.result()
                 file = collected.file
@@ -419,6 +674,7 @@ class Ingest:
                 faultpoints.reached("collect.recorded", key_text(file.key))
                 log.debug("collect: %s recorded: %d row(s), %d byte(s)", key_text(key), file.rows, file.bytes)
                 self.summary.chunks_collected += 1
+                rows, size, self._item_rows = rows + file.rows, size + file.bytes, file.rows
             except CorruptShardError as exc:
                 self.ledger.unit_failed(exc.shard.unit_id, str(exc))  # failed units are partitioned again
                 self.summary.notes.append(str(exc))
@@ -428,6 +684,9 @@ class Ingest:
         log.info(
             "collect: %d chunk file(s) written, %d failed in %.1f s",
             len(keys) - len(failed), len(failed), time.perf_counter() - t0,
+        )
+        self.record.stage(
+            "collect", time.perf_counter() - t0, items=len(keys) - len(failed), rows=rows, bytes=size
         )
         if failed:
             lines = "\n".join(f"  {key_text(key)}: {_short(text)}" for key, text in failed[:10])
@@ -450,19 +709,8 @@ class Ingest:
         faultpoints.reached("load.registered")
         self.summary.notes += recover(qserv, self.ledger, db, self.summary.run_id)
         faultpoints.reached("load.recovered")
-        q = self.config.qserv
-        settings = LoadSettings(
-            database=db,
-            run_id=self.summary.run_id,
-            charsets={t.name: self.config.table_charset(t)[0] for t in self.config.tables},
-            max_chunks_per_transaction=q.max_chunks_per_transaction,
-            max_bytes_per_transaction=q.max_bytes_per_transaction,
-            concurrency_total=q.concurrency.total,
-            concurrency_per_worker=q.concurrency.per_worker,
-            redo_attempts=3,
-            retries_in_transaction=3,
-            retry_backoff=q.retries.backoff,
-        )
+        check_transaction_budget(self.config, self.ledger, self.ledger.files_to_load())
+        settings = load_settings(self.config, self.summary.run_id)
         for _ in range(ROUNDS):
             files = self.ledger.files_to_load()
             if not files:
@@ -475,22 +723,32 @@ class Ingest:
                 self.summary.notes.append(str(exc))
                 self._restage(exc)
                 continue
+            loaded = loaded_rows(self.ledger, only={f.key for f in files})
+            counts = total(loaded)
             log.info(
-                "load: %d row(s) in %d transaction(s) committed in %.1f s",
-                result.rows, result.transactions_committed, time.perf_counter() - t0,
+                "load: %d catalog row(s) (+ %d overlap copies, + %d replicas of regular tables) in %d "
+                "transaction(s) committed in %.1f s",
+                counts.catalog, counts.overlap, counts.replicas, result.transactions_committed,
+                time.perf_counter() - t0,
             )
-            self.summary.rows_loaded += result.rows
+            for table, table_counts in loaded.items():
+                self.summary.rows[table] = self.summary.rows.get(table, RowCounts()) + table_counts
             self.summary.transactions += result.transactions_committed
             self.summary.notes += result.notes
+            self.record.stage(
+                "load", time.perf_counter() - t0, items=len(files), rows=counts.stored,
+                bytes=sum(f.bytes for f in files),
+            )
         if self.ledger.files_to_load():
             raise IngestError(
                 "some contribution files could not be loaded; re-run the same command to resume"
             )
 
     def _load_files(self, qserv: QservClient, settings: LoadSettings, files: list[ChunkFile]) -> LoadSummary:
-        with stage_bars(self.console) as progress:
-            bar = progress.add_task("load", total=len(files))
-            loader = Loader(qserv, self.ledger, settings, on_file=lambda _file: progress.advance(bar))
+        with stage_progress(
+            self.console, "load", len(files), "chunk file(s)", every=self.progress_every
+        ) as progress:
+            loader = Loader(qserv, self.ledger, settings, on_file=lambda f: progress.advance(1, rows=f.rows))
             return loader.run(files)
 
     def _restage(self, found: StagedFileCorrupt) -> None:
@@ -502,7 +760,7 @@ class Ingest:
                 self.ledger.drop_chunk_file(file.key)
                 if file.key != found.file.key:
                     self.summary.notes.append(f"{file.path} {problem}; collected again")
-        with open_client(cluster_spec(self.config)) as client:
+        with self._dask() as client:
             self._stage_files(client)
 
     # -- verify -----------------------------------------------------------------------------------
@@ -511,7 +769,7 @@ class Ingest:
         """The verify stage over this config's tables (planned first when needed)."""
         if not self.setups:
             self.plan()
-        return verify_catalog(
+        report = verify_catalog(
             czar_for(self.config),
             self.ledger,
             self.config.database.name,
@@ -520,7 +778,47 @@ class Ingest:
             sample_size=sample_size,
             seed=seed,
         )
+        failed = [f"{c.table}: {c.name}: {c.detail}" for c in report.checks if not c.ok]
+        self.record.verified = {"at": now(), "ok": report.ok, "checks": len(report.checks), "failed": failed}
+        self.record.save()
+        return report
+
+
+def resume_message(ledger: Ledger, created: str) -> str:
+    """What a resumed run reuses from the ledger, and what is left to do."""
+    s = ledger.summary()
+    units, files, transactions = s["units"], s["chunk_files"], s["transactions"]
+    reused = (
+        f"reusing {units.get('partitioned', 0)} partitioned unit(s), {files.get('staged', 0)} staged and "
+        f"{files.get('loaded', 0)} loaded chunk file(s) ({transactions.get('committed', 0)} committed "
+        f"transaction(s)), recorded since {created}"
+    )
+    todo = [
+        f"{n} unit(s) to partition" if (n := units.get("planned", 0) + units.get("failed", 0)) else "",
+        f"{n} chunk file(s) to collect" if (n := s["chunks_to_collect"]) else "",
+        f"{n} transaction(s) left open to settle" if (n := transactions.get("started", 0)) else "",
+    ]
+    todo = [t for t in todo if t]
+    return reused + ("; to do: " + ", ".join(todo) if todo else "")
+
+
+def describe_change(before: Mapping[str, str], after: Mapping[str, str], tables: set[str]) -> str:
+    """`Object: stop → quarantine, …` for the tables whose key policy changed."""
+    return ", ".join(f"{t}: {before.get(t)} → {after.get(t)}" for t in sorted(tables))
 
 
 def _short(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit] + f" … ({len(text) - limit} more characters)"
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``qdask.ingest(config, client=...)`` runs `qdask.api.ingest` (a package
+    attribute cannot be both the driver module, which Python binds on import, and the API function)."""
+
+    def __call__(self, config: Any, client: Client | None = None, **options: Any) -> IngestSummary:
+        from qdask.api import ingest
+
+        return ingest(config, client, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

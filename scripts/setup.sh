@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up qdask on a fresh Debian machine: MariaDB (for the Qserv stand-in and the tests), and a
-# Python >= 3.11 virtual environment in .venv with qdask and its test tools installed.
+# Set up qdask on a fresh Debian machine: MariaDB (for the Qserv stand-in and the tests), Chromium (the
+# tests render the run report in it), and a Python >= 3.11 virtual environment in .venv with qdask and its
+# test tools installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,12 @@ if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
     echo "installing MariaDB from Debian's packages ..."
     as_root apt-get update -q
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server mariadb-client
+fi
+# Headless Chromium: the tests open the run report in a real browser (tests/operator/test_report.py).
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    echo "installing Chromium from Debian's packages (for the run report's browser test) ..."
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 fi
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     as_root apt-get update -q

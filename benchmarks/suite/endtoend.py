@@ -170,7 +170,7 @@ def ingest_run(
         "wall": wall,
         "seconds": dict(ingest.seconds),
         "rows_in": rows_in,
-        "rows_loaded": summary.rows_loaded,
+        "rows_loaded": summary.loaded.stored,  # every row Qserv holds: catalog rows, overlap copies, replicas
         "transactions": summary.transactions,
         "contribution_files": len(files),
         "contribution_bytes": sum(f.bytes for f in files),

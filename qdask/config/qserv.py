@@ -110,10 +110,13 @@ class Concurrency(ConfigModel):
 
 
 class Timeouts(ConfigModel):
-    """HTTP timeouts in seconds: connecting, and a whole request (an upload may be slow)."""
+    """Timeouts in seconds: opening a connection (controller, workers, czar), waiting on an ordinary
+    call, and waiting on a call that does heavy work before it answers (contribution uploads, commits,
+    publish, director index builds)."""
 
     connect: float = Field(default=10.0, gt=0)
     request: float = Field(default=600.0, gt=0)
+    load: float = Field(default=3600.0, gt=0)
 
 
 class Retries(ConfigModel):
@@ -149,6 +152,16 @@ class QservConfig(ConfigModel):
     _admin_auth_key: SecretStr | None = PrivateAttr(default=None)
 
     _bytes = field_validator("max_bytes_per_transaction", mode="before")(parse_bytes_field)
+
+    @field_validator("upload")
+    @classmethod
+    def _csv_only(cls, v: str) -> str:
+        if v != "csv":
+            raise ValueError(
+                "file (POST /ingest/file, Qserv's workers reading each file by URL) is not implemented; "
+                "contributions are streamed with POST /ingest/csv: set upload: csv (the default)"
+            )
+        return v
 
     @property
     def auth_key(self) -> SecretStr:

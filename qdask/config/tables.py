@@ -28,6 +28,7 @@ __all__ = [
     "DirectorTable",
     "FelisSchema",
     "Policies",
+    "OrphanPolicy",
     "Policy",
     "RegularTable",
     "SchemaSource",
@@ -166,18 +167,32 @@ class ColumnSelection(ConfigModel):
 
 
 Policy = Literal["quarantine", "stop"]
+OrphanPolicy = Literal["report", "quarantine", "stop"]
 
 
 class Policies(ConfigModel):
     """What to do with bad rows: quarantine them to a file the user can inspect, or stop the run.
 
-    Either way they are counted and reported with examples; rows are never dropped silently.
+    Either way they are counted and reported with examples; rows are never dropped silently. Orphans
+    (child rows without a director row) are by default loaded as they are and reported, as Qserv itself
+    loads them. A value that does not fit its column always stops the run: `bad_values: quarantine` is
+    refused here rather than accepted and ignored.
     """
 
     invalid_positions: Policy = "quarantine"
     duplicate_ids: Policy = "stop"
-    orphans: Policy = "quarantine"
-    bad_values: Policy = "stop"
+    orphans: OrphanPolicy = "report"
+    bad_values: Literal["quarantine", "stop"] = "stop"
+
+    @field_validator("bad_values")
+    @classmethod
+    def _bad_values_stop_only(cls, v: str) -> str:
+        if v != "stop":
+            raise ValueError(
+                "quarantine is not supported for bad_values yet: a value that does not fit its column "
+                "stops the run naming the file, row and column; set bad_values: stop (the default)"
+            )
+        return v
 
 
 class _TableBase(ConfigModel):

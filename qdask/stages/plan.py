@@ -7,6 +7,7 @@ datasets or files). The result is what `qdask plan` prints and what the partitio
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -110,6 +111,12 @@ def _input_schema(table: Table, units: list[InputUnit]) -> TableSchema:
         return from_qserv_json(spec.qserv_json)
     if spec.ddl is not None:
         return from_ddl(spec.ddl, table.name)
+    if units[0].format in ("csv", "tsv"):
+        raise PlanError(
+            f"table {table.name}: schema: {{infer: true}} needs Parquet or Butler input, which carries its "
+            f"column types; {units[0].label} is a {units[0].format} file: give the types with felis, "
+            "qserv_json or ddl"
+        )
     return from_arrow(_unit_arrow_schema(units[0]), table.name, source=units[0].label)
 
 
@@ -142,6 +149,15 @@ def plan_table(
         partitioned=table.is_partitioned,
         source=input_schema.source,
     )
+    for role, column in table.key_columns().items():  # a misspelled ra/dec/id must fail here, not later
+        if column not in qserv_schema.names:
+            close = difflib.get_close_matches(column, qserv_schema.names, 1)
+            raise PlanError(
+                f"table {table.name}: the {role} column {column!r} is not among its columns"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+                + f" (columns from {input_schema.source}: {', '.join(qserv_schema.names[:12])}"
+                + (" …)" if len(qserv_schema.names) > 12 else ")")
+            )
     if units[0].format == "parquet":  # Parquet and Butler inputs carry their own schema: check it up front
         found = _unit_arrow_schema(units[0])
         wanted = TableSchema(

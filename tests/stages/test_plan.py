@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from qdask.config import IngestConfig, config_from_dict
+from qdask.config import ConfigError, IngestConfig, config_from_dict
 from qdask.kinds import TableKind
 from qdask.stages.plan import PlanError, plan_ingest
 
@@ -62,6 +62,7 @@ def test_bad_values_quarantine_is_refused_not_ignored(tmp_path, shared_data):
     def change(tables):
         tables[0]["policies"] = {"bad_values": "quarantine"}
 
-    with pytest.raises(PlanError, match="table Object: policies.bad_values: quarantine is not supported"):
+    # refused by the config itself (so `qdask plan --check` says it), not accepted and ignored
+    with pytest.raises(ConfigError, match=r"tables\[0\].policies.bad_values: quarantine is not supported"):
         plan_ingest(_case01(tmp_path, change))
 
