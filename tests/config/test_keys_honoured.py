@@ -33,7 +33,7 @@ from qdask.kube import spec as kube_spec
 from qdask.ledger import REGULAR_CHUNK, Ledger
 from qdask.qserv import QservTransportError
 from qdask.stages.load import Loader
-from qdask.stages.plan import PlanError, discover_units, plan_ingest
+from qdask.stages.plan import discover_units, plan_ingest
 from qdask.stages.register import register_catalog
 from tests.faults.conftest import write_case01
 from tests.qserv.fakeqserv import FakeQserv, Slow
@@ -373,7 +373,7 @@ def test_butler_instrument_is_the_default_for_instrument_values(tmp_path, demo):
 def text_table(root: Path, name: str, text: str | bytes, **files) -> dict:
     path = root / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    (root / "t.sql").write_text("CREATE TABLE T (id INT NOT NULL, band CHAR(1))")
+    (root / "t.sql").write_text("CREATE TABLE T (id INT NOT NULL, band VARCHAR(16))")
     return {
         "name": "T",
         "kind": "regular",
@@ -405,13 +405,11 @@ def test_files_glob_selects_the_units(tmp_path):
     assert sorted(Path(u.uri).name for u in units_of(table, tmp_path)) == ["a.tsv", "b.tsv"]
 
 
-@honours("input.files.format", "input.files.delimiter")
-def test_files_format_and_delimiter_decide_how_lines_split(tmp_path):
-    assert rows_of(text_table(tmp_path, "t.txt", "id,band\n1,g\n", format="csv"), tmp_path) == [
+@honours("input.files.format")
+def test_files_format_decides_how_lines_split(tmp_path):
+    assert rows_of(text_table(tmp_path, "t.txt", "id,band\r\n1,g\r\n", format="csv"), tmp_path) == [
         {"id": 1, "band": "g"}
     ]
-    table = text_table(tmp_path, "p.csv", "id|band\n2|r\n", delimiter="|")
-    assert rows_of(table, tmp_path) == [{"id": 2, "band": "r"}]
 
 
 @honours("input.files.compression")
@@ -422,18 +420,73 @@ def test_files_compression_gzip_reads_a_file_without_a_gz_name(tmp_path):
     assert rows_of(table, tmp_path) == [{"id": 3, "band": "i"}]
 
 
-@honours("input.files.header")
-def test_files_header_skips_and_checks_the_first_line(tmp_path):
-    assert rows_of(text_table(tmp_path, "t.tsv", "id\tband\n4\tz\n", header=True), tmp_path) == [
-        {"id": 4, "band": "z"}
-    ]
+def dialect_rows(root: Path, text: str | bytes, **dialect) -> list[dict]:
+    """The rows of a one-file tsv table read with `dialect` (keys of `input.files.dialect`)."""
+    return rows_of(text_table(root, "t.tsv", text, dialect=dialect), root)
 
 
-@honours("input.files.null_marker", "input.files.escape", "input.files.quote")
-def test_text_options_the_reader_does_not_implement_are_refused(tmp_path):
-    for option in ({"null_marker": "NULL"}, {"escape": "#"}, {"quote": "'"}):
-        with pytest.raises(PlanError, match="reader supports only"):
-            rows_of(text_table(tmp_path, "t.tsv", "1\tg\n", **option), tmp_path)
+@honours("input.files.dialect.preset")
+def test_dialect_preset_csv_reads_rfc_4180(tmp_path):
+    assert dialect_rows(tmp_path, 'id,band\r\n1,"g,h"\r\n', preset="csv") == [{"id": 1, "band": "g,h"}]
+
+
+@honours("input.files.dialect.fields_terminated_by")
+def test_dialect_fields_terminated_by_splits_fields(tmp_path):
+    assert dialect_rows(tmp_path, "2|r\n", fields_terminated_by="|") == [{"id": 2, "band": "r"}]
+
+
+@honours("input.files.dialect.fields_enclosed_by")
+def test_dialect_fields_enclosed_by_keeps_a_terminator_inside_a_field(tmp_path):
+    assert dialect_rows(tmp_path, '3\t"a\tb"\n', fields_enclosed_by='"') == [{"id": 3, "band": "a\tb"}]
+
+
+@honours("input.files.dialect.fields_optionally_enclosed")
+def test_dialect_fields_optionally_enclosed_is_kept_in_the_load_data_clause(tmp_path):
+    """OPTIONALLY reads the same (as in LOAD DATA); the key is kept, so the resolved dialect says it."""
+    table = text_table(tmp_path, "t.tsv", '3\t"b"\n', dialect={"fields_enclosed_by": '"',
+                                                            "fields_optionally_enclosed": True})
+    raw = tiny(tmp_path)
+    raw["tables"] = [table]
+    dialect = config(raw, tmp_path).tables[0].input.files.text_dialect
+    assert "OPTIONALLY ENCLOSED BY" in dialect.load_data_options()
+    assert rows_of(table, tmp_path) == [{"id": 3, "band": "b"}]
+
+
+@honours("input.files.dialect.fields_escaped_by")
+def test_dialect_fields_escaped_by_empty_reads_backslashes_as_data(tmp_path):
+    assert dialect_rows(tmp_path, "4\ta\\nb\n") == [{"id": 4, "band": "a\nb"}]
+    assert dialect_rows(tmp_path, "4\ta\\nb\n", fields_escaped_by="") == [{"id": 4, "band": "a\\nb"}]
+
+
+@honours("input.files.dialect.lines_terminated_by")
+def test_dialect_lines_terminated_by_crlf(tmp_path):
+    assert dialect_rows(tmp_path, "5\tz\r\n", lines_terminated_by="\r\n") == [{"id": 5, "band": "z"}]
+
+
+@honours("input.files.dialect.lines_starting_by")
+def test_dialect_lines_starting_by_skips_the_prefix(tmp_path):
+    assert dialect_rows(tmp_path, "xx6\tq\n", lines_starting_by="xx") == [{"id": 6, "band": "q"}]
+
+
+@honours("input.files.dialect.ignore_lines")
+def test_dialect_ignore_lines_skips_leading_lines(tmp_path):
+    assert dialect_rows(tmp_path, "junk line\n7\tk\n", ignore_lines=1) == [{"id": 7, "band": "k"}]
+
+
+@honours("input.files.dialect.header")
+def test_dialect_header_skips_and_checks_the_first_line(tmp_path):
+    assert dialect_rows(tmp_path, "id\tband\n4\tz\n", header=True) == [{"id": 4, "band": "z"}]
+
+
+@honours("input.files.dialect.null")
+def test_dialect_null_adds_null_spellings(tmp_path):
+    assert dialect_rows(tmp_path, "8\t\n") == [{"id": 8, "band": ""}]
+    assert dialect_rows(tmp_path, "8\t\n", null=[""]) == [{"id": 8, "band": None}]
+
+
+@honours("input.files.dialect.charset")
+def test_dialect_charset_decodes_the_file(tmp_path):
+    assert dialect_rows(tmp_path, b"9\t\xe9\n", charset="latin1") == [{"id": 9, "band": "\u00e9"}]
 
 
 # -- schema and columns ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import yaml
 
 from qdask.config import ConfigError, IngestConfig, config_from_dict
 from qdask.kinds import TableKind
-from qdask.stages.plan import PlanError, plan_ingest
+from qdask.stages.plan import plan_ingest
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
