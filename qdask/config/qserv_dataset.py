@@ -205,7 +205,7 @@ def dataset_config(
     for table in _table_names(data_dir):
         data_file = _data_file(data_dir, table, extensions)
         if data_file is None:
-            described.skipped[table] = f"no data file {table}{extensions[0]}[.gz] in {data_dir}"
+            described.skipped[table] = f"no data file {table}{extensions[0]}[.gz]"
             continue
         entry, kind = _table_entry(
             data_dir, table, _json(data_dir / "ingest" / f"{table}.json"), data_file, rel, overlap
