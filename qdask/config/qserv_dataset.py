@@ -133,8 +133,6 @@ def _table_entry(
     data_dir: Path, table: str, spec: Mapping[str, Any], data_file: Path, rel: Any, db_overlap: float
 ) -> tuple[dict[str, Any] | None, str]:
     """The config entry of one table and its kind, or None and the reason it cannot be expressed yet."""
-    if spec.get("director_table2"):
-        return None, "a match table (two directors): kind: match is not supported yet"
     dialect = {key: spec.get(key) or default for key, default in _DIALECT_DEFAULTS.items()}
     charset = _charset(data_dir, table)
     files: dict[str, Any] = {
@@ -150,6 +148,27 @@ def _table_entry(
     entry: dict[str, Any] = {"name": table}
     if not spec.get("is_partitioned"):
         entry["kind"] = "regular"
+    elif spec.get("director_table2"):
+        # sph-partition-matches places a pair by part.pos1 and part.pos2, the flag column is part.flags.
+        part = (_partition_options(data_dir, table).get("part") or {})
+        sides = [[c.strip() for c in str(part.get(k, "")).split(",") if c.strip()] for k in ("pos1", "pos2")]
+        if any(len(side) != 2 for side in sides):
+            return None, "a match table placed by its directors' ids (no part.pos1/pos2) is not supported yet"
+        (ra1, dec1), (ra2, dec2) = sides
+        entry.update(
+            kind="match",
+            director=spec["director_table"],
+            director_key=spec["director_key"],
+            ra=ra1,
+            dec=dec1,
+            director2=spec["director_table2"],
+            director_key2=spec["director_key2"],
+            ra2=ra2,
+            dec2=dec2,
+            flag=spec.get("flag") or part.get("flags") or "partitioningFlags",
+        )
+        if spec.get("ang_sep"):
+            entry["ang_sep"] = float(spec["ang_sep"])
     else:
         # The partitioner places rows by part.pos (a child: its director's position, e.g. raObject); the
         # ingest JSON's longitude/latitude keys may name the row's own position instead (case02's Source).
@@ -216,11 +235,13 @@ def dataset_config(
         tables.append(entry)
         described.kinds[table] = kind
     directors = {t["name"] for t in tables if t["kind"] == "director"}
-    for entry in [t for t in tables if t["kind"] == "child" and t["director"] not in directors]:
-        tables.remove(entry)
-        described.kinds.pop(entry["name"])
-        described.skipped[entry["name"]] = f"its director {entry['director']} is not loaded"
-    order = {"director": 0, "child": 1, "regular": 2}
+    for entry in [t for t in tables if t["kind"] in ("child", "match")]:
+        absent = [d for d in (entry["director"], entry.get("director2")) if d and d not in directors]
+        if absent:
+            tables.remove(entry)
+            described.kinds.pop(entry["name"])
+            described.skipped[entry["name"]] = f"its director {', '.join(absent)} is not loaded"
+    order = {"director": 0, "child": 1, "match": 2, "regular": 3}
     tables.sort(key=lambda t: order[t["kind"]])
     charsets = {t["input"]["files"]["dialect"].get("charset") for t in tables}
     database: dict[str, Any] = {

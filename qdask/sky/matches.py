@@ -55,17 +55,30 @@ def separation_deg(ra1, dec1, ra2, dec2) -> np.ndarray:
     return np.degrees(np.arctan2(ss, cs))
 
 
-def place_matches(chunker: Chunker, ra1, dec1, ra2, dec2, *, what: str = "match row") -> MatchPlacement:
+def place_matches(
+    chunker: Chunker,
+    ra1,
+    dec1,
+    ra2,
+    dec2,
+    *,
+    max_separation: float | None = None,
+    what: str = "match row",
+    first_row: int = 0,
+) -> MatchPlacement:
     """Place match rows by both sides' positions (NaN marks a NULL side); raise `MatchError` as Qserv does.
 
-    Output rows are ordered by input row, side 1 before side 2, like the partitioner's map step.
+    Pairs farther apart than `max_separation` (default: the chunker's overlap, as Qserv's partitioner)
+    less 1 mas are refused. Output rows are ordered by input row, side 1 before side 2, like the
+    partitioner's map step; errors name the row as `what` and its number counted from `first_row`.
     """
+    limit = chunker.overlap if max_separation is None else max_separation
     ra1, dec1, ra2, dec2 = (np.asarray(a, np.float64) for a in (ra1, dec1, ra2, dec2))
     present1 = ~(np.isnan(ra1) | np.isnan(dec1))
     present2 = ~(np.isnan(ra2) | np.isnan(dec2))
     neither = np.flatnonzero(~present1 & ~present2)
     if neither.size:
-        raise MatchError(f"{what} {int(neither[0])}: both partitioning positions are NULL")
+        raise MatchError(f"{what} {first_row + int(neither[0])}: both partitioning positions are NULL")
     n = ra1.size
     chunk1 = np.full(n, -1, np.int64)
     sub1 = np.full(n, -1, np.int64)
@@ -81,12 +94,12 @@ def place_matches(chunker: Chunker, ra1, dec1, ra2, dec2, *, what: str = "match 
     if both.any():
         idx = np.flatnonzero(both)
         sep = separation_deg(ra1[idx], dec1[idx], ra2[idx], dec2[idx])
-        far = sep > chunker.overlap - EPSILON_DEG
+        far = sep > limit - EPSILON_DEG
         if far.any():
             i = int(idx[np.argmax(far)])
             raise MatchError(
-                f"{what} {i}: positions ({ra1[i]}, {dec1[i]}) and ({ra2[i]}, {dec2[i]}) are "
-                f"{float(sep[np.argmax(far)]):.6g} deg apart, more than the overlap radius {chunker.overlap} "
+                f"{what} {first_row + i}: positions ({ra1[i]}, {dec1[i]}) and ({ra2[i]}, {dec2[i]}) are "
+                f"{float(sep[np.argmax(far)]):.6g} deg apart, more than the overlap radius {limit} "
                 "(Qserv's partitioner refuses such a pair; a larger overlap is needed)"
             )
     same = both & (chunk1 == chunk2)

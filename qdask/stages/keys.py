@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from qdask.config import ChildTable, DirectorTable, IngestConfig, RegularTable
+from qdask.config import ChildTable, DirectorTable, IngestConfig, RegularTable, TableConfig
 from qdask.ledger import Shard, shards_digest
 from qdask.stages.collect import CorruptShardError
 from qdask.stages.shards import unit_file_key
@@ -52,7 +52,7 @@ KeyPolicy = Literal["stop", "quarantine", "report"]
 # -- policy (driver) ------------------------------------------------------------------------------
 
 
-def key_column(table: DirectorTable | ChildTable | RegularTable) -> str | None:
+def key_column(table: TableConfig) -> str | None:
     """The column the key check reads and may exclude rows by: a director's id, a child's director key."""
     if isinstance(table, DirectorTable):
         return table.id
@@ -61,7 +61,7 @@ def key_column(table: DirectorTable | ChildTable | RegularTable) -> str | None:
     return None
 
 
-def table_policy(table: DirectorTable | ChildTable | RegularTable) -> KeyPolicy | None:
+def table_policy(table: TableConfig) -> KeyPolicy | None:
     """What to do with a table's key problems.
 
     A director's duplicate ids follow `policies.duplicate_ids`. A child's orphans follow

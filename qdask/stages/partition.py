@@ -26,6 +26,7 @@ from qdask.kinds import TableKind
 from qdask.ledger import REGULAR_CHUNK, Shard
 from qdask.schema import TableSchema
 from qdask.sky import Chunker
+from qdask.sky.matches import place_matches
 from qdask.sources import butler as butler_source
 from qdask.sources import files as file_source
 from qdask.sources.units import InputUnit
@@ -56,6 +57,10 @@ class TablePlan:
     compression: str = "zstd"
     compression_level: int | None = 3
     key_column: str | None = None  # an integer column whose sorted values the key checks need
+    ra2: str | None = None  # a match table's second side: its position columns,
+    dec2: str | None = None
+    flag_column: str | None = None  # the column that gets the partitioning flag,
+    max_separation: float | None = None  # and the largest separation of a pair (degrees)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", TableKind(self.kind))
@@ -112,13 +117,16 @@ def conform_batch(batch: pa.RecordBatch, plan: TablePlan, unit_id: str) -> pa.Ta
     """
     table = pa.Table.from_batches([batch])
     present = set(table.column_names)
-    missing = [name for name in plan.source_columns if name not in present]
+    missing = [name for name in plan.source_columns if name not in present and name != plan.flag_column]
     if missing:
         raise KeyError(f"{unit_id}: input lacks column(s) {', '.join(missing)} needed by table {plan.name}")
     columns = []
     for source, target in zip(plan.source_columns, plan.data_columns, strict=True):
-        column = table.column(source)
         wanted = plan.schema.field(target).type
+        if source not in present:  # a match table's flag column: set when the rows are placed
+            columns.append(pa.nulls(table.num_rows, wanted))
+            continue
+        column = table.column(source)
         if column.type != wanted:
             try:
                 column = column.cast(wanted, safe=True)
@@ -130,13 +138,40 @@ def conform_batch(batch: pa.RecordBatch, plan: TablePlan, unit_id: str) -> pa.Ta
     return pa.Table.from_arrays(columns, names=plan.data_columns)
 
 
-def _positions(table: pa.Table, plan: TablePlan) -> tuple[np.ndarray, np.ndarray]:
+def _positions(
+    table: pa.Table, plan: TablePlan, columns: tuple[str, str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     def as_float(name: str) -> np.ndarray:
         column = table.column(name).cast(pa.float64())
         return column.fill_null(float("nan")).to_numpy()
 
-    ra, dec = plan.position()
+    ra, dec = columns or plan.position()
     return as_float(ra), as_float(dec)
+
+
+def place_match_rows(
+    data: pa.Table, plan: TablePlan, chunker: Chunker, unit_id: str, *, first_row: int
+) -> pa.Table:
+    """A match table's rows placed as ``sph-partition-matches`` places them (`qdask.sky.matches`): one
+    row per side in its own chunk, or one when both sides share a chunk, each with its flag."""
+    assert plan.ra2 is not None and plan.dec2 is not None and plan.flag_column is not None
+    ra1, dec1 = _positions(data, plan)
+    ra2, dec2 = _positions(data, plan, (plan.ra2, plan.dec2))
+    placed = place_matches(
+        chunker,
+        ra1,
+        dec1,
+        ra2,
+        dec2,
+        max_separation=plan.max_separation,
+        what=f"{unit_id}: row",
+        first_row=first_row,
+    )
+    rows = data.take(pa.array(placed.row))
+    index = rows.schema.get_field_index(plan.flag_column)
+    flag_type = rows.schema.field(index).type
+    rows = rows.set_column(index, plan.flag_column, pa.array(placed.flag, pa.int8()).cast(flag_type))
+    return _with_location(rows, placed.chunk_id, placed.sub_chunk_id)
 
 
 def _with_location(table: pa.Table, chunk_ids: np.ndarray, sub_chunk_ids: np.ndarray) -> pa.Table:
@@ -180,6 +215,10 @@ def partition_batches(
                 writer.add(data, np.full(data.num_rows, REGULAR_CHUNK, dtype=np.int64), overlap=False)
                 if keys is not None:
                     keys.append(key_values(data.column(plan.key_column)))
+                continue
+            if plan.kind == TableKind.MATCH:
+                placed = place_match_rows(data, plan, chunker, unit_id, first_row=rows_read - data.num_rows)
+                writer.add(placed, placed.column("chunkId").to_numpy(), overlap=False)
                 continue
             ra, dec = _positions(data, plan)
             located = chunker.locate_all(ra, dec, invalid="mask")
@@ -271,11 +310,18 @@ def partition_task(
     t0 = time.perf_counter()
     batches = _each(read_input(unit, input_schema, plan.source_columns), "partition.batch", unit.unit_id)
     result = partition_batches(
-        batches, plan, unit.unit_id, Path(shard_root), Path(quarantine_root),
+        batches,
+        plan,
+        unit.unit_id,
+        Path(shard_root),
+        Path(quarantine_root),
         Path(keys_root) if keys_root is not None else None,
     )
     log.debug(
         "unit %s: %d row(s) into %d shard(s) in %.2f s",
-        unit.unit_id, result.rows_read, len(result.shards), time.perf_counter() - t0,
+        unit.unit_id,
+        result.rows_read,
+        len(result.shards),
+        time.perf_counter() - t0,
     )
     return result

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from qdask.config import IngestConfig, Table
+from qdask.config import IngestConfig, MatchTable, Table
 from qdask.errors import QdaskError
 from qdask.kinds import TableKind
 from qdask.schema import (
@@ -194,8 +194,23 @@ def plan_table(
         compression=config.staging.shard_compression,
         compression_level=config.staging.shard_compression_level,
         key_column=key if key is not None and pa.types.is_integer(arrow.field(key).type) else None,
+        **_match_plan(config, table, arrow),
     )
     return TableSetup(table, input_schema, qserv_schema, plan, tuple(units))
+
+
+def _match_plan(config: IngestConfig, table: Table, arrow: pa.Schema) -> dict:
+    """A match table's second position, flag column (an integer column of the schema) and separation."""
+    if not isinstance(table, MatchTable):
+        return {}
+    if not pa.types.is_integer(arrow.field(table.flag).type):
+        raise PlanError(
+            f"match table {table.name}: the flag column {table.flag!r} must be an integer column, not "
+            f"{arrow.field(table.flag).type}"
+        )
+    return dict(
+        ra2=table.ra2, dec2=table.dec2, flag_column=table.flag, max_separation=config.match_separation(table)
+    )
 
 
 def plan_ingest(config: IngestConfig, *, max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES) -> list[TableSetup]:

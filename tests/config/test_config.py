@@ -216,7 +216,7 @@ def test_unknown_kind_and_keys_foreign_to_a_kind(tmp_path, good):
     good["tables"][2]["kind"] = "dimension"
     good["tables"][0]["director"] = "Object"  # only a child has a director
     found = problems(tmp_path, good)
-    assert "kind must be one of director, child, regular" in found["tables[2]"]
+    assert "kind must be one of director, child, match, regular" in found["tables[2]"]
     assert "unknown key" in found["tables[0].director"]
 
 
