@@ -581,7 +581,8 @@ class Ledger:
             staged = [
                 ChunkKey(table, r[0], bool(r[1]))
                 for r in db.execute(
-                    "SELECT chunk_id, overlap FROM chunk_files WHERE table_name = ? ORDER BY chunk_id, overlap",
+                    "SELECT chunk_id, overlap FROM chunk_files WHERE table_name = ? "
+                    "ORDER BY chunk_id, overlap",
                     (table,),
                 )
             ]
