@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from qdask import faultpoints
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, ChunkKey, Shard, dest_of, shards_digest
 from qdask.stages.shards import DEST, CorruptShardError, ShardReader
-from qdask.tsv import write_tsv
+from qdask.tsv import sync_filesystem, write_tsv
 
 __all__ = ["CorruptShardError"]  # raised here, defined with the shards
 
@@ -238,7 +238,7 @@ def collect_chunks(task: CollectTask, root: Path) -> list[Collected]:
             batches = _without_excluded(batches, task.exclusion, exclusion_keys, target, excluded)
         path = contribution_path(root, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        info = write_tsv(batches, path, columns=columns, charset=task.charset)
+        info = write_tsv(batches, path, columns=columns, charset=task.charset, durable=False)
         expected = sum(s.rows_in(key) for s in sources) - excluded[0]
         if info.rows != expected:
             raise RuntimeError(f"{path}: wrote {info.rows} rows but its shards hold {expected}")
@@ -253,6 +253,7 @@ def collect_chunks(task: CollectTask, root: Path) -> list[Collected]:
             sources=shards_digest(sources),
         )
         out.append(Collected(file, dict(info.nan_to_null)))
+    sync_filesystem([c.file.path for c in out])  # durable before the driver records any of them
     return out
 
 
