@@ -123,6 +123,7 @@ class ShardWriter:
         self.root, self.table, self.unit_key = Path(root), table, unit_key
         self.schema, self.file_schema = schema, shard_schema(schema)
         codec = CODECS[compression]
+        self.file_schema = self.file_schema.with_metadata({"qdask.codec": codec or "none"})
         self.options = ipc.IpcWriteOptions(
             compression=None
             if codec is None
