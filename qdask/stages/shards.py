@@ -102,6 +102,15 @@ class _HashingSink:
         return True
 
 
+def _merge_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two sorted (dest, rows) arrays as one, rows added where a destination is in both."""
+    both = np.concatenate((a, b))
+    dests, inverse = np.unique(both["dest"], return_inverse=True)
+    out = np.empty(len(dests), DESTINATIONS)
+    out["dest"], out["rows"] = dests, np.bincount(inverse, weights=both["rows"], minlength=len(dests))
+    return out
+
+
 class ShardWriter:
     """Writes a unit's rows of one table into one shard file of sorted runs.
 
@@ -137,7 +146,7 @@ class ShardWriter:
         self._sink: _HashingSink | None = None
         self._writer: ipc.RecordBatchStreamWriter | None = None
         self._segments: list[tuple] = []
-        self._counts: list[np.ndarray] = []  # (dest, rows) per run
+        self._destinations = np.empty(0, DESTINATIONS)  # rows per destination so far, merged at each run
         self._rows = 0
 
     @property
@@ -194,7 +203,7 @@ class ShardWriter:
         starts = np.concatenate(([0], np.flatnonzero(np.diff(dests)) + 1))
         counts = np.empty(len(starts), DESTINATIONS)
         counts["dest"], counts["rows"] = dests[starts], np.diff(np.append(starts, len(dests)))
-        self._counts.append(counts)
+        self._destinations = _merge_counts(self._destinations, counts)
         self._rows += data.num_rows
 
     def close(self, unit_id: str) -> list[Shard]:
@@ -207,15 +216,7 @@ class ShardWriter:
         self._sink.close()
         os.replace(self.tmp_path, self.final_path)
         segments = np.array(self._segments, SEGMENTS)
-        runs = np.concatenate(self._counts)
-        order = np.argsort(runs["dest"], kind="stable")
-        runs = runs[order]
-        starts = np.concatenate(([0], np.flatnonzero(np.diff(runs["dest"])) + 1))
-        destinations = np.empty(len(starts), DESTINATIONS)
-        destinations["dest"], destinations["rows"] = (
-            runs["dest"][starts],
-            np.add.reduceat(runs["rows"], starts),
-        )
+        destinations = self._destinations
         checksum = "sha256:" + hashlib.sha256(segments["digest"].tobytes()).hexdigest()
         self._writer = self._sink = None
         return [
