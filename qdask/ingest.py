@@ -53,7 +53,14 @@ from qdask.qserv.czar import Czar
 from qdask.runrecord import RunRecord, now
 from qdask.schema import SchemaError
 from qdask.sources.units import InputUnit, SourceError
-from qdask.stages.collect import Collected, CorruptShardError, collect_task, collect_task_for, key_text
+from qdask.stages.collect import (
+    Collected,
+    CorruptShardError,
+    collect_task,
+    collect_task_for,
+    key_text,
+    plan_collect,
+)
 from qdask.stages.keys import (
     CorruptKeyFile,
     KeyProblems,
@@ -282,6 +289,7 @@ class Ingest:
         self.record = RunRecord.load(self.ledger_path)
         self.memory = MemorySeries()
         self._item_rows = 0  # rows of the item a stage loop body just recorded (for the progress display)
+        self._item_count = 1  # items (chunk files) the future a stage loop body just handled stands for
 
     @functools.cached_property
     def ledger(self) -> Ledger:
@@ -465,19 +473,26 @@ class Ingest:
             log.warning("the run report could not be written: %s: %s", type(exc).__name__, exc)
 
     def _as_completed(
-        self, client: Client, futures: Mapping[Future, T], stage: str, what: str = "task(s)"
+        self,
+        client: Client,
+        futures: Mapping[Future, T],
+        stage: str,
+        what: str = "task(s)",
+        total: int | None = None,
     ) -> Iterator[tuple[T, Future, MemoryWatch]]:
-        """Each submitted item with its future as it completes, the progress advancing (by the rows the
-        loop body recorded in `_item_rows`) and worker memory sampled meanwhile (the `MemoryWatch`
-        explains a task that killed its workers, and feeds the run report's memory plot)."""
+        """Each submitted item with its future as it completes, the progress advancing (by the items and
+        rows the loop body recorded in `_item_count` and `_item_rows`; `total` items, by default one per
+        future) and worker memory sampled meanwhile (the `MemoryWatch` explains a task that killed its
+        workers, and feeds the run report's memory plot)."""
+        total = len(futures) if total is None else total
         with (
-            stage_progress(self.console, stage, len(futures), what, every=self.progress_every) as progress,
+            stage_progress(self.console, stage, total, what, every=self.progress_every) as progress,
             MemoryWatch(client, series=self.memory) as memory,
         ):
             for future in as_completed(futures):
-                self._item_rows = 0
+                self._item_rows, self._item_count = 0, 1
                 yield futures[future], future, memory
-                progress.advance(1, rows=self._item_rows)
+                progress.advance(self._item_count, rows=self._item_rows)
 
     # -- staging: partition, key checks, collect ---------------------------------------------------
 
@@ -642,45 +657,53 @@ class Ingest:
         """Collect every collectable chunk; returns True when corrupt shards sent units back to partition."""
         keys = self.ledger.chunks_to_collect()
         t0 = time.perf_counter()
-        log.info("collect: %d chunk file(s) to write", len(keys))
+        shards = [s for table in sorted({k.table for k in keys}) for s in self.ledger.shards(table=table)]
+        groups = plan_collect(keys, shards)
+        log.info("collect: %d chunk file(s) to write in %d task(s)", len(keys), len(groups))
         futures = {}
-        for key in keys:
-            setup = self.setups[key.table]
+        for group_keys, group_shards in groups:
+            setup = self.setups[group_keys[0].table]
             charset, _ = self.config.table_charset(setup.config)
             task = collect_task_for(
-                key,
-                self.ledger.shards(key),
+                group_keys,
+                group_shards,
                 setup.plan.schema.names,
                 charset,
-                exclusion_keys=exclusion_path(self.keys_root, key.table),
+                exclusion_keys=exclusion_path(self.keys_root, setup.plan.name),
                 exclusion_column=key_column(setup.config),
                 quarantine_root=self.quarantine_root,
             )
-            name = f"collect-{key_text(key)}-{uuid4().hex[:8]}"  # never a previous round's cached result
-            futures[client.submit(collect_task, task, str(self.contrib_root), key=name, pure=False)] = key
+            name = f"collect-{task.name}-{uuid4().hex[:8]}"  # never a previous round's cached result
+            futures[client.submit(collect_task, task, str(self.contrib_root), key=name, pure=False)] = task
         faultpoints.reached("collect.submitted")
         redo, failed = False, []
         rows = size = 0
-        for key, future, memory in self._as_completed(client, futures, "collect", "chunk file(s)"):
+        completed = self._as_completed(client, futures, "collect", "chunk file(s)", len(keys))
+        for task, future, memory in completed:
+            self._item_count = len(task.keys)
             try:
-                collected: Collected = future.result()
-                file = collected.file
-                faultpoints.reached("collect.result", key_text(file.key))
-                if not file.overlap:  # overlap copies repeat home rows' values
-                    counts = self.summary.nan_to_null.setdefault(file.table, {})
-                    for column, n in collected.nan_to_null.items():
-                        counts[column] = counts.get(column, 0) + n
-                self.ledger.record_chunk_file(file)
-                faultpoints.reached("collect.recorded", key_text(file.key))
-                log.debug("collect: %s recorded: %d row(s), %d byte(s)", key_text(key), file.rows, file.bytes)
-                self.summary.chunks_collected += 1
-                rows, size, self._item_rows = rows + file.rows, size + file.bytes, file.rows
+                results: list[Collected] = future.result()
+                for collected in results:
+                    faultpoints.reached("collect.result", key_text(collected.file.key))
+                self.ledger.record_chunk_files([c.file for c in results])  # the task's files, at once
+                for collected in results:
+                    file = collected.file
+                    if not file.overlap:  # overlap copies repeat home rows' values
+                        counts = self.summary.nan_to_null.setdefault(file.table, {})
+                        for column, n in collected.nan_to_null.items():
+                            counts[column] = counts.get(column, 0) + n
+                    faultpoints.reached("collect.recorded", key_text(file.key))
+                    what = key_text(file.key)
+                    log.debug("collect: %s recorded: %d row(s), %d byte(s)", what, file.rows, file.bytes)
+                    self.summary.chunks_collected += 1
+                    rows, size = rows + file.rows, size + file.bytes
+                    self._item_rows += file.rows
             except CorruptShardError as exc:
                 self.ledger.unit_failed(exc.shard.unit_id, str(exc))  # failed units are partitioned again
                 self.summary.notes.append(str(exc))
                 redo = True
-            except Exception as exc:  # noqa: BLE001 - reported per chunk below; nothing is recorded
-                failed.append((key, memory.explain(exc, f"chunk file {key_text(key)}")))
+            except Exception as exc:  # noqa: BLE001 - reported per task below; nothing of it is recorded
+                failed += [(key, memory.explain(exc, f"chunk file {key_text(key)}")) for key in task.keys]
         log.info(
             "collect: %d chunk file(s) written, %d failed in %.1f s",
             len(keys) - len(failed), len(failed), time.perf_counter() - t0,

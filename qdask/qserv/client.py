@@ -9,7 +9,7 @@ director index. Answers come back as the records of `models`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -272,8 +272,10 @@ class QservClient(Transport):
         overlap: bool = False,
         dialect: Dialect = TSV,
         charset_name: str | None = None,
+        digest: Callable[[], Any] | None = None,
     ) -> ContributionInfo:
-        """`POST /ingest/csv` at `worker` (a location or the service's URL): one file, streamed from disk.
+        """`POST /ingest/csv` at `worker` (a location or the service's URL): one file, streamed from disk
+        (and fed, block by block as sent, to a hashlib object `digest()` makes, when given).
 
         The form's fields (auth_key, transaction_id, table, chunk, overlap, the dialect, charset_name,
         version) precede exactly one file part. For regular tables `chunk`/`overlap` are sent as 0
@@ -293,7 +295,8 @@ class QservClient(Transport):
             form["charset_name"] = charset_name
         url = worker.http_url if isinstance(worker, Location) else worker
         answer = self.call(
-            "POST", "/ingest/csv", worker=url, since=38, auth=True, form=form, upload=path, slow=True
+            "POST", "/ingest/csv", worker=url, since=38, auth=True, form=form, upload=path, slow=True,
+            upload_digest=digest,
         )
         return ContributionInfo.from_json(answer["contrib"])
 

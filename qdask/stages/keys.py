@@ -33,12 +33,10 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from qdask.config import ChildTable, DirectorTable, IngestConfig, RegularTable, TableConfig
 from qdask.ledger import Shard, shards_digest
-from qdask.stages.collect import CorruptShardError
-from qdask.stages.shards import unit_file_key
+from qdask.stages.shards import home_rows, unit_file_key
 
 log = logging.getLogger(__name__)
 
@@ -110,23 +108,16 @@ def key_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def _read_keys(shard: Shard, column: str) -> np.ndarray:
-    """One shard's keys; a shard gone, resized or unreadable raises `CorruptShardError` (its unit is then
-    partitioned again, as when the collect stage finds it so)."""
-    path = Path(shard.path)
-    if not path.is_file():
-        raise CorruptShardError(shard, "missing")
-    if path.stat().st_size != shard.bytes:
-        raise CorruptShardError(shard, "altered (its size differs from the ledger)")
-    try:
-        return key_values(pq.read_table(path, columns=[column])[column])
-    except (OSError, pa.ArrowException) as exc:
-        raise CorruptShardError(shard, f"unreadable ({exc})") from exc
+    """A shard's home-row keys; a shard gone, resized, altered or unreadable raises `CorruptShardError`
+    (its unit is then partitioned again, as when the collect stage finds it so)."""
+    parts = [key_values(batch.column(column)) for batch in home_rows(shard, [column])]
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
 def unit_keys_task(shards: Sequence[Shard], column: str, path: str) -> str:
     """Rebuild a unit's key file from its home shards (a Dask task; the partition task normally writes
     it). Returns the path."""
-    parts = [_read_keys(s, column) for s in shards if not s.overlap]
+    parts = [_read_keys(s, column) for s in shards]
     values = np.concatenate(parts) if parts else np.empty(0, np.int64)
     save_unit_keys(values, Path(path))
     log.debug("keys of %d shard(s) rebuilt in %s", len(parts), path)

@@ -1,4 +1,4 @@
-"""Partition (map) stage: one input unit's rows → per-chunk Parquet shards, plus small metadata.
+"""Partition (map) stage: one input unit's rows → one shard file sorted by destination, plus small metadata.
 
 For a director table each row gets its home chunk/sub-chunk and its overlap copies; a child table is
 placed by the position columns it carries (its director's position, overlap 0); a regular table is not

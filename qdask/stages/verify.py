@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from qdask.ledger import FileStatus, Ledger
+from qdask.ledger import FileStatus, Ledger, Shard
 from qdask.qserv.czar import Czar, quote_identifier, quote_qualified
 from qdask.stages.keys import unit_key_path
+from qdask.stages.shards import home_rows
 
 SHOWN = 10
 CHUNK_COLUMNS = ("chunkId", "subChunkId")
@@ -166,18 +166,21 @@ def staged_key_digest(
             digest = digest + key_digest(_without(np.asarray(values), exclusion[1] if exclusion else None))
             continue
         for shard in shards:
-            if not shard.overlap:
-                digest = digest + key_digest(_shard_keys(shard.path, key, exclusion))
+            digest = digest + key_digest(_shard_keys(shard, key, exclusion))
     return digest
 
 
-def _shard_keys(path: str, key: str, exclusion: tuple[str, np.ndarray] | None) -> np.ndarray:
+def _shard_keys(shard: Shard, key: str, exclusion: tuple[str, np.ndarray] | None) -> np.ndarray:
+    """The keys of a shard's home rows as loaded (rows the key check quarantined were never loaded)."""
     columns = [key] if exclusion is None else list(dict.fromkeys([key, exclusion[0]]))
-    data = pq.read_table(path, columns=columns)
-    if exclusion is not None:  # rows the key check quarantined were never loaded
-        column, keys = exclusion
-        data = data.filter(pa.array(~np.isin(data[column].to_numpy(zero_copy_only=False), keys)))
-    return data[key].to_numpy(zero_copy_only=False)
+    parts = []
+    for batch in home_rows(shard, columns):
+        if exclusion is not None:
+            column, keys = exclusion
+            values = batch.column(column).to_numpy(zero_copy_only=False)
+            batch = batch.filter(pa.array(~np.isin(values, keys)))
+        parts.append(batch.column(key).to_numpy(zero_copy_only=False))
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
 def czar_key_digest(rows: Iterable[Sequence]) -> KeyDigest:

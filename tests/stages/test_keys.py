@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -36,6 +35,7 @@ from qdask.stages.keys import (
     unit_keys_task,
 )
 from qdask.stages.partition import TablePlan, partition_batches
+from qdask.stages.shards import home_rows
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 LOW, HIGH = np.iinfo(np.int64).min, np.iinfo(np.int64).max
@@ -142,7 +142,7 @@ def test_the_partition_task_saves_the_sorted_keys_of_its_home_rows(tmp_path, kin
     placed = rows if kind == "regular" else rows.slice(3)
     want = np.sort(placed[column].drop_null().to_numpy())
     assert np.array_equal(np.load(path), want) and np.load(path).dtype == np.int64
-    home = pa.concat_tables([pq.read_table(s.path) for s in result.shards if not s.overlap])
+    home = pa.Table.from_batches([b for s in result.shards for b in home_rows(s, [column])])
     assert np.array_equal(np.sort(home[column].drop_null().to_numpy()), want)  # the keys of what was staged
     # rebuilt from the shards it is the same file; a rerun replaces it, leaving one file per unit
     again = tmp_path / "again.npy"
@@ -160,10 +160,10 @@ def test_no_key_file_without_a_key_column(tmp_path):
 
 
 def test_a_key_file_names_the_shards_it_was_made_from(tmp_path):
-    shard = Shard("u", "T", 7, False, str(tmp_path / "a.parquet"), 3, 100, "sha256:aa")
+    shard = Shard("u", "T", str(tmp_path / "a.arrows"), 3, 100, "sha256:aa")
     path = unit_key_path(tmp_path, "T", "u", [shard])
     assert path == unit_key_path(tmp_path, "T", "u", [shard])
-    assert path != unit_key_path(tmp_path, "T", "u", [Shard(*[*shard.__dict__.values()][:7], "sha256:bb")])
+    assert path != unit_key_path(tmp_path, "T", "u", [Shard(*[*shard.__dict__.values()][:5], "sha256:bb")])
     files = unit_key_files([shard], {"T": "id", "Other": "id"}, tmp_path)
     assert files == {"T": [(("u", "id", path, (shard,)))], "Other": []}
 
@@ -171,7 +171,7 @@ def test_a_key_file_names_the_shards_it_was_made_from(tmp_path):
 def test_rebuilding_from_a_damaged_shard_sends_its_unit_back(tmp_path):
     result = partition_batches(_rows(500).to_batches(), _plan("director", "id"), "u", tmp_path / "s",
                                tmp_path / "q")
-    home = next(s for s in result.shards if not s.overlap)
+    [home] = result.shards
     Path(home.path).write_bytes(Path(home.path).read_bytes()[:-10])
     with pytest.raises(CorruptShardError) as info:
         unit_keys_task(result.shards, "id", str(tmp_path / "k.npy"))
