@@ -183,9 +183,9 @@ def _table_entry(
             if part.get("id"):
                 entry["id"] = part["id"]
         else:
-            if str(spec.get("unique_primary_key", 1)) in ("0", "False", "false"):
-                return None, "a director with repeated ids (unique_primary_key: 0) is not supported yet"
             entry.update(kind="director", id=spec["director_key"], ra=lon, dec=lat)
+            if str(spec.get("unique_primary_key", 1)) in ("0", "False", "false"):
+                entry["unique_primary_key"] = False  # repeated ids are the catalog's own
             overlap = (part.get("part") or {}).get("overlap")
             if overlap is not None and float(overlap) != db_overlap:
                 entry["overlap"] = float(overlap)

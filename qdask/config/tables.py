@@ -260,6 +260,12 @@ class DirectorTable(_TableBase):
     @model_validator(mode="after")
     def _checks(self) -> DirectorTable:
         self._check_keys_selected()
+        if self.unique_primary_key is False and "duplicate_ids" in self.policies.model_fields_set:
+            raise ValueError(
+                "policies.duplicate_ids applies to a director with unique ids; with unique_primary_key: "
+                "false "
+                "repeated ids are the catalog's own (Qserv indexes them as such) and every row is loaded"
+            )
         return self
 
 

@@ -25,7 +25,10 @@ from qdask.stages.verify import SourceSample, TableToVerify, VerifyReport, verif
 
 def table_to_verify(setup: TableSetup) -> TableToVerify:
     """What verify needs of a planned table: kind, unique key (a director's id, a child's own id)."""
-    return TableToVerify(setup.name, setup.config.kind, getattr(setup.config, "id", None), setup.plan.schema)
+    unique = getattr(setup.config, "unique_primary_key", None) is not False or setup.config.kind != "director"
+    return TableToVerify(
+        setup.name, setup.config.kind, getattr(setup.config, "id", None), setup.plan.schema, unique
+    )
 
 
 def exclusion(setup: TableSetup, keys_root: Path) -> tuple[str, np.ndarray] | None:

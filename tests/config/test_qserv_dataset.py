@@ -86,8 +86,11 @@ def test_a_match_table_reads_as_sph_partition_matches_is_configured():
 
 def test_tables_qdask_cannot_express_are_named_with_the_reason():
     described = dataset_config(ITEST / "case04")
-    assert described.kinds == {"DeepSource": "director", "DeepCoadd": "regular"}
-    assert "unique_primary_key: 0" in described.skipped["DeepSourceDupKeys"]
+    assert described.kinds == {
+        "DeepSource": "director",
+        "DeepSourceDupKeys": "director",
+        "DeepCoadd": "regular",
+    }
     for absent in ("DeepForcedSource", "Science_Ccd_Exposure"):  # their blobs are not vendored
         assert "no data file" in described.skipped[absent]
 
@@ -243,3 +246,43 @@ def test_ingest_of_case03_with_its_match_table(qserv, mariadb, tmp_path, monkeyp
     # case03's pairs share a chunk (flag 3) or lack their reference side (refObjectId NULL: flag 2, which
     # the czar still returns); pairs split between chunks are tested in tests/sky and test_match_table.py
     assert {r[4] for r in stored} == {2, 3} and any(r[0] is None for r in stored if r[4] == 2)
+
+
+def test_ingest_of_case04_with_a_director_of_repeated_ids(qserv, mariadb, tmp_path, monkeypatch):
+    """case04's DeepSourceDupKeys is registered with unique_primary_key 0: its repeated ids (500 of 1,000
+    rows) are loaded, every copy, indexed as Qserv indexes them, and verify passes (no uniqueness check)."""
+    from qdask.qserv.czar import parse_dsn
+
+    data = ITEST / "case04" / "data"
+    assert load_config(ITEST / "case04").table("DeepSourceDupKeys").unique_primary_key is False
+    tables = ["DeepSource", "DeepSourceDupKeys", "DeepCoadd"]
+    _reference_load(mariadb, data, "qcase04_reference", tables, tmp_path)
+    monkeypatch.setenv("QSERV_AUTH_KEY", qserv.auth_key)
+    monkeypatch.chdir(tmp_path)
+    args = ["ingest", str(ITEST / "case04"), "--controller", qserv.controller_url, "--czar", qserv.czar_dsn]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "duplicate ids" not in result.output
+    dsn = parse_dsn(qserv.czar_dsn)
+
+    def czar(database):
+        return pymysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, database=database)
+
+    for table in tables:
+        conn = mariadb.connect("qcase04_reference")
+        with conn.cursor() as cur:
+            cur.execute(f"SHOW COLUMNS FROM `{table}`")
+            columns = [r[0] for r in cur.fetchall()]
+        conn.close()
+        expected = _rows(mariadb, "qcase04_reference", table, columns)
+        assert len(expected) > 0 and _rows(mariadb, "qcase04", table, columns, connect=czar) == expected, (
+            table
+        )
+    conn = mariadb.connect()
+    with conn.cursor() as cur:  # the director index: one entry per row, repeated ids included
+        cur.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT deepSourceId) FROM qserv_qservMeta.qcase04__DeepSourceDupKeys"
+        )
+        entries, distinct = cur.fetchone()
+    conn.close()
+    assert (entries, distinct) == (1000, 500)
