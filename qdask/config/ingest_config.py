@@ -88,6 +88,11 @@ class IngestConfig(ConfigModel):
                     )
                 elif not isinstance(d, DirectorTable):
                     problems.append(f"tables[{i}].{key}: {name!r} is a {d.kind} table, not a director table")
+                elif isinstance(t, ChildTable) and t.placed_by_id and d.unique_primary_key is False:
+                    problems.append(
+                        f"tables[{i}]: placed by its director's id, but {name!r} has repeated ids "
+                        "(unique_primary_key: false): a row's chunk would be ambiguous; give ra and dec"
+                    )
         if problems:
             raise MultiProblem(problems)
         return self

@@ -175,13 +175,15 @@ def _table_entry(
         part = _partition_options(data_dir, table)
         pos = [c.strip() for c in str((part.get("part") or {}).get("pos", "")).split(",") if c.strip()]
         lon, lat = pos if len(pos) == 2 else (spec.get("longitude_key"), spec.get("latitude_key"))
-        if not (lon and lat):
-            return None, "a table placed by its director's id (no position columns) is not supported yet"
         director = spec.get("director_table") or ""
         if director:
-            entry.update(kind="child", director=director, director_key=spec["director_key"], ra=lon, dec=lat)
+            entry.update(kind="child", director=director, director_key=spec["director_key"])
+            if lon and lat:
+                entry.update(ra=lon, dec=lat)  # else placed by its director's id (--part.id-url)
             if part.get("id"):
                 entry["id"] = part["id"]
+        elif not (lon and lat):
+            return None, "a director without position columns"
         else:
             entry.update(kind="director", id=spec["director_key"], ra=lon, dec=lat)
             if str(spec.get("unique_primary_key", 1)) in ("0", "False", "false"):

@@ -275,13 +275,36 @@ class ChildTable(_TableBase):
     kind: Literal["child"]
     director: Identifier = Field(description="name of a director table declared in this config")
     director_key: ColumnName = Field(description="this table's column holding the director's id")
-    ra: ColumnName = Field(description="column with the right ascension of the director row, e.g. raObject")
-    dec: ColumnName = Field(description="column with the declination of the director row, e.g. declObject")
+    ra: ColumnName | None = Field(
+        default=None,
+        description="column with the right ascension of the director row, e.g. raObject; omit ra and dec to "
+        "place each row by its director's id",
+    )
+    dec: ColumnName | None = Field(
+        default=None, description="column with the declination of the director row"
+    )
     id: ColumnName | None = Field(default=None, description="this table's own unique id, if any")
+
+    @property
+    def placed_by_id(self) -> bool:
+        """Rows placed in their director row's chunk by looking its id up (Qserv's --part.id-url), since they
+        do not carry the director's position."""
+        return self.ra is None
 
     @model_validator(mode="after")
     def _checks(self) -> ChildTable:
         self._check_keys_selected()
+        if (self.ra is None) != (self.dec is None):
+            raise ValueError("give both ra and dec (the director row's position), or neither (placed by id)")
+        if (
+            self.placed_by_id
+            and self.policies.orphans == "report"
+            and "orphans" in self.policies.model_fields_set
+        ):
+            raise ValueError(
+                "policies.orphans: report cannot apply to a child placed by its director's id: a row without "
+                "a director has no chunk to go to (use quarantine, the default here, or stop)"
+            )
         return self
 
 

@@ -31,6 +31,7 @@ from qdask.sources import butler as butler_source
 from qdask.sources import files as file_source
 from qdask.sources.units import InputUnit
 from qdask.stages.keys import key_values, save_unit_keys, unit_key_path
+from qdask.stages.placement import PlacementIndex, save_unit_placement
 from qdask.stages.shards import ShardWriter, unit_file_key
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class TablePlan:
     dec2: str | None = None
     flag_column: str | None = None  # the column that gets the partitioning flag,
     max_separation: float | None = None  # and the largest separation of a pair (degrees)
+    save_placement: bool = False  # a director whose children are placed by id: keep each id's placement
+    placement: PlacementIndex | None = None  # a child placed by id: its director's index (set at submit)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", TableKind(self.kind))
@@ -207,6 +210,7 @@ def partition_batches(
     rows_read = rows_invalid = overlap_rows = 0
     examples: list[tuple] = []
     keys: list[np.ndarray] | None = [] if keys_root is not None and plan.key_column else None
+    places: list[tuple[np.ndarray, np.ndarray]] = []  # a director's (chunk, sub-chunk) of each key kept
     try:
         for batch in batches:
             data = conform_batch(batch, plan, unit_id)
@@ -220,28 +224,45 @@ def partition_batches(
                 placed = place_match_rows(data, plan, chunker, unit_id, first_row=rows_read - data.num_rows)
                 writer.add(placed, placed.column("chunkId").to_numpy(), overlap=False)
                 continue
-            ra, dec = _positions(data, plan)
-            located = chunker.locate_all(ra, dec, invalid="mask")
-            if plan.kind == TableKind.DIRECTOR and len(located.overlap_row):
-                overlap_rows += len(located.overlap_row)
-                copies = data.take(pa.array(located.overlap_row))
-                writer.add(
-                    _with_location(copies, located.overlap_chunk_id, located.overlap_sub_chunk_id),
-                    located.overlap_chunk_id,
-                    overlap=True,
-                )
-            chunk_ids, sub_chunk_ids = located.chunk_id, located.sub_chunk_id
-            invalid = located.invalid if located.invalid is not None else np.zeros(len(chunk_ids), bool)
+            if plan.placement is not None:  # a child placed by its director's id
+                assert plan.key_column is not None
+                column = data.column(plan.key_column)
+                present = column.is_valid().to_numpy(zero_copy_only=False)
+                ids = column.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+                chunk_ids, sub_chunk_ids, found = plan.placement.locate(ids, present)
+                invalid = ~found
+                what, described = f"no {plan.key_column} in the director", "(row, key)"
+                example: list[tuple] = [
+                    (int(i), column[int(i)].as_py()) for i in np.flatnonzero(invalid)[:INVALID_EXAMPLES]
+                ]
+            else:
+                ra, dec = _positions(data, plan)
+                located = chunker.locate_all(ra, dec, invalid="mask")
+                if plan.kind == TableKind.DIRECTOR and len(located.overlap_row):
+                    overlap_rows += len(located.overlap_row)
+                    copies = data.take(pa.array(located.overlap_row))
+                    writer.add(
+                        _with_location(copies, located.overlap_chunk_id, located.overlap_sub_chunk_id),
+                        located.overlap_chunk_id,
+                        overlap=True,
+                    )
+                chunk_ids, sub_chunk_ids = located.chunk_id, located.sub_chunk_id
+                invalid = located.invalid if located.invalid is not None else np.zeros(len(chunk_ids), bool)
+                what, described = f"invalid positions ({', '.join(plan.position())})", "(row, ra, dec)"
+                example = [
+                    (int(i), float(ra[i]), float(dec[i])) for i in np.flatnonzero(invalid)[:INVALID_EXAMPLES]
+                ]
             if invalid.any():
                 bad = data.filter(pa.array(invalid))
                 rows_invalid += bad.num_rows
                 first = rows_read - data.num_rows
-                picked = np.flatnonzero(invalid)[: max(INVALID_EXAMPLES - len(examples), 0)]
-                examples += [(first + int(i), float(ra[i]), float(dec[i])) for i in picked]
+                examples += [
+                    (first + e[0], *e[1:]) for e in example[: max(INVALID_EXAMPLES - len(examples), 0)]
+                ]
                 if plan.invalid_policy == "stop":
                     raise InvalidPositionsError(
-                        f"{unit_id}: {int(invalid.sum())} row(s) of table {plan.name} have invalid positions "
-                        f"({', '.join(plan.position())}); first (row, ra, dec): {examples}"
+                        f"{unit_id}: {int(invalid.sum())} row(s) of table {plan.name} have {what}; "
+                        f"first {described}: {examples}"
                     )
                 if quarantine is None:
                     quarantine_file.parent.mkdir(parents=True, exist_ok=True)
@@ -252,11 +273,21 @@ def partition_batches(
                 chunk_ids, sub_chunk_ids = chunk_ids[keep], sub_chunk_ids[keep]
             writer.add(_with_location(data, chunk_ids, sub_chunk_ids), chunk_ids, overlap=False)
             if keys is not None:
-                keys.append(key_values(data.column(plan.key_column)))
+                column = data.column(plan.key_column)
+                keys.append(key_values(column))
+                if plan.save_placement:
+                    valid = column.is_valid().to_numpy(zero_copy_only=False)
+                    places.append((chunk_ids[valid], sub_chunk_ids[valid]))
         shards = writer.close(unit_id)
         if keys is not None and keys_root is not None:
             values = np.concatenate(keys) if keys else np.empty(0, np.int64)
-            save_unit_keys(values, unit_key_path(keys_root, plan.name, unit_id, shards))
+            path = unit_key_path(keys_root, plan.name, unit_id, shards)
+            if plan.save_placement:
+                chunks = np.concatenate([c for c, _ in places]) if places else np.empty(0, np.int64)
+                subs = np.concatenate([s for _, s in places]) if places else np.empty(0, np.int64)
+                save_unit_placement(values, chunks, subs, path)
+            else:
+                save_unit_keys(values, path)
     except BaseException:
         writer.discard()
         if quarantine is not None:

@@ -36,12 +36,8 @@ def table_keys(
     if isinstance(table, DirectorTable):
         return dict(director_key=table.id, latitude_key=table.dec, longitude_key=table.ra)
     if isinstance(table, ChildTable):
-        return dict(
-            director_table=table.director,
-            director_key=table.director_key,
-            latitude_key=table.dec,
-            longitude_key=table.ra,
-        )
+        positions = {} if table.placed_by_id else dict(latitude_key=table.dec, longitude_key=table.ra)
+        return dict(director_table=table.director, director_key=table.director_key, **positions)
     return {}
 
 
