@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qdask.config import IngestConfig, config_from_dict, load_config
+from qdask.staging_lock import StagingLock, lock_path
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -264,6 +265,7 @@ def staging_paths(config: ConfigLike) -> list[Path]:
         ledger,
         *(ledger.with_name(ledger.name + suffix) for suffix in ("-wal", "-shm", "-journal")),
         RunRecord.path_for(ledger),
+        lock_path(ledger),
     ]
     return [p for p in candidates if p.exists()]
 
@@ -274,11 +276,14 @@ def reset(config: ConfigLike) -> list[Path]:
     directory itself is removed when it is left empty. Rows already loaded into Qserv stay there."""
     cfg = load(config)
     removed = staging_paths(cfg)
-    for path in removed:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+    if not removed:
+        return removed
+    with StagingLock(_ledger_path(cfg), what="reset"):  # never under a run that is still going
+        for path in removed:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
     staging = Path(cfg.staging.directory)
     if staging.is_dir() and not any(staging.iterdir()):
         staging.rmdir()
