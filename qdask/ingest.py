@@ -775,6 +775,7 @@ class Ingest:
         if self.take_over:
             self.summary.notes += take_over(owners)
         refuse_foreign(owners)
+        faultpoints.reached("load.owner_checked", db)
         check_transaction_budget(self.config, self.ledger, self.ledger.files_to_load())
         settings = dataclasses.replace(
             load_settings(self.config, self.summary.run_id), owner=self.identity.to_context()
