@@ -303,6 +303,12 @@ class QservClient(Transport):
         }
         self.call("POST", "/ingest/table-stats", since=12, auth=True, body=body, slow=True)
 
+    def delete_table_stats(self, database: str, table: str) -> None:
+        """`DELETE /ingest/table-stats/:db/:table`: forget the kept counters (Qserv only ever adds or updates
+        them on a scan, so counters of transactions gone since would stay: _deleteTableStats)."""
+        path = f"/ingest/table-stats/{_seg(database)}/{_seg(table)}"
+        self.call("DELETE", path, since=12, auth=True, body={"overlap_selector": "CHUNK_AND_OVERLAP"})
+
     def table_stats(self, database: str, table: str) -> list[dict]:
         """`GET /ingest/table-stats/:db/:table`: the counters last kept, one entry per (transaction, chunk,
         overlap): `transaction_id`, `chunk` (0 for a regular table), `is_overlap`, `num_rows`

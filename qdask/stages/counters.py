@@ -59,6 +59,7 @@ def counted(client: QservClient, database: str, tables: list[str]) -> dict[Place
     dead = {t.id for t in client.list_transactions(database) if t.state in DEAD}
     got: dict[Place, int] = {}
     for table in tables:
+        client.delete_table_stats(database, table)  # a fresh count only: Qserv keeps older counters
         client.scan_table_stats(database, table, force=True)
         for e in client.table_stats(database, table):
             tid, chunk, n = int(e["transaction_id"]), int(e["chunk"]), int(e["num_rows"])
