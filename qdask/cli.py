@@ -478,7 +478,7 @@ def drop_command(config, controller, staging, published, yes) -> None:
     administrator's key ($qserv.admin_auth_key_env). The staging directory is kept, and its ledger
     records every file as staged again: the same `qdask ingest` then loads the catalog anew.
     """
-    from qdask.lifecycle import drop
+    from qdask import api
 
     cfg = _config(config, controller=controller, staging=staging)
     db = cfg.database.name
@@ -487,7 +487,7 @@ def drop_command(config, controller, staging, published, yes) -> None:
     ):
         click.echo("nothing was deleted", err=True)
         raise SystemExit(1)
-    done = drop(cfg, published=published)
+    done = api.drop(cfg, published=published)
     click.echo(
         f"dropped: database {db}{' (was published)' if done.was_published else ''} is deleted from Qserv; "
         f"{done.files_to_reload} loaded chunk file(s) of {cfg.staging.directory} will be loaded again by "
