@@ -18,6 +18,8 @@ file's content (relative paths then start at the current directory).
 * `verify(config)` — the czar against the ledger and the source; returns the `VerifyReport`.
 * `status(config)` — what the staging directory records, or None when nothing was ingested there.
 * `reset(config)` — remove what qdask wrote to the staging directory; returns the paths removed.
+* `drop(config, published=False)` — delete the database in Qserv (`qdask drop`); the staging directory's
+  files are then loaded again by the next `ingest`.
 
 The `to_dict()` of each result is what the command prints with ``--json`` (docs/json.md).
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qdask.config import IngestConfig, config_from_dict, load_config
+from qdask.staging_lock import StagingLock, lock_path
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -40,12 +43,14 @@ if TYPE_CHECKING:
     from qdask.estimate import Estimate
     from qdask.ingest import Ingest, IngestSummary
     from qdask.kube.memory import MemoryPlan
+    from qdask.lifecycle import Dropped
     from qdask.stages.plan import TableSetup
     from qdask.stages.verify import VerifyReport
 
 __all__ = [
     "Plan",
     "Status",
+    "drop",
     "ingest",
     "load",
     "plan",
@@ -163,14 +168,17 @@ def ingest(
     verify: bool = True,
     console: Console | None = None,
     progress_every: float | None = None,
+    take_over: bool = False,
 ) -> IngestSummary:
     """Ingest `config`'s catalog (resuming whatever an earlier run left), as `qdask ingest` does.
 
     `client`: run the Dask tasks on this client (yours, left open; as hats-import's
     `pipeline_with_client`), instead of the cluster the config's ``cluster:`` describes. `console`: where
-    progress goes (default: stderr). Returns the summary (`summary.verify` holds the verify report).
+    progress goes (default: stderr). `take_over`: as `qdask ingest --take-over`. Returns the summary
+    (`summary.verify` holds the verify report).
     """
     driver, _ = prepare(config, client=client, console=console, progress_every=progress_every)
+    driver.take_over = take_over
     return driver.run(stage_only=stage_only, verify_after=verify)
 
 
@@ -264,6 +272,7 @@ def staging_paths(config: ConfigLike) -> list[Path]:
         ledger,
         *(ledger.with_name(ledger.name + suffix) for suffix in ("-wal", "-shm", "-journal")),
         RunRecord.path_for(ledger),
+        lock_path(ledger),
     ]
     return [p for p in candidates if p.exists()]
 
@@ -274,12 +283,22 @@ def reset(config: ConfigLike) -> list[Path]:
     directory itself is removed when it is left empty. Rows already loaded into Qserv stay there."""
     cfg = load(config)
     removed = staging_paths(cfg)
-    for path in removed:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+    if not removed:
+        return removed
+    with StagingLock(_ledger_path(cfg), what="reset"):  # never under a run that is still going
+        for path in removed:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
     staging = Path(cfg.staging.directory)
     if staging.is_dir() and not any(staging.iterdir()):
         staging.rmdir()
     return removed
+
+
+def drop(config: ConfigLike, *, published: bool = False) -> Dropped:
+    """Delete `config`'s database from Qserv, as `qdask drop` does (`qdask.lifecycle.drop`)."""
+    from qdask.lifecycle import drop as drop_database
+
+    return drop_database(load(config), published=published)

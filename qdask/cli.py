@@ -356,11 +356,27 @@ def _config(path: str, **overrides):
     "--stage-only", is_flag=True, help="Stop once every contribution file and its checksum are staged."
 )
 @click.option("--no-verify", is_flag=True, help="Skip the verification after publishing.")
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="Adopt what another qdask run whose staging directory is lost committed to the database "
+    "(rebuilt from the transactions' contexts in Qserv), instead of refusing to load beside it.",
+)
 @json_option
 @progress_option
 @log_options
 def ingest_command(
-    config, workers, controller, czar, staging, scheduler, cluster_kind, stage_only, no_verify, as_json
+    config,
+    workers,
+    controller,
+    czar,
+    staging,
+    scheduler,
+    cluster_kind,
+    stage_only,
+    no_verify,
+    take_over,
+    as_json,
 ) -> None:
     """Ingest the catalog CONFIG describes into Qserv; re-run the same command to resume after any stop.
 
@@ -381,6 +397,7 @@ def ingest_command(
         cluster=cluster_kind,
     )
     driver, memory_plan = api.prepare(cfg)
+    driver.take_over = take_over
     driver.show_plan()
     print_memory_plan(memory_plan)
     summary = driver.run(stage_only=stage_only, verify_after=not no_verify)
@@ -485,6 +502,42 @@ def reset_command(config, staging, yes) -> None:
         raise SystemExit(1)
     api.reset(cfg)
     click.echo(f"reset: {cfg.staging.directory} no longer holds a run of {cfg.database.name}", err=True)
+
+
+@main.command("drop")
+@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.option("--controller", help="Qserv Replication controller URL (overrides qserv.controller).")
+@click.option(
+    "--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory)."
+)
+@click.option(
+    "--published", is_flag=True, help="Also delete a published database (Qserv requires the admin key)."
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@log_options
+def drop_command(config, controller, staging, published, yes) -> None:
+    """Delete CONFIG's database from Qserv (every table on every worker, director indexes, row counters).
+
+    An unpublished database is deleted with the ingest key; a published one only with --published and the
+    administrator's key ($qserv.admin_auth_key_env). The staging directory is kept, and its ledger
+    records every file as staged again: the same `qdask ingest` then loads the catalog anew.
+    """
+    from qdask import api
+
+    cfg = _config(config, controller=controller, staging=staging)
+    db = cfg.database.name
+    if not yes and not click.confirm(
+        f"delete database {db} from Qserv at {cfg.qserv.controller}?", default=False, err=True
+    ):
+        click.echo("nothing was deleted", err=True)
+        raise SystemExit(1)
+    done = api.drop(cfg, published=published)
+    click.echo(
+        f"dropped: database {db}{' (was published)' if done.was_published else ''} is deleted from Qserv; "
+        f"{done.files_to_reload} loaded chunk file(s) of {cfg.staging.directory} will be loaded again by "
+        "the next `qdask ingest`",
+        err=True,
+    )
 
 
 @main.command("query")

@@ -14,7 +14,9 @@ across all processes sharing ``QDASK_FAULT_DIR`` (a Dask task retried on another
 ``MODE`` may be changed from ``kill`` with ``QDASK_FAULT_MODE``: ``oom`` makes the process allocate
 memory until its nanny (or the kernel) kills it, as a real out-of-memory kill would; ``interrupt``
 sends SIGINT to the whole process group, as Ctrl-C in a terminal does (the driver and its local Dask
-workers all receive it), and the process goes on.
+workers all receive it), and the process goes on; ``hold`` stops the process there, alive, until a file
+``release`` appears in ``QDASK_FAULT_DIR`` (so a test can order two processes: hold one at a point, act,
+release it), then removes the file (each hold takes one release) and goes on.
 When ``QDASK_FAULT_DIR`` is set, every firing appends ``pid name detail`` to ``kills.log`` there
 (fsynced) before the process dies, so a test can tell which point was actually hit.
 """
@@ -103,6 +105,14 @@ def _claim(rule: _Rule) -> bool:
     return True
 
 
+def _hold() -> None:
+    """Wait until ``QDASK_FAULT_DIR/release`` exists (forever without a fault directory: a test bug)."""
+    release = Path(os.environ.get(DIR_ENV) or "/nonexistent") / "release"
+    while not release.exists():
+        time.sleep(0.05)
+    release.unlink(missing_ok=True)
+
+
 def _log(name: str, detail: str) -> None:
     folder = os.environ.get(DIR_ENV)
     if not folder:
@@ -117,6 +127,9 @@ def _log(name: str, detail: str) -> None:
 
 def _die() -> None:
     mode = os.environ.get(MODE_ENV)
+    if mode == "hold":
+        _hold()
+        return
     if mode == "interrupt":
         os.killpg(os.getpgrp(), signal.SIGINT)
         return

@@ -13,6 +13,7 @@ run report ``<staging>/report.html`` (`qdask.report`) when it ends.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import sqlite3
@@ -62,6 +63,7 @@ from qdask.stages.collect import (
     key_text,
     plan_collect,
 )
+from qdask.stages.counters import counter_problems
 from qdask.stages.keys import (
     CorruptKeyFile,
     KeyProblems,
@@ -85,6 +87,7 @@ from qdask.stages.load import (
     recover,
     staged_file_problem,
 )
+from qdask.stages.ownership import Identity, Owners, check_race, refuse_foreign, take_over
 from qdask.stages.partition import PartitionResult, partition_task
 from qdask.stages.placement import (
     PlacementIndex,
@@ -98,6 +101,7 @@ from qdask.stages.publish import is_published, publish
 from qdask.stages.register import register_catalog
 from qdask.stages.verify import VerifyReport
 from qdask.stages.verify_catalog import verify_catalog
+from qdask.staging_lock import StagingLock
 
 log = logging.getLogger(__name__)
 
@@ -281,8 +285,12 @@ class Ingest:
         console: Console | None = None,
         client: Client | None = None,
         progress_every: float | None = None,
+        take_over: bool = False,
     ):
+        """`take_over`: adopt the transactions of another qdask run whose staging directory is lost
+        (`qdask ingest --take-over`, `stages.ownership.take_over`) instead of refusing to load beside them."""
         self.config = config
+        self.take_over = take_over
         self.console = console or Console(stderr=True)
         self.client = client
         self.progress_every = progress_every
@@ -328,7 +336,12 @@ class Ingest:
     # -- the run ----------------------------------------------------------------------------------
 
     def run(self, *, stage_only: bool = False, verify_after: bool = True) -> IngestSummary:
-        """Every stage not yet done; the run report is written to staging when it ends (but for Ctrl-C)."""
+        """Every stage not yet done; the run report is written to staging when it ends (but for Ctrl-C).
+        The staging directory is locked for the run's life (`qdask.staging_lock`): a second run refuses."""
+        with StagingLock(self.ledger_path, what="ingest"):
+            return self._run_locked(stage_only=stage_only, verify_after=verify_after)
+
+    def _run_locked(self, *, stage_only: bool, verify_after: bool) -> IngestSummary:
         self._open_run()
         self.record.begin(workers=self.config.cluster.worker_count if self.client is None else None)
         outcome = "failed"
@@ -372,7 +385,55 @@ class Ingest:
             log.info("run %s: %s", run.run_id, message)
             self.console.print(f"resuming run {run.run_id}: {message}", soft_wrap=True, highlight=False)
 
+    @property
+    def identity(self) -> Identity:
+        """This run as its transactions' contexts name it (`stages.ownership`)."""
+        return Identity.here(self.summary.run_id, self.staging, self.ledger_path)
+
+    def _check_database(self) -> None:
+        """Before any staging work, refuse what loading would refuse later: a database already published
+        that this run did not load, or one another run is loading (`stages.ownership`). A Qserv that
+        cannot be asked now is asked again before loading."""
+        db = self.config.database.name
+        try:
+            with qserv_client(self.config) as qserv:
+                info = qserv.database_info(db)
+                if info is None:
+                    return
+                if info.get("is_published"):
+                    if not self.ledger.chunk_files(status=FileStatus.LOADED) and not self.record.published:
+                        raise IngestError(
+                            f"database {db} is already published in Qserv, and this staging directory did "
+                            "not load it: Qserv takes no transaction into a published database (it would "
+                            "have to be un-published by an administrator first). Ingest under another "
+                            "database name, or delete it with `qdask drop CONFIG --published` (admin key)."
+                        )
+                    return
+                refuse_foreign(Owners(qserv, self.ledger, db, self.identity), take_over=self.take_over)
+        except QservError as exc:
+            log.warning("database %s not checked before staging (%s); it is before loading", db, exc)
+
+    def _check_counters(self, qserv: QservClient) -> None:
+        """Verify before publish (`stages.counters`): Qserv's row counters must match the ledger."""
+        db = self.config.database.name
+        if is_published(qserv, db):
+            return
+        t0 = time.perf_counter()
+        problems = counter_problems(qserv, self.ledger, db, [t.name for t in self.config.tables])
+        self.record.stage("counters", time.perf_counter() - t0)
+        if problems:
+            more = f"\n  … {len(problems) - 20} more" if len(problems) > 20 else ""
+            lines = "\n  ".join(problems[:20]) + more
+            raise IngestError(
+                f"verification before publish failed: Qserv's row counters of database {db} differ from "
+                f"the ledger:\n  {lines}\nThe database is left unpublished. Qserv cannot remove rows of a "
+                "committed transaction, so `qdask drop CONFIG` deletes the database, then the same "
+                "`qdask ingest` loads it again (the staged files are kept)."
+            )
+
     def _run(self, *, stage_only: bool, verify_after: bool) -> None:
+        if not stage_only:
+            self._check_database()
         if self.ledger.units_to_partition() or self.ledger.chunks_to_collect():
             from qdask.report import PERFORMANCE_NAME, dask_performance_report
 
@@ -387,6 +448,7 @@ class Ingest:
             with qserv_client(self.config) as qserv:
                 qserv.check_version()
                 self._load(qserv)
+                self._check_counters(qserv)
                 t0 = time.perf_counter()
                 self.summary.notes += publish(
                     qserv,
@@ -830,8 +892,15 @@ class Ingest:
         faultpoints.reached("load.registered")
         self.summary.notes += recover(qserv, self.ledger, db, self.summary.run_id)
         faultpoints.reached("load.recovered")
+        owners = Owners(qserv, self.ledger, db, self.identity)
+        if self.take_over:
+            self.summary.notes += take_over(owners)
+        refuse_foreign(owners)
+        faultpoints.reached("load.owner_checked", db)
         check_transaction_budget(self.config, self.ledger, self.ledger.files_to_load())
-        settings = load_settings(self.config, self.summary.run_id)
+        settings = dataclasses.replace(
+            load_settings(self.config, self.summary.run_id), owner=self.identity.to_context()
+        )
         for _ in range(ROUNDS):
             files = self.ledger.files_to_load()
             if not files:
@@ -839,7 +908,7 @@ class Ingest:
             t0 = time.perf_counter()
             log.info("load: %d contribution file(s) to load", len(files))
             try:
-                result = self._load_files(qserv, settings, files)
+                result = self._load_files(qserv, settings, files, owners)
             except StagedFileCorrupt as exc:
                 self.summary.notes.append(str(exc))
                 self._restage(exc)
@@ -871,11 +940,19 @@ class Ingest:
                 "some contribution files could not be loaded; re-run the same command to resume"
             )
 
-    def _load_files(self, qserv: QservClient, settings: LoadSettings, files: list[ChunkFile]) -> LoadSummary:
+    def _load_files(
+        self, qserv: QservClient, settings: LoadSettings, files: list[ChunkFile], owners: Owners
+    ) -> LoadSummary:
         with stage_progress(
             self.console, "load", len(files), "chunk file(s)", every=self.progress_every
         ) as progress:
-            loader = Loader(qserv, self.ledger, settings, on_file=lambda f: progress.advance(1, rows=f.rows))
+            loader = Loader(
+                qserv,
+                self.ledger,
+                settings,
+                on_file=lambda f: progress.advance(1, rows=f.rows),
+                on_begun=lambda tid: check_race(owners, tid),
+            )
             return loader.run(files)
 
     def _restage(self, found: StagedFileCorrupt) -> None:

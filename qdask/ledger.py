@@ -877,6 +877,20 @@ class Ledger:
             )
         return out
 
+    def forget_loads(self) -> int:
+        """Forget every transaction and contribution, and record every loaded chunk file as staged again:
+        the database they were loaded into is gone (`qdask drop`), so the next run loads them all anew.
+        Returns how many files were loaded."""
+        with self._write() as db:
+            loaded = db.execute(
+                "UPDATE chunk_files SET status = ?, updated = ? WHERE status = ?",
+                (FileStatus.STAGED, _now(), FileStatus.LOADED),
+            ).rowcount
+            db.execute("DELETE FROM contributions")
+            db.execute("DELETE FROM transaction_files")
+            db.execute("DELETE FROM transactions")
+        return loaded
+
     def open_transactions(self) -> list[Transaction]:
         """Transactions of this run last seen started: on resume, abort them in Qserv and redo their files."""
         return self.transactions(state=TransactionState.STARTED)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import SecretStr
+
 from qdask.dialect import TSV, Dialect
 from qdask.qserv.errors import QservProtocolError
 from qdask.qserv.models import ContributionInfo, Location, TransactionInfo, transactions_in
@@ -77,6 +79,17 @@ class QservClient(Transport):
         """`PUT /ingest/database/:db` — publish (§3.2). Synchronous and possibly long (`load_timeout`)."""
         path = f"/ingest/database/{_seg(database)}"
         return self.call("PUT", path, since=12, auth=True, body={}, slow=True)["database"]
+
+    def delete_database(self, database: str, *, admin_key: SecretStr | str | None = None) -> None:
+        """`DELETE /ingest/database/:db`: the database, its tables on every worker, its director indexes and
+        row counters. A published database needs the administrator's key (`admin_key`, sent as
+        `admin_auth_key`): src/replica/contr/HttpIngestModule.cc, _deleteDatabase."""
+        path = f"/ingest/database/{_seg(database)}"
+        if admin_key is None:
+            self.call("DELETE", path, since=12, auth=True, body={}, slow=True)
+            return
+        key = admin_key.get_secret_value() if isinstance(admin_key, SecretStr) else str(admin_key)
+        self.call("DELETE", path, since=12, body={"admin_auth_key": key}, slow=True)
 
     def register_table(
         self,
@@ -299,6 +312,35 @@ class QservClient(Transport):
             upload_digest=digest,
         )
         return ContributionInfo.from_json(answer["contrib"])
+
+    # -- row counters ----------------------------------------------------------------------------
+
+    def scan_table_stats(self, database: str, table: str, *, force: bool = True) -> None:
+        """`POST /ingest/table-stats`: count the rows of each transaction in every chunk (and overlap)
+        table of `table` on the workers, and keep the counters (policy ENABLED) for `table_stats`;
+        nothing is deployed to the czar (src/replica/contr/HttpIngestModule.cc, _scanTableStats)."""
+        body = {
+            "database": database,
+            "table": table,
+            "overlap_selector": "CHUNK_AND_OVERLAP",
+            "row_counters_state_update_policy": "ENABLED",
+            "row_counters_deploy_at_qserv": 0,
+            "force_rescan": int(force),
+        }
+        self.call("POST", "/ingest/table-stats", since=12, auth=True, body=body, slow=True)
+
+    def delete_table_stats(self, database: str, table: str) -> None:
+        """`DELETE /ingest/table-stats/:db/:table`: forget the kept counters (Qserv only ever adds or updates
+        them on a scan, so counters of transactions gone since would stay: _deleteTableStats)."""
+        path = f"/ingest/table-stats/{_seg(database)}/{_seg(table)}"
+        self.call("DELETE", path, since=12, auth=True, body={"overlap_selector": "CHUNK_AND_OVERLAP"})
+
+    def table_stats(self, database: str, table: str) -> list[dict]:
+        """`GET /ingest/table-stats/:db/:table`: the counters last kept, one entry per (transaction, chunk,
+        overlap): `transaction_id`, `chunk` (0 for a regular table), `is_overlap`, `num_rows`
+        (src/replica/services/DatabaseServices.cc, TableRowStats::toJson)."""
+        answer = self.call("GET", f"/ingest/table-stats/{_seg(database)}/{_seg(table)}", since=12)
+        return list(answer.get("entries") or [])
 
     # -- after publishing (§3.7) -----------------------------------------------------------------
 

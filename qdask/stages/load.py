@@ -102,6 +102,7 @@ class LoadSettings:
     retries_in_transaction: int = 3
     redo_attempts: int = 3
     retry_backoff: float = 1.0
+    owner: dict | None = None  # who loads: run, host, staging (`stages.ownership.Identity`), in each context
 
 
 @dataclass
@@ -148,10 +149,12 @@ def plan_transactions(files: Iterable[ChunkFile], max_chunks: int, max_bytes: in
     return groups
 
 
-def transaction_context(run_id: str, files: Iterable[ChunkFile]) -> dict:
-    """What qdask records in a transaction's `context`: the run, and each file's rows and checksum."""
+def transaction_context(run_id: str, files: Iterable[ChunkFile], owner: dict | None = None) -> dict:
+    """What qdask records in a transaction's `context`: the run (and its `owner`: host, staging), and each
+    file's rows and checksum, so that Qserv alone tells who loaded what (`stages.ownership`)."""
     return {
         "qdask_run": run_id,
+        **({"qdask_owner": owner} if owner else {}),
         "files": [
             {
                 "table": f.table,
@@ -222,6 +225,12 @@ def _abort(
         ledger.transaction_state(transaction_id, "aborted")
 
 
+def abort_transaction(client: QservClient, ledger: Ledger, transaction_id: int, *, recorded: bool) -> None:
+    """Abort a transaction until Qserv shows it ABORTED (or FINISHED: then it stays committed); `recorded`:
+    the ledger knows it and is told. `LoadError` when Qserv does not let it end."""
+    _abort(client, ledger, transaction_id, recorded=recorded)
+
+
 class Loader:
     """Loads staged files into Qserv, one transaction at a time, uploads within it in parallel."""
 
@@ -231,9 +240,14 @@ class Loader:
         ledger: Ledger,
         settings: LoadSettings,
         on_file: Callable[[ChunkFile], None] | None = None,
+        on_begun: Callable[[int], None] | None = None,
     ):
+        """`on_begun(transaction_id)` runs once each transaction is recorded, before anything is sent: it
+        may raise to stop the load (the transaction is then aborted), e.g. when another run owns the
+        database (`stages.ownership.check_race`)."""
         self.client, self.ledger, self.settings = client, ledger, settings
         self.on_file = on_file or (lambda file: None)
+        self.on_begun = on_begun or (lambda tid: None)
         self._worker_slots: dict[str, threading.Semaphore] = {}
         self._slots_lock = threading.Lock()
         self._thread_ledgers = threading.local()  # a Ledger holds one sqlite connection: one per thread
@@ -275,13 +289,14 @@ class Loader:
 
     def _transaction(self, files: list[ChunkFile]) -> None:
         s = self.settings
-        context = transaction_context(s.run_id, files)
+        context = transaction_context(s.run_id, files, s.owner)
         transaction = self.client.begin_transaction(s.database, context=context)
         tid = transaction.id
         faultpoints.reached("transaction.begun", str(tid))
         self.ledger.transaction_started(tid, s.database, [f.key for f in files], context)
         faultpoints.reached("transaction.recorded", str(tid))
         try:
+            self.on_begun(tid)
             targets = self._locations(tid, files)
             faultpoints.reached("transaction.allocated", str(tid))
             self._upload_all(tid, targets)

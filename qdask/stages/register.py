@@ -1,8 +1,10 @@
 """Register stage: declare the database and its tables to Qserv before anything is loaded.
 
 Idempotent: a database or table Qserv already knows is left as it is, so a re-run after any stop
-registers only what is missing. Tables are registered in Qserv's order (directors, then their children,
-then regular tables), each with the keys its kind needs.
+registers only what is missing. Two runs that register at the same time (a race `stages.ownership`
+settles later) both go on: a registration Qserv refuses because the other run made it first is kept.
+Tables are registered in Qserv's order (directors, then their children, then regular tables), each
+with the keys its kind needs.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from qdask.config import ChildTable, DirectorTable, IngestConfig, MatchTable, RegularTable
-from qdask.qserv import QservClient
+from qdask.qserv import QservClient, QservError
 from qdask.schema import TableSchema
 
 log = logging.getLogger(__name__)
@@ -49,32 +51,40 @@ def register_catalog(
     db = config.database
     if qserv.database_info(db.name) is None:
         p = db.partitioning
-        qserv.register_database(
-            db.name,
-            p.num_stripes,
-            p.num_sub_stripes,
-            p.overlap,
-            auto_build_secondary_index=db.auto_build_director_index,
-        )
-        log.info(
-            "database %s registered (%d stripes, %d sub-stripes)", db.name, p.num_stripes, p.num_sub_stripes
-        )
+        try:
+            qserv.register_database(
+                db.name,
+                p.num_stripes,
+                p.num_sub_stripes,
+                p.overlap,
+                auto_build_secondary_index=db.auto_build_director_index,
+            )
+        except QservError:
+            if qserv.database_info(db.name) is None:
+                raise
+        log.info("database %s registered (%d stripes, %d sub-stripes)", db.name, p.num_stripes,
+                 p.num_sub_stripes)
     known = {t["name"] for t in qserv.list_tables(db.name)}
     registered = []
     for table in config.load_order():
         if table.name in known:
             continue
         charset, collation = config.table_charset(table)
-        qserv.register_table(
-            db.name,
-            table.name,
-            schemas[table.name].ingest_columns(),
-            is_partitioned=table.is_partitioned,
-            charset_name=charset,
-            collation_name=collation,
-            unique_primary_key=table.unique_primary_key,
-            **table_keys(config, table),
-        )
+        try:
+            qserv.register_table(
+                db.name,
+                table.name,
+                schemas[table.name].ingest_columns(),
+                is_partitioned=table.is_partitioned,
+                charset_name=charset,
+                collation_name=collation,
+                unique_primary_key=table.unique_primary_key,
+                **table_keys(config, table),
+            )
+        except QservError:
+            if table.name not in {t["name"] for t in qserv.list_tables(db.name)}:
+                raise
+            continue  # registered meanwhile by another run
         log.info("table %s.%s registered (%s)", db.name, table.name, table.kind)
         registered.append(table.name)
     return registered

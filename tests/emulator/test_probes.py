@@ -427,3 +427,40 @@ def test_index_exists_without_rebuild_is_a_plain_failure(qserv, db):
     assert answer["error"].startswith("operation failed due to: Connection[")
     assert answer["error"].endswith("already exists, errno: 1050") and answer["error_ext"] == {}
     assert post(qserv, "/ingest/index/secondary", {**body, "rebuild": 1})["success"] == 1
+
+
+def test_table_stats_one_counter_per_key_kept_across_rescans(qserv):
+    """``saveTableRowStats`` upserts on the UNIQUE KEY (database, table, transaction_id, chunk, is_overlap)
+    of ``stats_table_rows`` (DatabaseServicesMySQL.cc:2278-2306, schema migrate-5-to-6.sql): a regular
+    table's rows on every worker give one counter, and a rescan never deletes a counter, so one of a
+    transaction aborted since stays until ``DELETE /ingest/table-stats`` (``deleteTableRowStats``)."""
+    api = Api(qserv)
+    db = unique_db("stk")
+    api.create_db(db)
+    api.create_regular(db)
+    scan = {"database": db, "table": "Reg", "row_counters_state_update_policy": "ENABLED", "force_rescan": 1}
+
+    def load(tid: int, n: int) -> None:
+        for loc in api.ok(api.get("/ingest/regular", {"transaction_id": tid}))["locations"]:
+            data = b"".join(f"{i}\tr{i}\n".encode() for i in range(n))
+            api.ok(api.csv(loc["worker"], tid, "Reg", 0, data))
+
+    def counters() -> set[tuple[int, int]]:
+        return {
+            (e["transaction_id"], e["num_rows"]) for e in api.get(f"/ingest/table-stats/{db}/Reg")["entries"]
+        }
+
+    kept = api.begin(db)
+    load(kept, 3)
+    api.ok(api.end(kept))
+    gone = api.begin(db)
+    load(gone, 5)
+    api.ok(api.post("/ingest/table-stats", scan))
+    assert len(api.get(f"/ingest/table-stats/{db}/Reg")["entries"]) == 2  # 3 replicas, one counter each
+    assert counters() == {(kept, 3), (gone, 5)}
+    api.ok(api.end(gone, abort=True))
+    api.ok(api.post("/ingest/table-stats", scan))
+    assert counters() == {(kept, 3), (gone, 5)}  # kept: a rescan only adds or updates
+    api.ok(api.delete(f"/ingest/table-stats/{db}/Reg", {}))
+    api.ok(api.post("/ingest/table-stats", scan))
+    assert counters() == {(kept, 3)}

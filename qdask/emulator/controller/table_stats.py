@@ -63,9 +63,13 @@ class TableStatsServices(ControllerModule):
             scanned = await self._count_rows(db, t, selector)
             if isinstance(scanned, dict):
                 return scanned
-            entries = scanned
             if policy is not RowCountersPolicy.DISABLED:
-                await self.state.save(TableStats(db.name, t.name, entries))
+                # saveTableRowStats upserts on (database, table, transaction_id, chunk, is_overlap)
+                # (DatabaseServicesMySQL.cc:2278-2306; the UNIQUE KEY of stats_table_rows): one counter per
+                # key whatever the replicas, and counters of earlier scans not seen now are kept
+                kept = {(e.transaction_id, e.chunk, e.is_overlap): e for e in (old.entries if old else [])}
+                kept.update({(e.transaction_id, e.chunk, e.is_overlap): e for e in scanned})
+                await self.state.save(TableStats(db.name, t.name, list(kept.values())))
         if deploy:
             await self._deploy(db, t)
         return {}
