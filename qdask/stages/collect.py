@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from qdask import faultpoints
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, ChunkKey, Shard, shards_digest
+from qdask.stages.key_match import in_keys
 from qdask.tsv import file_checksum, write_tsv
 
 log = logging.getLogger(__name__)
@@ -128,14 +129,13 @@ def _without_excluded(
 ) -> Iterator[pa.RecordBatch]:
     """The batches minus the rows the key check excluded, which go to the quarantine file instead.
     A NULL key is never excluded (NULL is no key)."""
-    keys = pa.array(np.load(exclusion.keys_path), pa.int64())
+    keys = np.load(exclusion.keys_path)
     target = Path(exclusion.quarantine_path)
     tmp = target.with_name(target.name + ".tmp")
     writer = None
     try:
         for batch in batches:
-            column = batch.column(exclusion.column).cast(pa.int64())
-            bad = pc.fill_null(pc.is_in(column, value_set=keys), False)
+            bad = in_keys(batch.column(exclusion.column), keys)
             if pc.any(bad).as_py():
                 if writer is None:
                     target.parent.mkdir(parents=True, exist_ok=True)

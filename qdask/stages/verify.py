@@ -35,7 +35,8 @@ import pyarrow.parquet as pq
 
 from qdask.ledger import FileStatus, Ledger
 from qdask.qserv.czar import Czar, quote_identifier, quote_qualified
-from qdask.stages.keys import unit_key_path
+from qdask.stages.key_match import without_keys
+from qdask.stages.keys import key_values, unit_key_path
 
 SHOWN = 10
 CHUNK_COLUMNS = ("chunkId", "subChunkId")
@@ -175,9 +176,8 @@ def _shard_keys(path: str, key: str, exclusion: tuple[str, np.ndarray] | None) -
     columns = [key] if exclusion is None else list(dict.fromkeys([key, exclusion[0]]))
     data = pq.read_table(path, columns=columns)
     if exclusion is not None:  # rows the key check quarantined were never loaded
-        column, keys = exclusion
-        data = data.filter(pa.array(~np.isin(data[column].to_numpy(zero_copy_only=False), keys)))
-    return data[key].to_numpy(zero_copy_only=False)
+        data = without_keys(data, *exclusion)
+    return key_values(data[key])  # as the czar's COUNT/SUM(key): NULLs left out, exact int64
 
 
 def czar_key_digest(rows: Iterable[Sequence]) -> KeyDigest:

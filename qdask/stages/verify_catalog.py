@@ -17,6 +17,7 @@ import pyarrow as pa
 from qdask.ledger import Ledger
 from qdask.qserv.czar import Czar
 from qdask.sources.units import InputUnit
+from qdask.stages.key_match import without_keys
 from qdask.stages.keys import key_column, load_exclusion
 from qdask.stages.partition import TablePlan, conform_batch, read_input
 from qdask.stages.plan import TableSetup
@@ -52,8 +53,7 @@ def source_sample(setup: TableSetup, ledger: Ledger, keys_root: Path) -> SourceS
             if placeable_only:
                 data = _placeable(data, plan)
             if excluded is not None:
-                column, keys = excluded
-                data = data.filter(pa.array(~np.isin(data[column].to_numpy(zero_copy_only=False), keys)))
+                data = without_keys(data, *excluded)
             yield data
 
     return SourceSample([(u, rows.get(u.unit_id, 0)) for u in setup.units], read)
