@@ -14,13 +14,15 @@ across all processes sharing ``QDASK_FAULT_DIR`` (a Dask task retried on another
 ``MODE`` may be changed from ``kill`` with ``QDASK_FAULT_MODE``: ``oom`` makes the process allocate
 memory until its nanny (or the kernel) kills it, as a real out-of-memory kill would; ``interrupt``
 sends SIGINT to the whole process group, as Ctrl-C in a terminal does (the driver and its local Dask
-workers all receive it), and the process goes on.
+workers all receive it), and the process goes on; ``enospc`` raises ``OSError(ENOSPC)`` there, as a write
+to a full disk would (the process goes on, and must handle it).
 When ``QDASK_FAULT_DIR`` is set, every firing appends ``pid name detail`` to ``kills.log`` there
 (fsynced) before the process dies, so a test can tell which point was actually hit.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -117,6 +119,8 @@ def _log(name: str, detail: str) -> None:
 
 def _die() -> None:
     mode = os.environ.get(MODE_ENV)
+    if mode == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (injected by QDASK_KILL_AT)")
     if mode == "interrupt":
         os.killpg(os.getpgrp(), signal.SIGINT)
         return

@@ -79,6 +79,7 @@ from qdask.stages.load import (
 )
 from qdask.stages.partition import PartitionResult, partition_task
 from qdask.stages.plan import PlanError, TableSetup, plan_ingest
+from qdask.stages.preflight import preflight, work_left
 from qdask.stages.publish import is_published, publish
 from qdask.stages.register import register_catalog
 from qdask.stages.verify import VerifyReport
@@ -354,7 +355,18 @@ class Ingest:
             log.info("run %s: %s", run.run_id, message)
             self.console.print(f"resuming run {run.run_id}: {message}", soft_wrap=True, highlight=False)
 
+    def _preflight(self, stage_only: bool) -> None:
+        """Staging, controller, auth key, database state and czar, before any work (`stages.preflight`)."""
+        t0 = time.perf_counter()
+        work = work_left(self.config, self.ledger, list(self.setups.values()), self.record)
+        with qserv_client(self.config) as qserv:
+            passed = preflight(self.config, qserv, czar_for(self.config), work, stage_only=stage_only)
+        for line in passed:
+            log.info("preflight: %s", line)
+        log.info("preflight: %d check(s) passed in %.1f s", len(passed), time.perf_counter() - t0)
+
     def _run(self, *, stage_only: bool, verify_after: bool) -> None:
+        self._preflight(stage_only)
         if self.ledger.units_to_partition() or self.ledger.chunks_to_collect():
             from qdask.report import PERFORMANCE_NAME, dask_performance_report
 

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from qdask import faultpoints
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, ChunkKey, Shard, shards_digest
 from qdask.stages.key_match import in_keys
+from qdask.stages.staging_errors import staging_writes
 from qdask.tsv import file_checksum, write_tsv
 
 log = logging.getLogger(__name__)
@@ -187,9 +188,10 @@ def collect_chunk(task: CollectTask, root: Path) -> Collected:
 
 def collect_task(task: CollectTask, contrib_root: str) -> Collected:
     """The collect stage for one (table, chunk, overlap) (runs on a Dask worker)."""
-    faultpoints.reached("collect.task", key_text(task.key))
     t0 = time.perf_counter()
-    collected = collect_chunk(task, Path(contrib_root))
+    with staging_writes(Path(contrib_root).parent):
+        faultpoints.reached("collect.task", key_text(task.key))
+        collected = collect_chunk(task, Path(contrib_root))
     log.debug(
         "%s: %d row(s) from %d shard(s) in %.2f s",
         key_text(task.key), collected.file.rows, len(task.shards), time.perf_counter() - t0,

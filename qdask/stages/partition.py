@@ -31,6 +31,7 @@ from qdask.sources import files as file_source
 from qdask.sources.units import InputUnit
 from qdask.stages.keys import key_values, save_unit_keys, unit_key_path
 from qdask.stages.shards import ShardWriter, unit_file_key
+from qdask.stages.staging_errors import staging_writes
 
 log = logging.getLogger(__name__)
 
@@ -270,10 +271,11 @@ def partition_task(
     """The partition stage for one unit (runs on a Dask worker): paths in, files and metadata out."""
     t0 = time.perf_counter()
     batches = _each(read_input(unit, input_schema, plan.source_columns), "partition.batch", unit.unit_id)
-    result = partition_batches(
-        batches, plan, unit.unit_id, Path(shard_root), Path(quarantine_root),
-        Path(keys_root) if keys_root is not None else None,
-    )
+    with staging_writes(Path(shard_root).parent):
+        result = partition_batches(
+            batches, plan, unit.unit_id, Path(shard_root), Path(quarantine_root),
+            Path(keys_root) if keys_root is not None else None,
+        )
     log.debug(
         "unit %s: %d row(s) into %d shard(s) in %.2f s",
         unit.unit_id, result.rows_read, len(result.shards), time.perf_counter() - t0,
