@@ -79,9 +79,10 @@ from qdask.stages.load import (
 )
 from qdask.stages.partition import PartitionResult, partition_task
 from qdask.stages.plan import PlanError, TableSetup, plan_ingest
-from qdask.stages.preflight import preflight, work_left
+from qdask.stages.preflight import check_staging, preflight, work_left
 from qdask.stages.publish import is_published, publish
 from qdask.stages.register import register_catalog
+from qdask.stages.staging_errors import as_staging_error
 from qdask.stages.verify import VerifyReport
 from qdask.stages.verify_catalog import verify_catalog
 
@@ -311,9 +312,17 @@ class Ingest:
     # -- the run ----------------------------------------------------------------------------------
 
     def run(self, *, stage_only: bool = False, verify_after: bool = True) -> IngestSummary:
-        """Every stage not yet done; the run report is written to staging when it ends (but for Ctrl-C)."""
-        self._open_run()
-        self.record.begin(workers=self.config.cluster.worker_count if self.client is None else None)
+        """Every stage not yet done; the run report is written to staging when it ends (but for Ctrl-C).
+        A disk refusing a write to staging (full, read-only) stops the run as a `StagingWriteError`."""
+        for folder in dict.fromkeys([self.staging, self.ledger_path.parent]):
+            check_staging(folder, 0)  # writable, before the ledger or the run record is written there
+        try:
+            self._open_run()
+            self.record.begin(workers=self.config.cluster.worker_count if self.client is None else None)
+        except (OSError, sqlite3.Error) as exc:
+            if (error := as_staging_error(exc, self.staging)) is None:
+                raise
+            raise error from exc
         outcome = "failed"
         try:
             self._run(stage_only=stage_only, verify_after=verify_after)
@@ -324,9 +333,14 @@ class Ingest:
             raise
         except Exception as exc:
             outcome = f"stopped: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            raise
+            if (error := as_staging_error(exc, self.staging)) is None:
+                raise
+            raise error from exc
         finally:
-            self.record.end(outcome, self.memory.samples)
+            try:
+                self.record.end(outcome, self.memory.samples)
+            except OSError as exc:  # a full or read-only staging must not hide the run's own outcome
+                log.warning("the run record could not be saved: %s", exc)
             if outcome != "interrupted":
                 self._write_report()
 

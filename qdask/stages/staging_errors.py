@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 from qdask.errors import QdaskError
 
-__all__ = ["DISK_ERRORS", "StagingWriteError", "describe_os_error", "staging_writes"]
+__all__ = ["DISK_ERRORS", "StagingWriteError", "as_staging_error", "describe_os_error", "staging_writes"]
 
 #: The errors a disk (not qdask) causes, and what to tell the user about each.
 DISK_ERRORS = {
@@ -44,10 +45,25 @@ def staging_writes(root: str | Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno not in DISK_ERRORS:
+        error = as_staging_error(exc, root)
+        if error is None:
             raise
+        raise error from None
+
+
+def as_staging_error(exc: BaseException, root: str | Path) -> StagingWriteError | None:
+    """The `StagingWriteError` a disk's refusal seen by the driver stands for (an `OSError` of
+    `DISK_ERRORS`, or SQLite's 'disk is full' / 'readonly database' from the ledger); None otherwise."""
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
         where = f" ({exc.filename})" if exc.filename else ""
-        raise StagingWriteError(
-            f"staging directory {root} refused a write{where}: {describe_os_error(exc)}; free space there "
-            "(or fix its permissions) and re-run the same command to resume"
-        ) from None
+        reason = describe_os_error(exc)
+    elif isinstance(exc, sqlite3.OperationalError) and any(
+        text in str(exc) for text in ("disk is full", "readonly database", "disk I/O error")
+    ):
+        where, reason = " (the ledger)", f"SQLite: {exc}"
+    else:
+        return None
+    return StagingWriteError(
+        f"staging directory {root} refused a write{where}: {reason}; free space there (or fix its "
+        "permissions) and re-run the same command to resume"
+    )
