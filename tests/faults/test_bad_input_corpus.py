@@ -446,6 +446,7 @@ class Result:
 
 
 def run_case(case: Case, root: Path, inputs: Path, qserv, not_qserv: str, database: str) -> Result:
+    root.mkdir(parents=True, exist_ok=True)
     ctx = Ctx(root, inputs, qserv, not_qserv, env={"QSERV_AUTH_KEY": qserv.auth_key})
     raw = base_config(root, inputs, qserv, database)
     case.change(raw, ctx)
@@ -561,3 +562,34 @@ def test_a_fault_fixed_outside_qdask_then_the_same_command_resumes(
         assert again.code == 0 and isinstance(again.exception, SystemExit | None), again.output[-3000:]
         assert "Traceback" not in again.output
         exact(qserv, database, inputs)
+
+
+def test_a_published_database_is_refused_before_anything_is_staged(qserv, inputs, not_qserv, tmp_path):
+    """A catalog already published takes no more rows: a run with a new staging directory (or one lost)
+    is refused by preflight, naming the database and the controller, before partition."""
+    database = "corpus_published"
+    first = run_case(
+        Case("first", lambda raw, ctx: None, 0, ()), tmp_path / "a", inputs, qserv, not_qserv, database
+    )
+    assert first.code == 0, first.output[-3000:]
+    case = Case(
+        "published", lambda raw, ctx: None, 1, (f"database {database} is already published", "{controller}")
+    )
+    result = run_case(case, tmp_path / "b", inputs, qserv, not_qserv, database)
+    assert isinstance(result.exception, SystemExit) and result.code == 1, result.output[-3000:]
+    assert "Traceback" not in result.output and result.output.count("qdask ingest stopped:") == 1
+    for fragment in case.says:
+        assert fragment.format(controller=qserv.controller_url) in result.output, result.output[-3000:]
+    assert not (tmp_path / "b" / "staging" / "shards").exists()  # found before partition
+    exact(qserv, database, inputs)  # and the published catalog is as it was
+
+    # the czar gone after publish: `qdask verify` says so, naming the DSN, with no verdict and no traceback
+    czar = f"mysql://qsmaster@127.0.0.1:{closed_port()}"
+    down = CliRunner().invoke(
+        main,
+        ["verify", str(tmp_path / "a" / "config.yaml"), "--czar", czar],
+        env={"QSERV_AUTH_KEY": qserv.auth_key},
+    )
+    assert isinstance(down.exception, SystemExit) and down.exit_code == 1, down.output[-3000:]
+    assert f"qdask verify stopped: verify could not query the czar at {czar}" in down.output
+    assert "Traceback" not in down.output
