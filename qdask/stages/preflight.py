@@ -28,7 +28,7 @@ import dataclasses
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,7 +112,7 @@ def preflight(
 # -- staging ----------------------------------------------------------------------------------------------
 
 
-def check_staging(directory: Path, needed: int, *, free: Callable[[Path], int] | None = None) -> str:
+def check_staging(directory: Path, needed: int) -> str:
     """The staging directory exists (or is created), takes a file, and has `needed` bytes free."""
     probe = directory / f".qdask-preflight-{os.getpid()}"
     try:
@@ -129,7 +129,7 @@ def check_staging(directory: Path, needed: int, *, free: Callable[[Path], int] |
             f"staging directory {directory} cannot be written: {describe_os_error(exc)}. Give a writable "
             "directory (staging.directory or --staging) and re-run the same command."
         ) from None
-    available = (free or _free_bytes)(directory)
+    available = shutil.disk_usage(directory).free
     if needed > available:
         raise PreflightError(
             f"staging directory {directory} has {format_bytes(available)} free, but staging what is left "
@@ -139,10 +139,6 @@ def check_staging(directory: Path, needed: int, *, free: Callable[[Path], int] |
         )
     need = f", {format_bytes(needed)} needed" if needed else ""
     return f"staging {directory}: writable, {format_bytes(available)} free{need}"
-
-
-def _free_bytes(directory: Path) -> int:
-    return shutil.disk_usage(directory).free
 
 
 # -- Qserv ------------------------------------------------------------------------------------------------
