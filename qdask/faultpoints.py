@@ -16,13 +16,15 @@ memory until its nanny (or the kernel) kills it, as a real out-of-memory kill wo
 sends SIGINT to the whole process group, as Ctrl-C in a terminal does (the driver and its local Dask
 workers all receive it), and the process goes on; ``hold`` stops the process there, alive, until a file
 ``release`` appears in ``QDASK_FAULT_DIR`` (so a test can order two processes: hold one at a point, act,
-release it), then removes the file (each hold takes one release) and goes on.
+release it), then removes the file (each hold takes one release) and goes on; ``enospc`` raises
+``OSError(ENOSPC)`` there, as a write to a full disk would (the process goes on, and must handle it).
 When ``QDASK_FAULT_DIR`` is set, every firing appends ``pid name detail`` to ``kills.log`` there
 (fsynced) before the process dies, so a test can tell which point was actually hit.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -130,6 +132,8 @@ def _die() -> None:
     if mode == "hold":
         _hold()
         return
+    if mode == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (injected by QDASK_KILL_AT)")
     if mode == "interrupt":
         os.killpg(os.getpgrp(), signal.SIGINT)
         return

@@ -97,8 +97,10 @@ from qdask.stages.placement import (
     plan_buckets_task,
 )
 from qdask.stages.plan import PlanError, TableSetup, plan_ingest
+from qdask.stages.preflight import check_staging, preflight, work_left
 from qdask.stages.publish import is_published, publish
 from qdask.stages.register import register_catalog
+from qdask.stages.staging_errors import as_staging_error
 from qdask.stages.verify import VerifyReport
 from qdask.stages.verify_catalog import verify_catalog
 from qdask.staging_lock import StagingLock
@@ -337,13 +339,21 @@ class Ingest:
 
     def run(self, *, stage_only: bool = False, verify_after: bool = True) -> IngestSummary:
         """Every stage not yet done; the run report is written to staging when it ends (but for Ctrl-C).
-        The staging directory is locked for the run's life (`qdask.staging_lock`): a second run refuses."""
+        The staging directory is locked for the run's life (`qdask.staging_lock`): a second run refuses. A
+        disk refusing a write to staging (full, read-only) stops the run as a `StagingWriteError`."""
+        for folder in dict.fromkeys([self.staging, self.ledger_path.parent]):
+            check_staging(folder, 0)  # writable, before the ledger, its lock or the run record
         with StagingLock(self.ledger_path, what="ingest"):
             return self._run_locked(stage_only=stage_only, verify_after=verify_after)
 
     def _run_locked(self, *, stage_only: bool, verify_after: bool) -> IngestSummary:
-        self._open_run()
-        self.record.begin(workers=self.config.cluster.worker_count if self.client is None else None)
+        try:
+            self._open_run()
+            self.record.begin(workers=self.config.cluster.worker_count if self.client is None else None)
+        except (OSError, sqlite3.Error) as exc:
+            if (error := as_staging_error(exc, self.staging)) is None:
+                raise
+            raise error from exc
         outcome = "failed"
         try:
             self._run(stage_only=stage_only, verify_after=verify_after)
@@ -354,9 +364,14 @@ class Ingest:
             raise
         except Exception as exc:
             outcome = f"stopped: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            raise
+            if (error := as_staging_error(exc, self.staging)) is None:
+                raise
+            raise error from exc
         finally:
-            self.record.end(outcome, self.memory.samples)
+            try:
+                self.record.end(outcome, self.memory.samples)
+            except OSError as exc:  # a full or read-only staging must not hide the run's own outcome
+                log.warning("the run record could not be saved: %s", exc)
             if outcome != "interrupted":
                 self._write_report()
 
@@ -431,7 +446,18 @@ class Ingest:
                 "`qdask ingest` loads it again (the staged files are kept)."
             )
 
+    def _preflight(self, stage_only: bool) -> None:
+        """Staging, controller, auth key, database state and czar, before any work (`stages.preflight`)."""
+        t0 = time.perf_counter()
+        work = work_left(self.config, self.ledger, list(self.setups.values()), self.record)
+        with qserv_client(self.config) as qserv:
+            passed = preflight(self.config, qserv, czar_for(self.config), work, stage_only=stage_only)
+        for line in passed:
+            log.info("preflight: %s", line)
+        log.info("preflight: %d check(s) passed in %.1f s", len(passed), time.perf_counter() - t0)
+
     def _run(self, *, stage_only: bool, verify_after: bool) -> None:
+        self._preflight(stage_only)
         if not stage_only:
             self._check_database()
         if self.ledger.units_to_partition() or self.ledger.chunks_to_collect():

@@ -28,7 +28,9 @@ import pyarrow.parquet as pq
 
 from qdask import faultpoints
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, ChunkKey, Shard, dest_of, shards_digest
+from qdask.stages.key_match import in_keys
 from qdask.stages.shards import DEST, CorruptShardError, ShardReader
+from qdask.stages.staging_errors import staging_writes
 from qdask.tsv import sync_filesystem, write_tsv
 
 __all__ = ["CorruptShardError"]  # raised here, defined with the shards
@@ -163,8 +165,7 @@ def _without_excluded(
     writer = None
     try:
         for batch in batches:
-            column = batch.column(exclusion.column).cast(pa.int64())
-            bad = pc.fill_null(pc.is_in(column, value_set=keys), False)
+            bad = in_keys(batch.column(exclusion.column), keys)
             if pc.any(bad).as_py():
                 if writer is None:
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -260,7 +261,8 @@ def collect_chunks(task: CollectTask, root: Path) -> list[Collected]:
 def collect_task(task: CollectTask, contrib_root: str) -> list[Collected]:
     """The collect stage for a group of destinations (runs on a Dask worker)."""
     t0 = time.perf_counter()
-    collected = collect_chunks(task, Path(contrib_root))
+    with staging_writes(Path(contrib_root).parent):
+        collected = collect_chunks(task, Path(contrib_root))
     log.debug(
         "%s: %d file(s), %d row(s) from %d shard(s) in %.2f s",
         task.name,

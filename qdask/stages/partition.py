@@ -33,6 +33,7 @@ from qdask.sources.units import InputUnit
 from qdask.stages.keys import key_values, save_unit_keys, unit_key_path
 from qdask.stages.placement import PlacementIndex, save_unit_placement
 from qdask.stages.shards import ShardWriter, unit_file_key
+from qdask.stages.staging_errors import staging_writes
 
 log = logging.getLogger(__name__)
 
@@ -340,14 +341,15 @@ def partition_task(
     """The partition stage for one unit (runs on a Dask worker): paths in, files and metadata out."""
     t0 = time.perf_counter()
     batches = _each(read_input(unit, input_schema, plan.source_columns), "partition.batch", unit.unit_id)
-    result = partition_batches(
-        batches,
-        plan,
-        unit.unit_id,
-        Path(shard_root),
-        Path(quarantine_root),
-        Path(keys_root) if keys_root is not None else None,
-    )
+    with staging_writes(Path(shard_root).parent):
+        result = partition_batches(
+            batches,
+            plan,
+            unit.unit_id,
+            Path(shard_root),
+            Path(quarantine_root),
+            Path(keys_root) if keys_root is not None else None,
+        )
     log.debug(
         "unit %s: %d row(s) into %d shard(s) in %.2f s",
         unit.unit_id,

@@ -31,6 +31,7 @@ from qdask.sources import files as file_source
 from qdask.sources.units import InputUnit
 from qdask.stages.keys import key_column
 from qdask.stages.partition import TablePlan
+from qdask.stages.plan_checks import check_column_names, check_key_types
 
 DEFAULT_MAX_UNIT_BYTES = 512 << 20
 
@@ -149,6 +150,7 @@ def plan_table(
         partitioned=table.is_partitioned,
         source=input_schema.source,
     )
+    check_column_names(table.name, qserv_schema)  # names from the data, held to the config's rules
     for role, column in table.key_columns().items():  # a misspelled ra/dec/id must fail here, not later
         if column not in qserv_schema.names:
             close = difflib.get_close_matches(column, qserv_schema.names, 1)
@@ -231,4 +233,6 @@ def _match_plan(config: IngestConfig, table: Table, arrow: pa.Schema) -> dict:
 
 def plan_ingest(config: IngestConfig, *, max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES) -> list[TableSetup]:
     """Every table of the config, in Qserv's registration order (directors, children, regular)."""
-    return [plan_table(config, table, max_unit_bytes=max_unit_bytes) for table in config.load_order()]
+    setups = [plan_table(config, table, max_unit_bytes=max_unit_bytes) for table in config.load_order()]
+    check_key_types(setups)
+    return setups

@@ -34,7 +34,8 @@ import pyarrow as pa
 
 from qdask.ledger import FileStatus, Ledger, Shard
 from qdask.qserv.czar import Czar, quote_identifier, quote_qualified
-from qdask.stages.keys import unit_key_path
+from qdask.stages.key_match import in_keys
+from qdask.stages.keys import key_values, unit_key_path
 from qdask.stages.shards import home_rows
 
 SHOWN = 10
@@ -176,11 +177,10 @@ def _shard_keys(shard: Shard, key: str, exclusion: tuple[str, np.ndarray] | None
     columns = [key] if exclusion is None else list(dict.fromkeys([key, exclusion[0]]))
     parts = []
     for batch in home_rows(shard, columns):
-        if exclusion is not None:
+        if exclusion is not None:  # rows the key check quarantined were never loaded
             column, keys = exclusion
-            values = batch.column(column).to_numpy(zero_copy_only=False)
-            batch = batch.filter(pa.array(~np.isin(values, keys)))
-        parts.append(batch.column(key).to_numpy(zero_copy_only=False))
+            batch = batch.filter(pa.compute.invert(in_keys(batch.column(column), keys)))
+        parts.append(key_values(batch.column(key)))  # as the czar's COUNT/SUM(key): NULLs out, exact int64
     return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 

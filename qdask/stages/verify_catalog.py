@@ -13,16 +13,23 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pymysql
 
 from qdask.config import ChildTable
+from qdask.errors import QdaskError
 from qdask.ledger import Ledger
-from qdask.qserv.czar import Czar
+from qdask.qserv.czar import Czar, describe_error
 from qdask.sources.units import InputUnit
+from qdask.stages.key_match import without_keys
 from qdask.stages.keys import key_column, load_exclusion, unit_key_files
 from qdask.stages.partition import TablePlan, conform_batch, read_input
 from qdask.stages.placement import PlacementIndex, index_directory
 from qdask.stages.plan import TableSetup
 from qdask.stages.verify import SourceSample, TableToVerify, VerifyReport, verify
+
+
+class VerifyError(QdaskError):
+    """Verify could not run its checks (the czar unreachable): no verdict either way."""
 
 
 def table_to_verify(setup: TableSetup) -> TableToVerify:
@@ -60,8 +67,7 @@ def source_sample(setup: TableSetup, ledger: Ledger, keys_root: Path) -> SourceS
             elif placeable_only:
                 data = _placeable(data, plan)
             if excluded is not None:
-                column, keys = excluded
-                data = data.filter(pa.array(~np.isin(data[column].to_numpy(zero_copy_only=False), keys)))
+                data = without_keys(data, *excluded)
             yield data
 
     return SourceSample([(u, rows.get(u.unit_id, 0)) for u in setup.units], read)
@@ -116,14 +122,20 @@ def verify_catalog(
     by_name = {s.name: s for s in setups}
     exclusions = {s.name: e for s in setups if (e := exclusion(s, keys_root)) is not None}
     key_files = {s.name: (c, Path(keys_root)) for s in setups if (c := key_column(s.config))}
-    return verify(
-        czar,
-        ledger,
-        database,
-        [table_to_verify(s) for s in setups],
-        sample=lambda table: source_sample(by_name[table.name], ledger, keys_root),
-        sample_size=sample_size,
-        seed=seed,
-        exclusions=exclusions,
-        key_files=key_files,
-    )
+    try:
+        return verify(
+            czar,
+            ledger,
+            database,
+            [table_to_verify(s) for s in setups],
+            sample=lambda table: source_sample(by_name[table.name], ledger, keys_root),
+            sample_size=sample_size,
+            seed=seed,
+            exclusions=exclusions,
+            key_files=key_files,
+        )
+    except pymysql.MySQLError as exc:  # unreachable, refused, or the database unknown to the czar
+        raise VerifyError(
+            f"verify could not query the czar at {czar.dsn} ({describe_error(exc)}); what is loaded is "
+            "recorded: run `qdask verify CONFIG` (or the same ingest command) once the czar answers"
+        ) from None

@@ -12,6 +12,7 @@ import yaml
 
 from qdask.config import ConfigError, IngestConfig, config_from_dict
 from qdask.kinds import TableKind
+from qdask.schema import SchemaError
 from qdask.stages.plan import plan_ingest
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -41,7 +42,7 @@ def test_the_key_checks_read_integer_ids_and_director_keys_only(tmp_path, shared
     (tmp_path / "in").mkdir()
     position = {"ra": [1.0, 2.0], "dec": [0.0, 0.0]}
     pq.write_table(pa.table({"id": [1.5, 2.5], **position}), tmp_path / "in/d.parquet")
-    pq.write_table(pa.table({"id": [1, 2], "did": [1, 2], **position}), tmp_path / "in/c.parquet")
+    pq.write_table(pa.table({"id": [1, 2], "did": [1.0, 2.0], **position}), tmp_path / "in/c.parquet")
     files = {"D": "d.parquet", "C": "c.parquet"}
     raw = {
         "database": {"name": "k", "partitioning": {"num_stripes": 85, "num_sub_stripes": 12, "overlap": 0}},
@@ -55,7 +56,13 @@ def test_the_key_checks_read_integer_ids_and_director_keys_only(tmp_path, shared
     for t in raw["tables"]:
         t.update(input={"files": {"glob": str(tmp_path / "in" / files[t["name"]])}}, schema={"infer": True})
     keys = {s.name: s.plan.key_column for s in plan_ingest(config_from_dict(raw, tmp_path))}
-    assert keys == {"D": None, "C": "did"}
+    assert keys == {"D": None, "C": None}
+
+    # a child whose director key is an integer where its director's id is a float (or the other way
+    # round) cannot be compared exactly: refused before anything is staged
+    pq.write_table(pa.table({"id": [1, 2], "did": [1, 2], **position}), tmp_path / "in/c.parquet")
+    with pytest.raises(SchemaError, match=r"director_key column 'did' is int64 .* director D is double"):
+        plan_ingest(config_from_dict(raw, tmp_path))
 
 
 def test_bad_values_quarantine_is_refused_not_ignored(tmp_path, shared_data):
@@ -65,4 +72,3 @@ def test_bad_values_quarantine_is_refused_not_ignored(tmp_path, shared_data):
     # refused by the config itself (so `qdask plan --check` says it), not accepted and ignored
     with pytest.raises(ConfigError, match=r"tables\[0\].policies.bad_values: quarantine is not supported"):
         plan_ingest(_case01(tmp_path, change))
-
