@@ -62,8 +62,9 @@ def register_catalog(
         except QservError:
             if qserv.database_info(db.name) is None:
                 raise
-        log.info("database %s registered (%d stripes, %d sub-stripes)", db.name, p.num_stripes,
-                 p.num_sub_stripes)
+        log.info(
+            "database %s registered (%d stripes, %d sub-stripes)", db.name, p.num_stripes, p.num_sub_stripes
+        )
     known = {t["name"] for t in qserv.list_tables(db.name)}
     registered = []
     for table in config.load_order():
