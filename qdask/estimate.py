@@ -28,11 +28,10 @@ import numpy as np
 import pyarrow as pa
 
 from qdask.config import IngestConfig
-from qdask.ledger import ChunkKey
 from qdask.runrecord import RunRecord
 from qdask.sky import Chunker
 from qdask.sources.units import InputUnit
-from qdask.stages.collect import collect_chunk, collect_task_for
+from qdask.stages.collect import collect_chunks, collect_task_for, plan_collect
 from qdask.stages.partition import partition_batches, read_input
 from qdask.stages.plan import TableSetup
 
@@ -169,12 +168,10 @@ def _calibrate(config: IngestConfig, setup: TableSetup, estimate: TableEstimate,
             _sample_batches(setup, limit), setup.plan, "plan-sample", root / "shards", root / "quarantine"
         )
         contribution = 0
-        by_key: dict[ChunkKey, list] = {}
-        for shard in result.shards:
-            by_key.setdefault(shard.key, []).append(shard)
-        for key, shards in by_key.items():
-            task = collect_task_for(key, shards, setup.plan.schema.names, charset)
-            contribution += collect_chunk(task, root / "contributions").file.bytes
+        keys = [k for s in result.shards for k in s.keys()]
+        for group, shards in plan_collect(keys, result.shards):
+            task = collect_task_for(group, shards, setup.plan.schema.names, charset)
+            contribution += sum(c.file.bytes for c in collect_chunks(task, root / "contributions"))
         seconds = time.perf_counter() - t0
     rows = max(result.rows_read, 1)
     estimate.sample_rows = result.rows_read

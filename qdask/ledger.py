@@ -5,7 +5,10 @@ It holds what every stage has done, so that ``qdask ingest`` re-run after any st
 * the **run**: one per ledger, with the fingerprint of the resolved config (secrets removed). Opening the
   ledger with another fingerprint raises ``FingerprintMismatch``; the caller decides what to say or do.
 * **units** of input (planned → partitioned, or failed), with rows read/invalid/quarantined and attempts;
-* **shards**: the rows of one unit in one (table, chunk, overlap), as a file with rows/bytes/checksum;
+* **shards**: the rows of one unit of one table, as one file of runs sorted by destination
+  (``qdask.stages.shards``), with rows/bytes/checksum, its destinations (rows per (chunk, overlap)) and
+  its segments (byte ranges with their checksums), both as packed arrays: one row per unit, however many
+  chunks the unit touches;
 * **chunk files**: the contribution file of one (table, chunk, overlap), staged → loaded. A regular
   (non-partitioned) table has a single file under the sentinel chunk ``REGULAR_CHUNK`` (-1), overlap 0;
   the loader sends it to every worker (Qserv ignores the chunk number of regular tables);
@@ -17,11 +20,13 @@ impossible, and every write is idempotent. The invalidation rule:
 
 * re-recording a shard, a chunk file or a unit plan with the same content is a no-op;
 * a shard whose checksum changes, that appears, or that disappears (a unit re-partitioned, or re-planned
-  with another spec) deletes the chunk file of its (table, chunk, overlap) when that file is only staged:
+  with another spec) deletes the chunk file of each (table, chunk, overlap) it held (before or after)
+  when that file is only staged:
   the chunk is collected again. If the file is loaded (its transaction committed) or carried by a
   transaction still open, nothing is changed and ``LedgerConflict`` is raised: rows already in Qserv
   cannot be replaced silently;
-* a chunk file is recorded with the digest of the shard checksums it was built from (``shards_digest``);
+* a chunk file is recorded with the digest of the checksums of the shards holding its destination
+  (``shards_digest``);
   if the shards changed meanwhile, the record is refused (``LedgerConflict``), so a collect racing a
   re-partition cannot record a stale file;
 * a chunk file can be carried by at most one transaction that is started or committed (never the same
@@ -43,6 +48,7 @@ receiving process opens its own connection.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -54,6 +60,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from qdask.errors import QdaskError
 
@@ -74,13 +82,22 @@ __all__ = [
     "Unit",
     "UnitStatus",
     "config_fingerprint",
+    "dest_of",
     "shards_digest",
 ]
 
 #: The chunk id under which a regular (non-partitioned) table's contribution file is recorded.
 REGULAR_CHUNK = -1
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: A shard's destinations, packed: ``dest`` = chunk id x 2 + overlap (sorted), and its rows there.
+DESTINATIONS = np.dtype([("dest", "<i8"), ("rows", "<i8")])
+
+
+def dest_of(chunk_ids, overlap):
+    """The packed destination of chunk id(s) and overlap flag(s): chunk x 2 + overlap (order-preserving)."""
+    return np.asarray(chunk_ids, np.int64) * 2 + np.asarray(overlap, np.int64)
 
 
 
@@ -136,15 +153,15 @@ CREATE INDEX units_by_table ON units (table_name, status);
 CREATE TABLE shards (
     unit_id TEXT NOT NULL REFERENCES units (unit_id),
     table_name TEXT NOT NULL,
-    chunk_id INTEGER NOT NULL,
-    overlap INTEGER NOT NULL CHECK (overlap IN (0, 1)),
     path TEXT NOT NULL UNIQUE,
     rows INTEGER NOT NULL CHECK (rows >= 0),
     bytes INTEGER NOT NULL CHECK (bytes >= 0),
     checksum TEXT NOT NULL,
-    PRIMARY KEY (unit_id, table_name, chunk_id, overlap)
+    destinations BLOB NOT NULL,
+    segments BLOB NOT NULL,
+    PRIMARY KEY (unit_id, table_name)
 );
-CREATE INDEX shards_by_chunk ON shards (table_name, chunk_id, overlap);
+CREATE INDEX shards_by_table ON shards (table_name);
 CREATE TABLE chunk_files (
     file_id INTEGER PRIMARY KEY,
     table_name TEXT NOT NULL,
@@ -251,20 +268,40 @@ class Unit:
 
 @dataclass(frozen=True)
 class Shard:
-    """The rows of one unit that go to one (table, chunk, overlap), in one file."""
+    """The rows of one unit of one table, in one file sorted by destination (``qdask.stages.shards``).
+
+    ``destinations`` packs (dest, rows) as ``DESTINATIONS``; ``segments`` is the file's segment index,
+    opaque here."""
 
     unit_id: str
     table: str
-    chunk_id: int
-    overlap: bool
     path: str
     rows: int
     bytes: int
     checksum: str
+    destinations: builtins.bytes = field(default=b"", repr=False)
+    segments: builtins.bytes = field(default=b"", repr=False)
 
-    @property
-    def key(self) -> ChunkKey:
-        return ChunkKey(self.table, self.chunk_id, self.overlap)
+    def dests(self) -> np.ndarray:
+        """The destinations (``DESTINATIONS`` records, sorted by dest)."""
+        return np.frombuffer(self.destinations, DESTINATIONS)
+
+    def keys(self) -> list[ChunkKey]:
+        """The (table, chunk, overlap) this shard holds rows for, in order."""
+        return [ChunkKey(self.table, d >> 1, bool(d & 1)) for d in self.dests()["dest"].tolist()]
+
+    def rows_in(self, key: ChunkKey) -> int:
+        """Rows this shard holds for ``key`` (0 when none)."""
+        dests = self.dests()
+        want = int(dest_of(key.chunk_id, key.overlap))
+        at = int(np.searchsorted(dests["dest"], want))
+        return int(dests["rows"][at]) if at < len(dests) and dests["dest"][at] == want else 0
+
+    def home_rows(self) -> dict[int, int]:
+        """Home (non-overlap) rows per chunk id."""
+        dests = self.dests()
+        home = dests[(dests["dest"] & 1) == 0]
+        return dict(zip((home["dest"] >> 1).tolist(), home["rows"].tolist(), strict=True))
 
 
 @dataclass(frozen=True)
@@ -528,34 +565,43 @@ class Ledger:
                 raise LedgerError(f"unit {unit_id!r} is not planned in {self.path}")
 
     def _replace_shards(self, db: sqlite3.Connection, unit_id: str, shards: list[Shard]) -> list[ChunkKey]:
-        old = {
-            ChunkKey(r["table_name"], r["chunk_id"], bool(r["overlap"])): (
-                r["path"],
-                r["rows"],
-                r["bytes"],
-                r["checksum"],
-            )
-            for r in db.execute("SELECT * FROM shards WHERE unit_id = ?", (unit_id,))
-        }
-        new = {s.key: (s.path, s.rows, s.bytes, s.checksum) for s in shards}
+        rows = db.execute("SELECT * FROM shards WHERE unit_id = ?", (unit_id,))
+        old = {r["table_name"]: _shard(r) for r in rows}
+        new = {s.table: s for s in shards}
         if len(new) != len(shards):
-            raise LedgerError(f"unit {unit_id!r}: two shards for the same (table, chunk, overlap)")
-        changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
-        invalidated = [ChunkKey(*k) for k in sorted(changed) if self._invalidate(db, ChunkKey(*k))]
-        for key in changed - new.keys():
-            db.execute(
-                "DELETE FROM shards WHERE unit_id = ? AND table_name = ? AND chunk_id = ? AND overlap = ?",
-                (unit_id, key[0], key[1], int(key[2])),
+            raise LedgerError(f"unit {unit_id!r}: two shards for the same table")
+        changed = {t for t in old.keys() | new.keys() if old.get(t) != new.get(t)}
+        invalidated: list[ChunkKey] = []
+        for table in sorted(changed):
+            # every destination the unit held, before or after, may have other rows now
+            dests = np.union1d(
+                old[table].dests()["dest"] if table in old else np.empty(0, np.int64),
+                new[table].dests()["dest"] if table in new else np.empty(0, np.int64),
             )
-        for key in changed & new.keys():
-            path, rows, size, checksum = new[key]
+            staged = [
+                ChunkKey(table, r[0], bool(r[1]))
+                for r in db.execute(
+                    "SELECT chunk_id, overlap FROM chunk_files WHERE table_name = ? "
+                    "ORDER BY chunk_id, overlap",
+                    (table,),
+                )
+            ]
+            hit = np.isin(dest_of([k.chunk_id for k in staged], [k.overlap for k in staged]), dests)
+            hits = [k for k, h in zip(staged, hit.tolist(), strict=True) if h]
+            invalidated += [k for k in hits if self._invalidate(db, k)]
+            if table not in new:
+                db.execute("DELETE FROM shards WHERE unit_id = ? AND table_name = ?", (unit_id, table))
+                continue
+            shard = new[table]
             db.execute(
                 "INSERT INTO shards VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (unit_id, table_name, chunk_id, overlap) DO UPDATE SET path = excluded.path, "
-                "rows = excluded.rows, bytes = excluded.bytes, checksum = excluded.checksum",
-                (unit_id, key[0], key[1], int(key[2]), path, rows, size, checksum),
+                "ON CONFLICT (unit_id, table_name) DO UPDATE SET path = excluded.path, rows = excluded.rows, "
+                "bytes = excluded.bytes, checksum = excluded.checksum, destinations = excluded.destinations, "
+                "segments = excluded.segments",
+                (unit_id, table, shard.path, shard.rows, shard.bytes, shard.checksum, shard.destinations,
+                 shard.segments),
             )
-        return invalidated
+        return sorted(invalidated)
 
     def _invalidate(self, db: sqlite3.Connection, key: ChunkKey) -> bool:
         """Delete the staged chunk file of ``key``; refuse if it is loaded or in an open transaction."""
@@ -599,90 +645,107 @@ class Ledger:
 
     # -- shards and chunk files -------------------------------------------------------------------
 
-    def shards(self, key: ChunkKey | None = None, *, unit_id: str | None = None) -> list[Shard]:
-        """Shards of one destination, or of one unit, or all; in (table, chunk, overlap, unit) order."""
-        sql, params = "SELECT * FROM shards WHERE 1", []
-        if key is not None:
-            sql += " AND table_name = ? AND chunk_id = ? AND overlap = ?"
-            params += [key.table, key.chunk_id, int(key.overlap)]
+    def shards(
+        self, key: ChunkKey | None = None, *, unit_id: str | None = None, table: str | None = None
+    ) -> list[Shard]:
+        """Shards holding rows of one destination, or of one unit, or of one table, or all; in (table, unit)
+        order."""
+        sql, params = "SELECT * FROM shards WHERE 1", list[Any]()
+        if key is not None or table is not None:
+            sql, params = sql + " AND table_name = ?", [*params, key.table if key is not None else table]
         if unit_id is not None:
             sql, params = sql + " AND unit_id = ?", [*params, unit_id]
-        rows = self._rows(sql + " ORDER BY table_name, chunk_id, overlap, unit_id", params)
-        return [
-            Shard(
-                r["unit_id"],
-                r["table_name"],
-                r["chunk_id"],
-                bool(r["overlap"]),
-                r["path"],
-                r["rows"],
-                r["bytes"],
-                r["checksum"],
-            )
-            for r in rows
-        ]
+        shards = [_shard(r) for r in self._rows(sql + " ORDER BY table_name, unit_id", params)]
+        if key is not None:
+            shards = [s for s in shards if s.rows_in(key)]
+        return shards
+
+    def destinations(self, table: str) -> dict[ChunkKey, int]:
+        """Every destination of ``table``'s shards with its rows (home and overlap), in destination order."""
+        parts = [s.dests() for s in self.shards(table=table)]
+        if not parts:
+            return {}
+        merged = np.concatenate(parts)
+        dests, inverse = np.unique(merged["dest"], return_inverse=True)
+        rows = np.bincount(inverse, weights=merged["rows"], minlength=len(dests)).astype(np.int64)
+        return {
+            ChunkKey(table, d >> 1, bool(d & 1)): n
+            for d, n in zip(dests.tolist(), rows.tolist(), strict=True)
+        }
 
     def chunks_to_collect(self) -> list[ChunkKey]:
         """Destinations with shards, no chunk file yet, and every unit of their table partitioned."""
-        # Tables first (one pass over units), then distinct destinations per table from the shard index;
-        # the chunk-file test runs once per destination, not once per shard.
         ready = self._rows(
             "SELECT table_name FROM units GROUP BY table_name "
             "HAVING SUM(status != ?) = 0 ORDER BY table_name",
             (UnitStatus.PARTITIONED,),
         )
-        rows = []
+        keys: list[ChunkKey] = []
         for (table,) in ready:
-            rows += self._rows(
-                "SELECT ?, k.chunk_id, k.overlap FROM "
-                "(SELECT DISTINCT chunk_id, overlap FROM shards WHERE table_name = ?) AS k "
-                "WHERE NOT EXISTS (SELECT 1 FROM chunk_files f WHERE f.table_name = ? "
-                "                  AND f.chunk_id = k.chunk_id AND f.overlap = k.overlap) "
-                "ORDER BY k.chunk_id, k.overlap",
-                (table, table, table),
-            )
-        return [ChunkKey(r[0], r[1], bool(r[2])) for r in rows]
+            staged = {
+                ChunkKey(table, r[0], bool(r[1]))
+                for r in self._rows(
+                    "SELECT chunk_id, overlap FROM chunk_files WHERE table_name = ?", (table,)
+                )
+            }
+            keys += [k for k in self.destinations(table) if k not in staged]
+        return keys
 
     def record_chunk_file(self, file: ChunkFile) -> bool:
         """Record a collected contribution file as staged; returns False when it was already recorded.
 
-        ``file.sources`` must equal ``shards_digest`` of the destination's current shards, else the file
-        was built from stale shards and ``LedgerConflict`` is raised. A different file for the same
+        ``file.sources`` must equal ``shards_digest`` of the shards now holding its destination, else the
+        file was built from stale shards and ``LedgerConflict`` is raised. A different file for the same
         destination replaces a staged record, and is refused for a loaded or in-transaction one.
         """
-        key = file.key
+        return self.record_chunk_files([file])[0]
+
+    def record_chunk_files(self, files: Sequence[ChunkFile]) -> list[bool]:
+        """`record_chunk_file` for several files in one transaction (the shards are read once per table)."""
+        out = []
         with self._write() as db:
-            current = shards_digest(self.shards(key))
-            if file.sources != current:
-                raise LedgerConflict(
-                    f"chunk file {file.path} was built from shards that changed since ({key.table}, chunk "
-                    f"{key.chunk_id}, overlap {int(key.overlap)}); collect it again"
-                )
-            row = db.execute(
-                "SELECT path, rows, bytes, checksum FROM chunk_files WHERE table_name = ? AND chunk_id = ? "
-                "AND overlap = ?",
-                (key.table, key.chunk_id, int(key.overlap)),
-            ).fetchone()
-            if row is not None and tuple(row) == (file.path, file.rows, file.bytes, file.checksum):
-                return False
-            if row is not None:
-                self._invalidate(db, key)
-            db.execute(
-                "INSERT INTO chunk_files (table_name, chunk_id, overlap, path, rows, bytes, checksum, "
-                "sources, status, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key.table,
-                    key.chunk_id,
-                    int(key.overlap),
-                    file.path,
-                    file.rows,
-                    file.bytes,
-                    file.checksum,
-                    file.sources,
-                    FileStatus.STAGED,
-                    _now(),
-                ),
-            )
+            by_table: dict[str, list[Shard]] = {}
+            for file in files:
+                key = file.key
+                if key.table not in by_table:
+                    rows = db.execute("SELECT * FROM shards WHERE table_name = ?", (key.table,))
+                    by_table[key.table] = [_shard(r) for r in rows]
+                current = shards_digest(s for s in by_table[key.table] if s.rows_in(key))
+                if file.sources != current:
+                    raise LedgerConflict(
+                        f"chunk file {file.path} was built from shards that changed since ({key.table}, "
+                        f"chunk {key.chunk_id}, overlap {int(key.overlap)}); collect it again"
+                    )
+                out.append(self._record_chunk_file(db, file))
+        return out
+
+    def _record_chunk_file(self, db: sqlite3.Connection, file: ChunkFile) -> bool:
+        key = file.key
+        row = db.execute(
+            "SELECT path, rows, bytes, checksum FROM chunk_files WHERE table_name = ? AND chunk_id = ? "
+            "AND overlap = ?",
+            (key.table, key.chunk_id, int(key.overlap)),
+        ).fetchone()
+        if row is not None and tuple(row) == (file.path, file.rows, file.bytes, file.checksum):
+            return False
+        if row is not None:
+            self._invalidate(db, key)
+        db.execute(
+            "INSERT INTO chunk_files (table_name, chunk_id, overlap, path, rows, bytes, checksum, "
+            "sources, status, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key.table,
+                key.chunk_id,
+                int(key.overlap),
+                file.path,
+                file.rows,
+                file.bytes,
+                file.checksum,
+                file.sources,
+                FileStatus.STAGED,
+                _now(),
+            ),
+        )
         return True
 
     def drop_chunk_file(self, key: ChunkKey) -> bool:
@@ -962,6 +1025,19 @@ def _unit(r: sqlite3.Row) -> Unit:
         r["rows_quarantined"],
         r["error"],
         r["attempts"],
+    )
+
+
+def _shard(r: sqlite3.Row) -> Shard:
+    return Shard(
+        r["unit_id"],
+        r["table_name"],
+        r["path"],
+        r["rows"],
+        r["bytes"],
+        r["checksum"],
+        bytes(r["destinations"]),
+        bytes(r["segments"]),
     )
 
 

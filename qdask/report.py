@@ -116,9 +116,9 @@ def chunk_cells(config: IngestConfig, ledger: Ledger) -> list[ChunkCell]:
     chunker = Chunker(p.num_stripes, p.num_sub_stripes, p.overlap)
     shard_rows: dict[tuple[int, str], int] = {}
     for shard in ledger.shards():
-        if shard.chunk_id != REGULAR_CHUNK and not shard.overlap:
-            key = (shard.chunk_id, shard.table)
-            shard_rows[key] = shard_rows.get(key, 0) + shard.rows
+        for chunk_id, rows in shard.home_rows().items():
+            if chunk_id != REGULAR_CHUNK:
+                shard_rows[(chunk_id, shard.table)] = shard_rows.get((chunk_id, shard.table), 0) + rows
     files = {
         (f.chunk_id, f.table): f
         for f in ledger.chunk_files()

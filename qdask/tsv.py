@@ -39,6 +39,9 @@ batch size or column count.
 from __future__ import annotations
 
 import codecs
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import os
 import uuid
@@ -321,6 +324,7 @@ def write_tsv(
     *,
     columns: Sequence[str] | None = None,
     charset: str = "latin1",
+    durable: bool = True,
 ) -> TsvFileInfo:
     """Stream batches into the contribution file ``path``, atomically, and return what was written.
 
@@ -329,6 +333,8 @@ def write_tsv(
     written to a temporary name in the same directory, fsynced, renamed, and the directory fsynced. If
     encoding fails or the source raises, the temporary file is removed and ``path`` is left untouched
     (a process killed mid-write leaves only a ``.<name>.tmp-*`` file, never a partial ``path``).
+    With ``durable=False`` the two fsyncs are left to the caller, who writes many files and then makes
+    them all durable at once (`sync_filesystem`) before recording any of them.
     """
     if charset not in CHARSETS:
         raise ValueError(f"unsupported charset {charset!r}; expected one of {', '.join(CHARSETS)}")
@@ -353,13 +359,46 @@ def write_tsv(
                     size += len(chunk)
                 rows += batch.num_rows
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
     return TsvFileInfo(path, rows, size, f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}", charset, nan_to_null)
+
+
+def sync_filesystem(paths: Sequence[str | os.PathLike]) -> None:
+    """Make the files at ``paths`` (written with ``durable=False``) and their renames durable: one
+    ``syncfs`` of their file system (Linux), instead of two fsyncs per file; elsewhere, those fsyncs."""
+    if not paths:
+        return
+    syncfs = getattr(_libc(), "syncfs", None)
+    if syncfs is not None:
+        fd = os.open(Path(paths[0]).parent, os.O_RDONLY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for directory in {Path(p).parent for p in paths}:
+        _fsync_dir(directory)
+
+
+@functools.cache
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -9,10 +9,13 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from typing import NamedTuple
 
+import numpy as np
 import pytest
 
 from qdask.ledger import (
+    DESTINATIONS,
     REGULAR_CHUNK,
     ChunkFile,
     ChunkKey,
@@ -26,6 +29,7 @@ from qdask.ledger import (
     Unit,
     UnitStatus,
     config_fingerprint,
+    dest_of,
     shards_digest,
 )
 
@@ -39,6 +43,17 @@ def ledger(tmp_path):
         yield led
 
 
+class Piece(NamedTuple):
+    """A unit's rows in one destination, as a shard file records them (see `merge`)."""
+
+    unit: str
+    table: str
+    chunk: int
+    overlap: bool
+    rows: int
+    checksum: str
+
+
 def shard(
     unit: str,
     chunk: int,
@@ -46,15 +61,34 @@ def shard(
     rows: int = 10,
     checksum: str | None = None,
     table: str = OBJ,
-) -> Shard:
-    tag = f"{table}/{chunk}{'o' if overlap else ''}/{unit}"
-    return Shard(unit, table, chunk, overlap, f"/s/{tag}.parquet", rows, rows * 100, checksum or f"c:{tag}")
+) -> Piece:
+    return Piece(unit, table, chunk, overlap, rows, checksum or f"c:{table}/{chunk}{'o' * overlap}/{unit}")
+
+
+def merge(pieces) -> list[Shard]:
+    """The shard files (one per unit and table) holding these destinations' rows."""
+    out = []
+    for unit, table in sorted({(p.unit, p.table) for p in pieces}):
+        mine = sorted(
+            (p for p in pieces if (p.unit, p.table) == (unit, table)), key=lambda p: (p.chunk, p.overlap)
+        )
+        dests = np.array([(int(dest_of(p.chunk, p.overlap)), p.rows) for p in mine], DESTINATIONS)
+        rows = sum(p.rows for p in mine)
+        checksum = ",".join(p.checksum for p in mine)
+        out.append(
+            Shard(unit, table, f"/s/{table}/{unit}.arrows", rows, rows * 100, checksum, dests.tobytes())
+        )
+    return out
+
+
+def partitioned(led: Ledger, unit: str, pieces, **counts) -> list[ChunkKey]:
+    return led.unit_partitioned(unit, merge(pieces), **counts)
 
 
 def collect(led: Ledger, key: ChunkKey, suffix: str = "") -> ChunkFile:
     """What the collect stage does: read the shards, build the file, record it with their digest."""
     shards = led.shards(key)
-    rows = sum(s.rows for s in shards)
+    rows = sum(s.rows_in(key) for s in shards)
     name = f"/c/{key.table}/chunk_{key.chunk_id}{'_overlap' if key.overlap else ''}.txt"
     file = ChunkFile(
         key.table,
@@ -110,17 +144,17 @@ def test_resume_queries_follow_the_stages(ledger):
     assert [u.unit_id for u in ledger.units_to_partition()] == ["r1", "u1", "u2"]
 
     assert ledger.unit_started("u1") == 1
-    ledger.unit_partitioned("u1", [shard("u1", 10), shard("u1", 10, True), shard("u1", 11)], rows_read=30)
+    partitioned(ledger, "u1", [shard("u1", 10), shard("u1", 10, True), shard("u1", 11)], rows_read=30)
     assert ledger.chunks_to_collect() == []  # u2 of the same table may still touch chunk 10
     ledger.unit_failed("u2", "OSError: no such file")
     assert [(u.unit_id, u.status, u.error) for u in ledger.units_to_partition()] == [
         ("r1", "planned", None),
         ("u2", "failed", "OSError: no such file"),
     ]
-    ledger.unit_partitioned(
-        "u2", [shard("u2", 11), shard("u2", 12)], rows_read=21, rows_invalid=1, rows_quarantined=1
+    partitioned(
+        ledger, "u2", [shard("u2", 11), shard("u2", 12)], rows_read=21, rows_invalid=1, rows_quarantined=1
     )
-    ledger.unit_partitioned("r1", [shard("r1", REGULAR_CHUNK, table="Filter", rows=6)], rows_read=6)
+    partitioned(ledger, "r1", [shard("r1", REGULAR_CHUNK, table="Filter", rows=6)], rows_read=6)
     assert ledger.units_to_partition() == []
     keys = [
         ChunkKey("Filter", -1, False),
@@ -164,7 +198,7 @@ def test_resume_queries_follow_the_stages(ledger):
     }
     summary = ledger.summary()
     assert summary["units"] == {"partitioned": 3}
-    assert summary["shards"] == {"count": 6, "rows": 56, "bytes": 5600}
+    assert summary["shards"] == {"count": 3, "rows": 56, "bytes": 5600}  # one shard file per unit
     assert summary["chunk_files"] == {"loaded": 5} and summary["chunks_to_collect"] == 0
     assert summary["transactions"] == {"aborted": 1, "committed": 1}
     assert summary["contributions"] == {"FINISHED": 1}
@@ -174,12 +208,12 @@ def test_every_write_is_idempotent(ledger):
     units = [Unit("u1", OBJ, {"uri": "a"}, "planned")]
     assert ledger.plan_units(units) == 1
     shards = [shard("u1", 10), shard("u1", 11)]
-    ledger.unit_partitioned("u1", shards, rows_read=20)
+    partitioned(ledger, "u1", shards, rows_read=20)
     assert ledger.plan_units(units) == 0  # same spec: the partitioned unit stays partitioned
     assert ledger.units()[0].status == "partitioned"
     key = ChunkKey(OBJ, 10, False)
     file = collect(ledger, key)
-    assert ledger.unit_partitioned("u1", shards, rows_read=20) == []  # same shards: chunk file kept
+    assert partitioned(ledger, "u1", shards, rows_read=20) == []  # same shards: chunk file kept
     assert ledger.record_chunk_file(file) is False
     assert ledger.chunk_files() == [file]
     ledger.transaction_started(5, "dp02", [key])
@@ -192,29 +226,30 @@ def test_every_write_is_idempotent(ledger):
     ledger.transaction_state(5, "committed")
     ledger.transaction_state(5, "committed")
     assert ledger.summary()["transactions"] == {"committed": 1}
-    assert len(ledger.shards()) == 2 and len(ledger.transactions()[0].files) == 1
+    assert len(ledger.shards()) == 1 and len(ledger.transactions()[0].files) == 1
 
 
 def test_changed_input_invalidates_staged_files_and_refuses_loaded_ones(ledger):
     ledger.plan_units([Unit("u1", OBJ, {"uri": "a"}, "planned"), Unit("u2", OBJ, {"uri": "b"}, "planned")])
-    ledger.unit_partitioned("u1", [shard("u1", 10), shard("u1", 11)], rows_read=20)
-    ledger.unit_partitioned("u2", [shard("u2", 12)], rows_read=10)
+    partitioned(ledger, "u1", [shard("u1", 10), shard("u1", 11)], rows_read=20)
+    partitioned(ledger, "u2", [shard("u2", 12)], rows_read=10)
     k10, k11, k12, k13 = (ChunkKey(OBJ, c, False) for c in (10, 11, 12, 13))
     for key in (k10, k11, k12):
         collect(ledger, key)
 
-    # a re-partitioned unit whose shard for chunk 10 has another checksum: chunk 10 is collected again
-    assert ledger.unit_partitioned(
-        "u1", [shard("u1", 10, checksum="c:new"), shard("u1", 11)], rows_read=20
-    ) == [k10]
-    assert ledger.chunks_to_collect() == [k10]
+    # a re-partitioned unit whose shard file has another checksum: its chunks are collected again
+    new = [shard("u1", 10, checksum="c:new"), shard("u1", 11)]
+    assert ledger.unit_partitioned("u1", merge(new), rows_read=20) == [k10, k11]
+    assert ledger.chunks_to_collect() == [k10, k11]
     # a collect that read the old shards cannot record its (stale) file
-    stale = ChunkFile(OBJ, 10, False, "/c/x.txt", 10, 500, "sha256:old", shards_digest([shard("u1", 10)]))
+    old = merge([shard("u1", 10), shard("u1", 11)])
+    stale = ChunkFile(OBJ, 10, False, "/c/x.txt", 10, 500, "sha256:old", shards_digest(old))
     with pytest.raises(LedgerConflict, match="shards that changed"):
         ledger.record_chunk_file(stale)
     collect(ledger, k10)
-    # a shard appearing in a collected chunk, and one disappearing, invalidate those chunks
-    assert ledger.unit_partitioned("u2", [shard("u2", 11)], rows_read=10) == [k11, k12]
+    collect(ledger, k11)
+    # a unit's rows appearing in a collected chunk, and leaving another, invalidate those chunks
+    assert ledger.unit_partitioned("u2", merge([shard("u2", 11)]), rows_read=10) == [k11, k12]
     assert ledger.chunks_to_collect() == [k11]
     collect(ledger, k11)
 
@@ -224,9 +259,9 @@ def test_changed_input_invalidates_staged_files_and_refuses_loaded_ones(ledger):
     ledger.transaction_started(2, "dp02", [k10])
     before = ledger.shards()
     with pytest.raises(LedgerConflict, match="is loaded in Qserv"):
-        ledger.unit_partitioned("u2", [shard("u2", 11, rows=11)], rows_read=11)
+        partitioned(ledger, "u2", [shard("u2", 11, rows=11)], rows_read=11)
     with pytest.raises(LedgerConflict, match="is in open transaction 2"):
-        ledger.unit_partitioned("u1", [shard("u1", 10, rows=1), shard("u1", 11)], rows_read=11)
+        partitioned(ledger, "u1", [shard("u1", 10, rows=1), shard("u1", 11)], rows_read=11)
     assert ledger.shards() == before  # refused writes change nothing
     # nor can a unit that fed the loaded chunk 11 be re-planned with another spec
     ledger.transaction_state(2, "aborted")
@@ -237,7 +272,7 @@ def test_changed_input_invalidates_staged_files_and_refuses_loaded_ones(ledger):
 
 def test_replanning_a_unit_resets_it(ledger):
     ledger.plan_units([Unit("u1", OBJ, {"uri": "a"}, "planned")])
-    ledger.unit_partitioned("u1", [shard("u1", 10)], rows_read=10)
+    partitioned(ledger, "u1", [shard("u1", 10)], rows_read=10)
     collect(ledger, ChunkKey(OBJ, 10, False))
     assert ledger.plan_units([Unit("u1", OBJ, {"uri": "a", "row_groups": [0, 2]}, "planned")]) == 1
     unit = ledger.units()[0]
@@ -248,13 +283,13 @@ def test_replanning_a_unit_resets_it(ledger):
 
 def test_double_records_are_impossible(ledger):
     ledger.plan_units([Unit("u1", OBJ, {}, "planned"), Unit("u2", OBJ, {}, "planned")])
-    ledger.unit_partitioned("u1", [shard("u1", 10)], rows_read=10)
+    partitioned(ledger, "u1", [shard("u1", 10)], rows_read=10)
     with pytest.raises(sqlite3.IntegrityError):  # one shard file cannot be recorded for two units
         ledger.unit_partitioned(
-            "u2", [Shard("u2", OBJ, 11, False, shard("u1", 10).path, 1, 1, "c")], rows_read=1
+            "u2", [Shard("u2", OBJ, merge([shard("u1", 10)])[0].path, 1, 1, "c")], rows_read=1
         )
     with pytest.raises(Exception, match="two shards for the same"):
-        ledger.unit_partitioned("u2", [shard("u2", 11), shard("u2", 11)], rows_read=1)
+        ledger.unit_partitioned("u2", merge([shard("u2", 11)]) * 2, rows_read=1)
     key = ChunkKey(OBJ, 10, False)
     collect(ledger, key)
     ledger.transaction_started(1, "dp02", [key])
@@ -284,14 +319,16 @@ def test_a_pickled_ledger_reopens_by_path(ledger):
 
 WRITER = textwrap.dedent("""
     import random, sys
-    from qdask.ledger import Ledger, Shard
+    import numpy as np
+    from qdask.ledger import DESTINATIONS, Ledger, Shard
     path, me, n_units, n_shards = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     led = Ledger(path)
     units = [f"u{k:04d}" for k in range(n_units)]
     random.Random(me).shuffle(units)  # every process records every unit, in its own order
     for u in units:
         led.unit_started(u)
-        shards = [Shard(u, "Object", c, False, f"/s/{u}/{c}", 10, 100, f"c{u}{c}") for c in range(n_shards)]
+        dests = np.array([(2 * c, 10) for c in range(n_shards)], DESTINATIONS).tobytes()
+        shards = [Shard(u, "Object", f"/s/{u}", 10 * n_shards, 100, f"c{u}", dests)]
         led.unit_partitioned(u, shards, rows_read=10 * n_shards)
     print("done", flush=True)
 """)
@@ -317,21 +354,22 @@ def test_concurrent_writer_processes_lose_and_duplicate_nothing(tmp_path):
         units = led.units()
         assert [u.attempts for u in units] == [n_procs] * n_units  # no lost read-modify-write
         assert {u.status for u in units} == {"partitioned"}
-        assert len(led.shards()) == n_units * n_shards
+        assert len(led.shards()) == n_units  # one shard file per unit, however many chunks
         assert led.summary()["shards"]["rows"] == 10 * n_units * n_shards
         assert len(led.chunks_to_collect()) == n_shards
 
 
 BURST = textwrap.dedent("""
     import sys
-    from qdask.ledger import Ledger, Shard
+    import numpy as np
+    from qdask.ledger import DESTINATIONS, Ledger, Shard
     path, n_shards = sys.argv[1], int(sys.argv[2])
     led = Ledger(path)
     for n, unit in enumerate(led.units_to_partition()):
         u = unit.unit_id
         led.unit_started(u)
-        shards = [Shard(u, "Object", c, c % 2 == 1, f"/s/{u}/{c}", c, 7 * c, f"c{u}{c}")
-                  for c in range(n_shards)]
+        dests = np.array([(c, c) for c in range(n_shards)], DESTINATIONS).tobytes()
+        shards = [Shard(u, "Object", f"/s/{u}", sum(range(n_shards)), 7, f"c{u}", dests)]
         led.unit_partitioned(u, shards, rows_read=sum(range(n_shards)))
         if n == 2:
             print("writing", flush=True)
@@ -366,7 +404,7 @@ def test_sigkill_mid_burst_leaves_only_whole_records_and_resumes(tmp_path):
         with Ledger(path) as led:
             per_unit: dict[str, int] = {}
             for s in led.shards():
-                per_unit[s.unit_id] = per_unit.get(s.unit_id, 0) + 1
+                per_unit[s.unit_id] = per_unit.get(s.unit_id, 0) + len(s.dests())
             for unit in led.units():
                 expected = n_shards if unit.status == "partitioned" else 0
                 assert per_unit.get(unit.unit_id, 0) == expected, unit
@@ -378,13 +416,13 @@ def test_sigkill_mid_burst_leaves_only_whole_records_and_resumes(tmp_path):
     subprocess.run([sys.executable, "-c", BURST, str(path), str(n_shards)], check=True, capture_output=True)
     with Ledger(path) as led:
         assert led.units_to_partition() == []
-        assert len(led.shards()) == n_units * n_shards
+        assert len(led.shards()) == n_units
         assert all(u.attempts >= 1 for u in led.units())
 
 
 def test_states_read_back_typed_and_no_other_state_can_be_stored(ledger):
     ledger.plan_units([Unit("u1", OBJ, {"f": 1})])
-    ledger.unit_partitioned("u1", [shard("u1", 5)], rows_read=10)
+    partitioned(ledger, "u1", [shard("u1", 5)], rows_read=10)
     collect(ledger, ChunkKey(OBJ, 5, False))
     ledger.transaction_started(7, "db", [ChunkKey(OBJ, 5, False)])
     ledger.transaction_state(7, TransactionState.COMMITTED)

@@ -118,21 +118,21 @@ def profile_map(setup, workdir: Path, out_txt: Path, top: int = 25) -> list[tupl
 def profile_collect(ingest, out_txt: Path, top: int = 25) -> list[tuple[str, float, float]]:
     """cProfile of the collect task of the chunk with the most rows, re-run in this process after the
     stage-only run (it rewrites the same contribution file); the top functions by own time, to a file."""
-    from qdask.stages.collect import CollectTask, collect_chunk
+    from qdask.stages.collect import collect_chunks, collect_task_for
 
     biggest = max(ingest.ledger.chunk_files(), key=lambda f: f.rows)
     key = biggest.key
     setup = ingest.setups[key.table]
     charset, _ = ingest.config.table_charset(setup.config)
-    task = CollectTask(key, tuple(ingest.ledger.shards(key)), tuple(setup.plan.schema.names), charset)
+    task = collect_task_for([key], ingest.ledger.shards(key), setup.plan.schema.names, charset)
     prof = cProfile.Profile()
     prof.enable()
-    collect_chunk(task, ingest.contrib_root)
+    collect_chunks(task, ingest.contrib_root)
     prof.disable()
     return _write_profile(
         prof,
         out_txt,
-        f"collect_chunk of chunk {key.chunk_id} of {key.table} "
+        f"collect_chunks of chunk {key.chunk_id} of {key.table} "
         f"({biggest.rows:,} rows, {len(task.columns)} columns)",
         top,
     )

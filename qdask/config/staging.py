@@ -16,8 +16,8 @@ class StagingConfig(ConfigModel):
     """Where shards, contribution files and the ledger live (relative paths: the config's directory)."""
 
     directory: Path = Path("staging")
-    # Shards are intermediate and local: snappy writes ~20% faster than zstd-3 for ~4% more bytes on
-    # DP0.2-shaped 991-column data (measured, see benchmarks/results).
+    # Shards are intermediate and local (Arrow IPC, `qdask.stages.shards`): "snappy" (the default) means
+    # IPC's fast codec, lz4, which IPC has instead of snappy; zstd at its level; none.
     shard_compression: Literal["zstd", "snappy", "none"] = "snappy"
     shard_compression_level: int | None = None
     ledger: Path | None = None

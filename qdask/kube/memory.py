@@ -1,8 +1,11 @@
 """How much memory a task needs, estimated from the input's Parquet footers, and units sized to fit.
 
 A partition task streams its unit in record batches, but its peak still grows with the unit: Arrow's
-allocator keeps what a fast read freed, shard buffers and their flush copies add up to a few hundred MiB,
-and every open shard file holds per-column state. Measured on this project's partition task (director
+allocator keeps what a fast read freed, and the shard writer's buffer (64 MiB) and its sorted copy add up
+to ~128 MiB. Since the shard writer keeps one file per unit (`qdask.stages.shards`), nothing grows with
+the number of chunks a unit touches; the table below predates that (a file per chunk, each holding
+per-column state, the removed `4 KiB x columns x shard files` term) and is an upper bound of the model
+until ``python -m qdask.kube.calibrate`` is run again. Measured on this project's partition task (director
 table, 780 shard files for 390 chunks with overlap, zstd Parquet, float64 columns; peak RSS over the
 process baseline; re-measured after the shard writer's byte-bounded buffers, commit cd13ba1):
 
@@ -18,19 +21,21 @@ process baseline; re-measured after the shard writer's byte-bounded buffers, com
     (*) the demo's DP0.2-shaped Object tract (qdask.demo, 96 000 rows in 12 row groups, 57 shard files):
     with many row groups and half the columns boolean the model is about twice the measured peak.
 
-    peak ≈ 1.6 x selected bytes + min(selected bytes, 256 MiB) + 4 KiB x columns x shard files + 128 MiB
+    peak ≈ 1.6 x selected bytes + min(selected bytes, 256 MiB) + 128 MiB
 
 where *selected bytes* is the uncompressed size of the selected columns of the unit's row groups (from
-the footer: no data is read) and *shard files* the home and overlap chunks the unit touches (from the
-footer's ra/dec statistics and the layout; 100 when the file has no statistics). Reproduce a row of the
+the footer: no data is read); the home and overlap chunks the unit touches (from the footer's ra/dec
+statistics and the layout; 100 when the file has no statistics) are still estimated, for the plan's
+report, but no longer cost memory. Reproduce a row of the
 table with ``python -m qdask.kube.calibrate 60 1000000 1000000 10`` (run twice: it writes, then measures).
 A worker runs `nthreads` tasks at once and itself takes ~200 MiB, so a task's budget is
 ``(0.8 x memory_limit - 200 MiB) / nthreads``: below Dask's pause threshold (80%), well below the nanny's
 restart (95%) and the pod limit (111% of it).
 
 `fit_units` splits a unit over budget into row-group ranges that fit; a single row group over budget
-cannot be split, and `qdask plan` reports it. A collect task streams 32 MiB batches of one chunk into
-TSV, so its peak does not grow with the data.
+cannot be split, and `qdask plan` reports it. A collect task holds at most a group's rows (64 MiB of
+shard data, `qdask.stages.collect.GROUP_BYTES`) and streams a larger chunk segment by segment into TSV,
+so its peak does not grow with the data.
 """
 
 from __future__ import annotations
@@ -58,13 +63,12 @@ __all__ = [
 
 MiB = 2**20
 READ_FACTOR = 1.6
-SHARD_BUFFER = 256 * MiB  # shard buffers and their flush copies (a bound measured, not a setting)
-PER_COLUMN_CHUNK = 4 * 1024  # an open shard file's state per column
+SHARD_BUFFER = 256 * MiB  # the shard writer's buffer and its sorted copy (2 x 64 MiB), with margin
 TASK_BASE = 128 * MiB
 WORKER_BASE = 200 * MiB  # an idle Dask worker process with qdask imported
 PAUSE_FRACTION = 0.8
 DEFAULT_CHUNKS = 100
-COLLECT_PEAK = 300 * MiB  # 32 MiB batches through the TSV encoder, plus the task base
+COLLECT_PEAK = 300 * MiB  # a group's rows (64 MiB of shards) through the TSV encoder, plus the task base
 
 
 @dataclass(frozen=True)
@@ -83,13 +87,10 @@ class UnitFootprint:
 
 
 def partition_peak(selected_bytes: int, columns: int, chunks: int = DEFAULT_CHUNKS) -> int:
-    """Estimated peak memory (bytes over the worker's baseline) of one partition task."""
-    return int(
-        READ_FACTOR * selected_bytes
-        + min(selected_bytes, SHARD_BUFFER)
-        + PER_COLUMN_CHUNK * columns * chunks
-        + TASK_BASE
-    )
+    """Estimated peak memory (bytes over the worker's baseline) of one partition task; neither the
+    columns nor the chunks touched add to it (one shard file per unit)."""
+    del columns, chunks
+    return int(READ_FACTOR * selected_bytes + min(selected_bytes, SHARD_BUFFER) + TASK_BASE)
 
 
 def collect_peak() -> int:

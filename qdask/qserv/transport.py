@@ -34,6 +34,7 @@ import random
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
@@ -221,12 +222,15 @@ class Transport:
         slow: bool = False,
         form: dict[str, str] | None = None,
         upload: Path | None = None,
+        upload_digest: Callable[[], Any] | None = None,
     ) -> dict[str, Any]:
         """One call of endpoint `method path` (at the controller, or at the ingest service `worker`).
 
         `since` is the endpoint's minimum API version; `auth` adds the key; `body` is sent as JSON, or
         `form` and `upload` as `multipart/form-data` (the fields in order, then the file streamed from
-        disk). Returns the answer's envelope, `success=1`.
+        disk). `upload_digest`, when given, makes a hashlib object per attempt that every block sent is
+        fed to (the file is hashed as it is sent, never read twice). Returns the answer's envelope,
+        `success=1`.
         """
         self.require(since, f"{method} {path}")
         base = self.controller_url if worker is None else worker.rstrip("/")
@@ -234,7 +238,9 @@ class Transport:
         key = {"auth_key": self._auth_key.get_secret_value()} if auth else {}
         if upload is not None:
             fields = {**key, **(form or {}), "version": str(self.version)}
-            return self._request(method, base, path, params=params, slow=slow, form=fields, upload=upload)
+            return self._request(
+                method, base, path, params=params, slow=slow, form=fields, upload=upload, digest=upload_digest
+            )
         if body is not None or auth:
             body = {**key, **(body or {}), "version": self.version}
         else:
@@ -252,6 +258,7 @@ class Transport:
         body: dict[str, Any] | None = None,
         form: dict[str, str] | None = None,
         upload: Path | None = None,
+        digest: Callable[[], Any] | None = None,
     ) -> dict[str, Any]:
         """Send one request, retry what may be retried, parse the envelope."""
         endpoint = f"{method} {path}"
@@ -265,7 +272,7 @@ class Transport:
             error: httpx.TransportError
             try:
                 if upload is not None:
-                    response = self._upload(method, base + path, params, timeout, form or {}, upload)
+                    response = self._upload(method, base + path, params, timeout, form or {}, upload, digest)
                 else:
                     response = self._http().request(
                         method,
@@ -298,9 +305,10 @@ class Transport:
         timeout: httpx.Timeout,
         form: dict[str, str],
         path: Path,
+        digest: Callable[[], Any] | None = None,
     ) -> httpx.Response:
         with open(path, "rb") as fh:
-            stream = cast(IO[bytes], _BlockReader(fh))
+            stream = cast(IO[bytes], _BlockReader(fh, digest() if digest is not None else None))
             return self._http().request(
                 method,
                 url,
@@ -355,17 +363,21 @@ class Transport:
 class _BlockReader:
     """A read-only file wrapper that hands httpx at most one block per `read`, so the body is streamed.
 
-    Each block passes the `upload.block` fault point, where the recovery tests kill a process mid-body.
+    Each block passes the `upload.block` fault point, where the recovery tests kill a process mid-body,
+    and is fed to `digest` when given.
     """
 
-    def __init__(self, fh: BinaryIO):
-        self._fh = fh
+    def __init__(self, fh: BinaryIO, digest: Any = None):
+        self._fh, self._digest = fh, digest
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0 or size > _UPLOAD_BLOCK:
             size = _UPLOAD_BLOCK
         faultpoints.reached("upload.block")
-        return self._fh.read(size)
+        block = self._fh.read(size)
+        if self._digest is not None:
+            self._digest.update(block)
+        return block
 
     def fileno(self) -> int:  # lets httpx compute Content-Length from fstat without reading
         return self._fh.fileno()

@@ -12,6 +12,7 @@ transaction this run left open — including one Qserv started but the ledger ne
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
+from typing import Any
 
 from qdask import faultpoints
 from qdask.errors import QdaskError
@@ -54,16 +56,32 @@ class StagedFileCorrupt(LoadError):
         super().__init__(f"{file.path} {found}; it will be collected again")
 
 
-def staged_file_problem(file: ChunkFile) -> str | None:
-    """Why a staged file cannot be sent as recorded (missing, other size, other checksum), or None."""
+def staged_file_problem(file: ChunkFile, *, content: bool = True) -> str | None:
+    """Why a staged file cannot be sent as recorded (missing, other size, other checksum), or None.
+    With ``content=False`` only what a stat tells (the upload hashes the bytes as it sends them)."""
     path = Path(file.path)
     if not path.is_file():
         return "is missing"
     if path.stat().st_size != file.bytes:
         return f"has {path.stat().st_size} bytes, not the {file.bytes} recorded"
-    if file_checksum(path) != file.checksum:
+    if content and file_checksum(path) != file.checksum:
         return "no longer matches its recorded checksum"
     return None
+
+
+class _SentDigest:
+    """Hashes a file as the upload sends it (one hashlib object per attempt; the last one counts)."""
+
+    def __init__(self, checksum: str):
+        self.algorithm = checksum.split(":", 1)[0]
+        self.last: Any = None
+
+    def __call__(self) -> Any:
+        self.last = hashlib.new(self.algorithm)
+        return self.last
+
+    def checksum(self) -> str:
+        return f"{self.algorithm}:{self.last.hexdigest()}" if self.last is not None else ""
 
 
 class _Redo(Exception):
@@ -319,7 +337,10 @@ class Loader:
 
     def _upload(self, tid: int, file: ChunkFile, place: Location) -> None:
         s = self.settings
-        problem = staged_file_problem(file)  # checked before every upload: never send what was not staged
+        # checked at every upload: never load what was not staged. A stat before sending; the bytes as they
+        # are sent (one read): a file altered since it was written is refused before its contribution is
+        # recorded, and its transaction aborted, so its rows are never committed
+        problem = staged_file_problem(file, content=False)
         if problem is not None:
             raise StagedFileCorrupt(file, problem)
         chunk = 0 if file.chunk_id == REGULAR_CHUNK else file.chunk_id
@@ -327,6 +348,7 @@ class Loader:
             with self._slot(place.worker):
                 try:
                     faultpoints.reached("upload.sending", f"{file.table}:{file.chunk_id}")
+                    sent = _SentDigest(file.checksum)
                     answer = self.client.ingest_csv(
                         place,
                         tid,
@@ -335,7 +357,10 @@ class Loader:
                         chunk=chunk,
                         overlap=file.overlap,
                         charset_name=s.charsets[file.table],
+                        digest=sent,
                     )
+                    if sent.checksum() != file.checksum:
+                        raise StagedFileCorrupt(file)
                     check_contribution(answer, expected_rows=file.rows, expected_bytes=file.bytes)
                 except (QservError, ContributionCheckError) as exc:
                     failure = exc

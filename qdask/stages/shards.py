@@ -1,11 +1,17 @@
-"""Per-chunk Parquet shard files written by the partition stage, with bounded memory.
+"""A unit's shard file: its rows sorted by destination, in one Arrow IPC stream, read back by slices.
 
-A unit's rows arrive in record batches; each batch is sorted once by chunk id and sliced (never one
-filter per chunk). Slices are buffered per destination and flushed as row groups once large enough,
-or when the total buffered size passes a budget, so memory stays bounded whatever the number of chunks
-a unit touches. Files are written under a temporary name and renamed when complete, so a killed task
-never leaves a partial shard at a final path. Shards are not fsynced one by one: their checksums are in
-the ledger and the collect stage re-checks them, so a shard lost to a power cut is rebuilt, not trusted.
+The partition stage writes **one file per unit** whatever the number of chunks the unit touches (one file
+open, bounded memory): record batches are buffered up to a byte budget, each buffer is sorted by
+destination (``dest = chunk id * 2 + overlap``, a hidden ``_dest`` column) and spilled as a *sorted run*,
+cut into *segments* of about a MiB. The file is a sequence of sorted runs. The ledger records the file with
+its destinations (rows per destination, for planning the collect stage) and its segments (byte range,
+first and last destination, SHA-256 of the bytes), so ledger rows scale with units, not chunks x units.
+
+Every byte is hashed once, as it is written (no re-read); a reader fetches only the segments holding the
+destinations it wants, checks each one's hash as it reads it, and slices it: a shard altered, truncated or
+gone raises `CorruptShardError`, and its unit is partitioned again. The file is written under a temporary
+name and renamed when complete, so a killed task never leaves a partial shard at a final path. Shards are
+local intermediates: the codec is lz4 (``snappy`` in the config, which IPC lacks), zstd, or none.
 """
 
 from __future__ import annotations
@@ -13,14 +19,36 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.ipc as ipc
 
-from qdask.ledger import Shard
-from qdask.tsv import file_checksum
+from qdask.ledger import DESTINATIONS, Shard, dest_of
+
+DEST = "_dest"
+SEGMENTS = np.dtype(
+    [("first", "<i8"), ("last", "<i8"), ("offset", "<i8"), ("length", "<i8"), ("digest", "S16")]
+)
+BUFFER_BYTES = 64 << 20  # rows buffered before a sorted run is spilled (and the sort's copy of them)
+SEGMENT_BYTES = 1 << 20  # a segment's target size: what a reader fetches to get one destination
+END = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the IPC end-of-stream marker after the last segment
+CODECS = {"snappy": "lz4", "lz4": "lz4", "zstd": "zstd", "none": None}
+
+
+class CorruptShardError(RuntimeError):
+    """A shard on disk no longer matches what the ledger recorded (or is gone); its unit must be redone."""
+
+    def __init__(self, shard: Shard, found: str):
+        self.shard, self.found = shard, found
+        super().__init__(
+            f"shard {shard.path} of unit {shard.unit_id} is {found}; its unit will be partitioned again"
+        )
+
+    def __reduce__(self):  # raised on a Dask worker, re-raised in the driver: keep the shard
+        return (type(self), (self.shard, self.found))
 
 
 def unit_file_key(unit_id: str) -> str:
@@ -29,17 +57,65 @@ def unit_file_key(unit_id: str) -> str:
     return f"{readable}-{hashlib.blake2b(unit_id.encode(), digest_size=6).hexdigest()}"
 
 
-def shard_path(root: Path, table: str, chunk_id: int, overlap: bool, unit_key: str) -> Path:
-    """Fixed, idempotent location of a unit's shard for one chunk."""
-    suffix = "_overlap" if overlap else ""
-    return root / table / f"chunk_{chunk_id}{suffix}" / f"{unit_key}.parquet"
+def shard_path(root: Path, table: str, unit_key: str) -> Path:
+    """Fixed, idempotent location of a unit's shard file of one table."""
+    return Path(root) / table / f"{unit_key}.arrows"
+
+
+def shard_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema of a shard file: the staged columns plus the destination column they are sorted by."""
+    return schema.append(pa.field(DEST, pa.int64(), nullable=False))
+
+
+class _HashingSink:
+    """A write-only file object that hashes what passes through, segment by segment."""
+
+    def __init__(self, path: Path):
+        self.file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.position = self.start = 0
+        self.digest = hashlib.sha256()
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        self.file.write(view)
+        self.digest.update(view)
+        self.position += view.nbytes
+        return view.nbytes
+
+    def segment(self) -> tuple[int, int, bytes]:
+        """(offset, length, digest) of the bytes written since the previous segment."""
+        out = (self.start, self.position - self.start, self.digest.digest()[:16])
+        self.start, self.digest = self.position, hashlib.sha256()
+        return out
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.file.closed
+
+    def writable(self) -> bool:
+        return True
+
+
+def _merge_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two sorted (dest, rows) arrays as one, rows added where a destination is in both."""
+    both = np.concatenate((a, b))
+    dests, inverse = np.unique(both["dest"], return_inverse=True)
+    out = np.empty(len(dests), DESTINATIONS)
+    out["dest"], out["rows"] = dests, np.bincount(inverse, weights=both["rows"], minlength=len(dests))
+    return out
 
 
 class ShardWriter:
-    """Writes a unit's rows into one Parquet file per (chunk, overlap) destination.
+    """Writes a unit's rows of one table into one shard file of sorted runs.
 
-    `add(table, chunk_ids, overlap)` takes rows with their destination chunk; `close()` finishes every
-    file and returns what was written; `discard()` removes the temporary files after a failure.
+    `add(table, chunk_ids, overlap)` takes rows with their destination chunk; `close()` finishes the file
+    and returns what was written (as the ledger records it); `discard()` removes the temporary file.
     """
 
     def __init__(
@@ -49,94 +125,204 @@ class ShardWriter:
         unit_key: str,
         schema: pa.Schema,
         *,
-        compression: str = "zstd",
-        compression_level: int | None = 3,
-        row_group_bytes: int = 32 << 20,
-        buffer_budget_bytes: int = 64 << 20,
+        compression: str = "snappy",
+        compression_level: int | None = None,
+        buffer_budget_bytes: int | None = None,
     ) -> None:
-        self.root, self.table, self.unit_key, self.schema = Path(root), table, unit_key, schema
-        self.compression, self.compression_level = compression, compression_level
-        self.row_group_bytes, self.buffer_budget_bytes = row_group_bytes, buffer_budget_bytes
-        self._buffers: dict[tuple[int, bool], list[pa.Table]] = {}
-        self._buffered: dict[tuple[int, bool], int] = {}  # bytes per destination
-        self._buffered_bytes = 0
-        self._writers: dict[tuple[int, bool], pq.ParquetWriter] = {}
-        self._rows: dict[tuple[int, bool], int] = {}
+        self.root, self.table, self.unit_key = Path(root), table, unit_key
+        self.schema, self.file_schema = schema, shard_schema(schema)
+        codec = CODECS[compression]
+        self.file_schema = self.file_schema.with_metadata({"qdask.codec": codec or "none"})
+        self.options = ipc.IpcWriteOptions(
+            compression=None
+            if codec is None
+            else pa.Codec(codec, compression_level if codec == "zstd" else None)
+        )
+        self.buffer_budget_bytes = BUFFER_BYTES if buffer_budget_bytes is None else buffer_budget_bytes
+        self.segment_bytes = max(SEGMENT_BYTES, 1024 * len(self.file_schema))  # headers grow with width
+        self._pieces: list[pa.Table] = []
+        self._dests: list[np.ndarray] = []
+        self._buffered = 0
+        self._sink: _HashingSink | None = None
+        self._writer: ipc.RecordBatchStreamWriter | None = None
+        self._segments: list[tuple] = []
+        self._destinations = np.empty(0, DESTINATIONS)  # rows per destination so far, merged at each run
+        self._rows = 0
 
-    def _tmp_path(self, key: tuple[int, bool]) -> Path:
-        final = shard_path(self.root, self.table, key[0], key[1], self.unit_key)
-        return final.with_name(final.name + f".tmp{os.getpid()}")
+    @property
+    def final_path(self) -> Path:
+        return shard_path(self.root, self.table, self.unit_key)
+
+    @property
+    def tmp_path(self) -> Path:
+        return self.final_path.with_name(self.final_path.name + f".tmp{os.getpid()}")
 
     def add(self, table: pa.Table, chunk_ids: np.ndarray, overlap: bool) -> None:
-        """Route each row of `table` to the shard of its chunk (sort the chunk ids once, then gather)."""
+        """Buffer rows with their destination; spill a sorted run once the buffer passes its budget."""
         if table.num_rows == 0:
             return
-        order = np.argsort(chunk_ids, kind="stable")
-        sorted_ids = chunk_ids[order]
-        starts = np.concatenate(([0], np.flatnonzero(np.diff(sorted_ids)) + 1))
-        ends = np.concatenate((starts[1:], [len(sorted_ids)]))
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            key = (int(sorted_ids[start]), overlap)
-            # one gather per destination: each row is copied once, and no buffered piece pins the batch
-            piece = table if end - start == table.num_rows else table.take(pa.array(order[start:end]))
-            self._buffers.setdefault(key, []).append(piece)
-            self._buffered[key] = self._buffered.get(key, 0) + piece.nbytes
-            self._buffered_bytes += piece.nbytes
-            if self._buffered[key] >= self.row_group_bytes:
-                self._flush(key)
-        while self._buffered_bytes > self.buffer_budget_bytes and self._buffers:
-            self._flush(max(self._buffers, key=lambda k: self._buffered[k]))
+        self._pieces.append(table)
+        self._dests.append(dest_of(np.asarray(chunk_ids, np.int64), overlap))
+        self._buffered += table.nbytes
+        if self._buffered >= self.buffer_budget_bytes:
+            self._spill()
 
-    def _flush(self, key: tuple[int, bool]) -> None:
-        pieces = self._buffers.pop(key)
-        self._buffered.pop(key)
-        data = pa.concat_tables(pieces).combine_chunks().cast(self.schema)
-        self._buffered_bytes -= sum(p.nbytes for p in pieces)
-        writer = self._writers.get(key)
-        if writer is None:
-            path = self._tmp_path(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writer = pq.ParquetWriter(
-                path, self.schema, compression=self.compression, compression_level=self.compression_level
+    def _open(self) -> None:
+        self.tmp_path.parent.mkdir(parents=True, exist_ok=True)
+        self._sink = _HashingSink(self.tmp_path)
+        self._writer = ipc.new_stream(
+            pa.PythonFile(self._sink, mode="w"), self.file_schema, options=self.options
+        )
+        # the header (schema) is its own segment, read and checked before any other
+        self._writer.write_batch(pa.RecordBatch.from_pylist([], schema=self.file_schema))
+        self._segments.append((1, 0, *self._sink.segment()))
+
+    def _spill(self) -> None:
+        """Sort the buffer by destination (stable: input order within a destination) and write it."""
+        if not self._pieces:
+            return
+        dests = np.concatenate(self._dests)
+        order = np.argsort(dests, kind="stable")
+        dests = dests[order]
+        data = pa.concat_tables(self._pieces).cast(self.schema)
+        self._pieces, self._dests, self._buffered = [], [], 0
+        data = data.take(pa.array(order))
+        data = data.append_column(self.file_schema.field(DEST), pa.array(dests, pa.int64()))
+        del order
+        if self._writer is None:
+            self._open()
+        assert self._writer is not None and self._sink is not None
+        step = max(256, int(self.segment_bytes * data.num_rows / max(data.nbytes, 1)))
+        for start in range(0, data.num_rows, step):
+            piece = data.slice(start, step)
+            for batch in piece.to_batches():
+                self._writer.write_batch(batch)
+            self._segments.append(
+                (int(dests[start]), int(dests[min(start + step, len(dests)) - 1]), *self._sink.segment())
             )
-            self._writers[key] = writer
-        writer.write_table(data, row_group_size=max(data.num_rows, 1))
-        self._rows[key] = self._rows.get(key, 0) + data.num_rows
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(dests)) + 1))
+        counts = np.empty(len(starts), DESTINATIONS)
+        counts["dest"], counts["rows"] = dests[starts], np.diff(np.append(starts, len(dests)))
+        self._destinations = _merge_counts(self._destinations, counts)
+        self._rows += data.num_rows
 
     def close(self, unit_id: str) -> list[Shard]:
-        """Flush everything, close the files, move them to their final paths, and describe them (as the
-        ledger records them, for unit `unit_id`)."""
-        for key in list(self._buffers):
-            self._flush(key)
-        shards = []
-        for key, writer in sorted(self._writers.items()):
-            writer.close()
-            tmp = self._tmp_path(key)
-            final = shard_path(self.root, self.table, key[0], key[1], self.unit_key)
-            os.replace(tmp, final)
-            shards.append(
-                Shard(
-                    unit_id=unit_id,
-                    table=self.table,
-                    chunk_id=key[0],
-                    overlap=key[1],
-                    path=str(final),
-                    rows=self._rows[key],
-                    bytes=final.stat().st_size,
-                    checksum=file_checksum(final),
-                )
+        """Spill what is buffered, close the file, move it to its final path, and describe it (as the
+        ledger records it, for unit `unit_id`); no rows, no file."""
+        self._spill()
+        if self._writer is None or self._sink is None:
+            return []
+        self._writer.close()
+        self._sink.close()
+        os.replace(self.tmp_path, self.final_path)
+        segments = np.array(self._segments, SEGMENTS)
+        destinations = self._destinations
+        checksum = "sha256:" + hashlib.sha256(segments["digest"].tobytes()).hexdigest()
+        self._writer = self._sink = None
+        return [
+            Shard(
+                unit_id=unit_id,
+                table=self.table,
+                path=str(self.final_path),
+                rows=self._rows,
+                bytes=self.final_path.stat().st_size,
+                checksum=checksum,
+                destinations=destinations.tobytes(),
+                segments=segments.tobytes(),
             )
-        self._writers.clear()
-        return shards
+        ]
 
     def discard(self) -> None:
-        """Drop buffers and remove temporary files (used when the unit fails)."""
-        self._buffers.clear()
-        self._buffered.clear()
-        self._buffered_bytes = 0
-        for key, writer in self._writers.items():
-            try:
-                writer.close()
-            finally:
-                self._tmp_path(key).unlink(missing_ok=True)
-        self._writers.clear()
+        """Drop buffers and remove the temporary file (used when the unit fails)."""
+        self._pieces, self._dests, self._buffered = [], [], 0
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        except (OSError, pa.ArrowException):
+            pass
+        finally:
+            if self._sink is not None:
+                self._sink.close()
+            self.tmp_path.unlink(missing_ok=True)
+            self._writer = self._sink = None
+
+
+class ShardReader:
+    """Reads slices of one shard file, checking each segment against the ledger as it is read.
+
+    Opened once per task and shard (one file descriptor), closed after: a collect task holds one shard
+    open at a time, whatever the number of shards or chunks.
+    """
+
+    def __init__(self, shard: Shard):
+        self.shard = shard
+        self.segments = np.frombuffer(shard.segments, SEGMENTS)
+        path = Path(shard.path)
+        try:
+            self.fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise CorruptShardError(shard, "missing") from None
+        if os.fstat(self.fd).st_size != shard.bytes:
+            os.close(self.fd)
+            raise CorruptShardError(shard, "altered (its size differs from the ledger)")
+        end = int(self.segments["offset"][-1] + self.segments["length"][-1]) if len(self.segments) else 0
+        if os.pread(self.fd, len(END), end) != END or end + len(END) != shard.bytes:
+            os.close(self.fd)
+            raise CorruptShardError(shard, "altered (its end differs from the ledger)")
+        try:
+            header = self._messages(0)
+            self.schema = ipc.read_schema(next(header))
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def __enter__(self) -> ShardReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def _messages(self, index: int) -> Iterator[ipc.Message]:
+        entry = self.segments[index]
+        data = os.pread(self.fd, int(entry["length"]), int(entry["offset"]))
+        if len(data) != entry["length"] or hashlib.sha256(data).digest()[:16] != entry["digest"]:
+            raise CorruptShardError(self.shard, "altered (a segment's checksum differs from the ledger)")
+        try:
+            yield from ipc.MessageReader.open_stream(pa.py_buffer(data))
+        except pa.ArrowException as exc:
+            raise CorruptShardError(self.shard, f"unreadable ({exc})") from exc
+
+    def batches(self, first: int, last: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """The rows whose destination is in [first, last], in file order (run by run), with `_dest`."""
+        segments = self.segments
+        wanted = np.flatnonzero((segments["first"] <= last) & (segments["last"] >= first))
+        wanted = wanted[wanted > 0]  # segment 0 is the header
+        for index in wanted.tolist():
+            for message in self._messages(index):
+                if message.type != "record batch":
+                    continue
+                try:
+                    batch = ipc.read_record_batch(message, self.schema)
+                except pa.ArrowException as exc:
+                    raise CorruptShardError(self.shard, f"unreadable ({exc})") from exc
+                dests = batch.column(DEST).to_numpy()
+                lo, hi = np.searchsorted(dests, [first, last + 1])
+                if hi > lo:
+                    piece = batch.slice(int(lo), int(hi - lo))
+                    yield piece.select([*columns, DEST]) if columns is not None else piece
+
+
+def all_rows(shard: Shard, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Every row of a shard (with `_dest`), segment by segment, each checked as it is read."""
+    with ShardReader(shard) as reader:
+        yield from reader.batches(np.iinfo(np.int64).min, np.iinfo(np.int64).max, columns)
+
+
+def home_rows(shard: Shard, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """A shard's home rows (overlap copies left out), segment by segment, checked as they are read."""
+    for batch in all_rows(shard, columns):
+        dests = batch.column(DEST).to_numpy()
+        yield batch if not (dests & 1).any() else batch.filter(pa.array((dests & 1) == 0))

@@ -352,6 +352,23 @@ def test_contribution_with_lost_answer_is_not_retried_and_means_abort(fake_qserv
     assert "ReadTimeout" in late.value.error
 
 
+def test_an_upload_hashes_the_bytes_it_sends_so_nothing_reads_the_file_only_to_hash_it(fake_qserv, tmp_path):
+    data = b"".join(b"%d\t%d\n" % (i, i) for i in range(100_000))  # several upload blocks
+    f = tmp_path / "chunk_3.txt"
+    f.write_bytes(data)
+    fake_qserv.route("POST", "/ingest/csv", {"contrib": {**CONTRIB, "num_bytes": len(data)}})
+    made = []
+
+    def digest():
+        made.append(hashlib.sha256())
+        return made[-1]
+
+    with client_for(fake_qserv) as qc:
+        qc.ingest_csv(fake_qserv.worker_url, 7, "Object", f, chunk=3, digest=digest)
+    assert len(made) == 1 and made[0].hexdigest() == hashlib.sha256(data).hexdigest()
+    assert fake_qserv.calls("POST", "/ingest/csv")[0].parts[-1]["sha256"] == made[0].hexdigest()
+
+
 def test_unreachable_worker_is_retried_with_backoff_then_reported(tmp_path, fake_qserv):
     f = tmp_path / "chunk_1.txt"
     f.write_bytes(b"1\n")

@@ -12,22 +12,31 @@ import pyarrow.parquet as pq
 import pytest
 
 from qdask.ledger import REGULAR_CHUNK, ChunkKey, shards_digest
+from qdask.stages import shards as shards_module
 from qdask.stages.collect import (
     CollectTask,
     CorruptShardError,
-    collect_chunk,
+    collect_chunks,
     collect_task,
     collect_task_for,
     contribution_path,
     excluded_rows_path,
     key_text,
+    plan_collect,
 )
 from qdask.stages.keys import exclusion_path, save_exclusion
 from qdask.stages.partition import TablePlan, partition_batches
 
-SCHEMA = pa.schema([pa.field("sourceId", pa.int64()), pa.field("objectId", pa.int64()),
-                    pa.field("ra", pa.float64()), pa.field("dec", pa.float64()),
-                    pa.field("chunkId", pa.int32()), pa.field("subChunkId", pa.int32())])
+SCHEMA = pa.schema(
+    [
+        pa.field("sourceId", pa.int64()),
+        pa.field("objectId", pa.int64()),
+        pa.field("ra", pa.float64()),
+        pa.field("dec", pa.float64()),
+        pa.field("chunkId", pa.int32()),
+        pa.field("subChunkId", pa.int32()),
+    ]
+)
 HIGH = np.iinfo(np.int64).max
 
 
@@ -38,13 +47,20 @@ def _staged(tmp_path, units: int = 2, n: int = 400):
     tables, shards = [], []
     for u in range(units):
         object_id = pa.array(HIGH - rng.integers(0, 20, n), pa.int64(), mask=rng.random(n) < 0.05)
-        rows = pa.table({"sourceId": np.arange(n, dtype=np.int64) + u * n, "objectId": object_id,
-                         "ra": np.full(n, 10.0), "dec": np.full(n, 1.0)})  # one chunk
-        result = partition_batches(rows.to_batches(max_chunksize=97), plan, f"unit{u}", tmp_path / "shards",
-                                   tmp_path / "q")
+        rows = pa.table(
+            {
+                "sourceId": np.arange(n, dtype=np.int64) + u * n,
+                "objectId": object_id,
+                "ra": np.full(n, 10.0),
+                "dec": np.full(n, 1.0),
+            }
+        )  # one chunk
+        result = partition_batches(
+            rows.to_batches(max_chunksize=97), plan, f"unit{u}", tmp_path / "shards", tmp_path / "q"
+        )
         shards += result.shards
         tables.append(rows)
-    assert len({s.chunk_id for s in shards}) == 1
+    assert len({k for s in shards for k in s.keys()}) == 1
     return shards, pa.concat_tables(tables)
 
 
@@ -55,27 +71,49 @@ def _lines(path: Path) -> list[list[str]]:
 def test_a_task_excludes_only_when_the_key_check_left_keys_out(tmp_path):
     key = ChunkKey("Source", 7, True)
     keys = tmp_path / "keys"
-    task = collect_task_for(key, [], ["a"], "utf8mb4", exclusion_keys=exclusion_path(keys, "Source"),
-                            exclusion_column="objectId", quarantine_root=tmp_path / "q")
-    assert task == CollectTask(key, (), ("a",), "utf8mb4")  # no exclusion file: nothing left out
+    task = collect_task_for(
+        [key],
+        [],
+        ["a"],
+        "utf8mb4",
+        exclusion_keys=exclusion_path(keys, "Source"),
+        exclusion_column="objectId",
+        quarantine_root=tmp_path / "q",
+    )
+    assert task == CollectTask((key,), (), ("a",), "utf8mb4")  # no exclusion file: nothing left out
     save_exclusion(keys, "Source", np.array([5], np.int64))
-    task = collect_task_for(key, [], ["a"], "utf8mb4", exclusion_keys=exclusion_path(keys, "Source"),
-                            exclusion_column="objectId", quarantine_root=tmp_path / "q")
+    task = collect_task_for(
+        [key],
+        [],
+        ["a"],
+        "utf8mb4",
+        exclusion_keys=exclusion_path(keys, "Source"),
+        exclusion_column="objectId",
+        quarantine_root=tmp_path / "q",
+    )
     assert task.exclusion is not None and task.exclusion.column == "objectId"
-    assert task.exclusion.quarantine_path == str(tmp_path / "q/Source/chunk_7_overlap.excluded.parquet")
-    with pytest.raises(ValueError, match="Source-7-overlap: an exclusion needs its column"):
-        collect_task_for(key, [], ["a"], "utf8mb4", exclusion_keys=exclusion_path(keys, "Source"))
+    assert excluded_rows_path(task.exclusion.quarantine_root, key) == (
+        tmp_path / "q/Source/chunk_7_overlap.excluded.parquet"
+    )
+    with pytest.raises(ValueError, match="Source: an exclusion needs its column"):
+        collect_task_for([key], [], ["a"], "utf8mb4", exclusion_keys=exclusion_path(keys, "Source"))
 
 
 def test_excluded_rows_go_to_the_quarantine_and_null_keys_stay(tmp_path):
     shards, rows = _staged(tmp_path)
     excluded = np.array([HIGH - 3, HIGH - 1, HIGH], np.int64)  # ids near 2^63: exact as int64 only
     save_exclusion(tmp_path / "keys", "Source", excluded)
-    key = shards[0].key
-    task = collect_task_for(key, shards, SCHEMA.names, "utf8mb4",
-                            exclusion_keys=exclusion_path(tmp_path / "keys", "Source"),
-                            exclusion_column="objectId", quarantine_root=tmp_path / "q")
-    collected = collect_task(task, str(tmp_path / "contrib"))
+    [key] = shards[0].keys()
+    task = collect_task_for(
+        [key],
+        shards,
+        SCHEMA.names,
+        "utf8mb4",
+        exclusion_keys=exclusion_path(tmp_path / "keys", "Source"),
+        exclusion_column="objectId",
+        quarantine_root=tmp_path / "q",
+    )
+    [collected] = collect_task(task, str(tmp_path / "contrib"))
 
     object_ids = rows["objectId"].to_pylist()
     out = [i for i, v in enumerate(object_ids) if v is not None and v in set(excluded.tolist())]
@@ -92,17 +130,19 @@ def test_excluded_rows_go_to_the_quarantine_and_null_keys_stay(tmp_path):
 
 def test_without_an_exclusion_every_row_is_written(tmp_path):
     shards, rows = _staged(tmp_path, units=3)
-    task = collect_task_for(shards[0].key, shards, SCHEMA.names, "utf8mb4")
-    collected = collect_chunk(task, tmp_path / "contrib")
+    task = collect_task_for(shards[0].keys(), shards, SCHEMA.names, "utf8mb4")
+    [collected] = collect_chunks(task, tmp_path / "contrib")
     assert sorted(int(line[0]) for line in _lines(Path(collected.file.path))) == list(range(rows.num_rows))
     assert not (tmp_path / "q" / "Source").exists()
 
 
 def test_a_damaged_shard_is_refused_naming_it_and_survives_the_trip_to_the_driver(tmp_path):
     shards, _ = _staged(tmp_path)
-    Path(shards[1].path).write_bytes(Path(shards[1].path).read_bytes()[:-1] + b"x")
+    data = bytearray(Path(shards[1].path).read_bytes())
+    data[len(data) // 2] ^= 1  # one bit of one value, same size
+    Path(shards[1].path).write_bytes(bytes(data))
     with pytest.raises(CorruptShardError) as info:
-        collect_chunk(collect_task_for(shards[0].key, shards, SCHEMA.names, "utf8mb4"), tmp_path / "c")
+        collect_chunks(collect_task_for(shards[0].keys(), shards, SCHEMA.names, "utf8mb4"), tmp_path / "c")
     assert info.value.shard == shards[1] and "unit1" in str(info.value)
     again = pickle.loads(pickle.dumps(info.value))  # as a Dask worker's error reaches the driver
     assert again.shard == shards[1] and str(again) == str(info.value)
@@ -116,3 +156,40 @@ def test_files_are_named_as_qserv_names_them(tmp_path):
     assert path("Object", 12, True) == "Object/chunk_12_overlap.txt"
     assert path("Filter", REGULAR_CHUNK, False) == "Filter/Filter.txt"
     assert key_text(ChunkKey("Object", 12, True)) == "Object-12-overlap"
+
+
+def test_a_group_of_destinations_writes_each_file_as_one_destination_alone_would(tmp_path, monkeypatch):
+    """Units spread over many chunks (a shard each, several sorted runs): grouped collect tasks write every
+    destination's file with each row once, byte for byte as a task of that destination alone."""
+    monkeypatch.setattr(shards_module, "BUFFER_BYTES", 20_000)  # several sorted runs per unit
+    monkeypatch.setattr(shards_module, "SEGMENT_BYTES", 4_000)
+    plan = TablePlan("Source", "child", SCHEMA, ra="ra", dec="dec", layout=(20, 3, 0.0))
+    rng = np.random.default_rng(5)
+    shards, n = [], 2000
+    for u in range(3):
+        rows = pa.table(
+            {
+                "sourceId": np.arange(n, dtype=np.int64) + u * n,
+                "objectId": np.arange(n) % 7,
+                "ra": rng.uniform(0, 360, n),
+                "dec": np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
+            }
+        )
+        shards += partition_batches(
+            rows.to_batches(max_chunksize=300), plan, f"u{u}", tmp_path / "s", tmp_path / "q"
+        ).shards
+    assert all(len(np.frombuffer(s.segments, shards_module.SEGMENTS)) > 4 for s in shards)
+    keys = sorted({k for s in shards for k in s.keys()})
+    assert len(keys) > 300
+    groups = plan_collect(keys, shards, group_bytes=30_000, group_keys=64)
+    assert 5 < len(groups) < len(keys) and sorted(k for g, _ in groups for k in g) == keys
+    seen = []
+    for group, held in groups:
+        for c in collect_chunks(collect_task_for(group, held, SCHEMA.names, "utf8mb4"), tmp_path / "g"):
+            lines = _lines(Path(c.file.path))
+            assert c.file.rows == len(lines) and {int(line[4]) for line in lines} == {c.file.key.chunk_id}
+            seen += [int(line[0]) for line in lines]
+    assert sorted(seen) == list(range(3 * n))  # every row once
+    for key in keys[:: len(keys) // 10]:
+        [alone] = collect_chunks(collect_task_for([key], shards, SCHEMA.names, "utf8mb4"), tmp_path / "a")
+        assert Path(alone.file.path).read_bytes() == Path(contribution_path(tmp_path / "g", key)).read_bytes()

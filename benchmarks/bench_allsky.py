@@ -1,0 +1,180 @@
+"""An all-sky catalog staged under the common open-files limit: time and peak memory per stage at 1x, 4x, 16x.
+
+    .venv/bin/python -m benchmarks.bench_allsky [--rows N] [--scales 1,4,16] [--files K] [--workers W]
+
+Rows uniform over the sphere (every unit touches most of DP0.2's ~140k chunks at 340/3/0.01667), `--rows`
+at 1x (default 125 000, so 16x is 2M), written as one Parquet file and as `--files` files. Each case runs
+`qdask ingest --stage-only` (the `Ingest` driver, timed per stage by `benchmarks.suite.common.TimedIngest`,
+with peak RSS per stage of the driver and of the Dask workers) in a child process whose open-files limit
+is 1024 (`RLIMIT_NOFILE`, inherited by its workers). The yardstick, measured in the same run on the same
+files: pyarrow reading every file and writing it back once (Arrow IPC, lz4: what a shard costs at least).
+Printed: seconds per stage, µs per row, and the ratio to that floor; time per row should stay flat (or
+fall) as the scale grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+LAYOUT = {"num_stripes": 340, "num_sub_stripes": 3, "overlap": 0.01667}
+FLOATS = 8
+
+
+def write_inputs(root: Path, rows: int, files: int, seed: int = 0) -> list[Path]:
+    """`rows` uniform all-sky rows (id, ra, dec, FLOATS doubles) in `files` Parquet files, each all-sky."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths, start = [], 0
+    for k in range(files):
+        n = rows // files + (1 if k < rows % files else 0)
+        columns = {
+            "id": np.arange(start, start + n, dtype=np.int64),
+            "ra": rng.uniform(0, 360, n),
+            "dec": np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
+        }
+        columns |= {f"f{j}": rng.standard_normal(n) for j in range(FLOATS)}
+        path = root / f"part{k:03d}.parquet"
+        pq.write_table(pa.table(columns), path, row_group_size=256 * 1024)
+        paths.append(path)
+        start += n
+    return paths
+
+
+def floor_seconds(paths: list[Path], out: Path) -> float:
+    """pyarrow reading each file and writing it back once as lz4 Arrow IPC (one core)."""
+    t0 = time.perf_counter()
+    options = ipc.IpcWriteOptions(compression="lz4")
+    for path in paths:
+        source = pq.ParquetFile(path)
+        with ipc.new_stream(out, source.schema_arrow, options=options) as writer:
+            for batch in source.iter_batches(batch_size=65536):
+                writer.write_batch(batch)
+    out.unlink()
+    return time.perf_counter() - t0
+
+
+def config(inputs: Path, staging: Path, workers: int) -> dict:
+    return {
+        "database": {"name": "allsky", "partitioning": LAYOUT},
+        "tables": [
+            {
+                "name": "Object",
+                "kind": "director",
+                "id": "id",
+                "ra": "ra",
+                "dec": "dec",
+                "input": {"files": {"glob": str(inputs / "*.parquet")}},
+                "schema": {"infer": True},
+            }
+        ],
+        "qserv": {"controller": "http://127.0.0.1:9", "czar": "mysql://qsmaster@127.0.0.1:9/allsky"},
+        "staging": {"directory": str(staging)},
+        "cluster": {"kind": "local", "workers": workers, "memory_per_worker": "3GiB"},
+    }
+
+
+CHILD = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+from qdask.config import config_from_dict
+from benchmarks.suite.common import TimedIngest
+from pathlib import Path
+raw = json.loads(sys.argv[1])
+ingest = TimedIngest(config_from_dict(raw, Path(sys.argv[2])))
+ingest.run(stage_only=True)
+peaks = {s: max([ingest.rss.driver_peak.get(s, 0), *ingest.rss.worker_peak.get(s, {}).values()])
+         for s in ingest.seconds}
+summary = ingest.ledger.summary()
+print(json.dumps({"seconds": dict(ingest.seconds), "peak": peaks, "files": summary["chunk_files"],
+                  "shards": summary["shards"], "limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}))
+"""
+
+
+def stage_only(inputs: Path, staging: Path, workers: int) -> dict:
+    raw = json.dumps(config(inputs, staging, workers))
+    t0 = time.perf_counter()
+    run = subprocess.run(
+        [sys.executable, "-c", CHILD, raw, str(staging.parent)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    if run.returncode != 0:
+        raise SystemExit(f"stage-only failed:\n{run.stderr[-4000:]}")
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out["wall"] = time.perf_counter() - t0
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=125_000, help="rows at 1x")
+    parser.add_argument("--scales", default="1,4,16")
+    parser.add_argument("--files", type=int, default=8, help="files of the many-files case")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="keep the inputs and staging here (default: a temp dir)")
+    args = parser.parse_args()
+    scales = [int(s) for s in args.scales.split(",")]
+    print(
+        f"# bench_allsky  pyarrow {pa.__version__}  numpy {np.__version__}"
+        f"  python {platform.python_version()}  cpus {os.cpu_count()}  load {os.getloadavg()[0]:.1f}"
+        "  RLIMIT_NOFILE 1024 in the ingest"
+    )
+    print("| rows | files | stage | seconds | µs/row | peak RSS MiB | / floor |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="qdask-allsky-", dir=args.keep) as tmp:
+        root = Path(tmp)
+        for scale in scales:
+            rows = args.rows * scale
+            for files in (1, args.files):
+                case = root / f"{rows}-{files}"
+                paths = write_inputs(case / "in", rows, files)
+                floor = floor_seconds(paths, case / "floor.arrows")
+                result = stage_only(case / "in", case / "staging", args.workers)
+                assert result["limit"] == 1024
+                staged = sum(result["seconds"].get(s, 0.0) for s in ("partition", "keys", "collect"))
+                print(
+                    f"| {rows:,} | {files} | floor (pyarrow read+write) | {floor:.2f} "
+                    f"| {1e6 * floor / rows:.2f} |  | 1.00 |"
+                )
+                for stage in ("plan", "partition", "keys", "collect"):
+                    if stage in result["seconds"]:
+                        s = result["seconds"][stage]
+                        peak = result["peak"].get(stage, 0) / 2**20
+                        print(
+                            f"| {rows:,} | {files} | {stage} | {s:.2f} | {1e6 * s / rows:.2f} "
+                            f"| {peak:.0f} | {s / floor:.1f} |"
+                        )
+                print(
+                    f"| {rows:,} | {files} | staging (partition+keys+collect) | {staged:.2f} "
+                    f"| {1e6 * staged / rows:.2f} |  | {staged / floor:.1f} |"
+                )
+                print(
+                    f"| {rows:,} | {files} | wall (process, incl. cluster start) | {result['wall']:.2f} "
+                    f"| {1e6 * result['wall'] / rows:.2f} |  | |"
+                )
+                print(
+                    f"<!-- {rows:,} rows, {files} file(s): {result['files']} chunk files, shards "
+                    f"{result['shards']} -->",
+                    flush=True,
+                )
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"# children CPU {usage.ru_utime + usage.ru_stime:.1f} s, load at end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
