@@ -10,6 +10,7 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,10 @@ class QdaskGroup(click.Group):
             usage = isinstance(exc, QdaskUsageError)  # a config error names its file and keys already
             click.echo(str(exc) if usage else f"qdask {name} stopped: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            # a stage whose loop the interrupt left (a suspended generator in a frame of the traceback)
+            # prints its last progress line when released: release it now, so the one line comes last
+            traceback.clear_frames(exc.__traceback__)
             name = ctx.invoked_subcommand or "qdask"
             click.echo(f"\nqdask {name} interrupted: {RESUME.get(name, 'nothing else was done')}", err=True)
             ctx.exit(130)

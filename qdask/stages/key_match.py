@@ -15,12 +15,12 @@ import pyarrow.compute as pc
 __all__ = ["in_keys", "without_keys"]
 
 
-def in_keys(column: pa.Array | pa.ChunkedArray, keys: np.ndarray) -> pa.Array | pa.ChunkedArray:
-    """True where the value is one of `keys`; False for any other value and for NULL."""
-    value_set = pa.array(np.asarray(keys, np.int64), pa.int64())
+def in_keys(column: pa.Array | pa.ChunkedArray, keys: np.ndarray | pa.Array) -> pa.Array | pa.ChunkedArray:
+    """True where the value is one of `keys` (int64); False for any other value and for NULL."""
+    value_set = keys.cast(pa.int64()) if isinstance(keys, pa.Array) else pa.array(np.asarray(keys, np.int64))
     return pc.fill_null(pc.is_in(column.cast(pa.int64()), value_set=value_set), False)
 
 
-def without_keys(data: pa.Table, column: str, keys: np.ndarray) -> pa.Table:
+def without_keys(data: pa.Table | pa.RecordBatch, column: str, keys: np.ndarray) -> pa.Table | pa.RecordBatch:
     """`data` without the rows whose `column` value is one of `keys` (rows with a NULL key are kept)."""
-    return data.filter(pc.invert(in_keys(data[column], keys)))
+    return data.filter(pc.invert(in_keys(data.column(column), keys)))

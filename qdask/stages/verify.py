@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from qdask.ledger import FileStatus, Ledger, Shard
 from qdask.qserv.czar import Czar, quote_identifier, quote_qualified
-from qdask.stages.key_match import in_keys
+from qdask.stages.key_match import without_keys
 from qdask.stages.keys import key_values, unit_key_path
 from qdask.stages.shards import home_rows
 
@@ -177,10 +177,9 @@ def _shard_keys(shard: Shard, key: str, exclusion: tuple[str, np.ndarray] | None
     columns = [key] if exclusion is None else list(dict.fromkeys([key, exclusion[0]]))
     parts = []
     for batch in home_rows(shard, columns):
-        if exclusion is not None:  # rows the key check quarantined were never loaded
-            column, keys = exclusion
-            batch = batch.filter(pa.compute.invert(in_keys(batch.column(column), keys)))
-        parts.append(key_values(batch.column(key)))  # as the czar's COUNT/SUM(key): NULLs out, exact int64
+        if exclusion is not None:
+            batch = without_keys(batch, *exclusion)
+        parts.append(key_values(batch.column(key)))  # as the czar's COUNT/SUM(key): no NULLs, exact int64
     return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
