@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -98,7 +98,7 @@ def collect_task_for(
     """The collect task of some destinations of one table; with an existing `exclusion_keys` file (the key
     check's, see `qdask.stages.keys`), rows whose `exclusion_column` value it holds go to the quarantine
     instead."""
-    keys = tuple(sorted(keys, key=lambda k: (k.chunk_id, k.overlap)))
+    keys = tuple(sorted(set(keys), key=lambda k: (k.chunk_id, k.overlap)))  # each destination once
     if len({k.table for k in keys}) > 1:
         raise ValueError("a collect task writes destinations of one table")
     exclusion = None
@@ -125,7 +125,7 @@ def plan_collect(
     shards holding its rows. Linear in the shards' destinations (no shard x destination product)."""
     out: list[tuple[list[ChunkKey], list[Shard]]] = []
     for table in sorted({k.table for k in keys}):
-        ordered = sorted((k for k in keys if k.table == table), key=lambda k: (k.chunk_id, k.overlap))
+        ordered = sorted({k for k in keys if k.table == table}, key=lambda k: (k.chunk_id, k.overlap))
         wanted = dest_of([k.chunk_id for k in ordered], [k.overlap for k in ordered])
         size = np.zeros(len(ordered))
         placed = []
@@ -203,9 +203,8 @@ def _streamed(shards: Sequence[Shard], dest: int, columns: list[str]) -> Iterato
             yield from reader.batches(dest, dest, columns)
 
 
-def _collected(key: ChunkKey, info: TsvFileInfo, sources: Sequence[Shard], excluded: int) -> Collected:
+def _collected(key: ChunkKey, info: TsvFileInfo, sources: Sequence[Shard], expected: int) -> Collected:
     """The record of one written file, once its rows are checked against what its shards hold."""
-    expected = sum(s.rows_in(key) for s in sources) - excluded
     if info.rows != expected:
         raise RuntimeError(f"{info.path}: wrote {info.rows} rows but its shards hold {expected}")
     file = ChunkFile(
@@ -236,7 +235,7 @@ def _collect_one(task: CollectTask, root: Path) -> Collected:
     path = contribution_path(root, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     info = write_tsv(batches, path, columns=task.columns, charset=task.charset, durable=False)
-    return _collected(key, info, sources, excluded[0])
+    return _collected(key, info, sources, sum(s.rows_in(key) for s in sources) - excluded[0])
 
 
 def _group_rows(task: CollectTask, dests: np.ndarray) -> tuple[pa.Table, np.ndarray]:
@@ -281,13 +280,24 @@ def _collect_group(task: CollectTask, root: Path) -> list[Collected]:
     fixed cost is paid per group, not per chunk. One file open at a time."""
     dests = dest_of([k.chunk_id for k in task.keys], [k.overlap for k in task.keys])
     table, found, lost = _exclude(task, *_group_rows(task, dests))
+    sources: dict[int, list[Shard]] = {d: [] for d in dests.tolist()}
+    expected = {d: -lost.get(d, 0) for d in dests.tolist()}
+    for shard in task.shards:  # in unit order; one pass per shard, not one look-up per file
+        held = shard.dests()
+        at = np.minimum(np.searchsorted(held["dest"], dests), len(held) - 1)
+        hit = held["dest"][at] == dests
+        for dest, rows in zip(dests[hit].tolist(), held["rows"][at[hit]].tolist(), strict=True):
+            sources[dest].append(shard)
+            expected[dest] += rows
+    contribution_path(root, task.keys[0]).parent.mkdir(parents=True, exist_ok=True)
     out: dict[int, Collected] = {}
     for overlap in (0, 1):
         mine = [int(d) for d in dests.tolist() if d & 1 == overlap]
         if mine:
             rows = (found & 1) == overlap
             ends = np.searchsorted(found[rows], mine, side="right").tolist()
-            written = _write_part(task, root, table.filter(pa.array(rows)), mine, ends, lost)
+            part = table.filter(pa.array(rows))
+            written = _write_part(task, root, part, mine, ends, lambda d: (sources[d], expected[d]))
             out.update(zip(mine, written, strict=True))
     return [out[int(d)] for d in dests.tolist()]
 
@@ -297,7 +307,12 @@ def _key(task: CollectTask, dest: int) -> ChunkKey:
 
 
 def _write_part(
-    task: CollectTask, root: Path, part: pa.Table, dests: list[int], ends: list[int], lost: dict[int, int]
+    task: CollectTask,
+    root: Path,
+    part: pa.Table,
+    dests: list[int],
+    ends: list[int],
+    held: Callable[[int], tuple[list[Shard], int]],
 ) -> list[Collected]:
     """Encode `part` (rows ordered by destination; `ends[k]` = rows up to the end of `dests[k]`) once and
     write each destination's lines to its file; NaN/inf→NULL counts go with the first file."""
@@ -314,7 +329,7 @@ def _write_part(
                 at = start = 0
                 while at < len(lines):
                     while ends[k] <= row:  # files complete (or empty) before this row
-                        out.append(_finish(task, root, dests[k], current, written, lost))
+                        out.append(_finish(task, root, dests[k], current, written, held))
                         current, written, k = None, 0, k + 1
                     take = min(ends[k] - row, len(lines) - at)
                     stop = int(lines[at + take - 1]) + 1
@@ -323,7 +338,7 @@ def _write_part(
                     current.write(view[start:stop])
                     start, at, row, written = stop, at + take, row + take, written + take
         while k < len(dests):  # the last file, and any empty ones after it
-            out.append(_finish(task, root, dests[k], current, written, lost))
+            out.append(_finish(task, root, dests[k], current, written, held))
             current, written, k = None, 0, k + 1
     except BaseException:
         if current is not None:
@@ -334,18 +349,21 @@ def _write_part(
 
 
 def _finish(
-    task: CollectTask, root: Path, dest: int, current: TextFile | None, rows: int, lost: dict[int, int]
+    task: CollectTask,
+    root: Path,
+    dest: int,
+    current: TextFile | None,
+    rows: int,
+    held: Callable[[int], tuple[list[Shard], int]],
 ) -> Collected:
     key = _key(task, dest)
     info = (current if current is not None else _open(task, root, key)).commit(rows)
-    return _collected(key, info, [s for s in task.shards if s.rows_in(key)], lost.get(dest, 0))
+    return _collected(key, info, *held(dest))
 
 
 def _open(task: CollectTask, root: Path, key: ChunkKey) -> TextFile:
     faultpoints.reached("collect.task", key_text(key))
-    path = contribution_path(root, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return TextFile(path, charset=task.charset, durable=False)
+    return TextFile(contribution_path(root, key), charset=task.charset, durable=False)
 
 
 def collect_chunks(task: CollectTask, root: Path) -> list[Collected]:
