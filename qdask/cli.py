@@ -10,6 +10,7 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -48,6 +49,7 @@ def main() -> None:
 
     Typical use: `qdask plan CONFIG --check`, then `qdask ingest CONFIG --workers 24`,
     then `qdask verify CONFIG` and `qdask query --db DB "SELECT COUNT(*) FROM Object"`.
+    CONFIG is a config YAML file, or a directory in Qserv's dataset layout (see `qdask from-qserv`).
     """
 
 
@@ -151,8 +153,50 @@ def _print_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+@main.command("from-qserv")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=str), help="Write the config here.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--staging", help="Staging directory for the config (default: staging/<database>).")
+@click.option("--controller", default=None, help="Qserv Replication controller URL.")
+@click.option("--czar", default=None, help="Czar DSN mysql://user@host:port (the database is appended).")
+def from_qserv_command(dataset, output, force, staging, controller, czar) -> None:
+    """Write the qdask config of a Qserv dataset directory (Qserv's integration-test layout).
+
+    DATASET holds ingest/database.json, ingest/<table>.json (kinds, keys, positions, schema, each data
+    file's LOAD DATA dialect), partition/*.json and the data files, as in lsst/qserv's data/case01. The
+    config is printed (or written to OUTPUT, paths relative to it) for you to read and edit; tables qdask
+    cannot express yet are named with the reason. `qdask ingest DATASET` loads the same config directly.
+    """
+    from qdask.config.qserv_dataset import (
+        DEFAULT_CONTROLLER,
+        DEFAULT_CZAR,
+        dataset_config,
+        dataset_config_yaml,
+    )
+
+    target = Path(output) if output else None
+    if target is not None and target.exists() and not force:
+        raise click.UsageError(f"{target} exists; pass --force to overwrite it")
+    described = dataset_config(
+        dataset,
+        relative_to=target.resolve().parent if target is not None else Path.cwd(),
+        staging=staging,
+        controller=controller or DEFAULT_CONTROLLER,
+        czar=czar or DEFAULT_CZAR,
+    )
+    text = dataset_config_yaml(described)
+    if target is None:
+        click.echo(text, nl=False)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    left_out = f"; left out: {', '.join(described.skipped)}" if described.skipped else ""
+    click.echo(f"wrote {target}: {len(described.kinds)} tables of {described.database}{left_out}", err=True)
+
+
 @main.command("plan")
-@click.argument("config", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("config", type=click.Path(path_type=str))
 @click.option("--check", is_flag=True, help="Only validate CONFIG and print the resolved config, then stop.")
 @json_option
 @log_options
@@ -294,7 +338,7 @@ def _config(path: str, **overrides):
 
 
 @main.command("ingest")
-@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.argument("config", type=click.Path(exists=True))
 @click.option("--workers", type=click.IntRange(1), help="Dask workers (overrides cluster.workers).")
 @click.option("--controller", help="Qserv Replication controller URL (overrides qserv.controller).")
 @click.option("--czar", help="Czar DSN mysql://user@host:port (overrides qserv.czar).")
@@ -350,7 +394,7 @@ def ingest_command(
 
 
 @main.command("verify")
-@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.argument("config", type=click.Path(exists=True))
 @click.option("--czar", help="Czar DSN (overrides qserv.czar).")
 @click.option(
     "--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory)."
@@ -373,7 +417,7 @@ def verify_command(config, czar, staging, sample_size, as_json) -> None:
 
 
 @main.command("status")
-@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.argument("config", type=click.Path(exists=True))
 @click.option(
     "--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory)."
 )
@@ -404,7 +448,7 @@ def status_command(config, staging, as_json) -> None:
 
 
 @main.command("reset")
-@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.argument("config", type=click.Path(exists=True))
 @click.option(
     "--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory)."
 )

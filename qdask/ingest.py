@@ -20,7 +20,7 @@ import sys
 import time
 import types
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import uuid4
@@ -31,7 +31,7 @@ from rich.console import Console
 
 from qdask import faultpoints
 from qdask.cluster import ClusterSpec, open_client
-from qdask.config import IngestConfig
+from qdask.config import ChildTable, IngestConfig
 from qdask.counts import RowCounts, loaded_rows, total
 from qdask.errors import QdaskError
 from qdask.kube import oom
@@ -53,6 +53,7 @@ from qdask.qserv.czar import Czar
 from qdask.runrecord import RunRecord, now
 from qdask.schema import SchemaError
 from qdask.sources.units import InputUnit, SourceError
+from qdask.stages import placement
 from qdask.stages.collect import (
     Collected,
     CorruptShardError,
@@ -85,6 +86,13 @@ from qdask.stages.load import (
     staged_file_problem,
 )
 from qdask.stages.partition import PartitionResult, partition_task
+from qdask.stages.placement import (
+    PlacementIndex,
+    bucket_task,
+    index_directory,
+    placement_path,
+    plan_buckets_task,
+)
 from qdask.stages.plan import PlanError, TableSetup, plan_ingest
 from qdask.stages.publish import is_published, publish
 from qdask.stages.register import register_catalog
@@ -308,7 +316,9 @@ class Ingest:
         self.setups = {s.name: s for s in setups}
         log.info(
             "plan: %d table(s), %d unit(s) in %.1f s",
-            len(setups), sum(len(s.units) for s in setups), time.perf_counter() - t0,
+            len(setups),
+            sum(len(s.units) for s in setups),
+            time.perf_counter() - t0,
         )
         return setups
 
@@ -397,8 +407,11 @@ class Ingest:
             faultpoints.reached("verify.started")
             t0 = time.perf_counter()
             self.summary.verify = self.verify()
-            log.info("verify: %s in %.1f s", "passed" if self.summary.verify.ok else "FAILED",
-                     time.perf_counter() - t0)
+            log.info(
+                "verify: %s in %.1f s",
+                "passed" if self.summary.verify.ok else "FAILED",
+                time.perf_counter() - t0,
+            )
             self.record.stage("verify", time.perf_counter() - t0, items=len(self.summary.verify.checks))
 
     @contextlib.contextmanager
@@ -510,7 +523,75 @@ class Ingest:
         raise IngestError(f"staging did not settle after {ROUNDS} rounds of rebuilding corrupt shards")
 
     def _partition(self, client: Client) -> None:
+        """Partition every unit to do: children placed by their director's id last, once the index of their
+        director's placements is built (`qdask.stages.placement`)."""
+        by_id = {
+            t.name: t.director for t in self.config.tables if isinstance(t, ChildTable) and t.placed_by_id
+        }
         todo = self.ledger.units_to_partition()
+        first = [u for u in todo if u.table not in by_id]
+        if first:
+            self._partition_units(client, first, {})
+        later = [u for u in self.ledger.units_to_partition() if u.table in by_id]
+        if later:
+            directors = sorted({by_id[u.table] for u in later})
+            indexes = {d: self._placement_index(client, d) for d in directors}
+            self._partition_units(client, later, {t: indexes[d] for t, d in by_id.items() if d in indexes})
+
+    def _placement_index(self, client: Client, director: str) -> PlacementIndex:
+        """Build (or reuse) the index of `director`'s row placements that its id-placed children read."""
+        column = self.setups[director].plan.key_column
+        assert column is not None
+
+        def unit_files() -> list[UnitKeyFile]:
+            return unit_key_files(self.ledger.shards(table=director), {director: column}, self.keys_root)[
+                director
+            ]
+
+        files = unit_files()
+        lost = [f for f in files if not (f.path.is_file() and placement_path(f.path).is_file())]
+        for f in lost:  # partitioned again, which writes both
+            self.ledger.unit_failed(f.unit_id, f"placement file of unit {f.unit_id} is missing")
+        if lost:
+            again = [u for u in self.ledger.units_to_partition() if u.table == director]
+            self._partition_units(client, again, {})
+            files = unit_files()
+        paths = [str(f.path) for f in files]
+        t0 = time.perf_counter()
+        directory = index_directory(self.staging, director, paths)
+        index = PlacementIndex.open(directory)
+        if index is None:
+            key = f"placement-plan-{director}-{uuid4().hex[:8]}"
+            starts = client.submit(plan_buckets_task, paths, placement.BUCKET_ROWS, key=key).result()
+            index = PlacementIndex(str(directory), tuple(starts))
+            futures = {
+                client.submit(
+                    bucket_task,
+                    b,
+                    starts,
+                    paths,
+                    index.directory,
+                    key=f"placement-{director}-{b}-{uuid4().hex[:8]}",
+                ): b
+                for b in range(len(starts) + 1)
+            }
+            for _, future, memory in self._as_completed(client, futures, f"index of {director}", "bucket(s)"):
+                try:
+                    future.result()
+                except Exception as exc:  # noqa: BLE001
+                    raise IngestError(memory.explain(exc, f"placement index of {director}")) from exc
+            index.save_starts()
+        log.info(
+            "placement index of %s: %d bucket(s) in %.1f s",
+            director,
+            len(index.starts) + 1,
+            time.perf_counter() - t0,
+        )
+        return index
+
+    def _partition_units(
+        self, client: Client, todo: list[Unit], placements: dict[str, PlacementIndex]
+    ) -> None:
         t0 = time.perf_counter()
         log.info("partition: %d unit(s) to partition", len(todo))
         roots = str(self.shard_root), str(self.quarantine_root), str(self.keys_root)
@@ -518,10 +599,15 @@ class Ingest:
         for unit in todo:
             setup = self.setups[unit.table]
             attempt = self.ledger.unit_started(unit.unit_id)
+            plan = (
+                setup.plan
+                if unit.table not in placements
+                else replace(setup.plan, placement=placements[unit.table])
+            )
             future = client.submit(
                 partition_task,
                 InputUnit.from_dict(unit.spec),
-                setup.plan,
+                plan,
                 setup.input_schema,
                 *roots,
                 # a key per attempt: with a reused key Dask may hand back the previous attempt's result
@@ -552,7 +638,9 @@ class Ingest:
                 self._item_rows = result.rows_read
         log.info(
             "partition: %d unit(s) partitioned, %d failed in %.1f s",
-            len(todo) - len(failed), len(failed), time.perf_counter() - t0,
+            len(todo) - len(failed),
+            len(failed),
+            time.perf_counter() - t0,
         )
         self.record.stage("partition", time.perf_counter() - t0, items=len(todo) - len(failed), rows=rows)
         if failed:
@@ -572,7 +660,10 @@ class Ingest:
         )
         log.debug(
             "partition: unit %s recorded: %d row(s) read, %d invalid, %d shard(s)",
-            result.unit_id, result.rows_read, result.rows_invalid, len(result.shards),
+            result.unit_id,
+            result.rows_read,
+            result.rows_invalid,
+            len(result.shards),
         )
         self.summary.units_partitioned += 1
         if result.rows_invalid and result.quarantine_path is not None:
@@ -621,12 +712,15 @@ class Ingest:
         self.summary.notes += result.notes
         log.info(
             "keys: %d famil(ies) checked, %d table(s) with problems in %.1f s",
-            len(checks), len(problems), time.perf_counter() - t0,
+            len(checks),
+            len(problems),
+            time.perf_counter() - t0,
         )
         self.record.stage("keys", time.perf_counter() - t0, items=len(checks))
         if result.stops:
             raise IngestError(
-                "bad input, and the policy says stop (nothing was loaded):\n  " + "\n  ".join(result.stops)
+                "bad input, and the policy says stop (nothing was loaded):\n  "
+                + "\n  ".join(result.stops)
                 + "\nFix the input (or set the table's policies to quarantine) and re-run the same command."
             )
         return False
@@ -706,15 +800,19 @@ class Ingest:
                 failed += [(key, memory.explain(exc, f"chunk file {key_text(key)}")) for key in task.keys]
         log.info(
             "collect: %d chunk file(s) written, %d failed in %.1f s",
-            len(keys) - len(failed), len(failed), time.perf_counter() - t0,
+            len(keys) - len(failed),
+            len(failed),
+            time.perf_counter() - t0,
         )
         self.record.stage(
             "collect", time.perf_counter() - t0, items=len(keys) - len(failed), rows=rows, bytes=size
         )
         if failed:
             lines = "\n".join(f"  {key_text(key)}: {_short(text)}" for key, text in failed[:10])
-            raise IngestError(f"{len(failed)} chunk file(s) could not be written:\n{lines}\n"
-                              "Nothing of them was sent to Qserv; fix the cause and re-run the same command.")
+            raise IngestError(
+                f"{len(failed)} chunk file(s) could not be written:\n{lines}\n"
+                "Nothing of them was sent to Qserv; fix the cause and re-run the same command."
+            )
         return redo
 
     # -- load -------------------------------------------------------------------------------------
@@ -751,7 +849,10 @@ class Ingest:
             log.info(
                 "load: %d catalog row(s) (+ %d overlap copies, + %d replicas of regular tables) in %d "
                 "transaction(s) committed in %.1f s",
-                counts.catalog, counts.overlap, counts.replicas, result.transactions_committed,
+                counts.catalog,
+                counts.overlap,
+                counts.replicas,
+                result.transactions_committed,
                 time.perf_counter() - t0,
             )
             for table, table_counts in loaded.items():
@@ -759,7 +860,10 @@ class Ingest:
             self.summary.transactions += result.transactions_committed
             self.summary.notes += result.notes
             self.record.stage(
-                "load", time.perf_counter() - t0, items=len(files), rows=counts.stored,
+                "load",
+                time.perf_counter() - t0,
+                items=len(files),
+                rows=counts.stored,
                 bytes=sum(f.bytes for f in files),
             )
         if self.ledger.files_to_load():

@@ -18,7 +18,7 @@ from qdask.config.errors import MultiProblem
 from qdask.config.names import MAX_DB_PLUS_TABLE, MAX_PARTITIONED_TABLE
 from qdask.config.qserv import QservConfig
 from qdask.config.staging import StagingConfig
-from qdask.config.tables import ChildTable, DirectorTable, Table, TableConfig
+from qdask.config.tables import ChildTable, DirectorTable, MatchTable, Table, TableConfig
 
 __all__ = ["IngestConfig"]
 
@@ -75,17 +75,23 @@ class IngestConfig(ConfigModel):
                 except ValueError as e:
                     problems.append(f"tables[{i}].overlap: {e}")
         for i, t in enumerate(self.tables):
-            if isinstance(t, ChildTable):
-                d = by_name.get(t.director)
+            refs = {"director": t.director} if isinstance(t, ChildTable) else {}
+            if isinstance(t, MatchTable):
+                refs = {"director": t.director, "director2": t.director2}
+            for key, name in refs.items():
+                d = by_name.get(name)
                 if d is None:
                     declared = [x.name for x in self.tables if isinstance(x, DirectorTable)]
                     problems.append(
-                        f"tables[{i}].director: {t.director!r} is not a table of this config "
+                        f"tables[{i}].{key}: {name!r} is not a table of this config "
                         f"(declared director tables: {', '.join(declared) or 'none'})"
                     )
                 elif not isinstance(d, DirectorTable):
+                    problems.append(f"tables[{i}].{key}: {name!r} is a {d.kind} table, not a director table")
+                elif isinstance(t, ChildTable) and t.placed_by_id and d.unique_primary_key is False:
                     problems.append(
-                        f"tables[{i}].director: {t.director!r} is a {d.kind} table, not a director table"
+                        f"tables[{i}]: placed by its director's id, but {name!r} has repeated ids "
+                        "(unique_primary_key: false): a row's chunk would be ambiguous; give ra and dec"
                     )
         if problems:
             raise MultiProblem(problems)
@@ -129,9 +135,15 @@ class IngestConfig(ConfigModel):
             return self.database.partitioning.overlap if table.overlap is None else table.overlap
         return 0.0
 
+    def match_separation(self, table: MatchTable) -> float:
+        """The largest separation of a match table's pair: its `ang_sep`, else the database's overlap
+        (Qserv's partitioner refuses pairs farther apart than its overlap)."""
+        return self.database.partitioning.overlap if table.ang_sep is None else table.ang_sep
+
     def load_order(self) -> list[TableConfig]:
-        """Tables in the order Qserv must register them: directors, then children, then regular."""
-        rank = {"director": 0, "child": 1, "regular": 2}
+        """Tables in the order Qserv must register them: directors, then the tables that name them
+        (children, match tables), then regular tables."""
+        rank = {"director": 0, "child": 1, "match": 2, "regular": 3}
         return sorted(self.tables, key=lambda t: rank[t.kind])
 
     # -- display and overrides --------------------------------------------------------------------

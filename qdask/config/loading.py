@@ -141,9 +141,13 @@ def load_config(path: str | os.PathLike[str], *, check_paths: bool = True) -> In
     """Read and validate an ingest config YAML file; raise `ConfigError` listing every problem.
 
     Relative paths in the file are resolved against the file's directory. With `check_paths` (the
-    default) files the config names (globs, schema files) must exist.
+    default) files the config names (globs, schema files) must exist. A directory in Qserv's dataset
+    layout (`qdask.config.qserv_dataset`) is read as the config it describes, staging in the working
+    directory.
     """
     p = Path(path).expanduser()
+    if p.is_dir():
+        return _load_dataset(p, check_paths)
     try:
         text = p.read_text()
     except OSError as e:
@@ -161,3 +165,12 @@ def load_config(path: str | os.PathLike[str], *, check_paths: bool = True) -> In
     if raw is None:
         raise ConfigError(p, [("", "the file is empty")])
     return validate(raw, p.resolve(), p.resolve().parent, text, check_paths=check_paths)
+
+
+def _load_dataset(path: Path, check_paths: bool) -> IngestConfig:
+    """The config a Qserv dataset directory describes (its tables, dialects, keys and partitioning)."""
+    from qdask.config.qserv_dataset import dataset_config, dataset_config_yaml
+
+    described = dataset_config(path)
+    text = dataset_config_yaml(described)
+    return validate(described.config, path.resolve(), Path.cwd(), text, check_paths=check_paths)

@@ -117,7 +117,7 @@ def _message(root: type[BaseModel], err: ErrorDetails) -> str:
         if not isinstance(err.get("input"), dict):
             return "expected a table: a mapping with name, kind, input, schema, ..."
         got = err["input"].get("kind")
-        return f"kind must be one of director, child, regular (got {got!r})"
+        return f"kind must be one of director, child, match, regular (got {got!r})"
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)
     if kind in _QUOTE_INPUT:

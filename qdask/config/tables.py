@@ -1,4 +1,4 @@
-"""A table of the config: kind (director, child, regular), input, schema, column selection, policies."""
+"""A table of the config: kind (director, child, match, regular), input, schema, columns, policies."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ __all__ = [
     "TABLE_MODELS",
     "ChildTable",
     "ColumnSelection",
+    "MatchTable",
     "DirectorTable",
     "FelisSchema",
     "Policies",
@@ -259,6 +260,12 @@ class DirectorTable(_TableBase):
     @model_validator(mode="after")
     def _checks(self) -> DirectorTable:
         self._check_keys_selected()
+        if self.unique_primary_key is False and "duplicate_ids" in self.policies.model_fields_set:
+            raise ValueError(
+                "policies.duplicate_ids applies to a director with unique ids; with unique_primary_key: "
+                "false "
+                "repeated ids are the catalog's own (Qserv indexes them as such) and every row is loaded"
+            )
         return self
 
 
@@ -268,13 +275,72 @@ class ChildTable(_TableBase):
     kind: Literal["child"]
     director: Identifier = Field(description="name of a director table declared in this config")
     director_key: ColumnName = Field(description="this table's column holding the director's id")
-    ra: ColumnName = Field(description="column with the right ascension of the director row, e.g. raObject")
-    dec: ColumnName = Field(description="column with the declination of the director row, e.g. declObject")
+    ra: ColumnName | None = Field(
+        default=None,
+        description="column with the right ascension of the director row, e.g. raObject; omit ra and dec to "
+        "place each row by its director's id",
+    )
+    dec: ColumnName | None = Field(
+        default=None, description="column with the declination of the director row"
+    )
     id: ColumnName | None = Field(default=None, description="this table's own unique id, if any")
+
+    @property
+    def placed_by_id(self) -> bool:
+        """Rows placed in their director row's chunk by looking its id up (Qserv's --part.id-url), since they
+        do not carry the director's position."""
+        return self.ra is None
 
     @model_validator(mode="after")
     def _checks(self) -> ChildTable:
         self._check_keys_selected()
+        if (self.ra is None) != (self.dec is None):
+            raise ValueError("give both ra and dec (the director row's position), or neither (placed by id)")
+        if (
+            self.placed_by_id
+            and self.policies.orphans == "report"
+            and "orphans" in self.policies.model_fields_set
+        ):
+            raise ValueError(
+                "policies.orphans: report cannot apply to a child placed by its director's id: a row without "
+                "a director has no chunk to go to (use quarantine, the default here, or stop)"
+            )
+        return self
+
+
+class MatchTable(_TableBase):
+    """A match table (Qserv's ref-match): rows pairing a row of one director with a row of another,
+    each stored in the chunk of both sides, as Qserv's ``sph-partition-matches`` places them."""
+
+    kind: Literal["match"]
+    director: Identifier = Field(description="the first director table (e.g. the reference catalog)")
+    director_key: ColumnName = Field(description="this table's column holding the first director's id")
+    ra: ColumnName = Field(description="column with the right ascension of the first side's row")
+    dec: ColumnName = Field(description="column with the declination of the first side's row")
+    director2: Identifier = Field(description="the second director table")
+    director_key2: ColumnName = Field(description="this table's column holding the second director's id")
+    ra2: ColumnName = Field(description="column with the right ascension of the second side's row")
+    dec2: ColumnName = Field(description="column with the declination of the second side's row")
+    flag: ColumnName = Field(
+        default="flags", description="integer column qdask fills with the partitioning flag (1, 2 or 3)"
+    )
+    ang_sep: float | None = Field(
+        default=None, gt=0, le=10, description="largest separation of a pair in degrees; default: the overlap"
+    )
+
+    def key_columns(self) -> dict[str, str]:
+        return {
+            role: getattr(self, role)
+            for role in ("director_key", "ra", "dec", "director_key2", "ra2", "dec2", "flag")
+        }
+
+    @model_validator(mode="after")
+    def _checks(self) -> MatchTable:
+        self._check_keys_selected()
+        if self.director == self.director2:
+            raise ValueError("director and director2 must be two different director tables")
+        if self.director_key == self.director_key2:
+            raise ValueError("director_key and director_key2 must be two different columns")
         return self
 
 
@@ -298,10 +364,11 @@ TABLE_KINDS: tuple[str, ...] = tuple(kind.value for kind in TableKind)
 TABLE_MODELS: dict[str, type[BaseModel]] = {
     "director": DirectorTable,
     "child": ChildTable,
+    "match": MatchTable,
     "regular": RegularTable,
 }
 
-TableConfig = DirectorTable | ChildTable | RegularTable
+TableConfig = DirectorTable | ChildTable | MatchTable | RegularTable
 
 
 def _table_kind(v: Any) -> str | None:
@@ -312,10 +379,11 @@ def _table_kind(v: Any) -> str | None:
 Table = Annotated[
     Annotated[DirectorTable, Tag("director")]
     | Annotated[ChildTable, Tag("child")]
+    | Annotated[MatchTable, Tag("match")]
     | Annotated[RegularTable, Tag("regular")],
     Discriminator(
         _table_kind,
         custom_error_type="table_kind",
-        custom_error_message="kind must be one of director, child, regular",
+        custom_error_message="kind must be one of director, child, match, regular",
     ),
 ]

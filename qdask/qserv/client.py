@@ -87,6 +87,10 @@ class QservClient(Transport):
         is_partitioned: bool,
         director_table: str | None = None,
         director_key: str | None = None,
+        director_table2: str | None = None,
+        director_key2: str | None = None,
+        flag: str | None = None,
+        ang_sep: float | None = None,
         latitude_key: str | None = None,
         longitude_key: str | None = None,
         chunk_id_key: str | None = None,
@@ -99,7 +103,8 @@ class QservClient(Transport):
 
         Director: `is_partitioned=True`, `director_table=""` (or None), `director_key`, `latitude_key`,
         `longitude_key`, schema with `subChunkId`. Dependent: `director_table` names the director (may be
-        `db.Table`), `director_key` is the foreign key, lat/lon both or neither. Regular: no keys at all.
+        `db.Table`), `director_key` is the foreign key, lat/lon both or neither. Match (ref-match): both
+        directors and keys, the `flag` column and `ang_sep` > 0, no lat/lon. Regular: no keys at all.
         `chunk_id_key`/`sub_chunk_id_key` are obsolete in Qserv (the roles are fixed to `chunkId` and
         `subChunkId`), so they are only checked, never sent. `unique_primary_key` (API ≥ 21) and
         `charset_name`/`collation_name` (≥ 49) are sent only when given, so the server defaults apply.
@@ -129,8 +134,26 @@ class QservClient(Transport):
             "schema": cols,
         }
         keys = {"director_key": director_key, "latitude_key": latitude_key, "longitude_key": longitude_key}
+        match = {"director_table2": director_table2, "director_key2": director_key2, "flag": flag}
+        if any(match.values()) or ang_sep is not None:
+            # A ref-match table (Qserv: src/replica/config/ConfigTable.cc, the RefMatch rules).
+            if not (director_table and director_key and all(match.values())):
+                raise ValueError(f"match table {table} needs both directors, both keys and the flag column")
+            if director_table == director_table2 or director_key == director_key2:
+                raise ValueError(f"match table {table}: the two directors and their keys must differ")
+            if not (ang_sep is not None and ang_sep > 0):
+                raise ValueError(f"match table {table} needs ang_sep > 0")
+            if latitude_key or longitude_key:
+                raise ValueError(f"match table {table} can't have spatial coordinate columns")
+            for role in ("director_key2", "flag"):
+                if match[role] not in names:
+                    raise ValueError(
+                        f"table {table}: no matching column '{match[role]}' found in schema for parameter "
+                        f"'{role}'"
+                    )
+            body.update(match, ang_sep=float(ang_sep))
         if not is_partitioned:
-            given_keys = [k for k, v in {**keys, "director_table": director_table}.items() if v]
+            given_keys = [k for k, v in {**keys, "director_table": director_table, **match}.items() if v]
             if given_keys:
                 raise ValueError(f"regular table {table} may not carry {', '.join(given_keys)}")
         else:

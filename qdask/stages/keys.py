@@ -34,7 +34,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from qdask.config import ChildTable, DirectorTable, IngestConfig, RegularTable
+from qdask.config import ChildTable, DirectorTable, IngestConfig, RegularTable, TableConfig
 from qdask.ledger import Shard, shards_digest
 from qdask.stages.shards import home_rows, unit_file_key
 
@@ -50,7 +50,7 @@ KeyPolicy = Literal["stop", "quarantine", "report"]
 # -- policy (driver) ------------------------------------------------------------------------------
 
 
-def key_column(table: DirectorTable | ChildTable | RegularTable) -> str | None:
+def key_column(table: TableConfig) -> str | None:
     """The column the key check reads and may exclude rows by: a director's id, a child's director key."""
     if isinstance(table, DirectorTable):
         return table.id
@@ -59,10 +59,11 @@ def key_column(table: DirectorTable | ChildTable | RegularTable) -> str | None:
     return None
 
 
-def table_policy(table: DirectorTable | ChildTable | RegularTable) -> KeyPolicy | None:
+def table_policy(table: TableConfig) -> KeyPolicy | None:
     """What to do with a table's key problems.
 
-    A director's duplicate ids follow `policies.duplicate_ids`. A child's orphans follow
+    A director's duplicate ids follow `policies.duplicate_ids` (unless it declares repeated ids with
+    ``unique_primary_key: false``: then they are no problem). A child's orphans follow
     `policies.orphans` only when the config sets it: Qserv itself loads child rows without a director
     (its own case01 has some), so by default they are reported and loaded as they are.
     """
@@ -185,12 +186,14 @@ def find_key_problems(
     children: Sequence[KeyArrays],
     *,
     quarantine_duplicates: bool,
+    unique_ids: bool = True,
     block: int = BLOCK,
 ) -> list[KeyProblems]:
     """Duplicate ids of the director and orphans of each child, found by one merge over all arrays.
 
     With `quarantine_duplicates`, rows with a duplicated id are left out, so their children are orphans.
-    Returns only the tables with problems, the director first; `excluded` holds the keys found.
+    Without `unique_ids` (Qserv's ``unique_primary_key: 0``) repeated ids are the catalog's own and no
+    problem. Returns only the tables with problems, the director first; `excluded` holds the keys found.
     """
     n_ids = len(director.arrays)
     bounds = np.cumsum([n_ids] + [len(c.arrays) for c in children])
@@ -200,11 +203,11 @@ def find_key_problems(
     everything = [*director.arrays, *(a for c in children for a in c.arrays)]
     for parts in aligned_blocks(everything, block):
         unique, counts = np.unique(_joined(parts[:n_ids]), return_counts=True)
-        repeated = unique[counts > 1]
+        repeated = unique[counts > 1] if unique_ids else unique[:0]
         if len(repeated):
             duplicates.add(int(counts[counts > 1].sum()), repeated)
             found[0].append(repeated)
-        present = unique[counts == 1] if quarantine_duplicates else unique
+        present = unique[counts == 1] if quarantine_duplicates and unique_ids else unique
         for j, problem in enumerate(orphans):
             values = _joined(parts[bounds[j] : bounds[j + 1]])
             missing = values[~np.isin(values, present)]
@@ -247,6 +250,7 @@ class KeyTable:
     column: str
     policy: KeyPolicy
     files: tuple[str, ...]
+    unique: bool = True  # a director whose ids Qserv indexes as unique (unique_primary_key, the default)
 
 
 @dataclass(frozen=True)
@@ -276,6 +280,7 @@ def check_family_task(family: KeyFamily, keys_root: str, block: int = BLOCK) -> 
         arrays(family.director),
         [arrays(c) for c in family.children],
         quarantine_duplicates=family.director.policy == "quarantine",
+        unique_ids=family.director.unique,
         block=block,
     )
     found = {p.table: p for p in problems}
@@ -352,7 +357,8 @@ def _key_table(table: DirectorTable | ChildTable | RegularTable, files: Sequence
     column, policy = key_column(table), table_policy(table)
     if column is None or policy is None:
         raise ValueError(f"table {table.name} is a regular table: it has no keys to check")
-    return KeyTable(table.name, column, policy, tuple(str(f.path) for f in files))
+    unique = not (isinstance(table, DirectorTable) and table.unique_primary_key is False)
+    return KeyTable(table.name, column, policy, tuple(str(f.path) for f in files), unique)
 
 
 def family_checks(

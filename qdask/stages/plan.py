@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from qdask.config import IngestConfig, Table
+from qdask.config import ChildTable, IngestConfig, MatchTable, Table
 from qdask.errors import QdaskError
 from qdask.kinds import TableKind
 from qdask.schema import (
@@ -190,12 +190,43 @@ def plan_table(
         ra=getattr(table, "ra", None),
         dec=getattr(table, "dec", None),
         layout=(layout.num_stripes, layout.num_sub_stripes, config.table_overlap(table)),
-        invalid_policy=table.policies.invalid_positions,
+        invalid_policy=_unplaceable_policy(table),
         compression=config.staging.shard_compression,
         compression_level=config.staging.shard_compression_level,
         key_column=key if key is not None and pa.types.is_integer(arrow.field(key).type) else None,
+        save_placement=any(
+            isinstance(t, ChildTable) and t.placed_by_id and t.director == table.name for t in config.tables
+        ),
+        **_match_plan(config, table, arrow),
     )
+    if isinstance(table, ChildTable) and table.placed_by_id and plan.key_column is None:
+        raise PlanError(
+            f"table {table.name}: placed by its director's id, so its director_key {table.director_key!r} "
+            f"must be an integer column, not {arrow.field(table.director_key).type}"
+        )
     return TableSetup(table, input_schema, qserv_schema, plan, tuple(units))
+
+
+def _unplaceable_policy(table: Table) -> str:
+    """What to do with a row that cannot be placed: a bad position (policies.invalid_positions), or for a
+    child placed by id a key without a director row (policies.orphans: stop, else quarantine)."""
+    if isinstance(table, ChildTable) and table.placed_by_id:
+        return "stop" if table.policies.orphans == "stop" else "quarantine"
+    return table.policies.invalid_positions
+
+
+def _match_plan(config: IngestConfig, table: Table, arrow: pa.Schema) -> dict:
+    """A match table's second position, flag column (an integer column of the schema) and separation."""
+    if not isinstance(table, MatchTable):
+        return {}
+    if not pa.types.is_integer(arrow.field(table.flag).type):
+        raise PlanError(
+            f"match table {table.name}: the flag column {table.flag!r} must be an integer column, not "
+            f"{arrow.field(table.flag).type}"
+        )
+    return dict(
+        ra2=table.ra2, dec2=table.dec2, flag_column=table.flag, max_separation=config.match_separation(table)
+    )
 
 
 def plan_ingest(config: IngestConfig, *, max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES) -> list[TableSetup]:

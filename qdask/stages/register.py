@@ -9,26 +9,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
-from qdask.config import ChildTable, DirectorTable, IngestConfig, RegularTable
+from qdask.config import ChildTable, DirectorTable, IngestConfig, MatchTable, RegularTable
 from qdask.qserv import QservClient
 from qdask.schema import TableSchema
 
 log = logging.getLogger(__name__)
 
 
-def table_keys(table: DirectorTable | ChildTable | RegularTable) -> dict[str, str]:
+def table_keys(
+    config: IngestConfig, table: DirectorTable | ChildTable | MatchTable | RegularTable
+) -> dict[str, Any]:
     """The keys Qserv needs to register `table`: a director's id and position, a child's director table,
-    its key and the position it is placed by; nothing for a regular table."""
-    if isinstance(table, DirectorTable):
-        return dict(director_key=table.id, latitude_key=table.dec, longitude_key=table.ra)
-    if isinstance(table, ChildTable):
+    its key and the position it is placed by, a match table's two directors and keys, flag column and
+    separation (Qserv refuses position keys on a match table); nothing for a regular table."""
+    if isinstance(table, MatchTable):
         return dict(
             director_table=table.director,
             director_key=table.director_key,
-            latitude_key=table.dec,
-            longitude_key=table.ra,
+            director_table2=table.director2,
+            director_key2=table.director_key2,
+            flag=table.flag,
+            ang_sep=config.match_separation(table),
         )
+    if isinstance(table, DirectorTable):
+        return dict(director_key=table.id, latitude_key=table.dec, longitude_key=table.ra)
+    if isinstance(table, ChildTable):
+        positions = {} if table.placed_by_id else dict(latitude_key=table.dec, longitude_key=table.ra)
+        return dict(director_table=table.director, director_key=table.director_key, **positions)
     return {}
 
 
@@ -47,8 +56,9 @@ def register_catalog(
             p.overlap,
             auto_build_secondary_index=db.auto_build_director_index,
         )
-        log.info("database %s registered (%d stripes, %d sub-stripes)", db.name, p.num_stripes,
-                 p.num_sub_stripes)
+        log.info(
+            "database %s registered (%d stripes, %d sub-stripes)", db.name, p.num_stripes, p.num_sub_stripes
+        )
     known = {t["name"] for t in qserv.list_tables(db.name)}
     registered = []
     for table in config.load_order():
@@ -63,7 +73,7 @@ def register_catalog(
             charset_name=charset,
             collation_name=collation,
             unique_primary_key=table.unique_primary_key,
-            **table_keys(table),
+            **table_keys(config, table),
         )
         log.info("table %s.%s registered (%s)", db.name, table.name, table.kind)
         registered.append(table.name)

@@ -14,18 +14,23 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from qdask.config import ChildTable
 from qdask.ledger import Ledger
 from qdask.qserv.czar import Czar
 from qdask.sources.units import InputUnit
-from qdask.stages.keys import key_column, load_exclusion
+from qdask.stages.keys import key_column, load_exclusion, unit_key_files
 from qdask.stages.partition import TablePlan, conform_batch, read_input
+from qdask.stages.placement import PlacementIndex, index_directory
 from qdask.stages.plan import TableSetup
 from qdask.stages.verify import SourceSample, TableToVerify, VerifyReport, verify
 
 
 def table_to_verify(setup: TableSetup) -> TableToVerify:
     """What verify needs of a planned table: kind, unique key (a director's id, a child's own id)."""
-    return TableToVerify(setup.name, setup.config.kind, getattr(setup.config, "id", None), setup.plan.schema)
+    unique = getattr(setup.config, "unique_primary_key", None) is not False or setup.config.kind != "director"
+    return TableToVerify(
+        setup.name, setup.config.kind, getattr(setup.config, "id", None), setup.plan.schema, unique
+    )
 
 
 def exclusion(setup: TableSetup, keys_root: Path) -> tuple[str, np.ndarray] | None:
@@ -42,6 +47,7 @@ def source_sample(setup: TableSetup, ledger: Ledger, keys_root: Path) -> SourceS
     rows = {u.unit_id: u.rows_read or 0 for u in recorded}
     placeable_only = plan.partitioned and any(u.rows_invalid for u in recorded)
     excluded = exclusion(setup, keys_root)
+    by_id = _director_index(setup, ledger, keys_root) if placeable_only else None
 
     def read(unit: InputUnit) -> Iterator[pa.Table]:
         start = 0
@@ -49,7 +55,9 @@ def source_sample(setup: TableSetup, ledger: Ledger, keys_root: Path) -> SourceS
             data = conform_batch(batch, plan, unit.unit_id)
             data = data.append_column("row", pa.array(np.arange(start, start + data.num_rows)))
             start += data.num_rows
-            if placeable_only:
+            if by_id is not None:
+                data = _placed_by_id(data, plan, by_id)
+            elif placeable_only:
                 data = _placeable(data, plan)
             if excluded is not None:
                 column, keys = excluded
@@ -57,6 +65,30 @@ def source_sample(setup: TableSetup, ledger: Ledger, keys_root: Path) -> SourceS
             yield data
 
     return SourceSample([(u, rows.get(u.unit_id, 0)) for u in setup.units], read)
+
+
+def _director_index(setup: TableSetup, ledger: Ledger, keys_root: Path) -> PlacementIndex | None:
+    """The placement index a child placed by its director's id was placed with (None for other tables)."""
+    table = setup.config
+    if not (isinstance(table, ChildTable) and table.placed_by_id):
+        return None
+    column = setup.plan.key_column
+    assert column is not None
+    files = unit_key_files(ledger.shards(table=table.director), {table.director: column}, keys_root)
+    paths = [str(f.path) for f in files[table.director]]
+    index = PlacementIndex.open(index_directory(Path(keys_root).parent, table.director, paths))
+    if index is None:
+        raise ValueError(f"the placement index of {table.director} is gone: re-run the ingest to rebuild it")
+    return index
+
+
+def _placed_by_id(data: pa.Table, plan: TablePlan, index: PlacementIndex) -> pa.Table:
+    """Only the rows whose director row exists (the others were, rightly, quarantined)."""
+    assert plan.key_column is not None
+    column = data[plan.key_column]
+    present = column.is_valid().to_numpy(zero_copy_only=False)
+    _, _, found = index.locate(column.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False), present)
+    return data.filter(pa.array(found))
 
 
 def _placeable(data: pa.Table, plan: TablePlan) -> pa.Table:

@@ -216,7 +216,7 @@ def test_unknown_kind_and_keys_foreign_to_a_kind(tmp_path, good):
     good["tables"][2]["kind"] = "dimension"
     good["tables"][0]["director"] = "Object"  # only a child has a director
     found = problems(tmp_path, good)
-    assert "kind must be one of director, child, regular" in found["tables[2]"]
+    assert "kind must be one of director, child, match, regular" in found["tables[2]"]
     assert "unknown key" in found["tables[0].director"]
 
 
@@ -630,3 +630,14 @@ def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path, good):
 def test_a_table_that_is_not_a_mapping(tmp_path, good):
     good["tables"].append("Object")
     assert "expected a table" in problems(tmp_path, good)["tables[3]"]
+
+
+def test_a_duplicate_policy_on_a_director_declared_with_repeated_ids_is_refused(tmp_path):
+    from tests.config.test_keys_honoured import tiny
+
+    raw = tiny(tmp_path)
+    raw["tables"][0]["unique_primary_key"] = False
+    config_from_dict(raw, tmp_path)  # repeated ids declared: accepted
+    raw["tables"][0]["policies"] = {"duplicate_ids": "quarantine"}
+    with pytest.raises(ConfigError, match="duplicate_ids applies to a director with unique ids"):
+        config_from_dict(raw, tmp_path)

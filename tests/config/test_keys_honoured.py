@@ -61,7 +61,7 @@ def documented_keys() -> set[str]:
     paths: list[str] = []
     stack: list[tuple[int, str]] = []
     for line in block.splitlines():
-        m = re.match(r"^(\s*)(- )?([a-z_]+):(.*)$", line)
+        m = re.match(r"^(\s*)(- )?([a-z_][a-z0-9_]*):(.*)$", line)
         if not m:
             continue
         indent = len(m.group(1)) + (2 if m.group(2) else 0)
@@ -296,6 +296,106 @@ def test_table_names_kinds_and_keys_are_what_qserv_registers(tmp_path, fake):
     assert (tables["C"]["director_table"], tables["C"]["director_key"]) == ("Obj", "did")
 
 
+def with_match(root: Path, raw: dict, separations: np.ndarray) -> dict:
+    """`raw` plus a second director E and a match table M pairing D's rows with E's, `separations` degrees
+    apart (eastwards), near D's chunk edges so that pairs split between chunks."""
+    data = root / "in"
+    d = pq.read_table(data / "d.parquet")
+    n = d.num_rows
+    ra1, dec1 = d["ra"].to_numpy(), d["dec"].to_numpy()
+    ra2 = ra1 + separations[:n] / np.cos(np.radians(dec1))
+    pq.write_table(
+        pa.table({"eid": np.arange(n, dtype=np.int64) + 5000, "era": ra2, "edec": dec1}), data / "e.parquet"
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "did": d["id"],
+                "eid": np.arange(n, dtype=np.int64) + 5000,
+                "ra_d": ra1,
+                "dec_d": dec1,
+                "ra_e": ra2,
+                "dec_e": dec1,
+                "pflag": np.zeros(n, np.int32),
+            }
+        ),
+        data / "m.parquet",
+    )
+    raw = copy.deepcopy(raw)
+    raw["tables"].insert(
+        1,
+        {"name": "E", "kind": "director", "id": "eid", "ra": "era", "dec": "edec",
+         "input": {"files": {"glob": str(data / "e.parquet")}}, "schema": {"infer": True}},
+    )  # fmt: skip
+    raw["tables"].append(
+        {"name": "M", "kind": "match", "director": "D", "director_key": "did", "ra": "ra_d", "dec": "dec_d",
+         "director2": "E", "director_key2": "eid", "ra2": "ra_e", "dec2": "dec_e", "flag": "pflag",
+         "input": {"files": {"glob": str(data / "m.parquet")}}, "schema": {"infer": True}},
+    )  # fmt: skip
+    return raw
+
+
+@honours("tables.director2", "tables.director_key2", "tables.flag", "tables.ang_sep")
+def test_a_match_tables_directors_flag_and_separation_are_what_qserv_registers(tmp_path, fake):
+    raw = with_match(tmp_path, tiny(tmp_path), np.full(300, 0.001))
+    _, tables = registered(raw, tmp_path, fake)
+    m = tables["M"]
+    assert (m["director_table"], m["director_key"], m["director_table2"], m["director_key2"]) == (
+        "D",
+        "did",
+        "E",
+        "eid",
+    )
+    assert (m["flag"], m["ang_sep"], m["is_partitioned"]) == (
+        "pflag",
+        LAYOUT["overlap"],
+        1,
+    )  # default: overlap
+    assert "latitude_key" not in m and "longitude_key" not in m  # Qserv refuses them on a match table
+    raw["tables"][-1]["ang_sep"] = 0.005
+    _, tables = registered(raw, tmp_path / "again", fake)
+    assert tables["M"]["ang_sep"] == 0.005
+
+
+@honours("tables.ra2", "tables.dec2", "tables.flag")
+def test_a_match_pair_is_stored_with_each_side_as_sph_partition_matches_stores_it(tmp_path, client):
+    """Each side placed by its own position columns: split pairs twice (flags 1 and 2), others once (3)."""
+    from qdask.sky import Chunker
+    from tests.sky.test_matches import model
+
+    separations = np.random.default_rng(3).uniform(0, 0.015, 300)
+    raw = with_match(tmp_path, tiny(tmp_path), separations)
+    ingest = stage(raw, tmp_path, client)
+    m = pq.read_table(tmp_path / "in" / "m.parquet").to_pydict()
+    pairs = [
+        ((a, b), (c, d)) for a, b, c, d in zip(m["ra_d"], m["dec_d"], m["ra_e"], m["dec_e"], strict=True)
+    ]
+    expected = Counter(
+        (m["did"][i], m["eid"][i], chunk, flag) for i, chunk, _, flag in model(Chunker(**LAYOUT), pairs)
+    )
+    staged: Counter = Counter()
+    for f in staged_files(ingest, "M"):
+        text = Path(f.path).read_text()
+        for line in text.splitlines():
+            fields = line.split("\t")
+            staged[(int(fields[0]), int(fields[1]), int(fields[-2]), int(fields[6]))] += 1
+    assert staged == expected
+    assert {flag for *_, flag in expected} == {1, 2, 3}
+
+
+@honours("tables.ang_sep")
+def test_a_pair_farther_apart_than_ang_sep_stops_the_run_naming_it(tmp_path, client):
+    separations = np.full(300, 0.001)
+    separations[17] = 0.004
+    raw = with_match(tmp_path, tiny(tmp_path), separations)
+    raw["tables"][-1]["ang_sep"] = 0.005  # the pair at 0.004 deg is within it
+    assert stage(raw, tmp_path, client).ledger.chunk_files(table="M")
+    raw["tables"][-1]["ang_sep"] = 0.002
+    raw["staging"]["directory"] = str(tmp_path / "narrow")
+    with pytest.raises(IngestError, match=r"row 17: .* more than the overlap radius 0.002"):
+        stage(raw, tmp_path, client)
+
+
 @honours("tables.id")
 def test_a_childs_own_id_is_checked_unique_by_verify(tmp_path):
     from qdask.stages.verify_catalog import table_to_verify
@@ -443,8 +543,9 @@ def test_dialect_fields_enclosed_by_keeps_a_terminator_inside_a_field(tmp_path):
 @honours("input.files.dialect.fields_optionally_enclosed")
 def test_dialect_fields_optionally_enclosed_is_kept_in_the_load_data_clause(tmp_path):
     """OPTIONALLY reads the same (as in LOAD DATA); the key is kept, so the resolved dialect says it."""
-    table = text_table(tmp_path, "t.tsv", '3\t"b"\n', dialect={"fields_enclosed_by": '"',
-                                                            "fields_optionally_enclosed": True})
+    table = text_table(
+        tmp_path, "t.tsv", '3\t"b"\n', dialect={"fields_enclosed_by": '"', "fields_optionally_enclosed": True}
+    )
     raw = tiny(tmp_path)
     raw["tables"] = [table]
     dialect = config(raw, tmp_path).tables[0].input.files.text_dialect

@@ -108,6 +108,29 @@ def test_the_merge_finds_exactly_what_brute_force_finds(block, seed, quarantine_
         assert problem.examples == keys[:EXAMPLES]
 
 
+@pytest.mark.parametrize("quarantine_duplicates", [False, True])
+@pytest.mark.parametrize("block", [1, 3, 1 << 16])
+def test_repeated_ids_of_a_non_unique_director_are_no_problem_but_orphans_still_are(
+    block, quarantine_duplicates
+):
+    """Qserv's unique_primary_key: 0 — repeated ids are the catalog's own: never reported nor left out
+    (whatever the duplicate policy would say), and a child key matching any copy has its director."""
+    rng = np.random.default_rng(block)
+    pool = _pool(rng, 90)
+    ids = _sorted_units(rng, pool[: len(pool) * 2 // 3], 4, 30)
+    assert len(np.unique(np.concatenate(ids))) < sum(map(len, ids))  # ids do repeat
+    children = {"Source": _sorted_units(rng, pool, 3, 40)}
+    found = find_key_problems(
+        KeyArrays("Object", "objectId", ids),
+        [KeyArrays(name, "objectId", arrays) for name, arrays in children.items()],
+        quarantine_duplicates=quarantine_duplicates,
+        unique_ids=False,
+        block=block,
+    )
+    rows, keys = _model(ids, children, False)["Source"]
+    assert [(p.table, p.rows, p.excluded.tolist()) for p in found] == [("Source", rows, keys)] and rows
+
+
 def test_the_merge_of_a_clean_family_finds_nothing():
     ids = [np.array([1, 5, 9], np.int64), np.array([2, HIGH], np.int64)]
     children = [KeyArrays("Source", "objectId", [np.array([1, 1, 2, HIGH], np.int64)])]
@@ -116,8 +139,12 @@ def test_the_merge_of_a_clean_family_finds_nothing():
 
 
 def _plan(kind: str, key: str | None) -> TablePlan:
-    fields = [pa.field("id", pa.int64()), pa.field("oid", pa.int64()), pa.field("ra", pa.float64()),
-              pa.field("dec", pa.float64())]
+    fields = [
+        pa.field("id", pa.int64()),
+        pa.field("oid", pa.int64()),
+        pa.field("ra", pa.float64()),
+        pa.field("dec", pa.float64()),
+    ]
     if kind != "regular":
         fields += [pa.field("chunkId", pa.int32()), pa.field("subChunkId", pa.int32())]
     return TablePlan("T", kind, pa.schema(fields), ra="ra", dec="dec", layout=(85, 12, 0.1), key_column=key)
@@ -135,7 +162,11 @@ def _rows(n: int, seed: int = 0) -> pa.Table:
 def test_the_partition_task_saves_the_sorted_keys_of_its_home_rows(tmp_path, kind, column):
     rows = _rows(5_000)
     result = partition_batches(
-        rows.to_batches(max_chunksize=700), _plan(kind, column), "unit:1", tmp_path / "s", tmp_path / "q",
+        rows.to_batches(max_chunksize=700),
+        _plan(kind, column),
+        "unit:1",
+        tmp_path / "s",
+        tmp_path / "q",
         tmp_path / "keys",
     )
     path = unit_key_path(tmp_path / "keys", "T", "unit:1", result.shards)
@@ -148,14 +179,21 @@ def test_the_partition_task_saves_the_sorted_keys_of_its_home_rows(tmp_path, kin
     again = tmp_path / "again.npy"
     unit_keys_task(result.shards, column, str(again))
     assert np.array_equal(np.load(again), want)
-    partition_batches(rows.to_batches(), _plan(kind, column), "unit:1", tmp_path / "s", tmp_path / "q",
-                      tmp_path / "keys")
+    partition_batches(
+        rows.to_batches(), _plan(kind, column), "unit:1", tmp_path / "s", tmp_path / "q", tmp_path / "keys"
+    )
     assert [p.name for p in (tmp_path / "keys" / "T").iterdir()] == [path.name]
 
 
 def test_no_key_file_without_a_key_column(tmp_path):
-    partition_batches(_rows(100).to_batches(), _plan("director", None), "u", tmp_path / "s", tmp_path / "q",
-                      tmp_path / "keys")
+    partition_batches(
+        _rows(100).to_batches(),
+        _plan("director", None),
+        "u",
+        tmp_path / "s",
+        tmp_path / "q",
+        tmp_path / "keys",
+    )
     assert not (tmp_path / "keys").exists()
 
 
@@ -169,8 +207,9 @@ def test_a_key_file_names_the_shards_it_was_made_from(tmp_path):
 
 
 def test_rebuilding_from_a_damaged_shard_sends_its_unit_back(tmp_path):
-    result = partition_batches(_rows(500).to_batches(), _plan("director", "id"), "u", tmp_path / "s",
-                               tmp_path / "q")
+    result = partition_batches(
+        _rows(500).to_batches(), _plan("director", "id"), "u", tmp_path / "s", tmp_path / "q"
+    )
     [home] = result.shards
     Path(home.path).write_bytes(Path(home.path).read_bytes()[:-10])
     with pytest.raises(CorruptShardError) as info:

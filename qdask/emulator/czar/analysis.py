@@ -89,6 +89,8 @@ def plan(
             conditions.append(_column(ref.alias, "chunkId").isin(*(exp.Literal.number(c) for c in listed)))
     for a, b in zip(bound, bound[1:], strict=False):
         conditions.append(exp.EQ(this=_column(a.alias, "chunkId"), expression=_column(b.alias, "chunkId")))
+    if len(refs) == 1 and refs[0].info.kind == "match":
+        conditions.append(_match_copies_once(refs[0]))
     if conditions:
         combined = exp.and_(*conditions, *([where] if where is not None else []))
         tree.set("where", exp.Where(this=combined))
@@ -241,6 +243,16 @@ def _restrictor_predicate(r: AreaRestrictor, ref: TableRef) -> exp.Expr:
     args: list[exp.Expr] = [_column(ref.alias, ref.info.lon), _column(ref.alias, ref.info.lat)]
     args += [exp.Literal.number(text) for text in r.texts]
     return exp.EQ(this=exp.Anonymous(this=r.scisql, expressions=args), expression=exp.Literal.number(1))
+
+
+def _match_copies_once(ref: TableRef) -> exp.Expr:
+    """MatchTablePlugin.cc:97-140: a query on a match table alone (not a join) skips the second copy of
+    a pair stored in both sides' chunks: ``(dirCol1 IS NULL OR flag <> 2)``."""
+    assert ref.info.match is not None
+    first_key = ref.info.match[0][2]
+    is_null = exp.Is(this=_column(ref.alias, first_key), expression=exp.Null())
+    not_second = exp.NEQ(this=_column(ref.alias, ref.info.flag), expression=exp.Literal.number(2))
+    return exp.Paren(this=exp.Or(this=is_null, expression=not_second))
 
 
 def _column(table: str, name: str) -> exp.Column:

@@ -29,6 +29,7 @@ class TableInfo:
     match: tuple[tuple[str, str, str], tuple[str, str, str]] | None = None  # ((db, table, fk), ...) x2
     overlap: float = 0.0
     ang_sep: float = 0.0  # match tables
+    flag: str = ""  # match tables: the partitioning flag column
     layout: str = ""  # the partitioning (family) name
 
     @property
@@ -85,6 +86,7 @@ def _table_info(t: Table, family: Family | None) -> TableInfo:
         match=(first, second) if kind == "match" else None,
         overlap=family.overlap if family is not None else 0.0,
         ang_sep=t.ang_sep if kind == "match" else 0.0,
+        flag=t.flag if kind == "match" else "",
         layout=family.name if family is not None else "",
     )
 
@@ -96,5 +98,3 @@ class TableRef:
     node: exp.Table
     alias: str
     info: TableInfo
-
-
