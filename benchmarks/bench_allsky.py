@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.bench_allsky [--rows N] [--scales 1,4,16] [--files K] [--workers W]
 
 Rows uniform over the sphere (every unit touches most of DP0.2's ~140k chunks at 340/3/0.01667), `--rows`
-at 1x (default 25 000; `--rows 125000` makes 16x 2M rows), written as one Parquet file and as `--files` files. Each case runs
+at 1x (default 25 000; `--rows 125000` makes 16x 2M rows), written as one Parquet file and as `--files`
+files. Each case runs
 `qdask ingest --stage-only` (the `Ingest` driver, timed per stage by `benchmarks.suite.common.TimedIngest`,
 with peak RSS per stage of the driver and of the Dask workers) in a child process whose open-files limit
 is 1024 (`RLIMIT_NOFILE`, inherited by its workers). The yardstick, measured in the same run on the same
