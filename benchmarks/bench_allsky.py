@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.bench_allsky [--rows N] [--scales 1,4,16] [--files K] [--workers W]
 
 Rows uniform over the sphere (every unit touches most of DP0.2's ~140k chunks at 340/3/0.01667), `--rows`
-at 1x (default 125 000, so 16x is 2M), written as one Parquet file and as `--files` files. Each case runs
+at 1x (default 25 000; `--rows 125000` makes 16x 2M rows), written as one Parquet file and as `--files`
+files. Each case runs
 `qdask ingest --stage-only` (the `Ingest` driver, timed per stage by `benchmarks.suite.common.TimedIngest`,
 with peak RSS per stage of the driver and of the Dask workers) in a child process whose open-files limit
 is 1024 (`RLIMIT_NOFILE`, inherited by its workers). The yardstick, measured in the same run on the same
@@ -67,6 +68,33 @@ def floor_seconds(paths: list[Path], out: Path) -> float:
     return time.perf_counter() - t0
 
 
+def format_costs(paths: list[Path], out: Path) -> list[tuple[str, float, float, int]]:
+    """Write the rows once and read them back once, per shard format: (format, write s, read s, bytes)."""
+    table = pa.concat_tables(pq.read_table(p) for p in paths)
+    results = []
+    for name in ("ipc-none", "ipc-lz4", "ipc-zstd", "parquet-snappy", "parquet-zstd"):
+        kind, codec = name.split("-")
+        t0 = time.perf_counter()
+        if kind == "ipc":
+            options = ipc.IpcWriteOptions(compression=None if codec == "none" else codec)
+            with ipc.new_stream(out, table.schema, options=options) as writer:
+                writer.write_table(table, max_chunksize=65536)
+        else:
+            pq.write_table(table, out, compression=codec)
+        wrote = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if kind == "ipc":
+            with ipc.open_stream(pa.py_buffer(out.read_bytes())) as reader:  # the bytes read, as a shard is
+                for _ in reader:
+                    pass
+        else:
+            for _ in pq.ParquetFile(out).iter_batches(batch_size=65536):
+                pass
+        results.append((name, wrote, time.perf_counter() - t0, out.stat().st_size))
+        out.unlink()
+    return results
+
+
 def config(inputs: Path, staging: Path, workers: int) -> dict:
     return {
         "database": {"name": "allsky", "partitioning": LAYOUT},
@@ -122,7 +150,7 @@ def stage_only(inputs: Path, staging: Path, workers: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=125_000, help="rows at 1x")
+    parser.add_argument("--rows", type=int, default=25_000, help="rows at 1x")
     parser.add_argument("--scales", default="1,4,16")
     parser.add_argument("--files", type=int, default=8, help="files of the many-files case")
     parser.add_argument("--workers", type=int, default=2)
@@ -172,6 +200,11 @@ def main() -> None:
                     f"{result['shards']} -->",
                     flush=True,
                 )
+        print("\n| shard format (1x rows, write once + read once) | write s | read s | total s | MB |")
+        print("|---|---|---|---|---|")
+        sample = write_inputs(root / "formats", args.rows, 1)
+        for name, wrote, read, size in format_costs(sample, root / "formats" / "out"):
+            print(f"| {name} | {wrote:.2f} | {read:.2f} | {wrote + read:.2f} | {size / 1e6:.1f} |")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"# children CPU {usage.ru_utime + usage.ru_stime:.1f} s, load at end {os.getloadavg()[0]:.1f}")
 

@@ -428,7 +428,8 @@ class Ledger:
                         self._db.execute(statement)
             elif version != SCHEMA_VERSION:
                 raise LedgerError(
-                    f"the ledger {self.path} has schema version {version}; this qdask reads {SCHEMA_VERSION}"
+                    f"the ledger {self.path} has schema version {version}; this qdask reads {SCHEMA_VERSION} "
+                    "(its staging was written by another qdask: `qdask reset CONFIG` starts it over)"
                 )
 
     # -- plumbing ---------------------------------------------------------------------------------

@@ -370,6 +370,41 @@ def write_tsv(
     return TsvFileInfo(path, rows, size, f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}", charset, nan_to_null)
 
 
+class TextFile:
+    """A contribution file from text already encoded (`encode_batch`), written as ``write_tsv`` writes:
+    under a temporary name, hashed as written, renamed by `commit`; `discard` removes it. Used to cut one
+    encoded stream of many chunks' rows into their files (each row is one line: no raw newline is ever
+    inside a field)."""
+
+    def __init__(self, path: str | os.PathLike, *, charset: str, durable: bool = True):
+        self.path, self.charset, self.durable = Path(path), charset, durable
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        self.out = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit or discard
+        self.digest = hashlib.new(CHECKSUM_ALGORITHM)
+        self.size = 0
+
+    def write(self, data) -> None:
+        self.out.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+    def commit(self, rows: int, nan_to_null: dict[str, int] | None = None) -> TsvFileInfo:
+        """Close and rename into place (with the fsyncs when durable); what was written."""
+        self.out.flush()
+        if self.durable:
+            os.fsync(self.out.fileno())
+        self.out.close()
+        os.replace(self.tmp, self.path)
+        if self.durable:
+            _fsync_dir(self.path.parent)
+        checksum = f"{CHECKSUM_ALGORITHM}:{self.digest.hexdigest()}"
+        return TsvFileInfo(self.path, rows, self.size, checksum, self.charset, dict(nan_to_null or {}))
+
+    def discard(self) -> None:
+        self.out.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 def sync_filesystem(paths: Sequence[str | os.PathLike]) -> None:
     """Make the files at ``paths`` (written with ``durable=False``) and their renames durable: one
     ``syncfs`` of their file system (Linux), instead of two fsyncs per file; elsewhere, those fsyncs."""

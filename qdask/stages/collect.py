@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -31,7 +31,7 @@ from qdask.ledger import REGULAR_CHUNK, ChunkFile, ChunkKey, Shard, dest_of, sha
 from qdask.stages.key_match import in_keys
 from qdask.stages.shards import DEST, CorruptShardError, ShardReader
 from qdask.stages.staging_errors import staging_writes
-from qdask.tsv import sync_filesystem, write_tsv
+from qdask.tsv import TextFile, TsvFileInfo, encode_batch, sync_filesystem, write_tsv
 
 __all__ = ["CorruptShardError"]  # raised here, defined with the shards
 
@@ -100,7 +100,7 @@ def collect_task_for(
     """The collect task of some destinations of one table; with an existing `exclusion_keys` file (the key
     check's, see `qdask.stages.keys`), rows whose `exclusion_column` value it holds go to the quarantine
     instead."""
-    keys = tuple(sorted(keys, key=lambda k: (k.chunk_id, k.overlap)))
+    keys = tuple(sorted(set(keys), key=lambda k: (k.chunk_id, k.overlap)))  # each destination once
     if len({k.table for k in keys}) > 1:
         raise ValueError("a collect task writes destinations of one table")
     exclusion = None
@@ -127,7 +127,7 @@ def plan_collect(
     shards holding its rows. Linear in the shards' destinations (no shard x destination product)."""
     out: list[tuple[list[ChunkKey], list[Shard]]] = []
     for table in sorted({k.table for k in keys}):
-        ordered = sorted((k for k in keys if k.table == table), key=lambda k: (k.chunk_id, k.overlap))
+        ordered = sorted({k for k in keys if k.table == table}, key=lambda k: (k.chunk_id, k.overlap))
         wanted = dest_of([k.chunk_id for k in ordered], [k.overlap for k in ordered])
         size = np.zeros(len(ordered))
         placed = []
@@ -204,56 +204,174 @@ def _streamed(shards: Sequence[Shard], dest: int, columns: list[str]) -> Iterato
             yield from reader.batches(dest, dest, columns)
 
 
-def _split(held: Sequence[Sequence[pa.RecordBatch]], dest: int) -> Iterator[pa.RecordBatch]:
-    """The rows of `dest` among held pieces (per shard, in unit order; each piece sorted by `_dest`)."""
-    for pieces in held:
-        for piece in pieces:
-            dests = piece.column(DEST).to_numpy()
-            lo, hi = np.searchsorted(dests, [dest, dest + 1])
-            if hi > lo:
-                yield piece.slice(int(lo), int(hi - lo))
+def _collected(key: ChunkKey, info: TsvFileInfo, sources: Sequence[Shard], expected: int) -> Collected:
+    """The record of one written file, once its rows are checked against what its shards hold."""
+    if info.rows != expected:
+        raise RuntimeError(f"{info.path}: wrote {info.rows} rows but its shards hold {expected}")
+    file = ChunkFile(
+        table=key.table,
+        chunk_id=key.chunk_id,
+        overlap=key.overlap,
+        path=str(info.path),
+        rows=info.rows,
+        bytes=info.bytes,
+        checksum=info.checksum,
+        sources=shards_digest(sources),
+    )
+    return Collected(file, dict(info.nan_to_null))
+
+
+def _collect_one(task: CollectTask, root: Path) -> Collected:
+    """A destination of its own (a large one): its rows streamed segment by segment, nothing held."""
+    [key] = task.keys
+    faultpoints.reached("collect.task", key_text(key))
+    dest = int(dest_of(key.chunk_id, key.overlap))
+    sources = [s for s in task.shards if s.rows_in(key)]
+    batches = _streamed(sources, dest, list(task.columns))
+    excluded = [0]
+    if task.exclusion is not None:
+        keys = pa.array(np.load(task.exclusion.keys_path), pa.int64())
+        target = excluded_rows_path(task.exclusion.quarantine_root, key)
+        batches = _without_excluded(batches, task.exclusion, keys, target, excluded)
+    path = contribution_path(root, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = write_tsv(batches, path, columns=task.columns, charset=task.charset, durable=False)
+    return _collected(key, info, sources, sum(s.rows_in(key) for s in sources) - excluded[0])
+
+
+def _group_rows(task: CollectTask, dests: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+    """The group's rows from every shard (each read once), ordered by destination, then unit, then input
+    order (the order a destination's file lists them in), with their destinations."""
+    pieces = []
+    for shard in task.shards:
+        with ShardReader(shard) as reader:
+            held = _held(reader, int(dests[0]), int(dests[-1]), list(task.columns))
+            pieces += [p.replace_schema_metadata(None) for p in held]
+    if not pieces:
+        return pa.table({c: [] for c in [*task.columns, DEST]}), np.empty(0, np.int64)
+    table = pa.Table.from_batches(pieces)
+    found = table.column(DEST).to_numpy()
+    order = np.argsort(found, kind="stable")
+    order = order[np.isin(found[order], dests)]  # rows of destinations collected earlier are left out
+    return table.take(pa.array(order)), found[order]
+
+
+def _exclude(task: CollectTask, table: pa.Table, found: np.ndarray) -> tuple[pa.Table, np.ndarray, dict]:
+    """The group's rows minus those the key check excluded (written, per destination, to the quarantine);
+    with how many each destination lost."""
+    if task.exclusion is None or table.num_rows == 0:
+        return table, found, {}
+    keys = pa.array(np.load(task.exclusion.keys_path), pa.int64())
+    column = table.column(task.exclusion.column).cast(pa.int64())
+    bad = pc.fill_null(pc.is_in(column, value_set=keys), False).to_numpy(zero_copy_only=False)
+    lost: dict[int, int] = {}
+    for dest in np.unique(found[bad]).tolist():
+        rows = bad & (found == dest)
+        key = ChunkKey(task.keys[0].table, dest >> 1, bool(dest & 1))
+        target = excluded_rows_path(task.exclusion.quarantine_root, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.filter(pa.array(rows)).drop_columns([DEST]), target)
+        lost[dest] = int(rows.sum())
+    return table.filter(pa.array(~bad)), found[~bad], lost
+
+
+def _collect_group(task: CollectTask, root: Path) -> list[Collected]:
+    """Small destinations together: their rows read once, encoded as one stream (home rows, then overlap
+    rows), and the text cut into each destination's file at line ends (one line per row): the encoder's
+    fixed cost is paid per group, not per chunk. One file open at a time."""
+    dests = dest_of([k.chunk_id for k in task.keys], [k.overlap for k in task.keys])
+    table, found, lost = _exclude(task, *_group_rows(task, dests))
+    sources: dict[int, list[Shard]] = {d: [] for d in dests.tolist()}
+    expected = {d: -lost.get(d, 0) for d in dests.tolist()}
+    for shard in task.shards:  # in unit order; one pass per shard, not one look-up per file
+        held = shard.dests()
+        at = np.minimum(np.searchsorted(held["dest"], dests), len(held) - 1)
+        hit = held["dest"][at] == dests
+        for dest, rows in zip(dests[hit].tolist(), held["rows"][at[hit]].tolist(), strict=True):
+            sources[dest].append(shard)
+            expected[dest] += rows
+    contribution_path(root, task.keys[0]).parent.mkdir(parents=True, exist_ok=True)
+    out: dict[int, Collected] = {}
+    for overlap in (0, 1):
+        mine = [int(d) for d in dests.tolist() if d & 1 == overlap]
+        if mine:
+            rows = (found & 1) == overlap
+            ends = np.searchsorted(found[rows], mine, side="right").tolist()
+            part = table.filter(pa.array(rows))
+            written = _write_part(task, root, part, mine, ends, lambda d: (sources[d], expected[d]))
+            out.update(zip(mine, written, strict=True))
+    return [out[int(d)] for d in dests.tolist()]
+
+
+def _key(task: CollectTask, dest: int) -> ChunkKey:
+    return ChunkKey(task.keys[0].table, dest >> 1, bool(dest & 1))
+
+
+def _write_part(
+    task: CollectTask,
+    root: Path,
+    part: pa.Table,
+    dests: list[int],
+    ends: list[int],
+    held: Callable[[int], tuple[list[Shard], int]],
+) -> list[Collected]:
+    """Encode `part` (rows ordered by destination; `ends[k]` = rows up to the end of `dests[k]`) once and
+    write each destination's lines to its file; NaN/inf→NULL counts go with the first file."""
+    counts: dict[str, int] = {}
+    out: list[Collected] = []
+    k = row = written = 0  # the file being written, rows encoded so far, rows in that file
+    current: TextFile | None = None
+    try:
+        for batch in part.to_batches(max_chunksize=1 << 16):
+            for view in encode_batch(
+                batch, columns=task.columns, charset=task.charset, first_row=row, nan_to_null=counts
+            ):
+                lines = np.flatnonzero(np.frombuffer(view, np.uint8) == 10)  # each row ends its line
+                at = start = 0
+                while at < len(lines):
+                    while ends[k] <= row:  # files complete (or empty) before this row
+                        out.append(_finish(task, root, dests[k], current, written, held))
+                        current, written, k = None, 0, k + 1
+                    take = min(ends[k] - row, len(lines) - at)
+                    stop = int(lines[at + take - 1]) + 1
+                    if current is None:
+                        current = _open(task, root, _key(task, dests[k]))
+                    current.write(view[start:stop])
+                    start, at, row, written = stop, at + take, row + take, written + take
+        while k < len(dests):  # the last file, and any empty ones after it
+            out.append(_finish(task, root, dests[k], current, written, held))
+            current, written, k = None, 0, k + 1
+    except BaseException:
+        if current is not None:
+            current.discard()
+        raise
+    out[0] = out[0]._replace(nan_to_null=dict(counts))
+    return out
+
+
+def _finish(
+    task: CollectTask,
+    root: Path,
+    dest: int,
+    current: TextFile | None,
+    rows: int,
+    held: Callable[[int], tuple[list[Shard], int]],
+) -> Collected:
+    key = _key(task, dest)
+    info = (current if current is not None else _open(task, root, key)).commit(rows)
+    return _collected(key, info, *held(dest))
+
+
+def _open(task: CollectTask, root: Path, key: ChunkKey) -> TextFile:
+    faultpoints.reached("collect.task", key_text(key))
+    return TextFile(contribution_path(root, key), charset=task.charset, durable=False)
 
 
 def collect_chunks(task: CollectTask, root: Path) -> list[Collected]:
     """Write the contribution files of a task's destinations; the pure worker function of the stage."""
     if not task.keys:
         return []
-    columns = list(task.columns)
-    dests = dest_of([k.chunk_id for k in task.keys], [k.overlap for k in task.keys]).tolist()
-    held: list[list[pa.RecordBatch]] = []
-    if len(task.keys) > 1:  # a group of small destinations: read each shard once, keep the group's rows
-        for shard in task.shards:
-            with ShardReader(shard) as reader:
-                held.append(_held(reader, dests[0], dests[-1], columns))
-    exclusion_keys = (
-        pa.array(np.load(task.exclusion.keys_path), pa.int64()) if task.exclusion is not None else None
-    )
-    out = []
-    for key, dest in zip(task.keys, dests, strict=True):
-        faultpoints.reached("collect.task", key_text(key))
-        sources = [s for s in task.shards if s.rows_in(key)]
-        batches = _streamed(sources, dest, columns) if len(task.keys) == 1 else _split(held, dest)
-        excluded = [0]
-        if task.exclusion is not None and exclusion_keys is not None:
-            target = excluded_rows_path(task.exclusion.quarantine_root, key)
-            batches = _without_excluded(batches, task.exclusion, exclusion_keys, target, excluded)
-        path = contribution_path(root, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        info = write_tsv(batches, path, columns=columns, charset=task.charset, durable=False)
-        expected = sum(s.rows_in(key) for s in sources) - excluded[0]
-        if info.rows != expected:
-            raise RuntimeError(f"{path}: wrote {info.rows} rows but its shards hold {expected}")
-        file = ChunkFile(
-            table=key.table,
-            chunk_id=key.chunk_id,
-            overlap=key.overlap,
-            path=str(path),
-            rows=info.rows,
-            bytes=info.bytes,
-            checksum=info.checksum,
-            sources=shards_digest(sources),
-        )
-        out.append(Collected(file, dict(info.nan_to_null)))
+    out = [_collect_one(task, root)] if len(task.keys) == 1 else _collect_group(task, root)
     sync_filesystem([c.file.path for c in out])  # durable before the driver records any of them
     return out
 

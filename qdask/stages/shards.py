@@ -30,7 +30,7 @@ from qdask.ledger import DESTINATIONS, Shard, dest_of
 
 DEST = "_dest"
 SEGMENTS = np.dtype(
-    [("first", "<i8"), ("last", "<i8"), ("offset", "<i8"), ("length", "<i8"), ("digest", "S16")]
+    [("first", "<i8"), ("last", "<i8"), ("offset", "<i8"), ("length", "<i8"), ("digest", "V16")]
 )
 BUFFER_BYTES = 64 << 20  # rows buffered before a sorted run is spilled (and the sort's copy of them)
 SEGMENT_BYTES = 1 << 20  # a segment's target size: what a reader fetches to get one destination
@@ -288,7 +288,7 @@ class ShardReader:
     def _messages(self, index: int) -> Iterator[ipc.Message]:
         entry = self.segments[index]
         data = os.pread(self.fd, int(entry["length"]), int(entry["offset"]))
-        if len(data) != entry["length"] or hashlib.sha256(data).digest()[:16] != entry["digest"]:
+        if len(data) != entry["length"] or hashlib.sha256(data).digest()[:16] != bytes(entry["digest"]):
             raise CorruptShardError(self.shard, "altered (a segment's checksum differs from the ledger)")
         try:
             yield from ipc.MessageReader.open_stream(pa.py_buffer(data))

@@ -14,6 +14,7 @@ import pytest
 from qdask.emulator.czar.proxy import proxy_text
 from qdask.emulator.czar.rules import parse_select
 from qdask.ingest import Ingest
+from qdask.stages.shards import CorruptShardError
 from qdask.stages.verify import (
     STATEMENTS,
     SourceSample,
@@ -157,7 +158,7 @@ def test_staged_key_digest_reuses_the_key_files(czar_case01, tmp_path):
     shutil.move(shards, moved)
     try:
         assert staged_key_digest(ingest.ledger, "Object", "objectId", key_files=files) == from_shards
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(CorruptShardError, match="is missing"):
             staged_key_digest(
                 ingest.ledger, "Source", "sourceId", key_files=("objectId", ingest.keys_root)
             )

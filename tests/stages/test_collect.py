@@ -160,7 +160,8 @@ def test_files_are_named_as_qserv_names_them(tmp_path):
 
 def test_a_group_of_destinations_writes_each_file_as_one_destination_alone_would(tmp_path, monkeypatch):
     """Units spread over many chunks (a shard each, several sorted runs): grouped collect tasks write every
-    destination's file with each row once, byte for byte as a task of that destination alone."""
+    destination's file with each row once, byte for byte as a task of that destination alone; the rows the
+    key check excluded go to each destination's quarantine file instead."""
     monkeypatch.setattr(shards_module, "BUFFER_BYTES", 20_000)  # several sorted runs per unit
     monkeypatch.setattr(shards_module, "SEGMENT_BYTES", 4_000)
     plan = TablePlan("Source", "child", SCHEMA, ra="ra", dec="dec", layout=(20, 3, 0.0))
@@ -183,13 +184,30 @@ def test_a_group_of_destinations_writes_each_file_as_one_destination_alone_would
     assert len(keys) > 300
     groups = plan_collect(keys, shards, group_bytes=30_000, group_keys=64)
     assert 5 < len(groups) < len(keys) and sorted(k for g, _ in groups for k in g) == keys
+    save_exclusion(tmp_path / "keys", "Source", np.array([3], np.int64))
+
+    def task(keys, shards, quarantine):
+        return collect_task_for(
+            keys,
+            shards,
+            SCHEMA.names,
+            "utf8mb4",
+            exclusion_keys=exclusion_path(tmp_path / "keys", "Source"),
+            exclusion_column="objectId",
+            quarantine_root=quarantine,
+        )
+
     seen = []
     for group, held in groups:
-        for c in collect_chunks(collect_task_for(group, held, SCHEMA.names, "utf8mb4"), tmp_path / "g"):
+        for c in collect_chunks(task(group, held, tmp_path / "qg"), tmp_path / "g"):
             lines = _lines(Path(c.file.path))
             assert c.file.rows == len(lines) and {int(line[4]) for line in lines} == {c.file.key.chunk_id}
             seen += [int(line[0]) for line in lines]
-    assert sorted(seen) == list(range(3 * n))  # every row once
+    out = sorted(i for u in range(3) for i in range(u * n, (u + 1) * n) if (i - u * n) % 7 == 3)
+    assert sorted(seen) == sorted(set(range(3 * n)) - set(out))  # every row once, but the excluded ones
+    quarantined = [pq.read_table(f)["sourceId"].to_pylist() for f in (tmp_path / "qg").rglob("*.parquet")]
+    assert sorted(i for q in quarantined for i in q) == out
     for key in keys[:: len(keys) // 10]:
-        [alone] = collect_chunks(collect_task_for([key], shards, SCHEMA.names, "utf8mb4"), tmp_path / "a")
+        [alone] = collect_chunks(task([key], shards, tmp_path / "qa"), tmp_path / "a")
         assert Path(alone.file.path).read_bytes() == Path(contribution_path(tmp_path / "g", key)).read_bytes()
+        assert alone.file.rows == len(_lines(contribution_path(tmp_path / "g", key)))
