@@ -13,7 +13,12 @@ The repository stands in for a DP0.2 data release wherever a real one is out of 
 - ``forcedSourceTable`` (skymap, tract, patch; ``ArrowTable``): the 39 columns of DP0.2 ``ForcedSource``,
   a child of Object: per object, `visits_per_band` rows per band carrying its objectId and coord_ra/dec;
 - ``ccdVisitTable`` (instrument; ``DataFrame`` indexed by ``ccdVisitId``): the DP0.2 ``CcdVisit`` table, a
-  small regular table that the forced sources' ``ccdVisitId`` values refer to.
+  small regular table that the forced sources' ``ccdVisitId`` values refer to;
+- the rest of DP0.2's table set, derived from the objects (see `qdask.demo_dp02`): ``diaObjectTable_tract``
+  (DiaObject, a second director), ``diaSourceTable_tract`` (DiaSource) and ``forcedSourceOnDiaObjectTable``
+  (ForcedSourceOnDiaObject, per patch), its children by ``diaObjectId``; ``truth_summary`` (TruthSummary)
+  and ``match_ref_truth_summary_objectTable_tract`` (MatchesTruth, pairing truth objects with Objects);
+  ``visitTable`` (Visit). `DATASETS` gives each one's dimensions, storage class and DP0.2 table.
 
 All datasets are in the RUN collection ``DC2/runs/demo``, reached through the CHAINED collection
 ``DC2/demo``. Values are synthetic but typed and ranged like the real catalogs (fluxes in nJy from
@@ -515,7 +520,9 @@ def make_demo_repo(
     interrupted build (Ctrl-C, a kill) never leaves a half-built repository that looks whole.
     `patches_per_tract` must be a square (an n × n patch grid). Sizes: Object has ``tracts ·
     patches_per_tract · rows_per_patch`` rows of 991 columns (≈ 4.2 kB each), ForcedSource
-    ``6 · visits_per_band`` times as many rows of 39 columns. Memory stays at about one batch of
+    ``6 · visits_per_band`` times as many rows of 39 columns; DiaObject a fifth of Object's rows (138
+    columns), DiaSource 1–4 rows per DiaObject, ForcedSourceOnDiaObject ``6 · visits_per_band`` per
+    DiaObject, TruthSummary and MatchesTruth one row per Object. Memory stays at about one batch of
     `chunk_rows` Object rows whatever the total size.
     """
     n = int(round(patches_per_tract**0.5))
