@@ -13,7 +13,12 @@ The repository stands in for a DP0.2 data release wherever a real one is out of 
 - ``forcedSourceTable`` (skymap, tract, patch; ``ArrowTable``): the 39 columns of DP0.2 ``ForcedSource``,
   a child of Object: per object, `visits_per_band` rows per band carrying its objectId and coord_ra/dec;
 - ``ccdVisitTable`` (instrument; ``DataFrame`` indexed by ``ccdVisitId``): the DP0.2 ``CcdVisit`` table, a
-  small regular table that the forced sources' ``ccdVisitId`` values refer to.
+  small regular table that the forced sources' ``ccdVisitId`` values refer to;
+- the rest of DP0.2's table set, derived from the objects (see `qdask.demo_dp02`): ``diaObjectTable_tract``
+  (DiaObject, a second director), ``diaSourceTable_tract`` (DiaSource) and ``forcedSourceOnDiaObjectTable``
+  (ForcedSourceOnDiaObject, per patch), its children by ``diaObjectId``; ``truth_summary`` (TruthSummary)
+  and ``match_ref_truth_summary_objectTable_tract`` (MatchesTruth, pairing truth objects with Objects);
+  ``visitTable`` (Visit). `DATASETS` gives each one's dimensions, storage class and DP0.2 table.
 
 All datasets are in the RUN collection ``DC2/runs/demo``, reached through the CHAINED collection
 ``DC2/demo``. Values are synthetic but typed and ranged like the real catalogs (fluxes in nJy from
@@ -58,6 +63,24 @@ COLLECTION = "DC2/demo"
 OBJECT_DATASET = "objectTable_tract"
 FORCED_DATASET = "forcedSourceTable"
 CCDVISIT_DATASET = "ccdVisitTable"
+DIAOBJECT_DATASET = "diaObjectTable_tract"
+DIASOURCE_DATASET = "diaSourceTable_tract"
+FORCED_DIA_DATASET = "forcedSourceOnDiaObjectTable"
+TRUTH_DATASET = "truth_summary"
+MATCH_DATASET = "match_ref_truth_summary_objectTable_tract"
+VISIT_DATASET = "visitTable"
+#: Dataset type -> (dimensions, storage class, the pandas index of a DataFrame or None, DP0.2 table).
+DATASETS: dict[str, tuple[tuple[str, ...], str, str | None, str]] = {
+    OBJECT_DATASET: (("skymap", "tract"), "DataFrame", "objectId", "Object"),
+    FORCED_DATASET: (("skymap", "tract", "patch"), "ArrowTable", None, "ForcedSource"),
+    CCDVISIT_DATASET: (("instrument",), "DataFrame", "ccdVisitId", "CcdVisit"),
+    DIAOBJECT_DATASET: (("skymap", "tract"), "DataFrame", "diaObjectId", "DiaObject"),
+    DIASOURCE_DATASET: (("skymap", "tract"), "DataFrame", "diaSourceId", "DiaSource"),
+    FORCED_DIA_DATASET: (("skymap", "tract", "patch"), "ArrowTable", None, "ForcedSourceOnDiaObject"),
+    TRUTH_DATASET: (("skymap", "tract"), "ArrowTable", None, "TruthSummary"),
+    MATCH_DATASET: (("skymap", "tract"), "ArrowTable", None, "MatchesTruth"),
+    VISIT_DATASET: (("instrument",), "DataFrame", "visit", "Visit"),
+}
 
 TRACT_ID_BASE = 3828
 _TRACT_COLUMNS, _TRACT_ROWS = 10, 6  # 2.5° × 3° tracts
@@ -106,11 +129,7 @@ class DemoRepo:
     forced_dataset: str = FORCED_DATASET
     ccdvisit_dataset: str = CCDVISIT_DATASET
     storage_classes: dict[str, str] = field(
-        default_factory=lambda: {
-            OBJECT_DATASET: "DataFrame",
-            FORCED_DATASET: "ArrowTable",
-            CCDVISIT_DATASET: "DataFrame",
-        }
+        default_factory=lambda: {name: spec[1] for name, spec in DATASETS.items()}
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,17 +163,26 @@ def _felis_schema(table: str) -> pa.Schema:
     return felis_table("dp02_dc2", table).arrow_schema()
 
 
-def _pandas_schema(schema: pa.Schema, index: str, rows: int) -> pa.Schema:
-    """`schema` laid out as pandas writes a frame indexed by `index`: the index last, pandas metadata."""
+def _pandas_schema(schema: pa.Schema, index: str, rows: int | None) -> pa.Schema:
+    """`schema` laid out as pandas writes a frame indexed by `index`: the index last, pandas metadata
+    (and the row count when known before writing)."""
     data = [f for f in schema if f.name != index]
     ordered = pa.schema(data + [schema.field(index)])
     sample = ordered.empty_table().to_pandas().set_index(index)
     pandas_md = pa.Table.from_pandas(sample, preserve_index=True).schema.metadata[b"pandas"]
+    if rows is None:
+        return ordered.with_metadata({b"pandas": pandas_md})
     return ordered.with_metadata({b"pandas": pandas_md, b"lsst::arrow::rowcount": str(rows).encode()})
 
 
-def _arrow_schema(schema: pa.Schema, rows: int) -> pa.Schema:
-    return schema.with_metadata({b"lsst::arrow::rowcount": str(rows).encode()})
+def _arrow_schema(schema: pa.Schema, rows: int | None) -> pa.Schema:
+    return schema.with_metadata({} if rows is None else {b"lsst::arrow::rowcount": str(rows).encode()})
+
+
+def _file_schema(dataset: str, base: pa.Schema, rows: int | None = None) -> pa.Schema:
+    """`base` as the dataset type's storage class writes it (see `DATASETS`)."""
+    index = DATASETS[dataset][2]
+    return _arrow_schema(base, rows) if index is None else _pandas_schema(base, index, rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -468,11 +496,7 @@ def _register(butler: Any, tracts: dict[int, tuple], patches: dict[tuple[int, in
         ],
     )
     universe = butler.dimensions
-    for name, dims, storage in (
-        (OBJECT_DATASET, ["skymap", "tract"], "DataFrame"),
-        (FORCED_DATASET, ["skymap", "tract", "patch"], "ArrowTable"),
-        (CCDVISIT_DATASET, ["instrument"], "DataFrame"),
-    ):
+    for name, (dims, storage, _, _) in DATASETS.items():
         registry.registerDatasetType(DatasetType(name, dims, storage, universe=universe))
     registry.registerRun(RUN)
     registry.registerCollection(COLLECTION, CollectionType.CHAINED)
@@ -496,7 +520,9 @@ def make_demo_repo(
     interrupted build (Ctrl-C, a kill) never leaves a half-built repository that looks whole.
     `patches_per_tract` must be a square (an n × n patch grid). Sizes: Object has ``tracts ·
     patches_per_tract · rows_per_patch`` rows of 991 columns (≈ 4.2 kB each), ForcedSource
-    ``6 · visits_per_band`` times as many rows of 39 columns. Memory stays at about one batch of
+    ``6 · visits_per_band`` times as many rows of 39 columns; DiaObject a fifth of Object's rows (138
+    columns), DiaSource 1–4 rows per DiaObject, ForcedSourceOnDiaObject ``6 · visits_per_band`` per
+    DiaObject, TruthSummary and MatchesTruth one row per Object. Memory stays at about one batch of
     `chunk_rows` Object rows whatever the total size.
     """
     n = int(round(patches_per_tract**0.5))
@@ -539,6 +565,8 @@ def _build_repo(
     """Fill the empty directory `root` with the demo repository (see `make_demo_repo`)."""
     from lsst.daf.butler import Butler, DataCoordinate, DatasetRef, FileDataset
 
+    from qdask.demo_dp02 import DiaRows, matches_schema, truth_rows, visit_batch
+
     n = int(round(patches_per_tract**0.5))
     tract_boxes = {TRACT_ID_BASE + i: tract_box(i) for i in range(tracts)}
     patch_ids = tuple(range(patches_per_tract))
@@ -547,64 +575,84 @@ def _build_repo(
     Butler.makeRepo(str(root))
     butler = Butler.from_config(str(root), writeable=True)
     _register(butler, tract_boxes, patch_boxes, n)
-    types = {
-        name: butler.get_dataset_type(name) for name in (OBJECT_DATASET, FORCED_DATASET, CCDVISIT_DATASET)
-    }
+    types = {name: butler.get_dataset_type(name) for name in DATASETS}
 
     def data_id(**values: Any) -> DataCoordinate:
         return DataCoordinate.standardize(values, universe=butler.dimensions)
 
     object_rows = rows_per_patch * patches_per_tract
     forced_rows = rows_per_patch * len(BANDS) * visits_per_band
-    object_schema = _pandas_schema(_felis_schema("Object"), "objectId", object_rows)
-    forced_schema = _arrow_schema(_felis_schema("ForcedSource"), forced_rows)
-    ccd_base = _felis_schema("CcdVisit")
+    schemas = {
+        OBJECT_DATASET: _file_schema(OBJECT_DATASET, _felis_schema("Object"), object_rows),
+        FORCED_DATASET: _file_schema(FORCED_DATASET, _felis_schema("ForcedSource"), forced_rows),
+        MATCH_DATASET: _file_schema(MATCH_DATASET, matches_schema()),
+    }
+    for name in (DIAOBJECT_DATASET, DIASOURCE_DATASET, FORCED_DIA_DATASET, TRUTH_DATASET):
+        schemas[name] = _file_schema(name, _felis_schema(DATASETS[name][3]))
+    dia_rows = DiaRows(seed, visits_per_band)
+    rows = dict.fromkeys(DATASETS, 0)
 
     staging = Path(tempfile.mkdtemp(prefix=".demo-staging-", dir=root))
     datasets: list[Any] = []
+
+    def write_whole(name: str, batch: pa.RecordBatch) -> None:
+        path = staging / f"{name}.parq"
+        schema = _file_schema(name, batch.schema, batch.num_rows)
+        pq.write_table(pa.Table.from_batches([batch.select(schema.names)]).cast(schema), path)
+        ref = DatasetRef(types[name], data_id(instrument=INSTRUMENT), run=RUN)
+        datasets.append(FileDataset(str(path), ref))
+        rows[name] += batch.num_rows
+
+    def write(
+        writers: dict[tuple[str, int | None], pq.ParquetWriter],
+        tract: int,
+        name: str,
+        patch: int | None,
+        batch: pa.RecordBatch,
+    ) -> None:
+        """Append `batch` to the file of dataset `name` for `tract` (and `patch` if per patch)."""
+        key = (name, patch)
+        if key not in writers:
+            suffix = "" if patch is None else f"_{patch}"
+            writers[key] = pq.ParquetWriter(staging / f"{name}_{tract}{suffix}.parq", schemas[name])
+        schema = schemas[name]
+        writers[key].write_batch(batch.select(schema.names).cast(schema))
+        rows[name] += batch.num_rows
+
     try:
-        ccd = _ccdvisit_batch(ccd_base, seed, visits_per_band)
-        ccd_schema = _pandas_schema(ccd_base, "ccdVisitId", ccd.num_rows)
-        ccd_path = staging / "ccdVisitTable.parq"
-        pq.write_table(pa.Table.from_batches([ccd.select(ccd_schema.names)]).cast(ccd_schema), ccd_path)
-        ref = DatasetRef(types[CCDVISIT_DATASET], data_id(instrument=INSTRUMENT), run=RUN)
-        datasets.append(FileDataset(str(ccd_path), ref))
+        write_whole(CCDVISIT_DATASET, _ccdvisit_batch(_felis_schema("CcdVisit"), seed, visits_per_band))
+        write_whole(VISIT_DATASET, visit_batch(_felis_schema("Visit"), seed, visits_per_band))
         for tract, tbox in tract_boxes.items():
-            obj_path = staging / f"objectTable_tract_{tract}.parq"
             patches = {p: patch_boxes[(tract, p)] for p in patch_ids}
-            writers: dict[int, pq.ParquetWriter] = {}
-            forced_done: dict[int, int] = dict.fromkeys(patch_ids, 0)
-            objects_done: dict[int, int] = dict.fromkeys(patch_ids, 0)
-            with pq.ParquetWriter(obj_path, object_schema) as obj_writer:
-                base = _felis_schema("Object")
-                for batch in _object_batches(base, tract, tbox, patches, rows_per_patch, seed, chunk_rows):
-                    obj_writer.write_batch(batch.select(object_schema.names).cast(object_schema))
-                    patch = batch.column("patch")[0].as_py()
-                    if patch not in writers:
-                        writers[patch] = pq.ParquetWriter(
-                            staging / f"forced_{tract}_{patch}.parq", forced_schema
-                        )
-                    forced = _forced_batches(
-                        forced_schema,
-                        batch,
-                        tract,
-                        patch,
-                        seed,
-                        visits_per_band,
-                        forced_done[patch],
-                        objects_done[patch],
-                    )
-                    writers[patch].write_batch(forced)
-                    forced_done[patch] += forced.num_rows
-                    objects_done[patch] += batch.num_rows
-            for patch, writer in writers.items():
+            writers: dict[tuple[str, int | None], pq.ParquetWriter] = {}
+            done: dict[tuple[str, int], int] = {}
+            base = _felis_schema("Object")
+            for batch in _object_batches(base, tract, tbox, patches, rows_per_patch, seed, chunk_rows):
+                patch = batch.column("patch")[0].as_py()
+                first = {t: done.get((t, patch), 0) for t in ("Object", "ForcedSource", "DiaSource",
+                                                               "ForcedSourceOnDiaObject")}  # fmt: skip
+                write(writers, tract, OBJECT_DATASET, None, batch)
+                forced = _forced_batches(
+                    schemas[FORCED_DATASET], batch, tract, patch, seed, visits_per_band,
+                    first["ForcedSource"], first["Object"],
+                )  # fmt: skip
+                write(writers, tract, FORCED_DATASET, patch, forced)
+                objects = _objects_of(batch)
+                dia = dia_rows.batches(objects, tract, patch, first["Object"], first)
+                write(writers, tract, DIAOBJECT_DATASET, None, dia["DiaObject"])
+                write(writers, tract, DIASOURCE_DATASET, None, dia["DiaSource"])
+                write(writers, tract, FORCED_DIA_DATASET, patch, dia["ForcedSourceOnDiaObject"])
+                truth, matches = truth_rows(objects, tract, patch, first["Object"], seed)
+                write(writers, tract, TRUTH_DATASET, None, truth)
+                write(writers, tract, MATCH_DATASET, None, matches)
+                for t, b in (("Object", batch), ("ForcedSource", forced), *dia.items()):
+                    done[(t, patch)] = done.get((t, patch), 0) + b.num_rows
+            for (name, patch), writer in writers.items():
                 writer.close()
-                ref = DatasetRef(
-                    types[FORCED_DATASET], data_id(skymap=SKYMAP, tract=tract, patch=patch), run=RUN
-                )
-                datasets.append(FileDataset(str(staging / f"forced_{tract}_{patch}.parq"), ref))
-            ref = DatasetRef(types[OBJECT_DATASET], data_id(skymap=SKYMAP, tract=tract), run=RUN)
-            datasets.append(FileDataset(str(obj_path), ref))
+                suffix = "" if patch is None else f"_{patch}"
+                ids = {"skymap": SKYMAP, "tract": tract} | ({} if patch is None else {"patch": patch})
+                ref = DatasetRef(types[name], data_id(**ids), run=RUN)
+                datasets.append(FileDataset(str(staging / f"{name}_{tract}{suffix}.parq"), ref))
         butler.ingest(*datasets, transfer="move")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -616,9 +664,20 @@ def _build_repo(
         patches=patch_ids,
         tract_boxes=tract_boxes,
         patch_boxes=patch_boxes,
-        rows={
-            OBJECT_DATASET: object_rows * tracts,
-            FORCED_DATASET: forced_rows * patches_per_tract * tracts,
-            CCDVISIT_DATASET: len(BANDS) * visits_per_band * _DETECTORS,
-        },
+        rows=rows,
     )
+
+
+def _objects_of(batch: pa.RecordBatch) -> dict[str, Any]:
+    """What the rows derived from objects need of a batch of Object rows: ids, positions, fluxes, shape."""
+
+    def col(name: str) -> np.ndarray:
+        return batch.column(name).to_numpy(zero_copy_only=False)
+
+    return {
+        "objectId": col("objectId"),
+        "ra": col("coord_ra"),
+        "dec": col("coord_dec"),
+        "flux": {b: col(f"{b}_psfFlux") for b in BANDS},
+        "extended": col("refExtendedness") > 0.5,
+    }

@@ -17,6 +17,7 @@ chunks the catalog touches, the staging disk and the time, from rates measured o
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,7 @@ from qdask.sky import Chunker
 from qdask.sources.units import InputUnit
 from qdask.stages.collect import collect_chunks, collect_task_for, plan_collect
 from qdask.stages.partition import partition_batches, read_input
+from qdask.stages.placement import PlacementIndex
 from qdask.stages.plan import TableSetup
 
 __all__ = ["Estimate", "TableEstimate", "estimate"]
@@ -158,14 +160,25 @@ def _sample_batches(setup: TableSetup, limit: int) -> Iterator[pa.RecordBatch]:
             yield batch
 
 
+class _SampleInOneChunk(PlacementIndex):
+    """Where the sample of a child placed by its director's id goes: planning builds no director index,
+    and where the rows go changes neither their bytes nor the time to stage them, so all go to chunk 0."""
+
+    def locate(self, keys: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.zeros(len(keys), np.int64), np.zeros(len(keys), np.int64), present.copy()
+
+
 def _calibrate(config: IngestConfig, setup: TableSetup, estimate: TableEstimate, limit: int) -> None:
     """Run the sample through partition and collect in a temporary directory; per-row bytes and time."""
     charset, _ = config.table_charset(setup.config)
+    plan = setup.plan
+    if getattr(setup.config, "placed_by_id", False) and plan.placement is None:
+        plan = dataclasses.replace(plan, placement=_SampleInOneChunk("", ()))
     with tempfile.TemporaryDirectory(prefix="qdask-plan-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
         result = partition_batches(
-            _sample_batches(setup, limit), setup.plan, "plan-sample", root / "shards", root / "quarantine"
+            _sample_batches(setup, limit), plan, "plan-sample", root / "shards", root / "quarantine"
         )
         contribution = 0
         keys = [k for s in result.shards for k in s.keys()]

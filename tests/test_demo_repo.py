@@ -41,7 +41,17 @@ def test_repository_layout(demo):
     assert set(types["forcedSourceTable"].dimensions.required) == {"skymap", "tract", "patch"}
     assert set(types["objectTable_tract"].dimensions.required) == {"skymap", "tract"}
     counts = {name: len(butler.query_datasets(name, demo.collection, limit=None)) for name in types}
-    assert counts == {"objectTable_tract": 2, "forcedSourceTable": 8, "ccdVisitTable": 1}
+    assert counts == {
+        "objectTable_tract": 2,
+        "forcedSourceTable": 8,
+        "ccdVisitTable": 1,
+        "diaObjectTable_tract": 2,
+        "diaSourceTable_tract": 2,
+        "forcedSourceOnDiaObjectTable": 8,
+        "truth_summary": 2,
+        "match_ref_truth_summary_objectTable_tract": 2,
+        "visitTable": 1,
+    }
     tracts = {r.id: r for r in butler.query_dimension_records("tract", skymap="DC2", limit=None)}
     assert sorted(tracts) == list(demo.tracts)
     patches = butler.query_dimension_records("patch", skymap="DC2", limit=None)
@@ -129,10 +139,74 @@ def test_forced_sources_are_children_of_objects(demo):
     assert pc.all(pc.is_in(forced.column("ccdVisitId"), value_set=ccd.column("ccdVisitId"))).as_py()
 
 
+def test_dia_tables_are_dp02_shaped_children_of_their_own_director(demo):
+    objects = _read(demo, "objectTable_tract", ["objectId", "coord_ra", "coord_dec"])
+    dia = _read(demo, "diaObjectTable_tract")
+    sources = _read(demo, "diaSourceTable_tract")
+    forced = _read(demo, "forcedSourceOnDiaObjectTable")
+    for table, name in ((dia, "DiaObject"), (sources, "DiaSource"), (forced, "ForcedSourceOnDiaObject")):
+        felis = felis_table("dp02_dc2", name).arrow_schema()
+        assert sorted(table.column_names) == sorted(felis.names), name  # a DataFrame's index comes first
+        assert all(table.schema.field(f.name).type == f.type for f in felis), name
+    ids = dia.column("diaObjectId").to_numpy()
+    assert len(np.unique(ids)) == len(ids) == demo.rows["diaObjectTable_tract"] == objects.num_rows // 5
+    assert not np.isin(ids, objects.column("objectId").to_numpy()).any()  # ids of its own
+    for child in (sources, forced):
+        assert pc.all(pc.is_in(child.column("diaObjectId"), value_set=dia.column("diaObjectId"))).as_py()
+    per = sources.group_by("diaObjectId").aggregate([("diaSourceId", "count")])
+    counts = dict(zip(per["diaObjectId"].to_pylist(), per["diaSourceId_count"].to_pylist(), strict=True))
+    assert counts == dict(zip(dia["diaObjectId"].to_pylist(), dia["nDiaSources"].to_pylist(), strict=True))
+    assert len(set(counts.values())) > 1  # 1-4 sources, not a constant
+    # A DiaSource's position is its own, scattered around (within arcseconds of) its DiaObject's.
+    joined = sources.select(["diaObjectId", "ra", "decl"]).join(
+        dia.select(["diaObjectId", "ra", "decl"]), "diaObjectId", right_suffix="_dia"
+    )
+    offset = np.hypot(
+        (joined["ra"].to_numpy() - joined["ra_dia"].to_numpy())
+        * np.cos(np.radians(joined["decl"].to_numpy())),
+        joined["decl"].to_numpy() - joined["decl_dia"].to_numpy(),
+    )
+    assert (offset > 0).all() and offset.max() < 3 / 3600
+    assert forced.num_rows == dia.num_rows * 6 * 2 and len(
+        np.unique(forced["forcedSourceOnDiaObjectId"])
+    ) == (forced.num_rows)
+
+
+def test_truth_matches_pair_truth_objects_with_objects(demo):
+    objects = _read(demo, "objectTable_tract", ["objectId", "coord_ra", "coord_dec"])
+    truth = _read(demo, "truth_summary")
+    matches = _read(demo, "match_ref_truth_summary_objectTable_tract")
+    assert truth.column_names == felis_table("dp02_dc2", "TruthSummary").arrow_schema().names
+    dp02 = felis_table("dp02_dc2", "MatchesTruth").arrow_schema()
+    assert matches.column_names == dp02.names + ["ra", "dec", "match_coord_ra", "match_coord_dec", "flags"]
+    assert all(matches.schema.field(f.name).type == f.type for f in dp02)
+    keys = truth.column("id_truth_type").to_pylist()
+    assert len(set(keys)) == len(keys) == objects.num_rows and max(map(len, keys)) <= 18  # CHAR(18)
+    pairs = matches.join(
+        truth.select(["id_truth_type", "ra", "dec"]), "id_truth_type", right_suffix="_t"
+    ).join(objects, keys="match_objectId", right_keys="objectId")
+    assert pairs.num_rows == matches.num_rows == truth.num_rows
+    for mine, theirs in (("ra", "ra_t"), ("dec", "dec_t"), ("match_coord_ra", "coord_ra"),
+                         ("match_coord_dec", "coord_dec")):  # fmt: skip
+        assert pc.all(pc.equal(pairs[mine], pairs[theirs])).as_py(), mine
+    sep = np.hypot(
+        (pairs["ra"].to_numpy() - pairs["coord_ra"].to_numpy()) * np.cos(np.radians(pairs["dec"].to_numpy())),
+        pairs["dec"].to_numpy() - pairs["coord_dec"].to_numpy(),
+    )
+    assert sep.max() < 0.01667  # within the overlap, as Qserv's match tables need
+
+
+def test_visits_are_the_ccdvisits_visits(demo):
+    visits = _read(demo, "visitTable")
+    ccd = _read(demo, "ccdVisitTable", ["visitId", "band"])
+    assert sorted(visits.column_names) == sorted(felis_table("dp02_dc2", "Visit").arrow_schema().names)
+    assert sorted(visits["visit"].to_pylist()) == sorted(set(ccd["visitId"].to_pylist()))
+
+
 def test_deterministic_for_a_seed(demo, tmp_path):
     again = make_demo_repo(tmp_path / "again", tracts=2, rows_per_patch=ROWS, seed=SEED)
     other = make_demo_repo(tmp_path / "other", tracts=2, rows_per_patch=ROWS, seed=SEED + 1)
-    for name in ("objectTable_tract", "forcedSourceTable", "ccdVisitTable"):
+    for name in demo.storage_classes:
         first = _read(demo, name).to_pandas()
         assert first.equals(_read(again, name).to_pandas()), name  # same ids and values (NaN in place)
     ids = _read(demo, "objectTable_tract", ["objectId"]).column(0)
