@@ -157,24 +157,42 @@ def _rows(mariadb, database: str, table: str, columns: list[str], connect=None) 
     return rows
 
 
+def _ingest_equals_reference(case: str, tables: list[str], qserv, mariadb, tmp_path, monkeypatch) -> str:
+    """``qdask ingest`` of the dataset directory as given, then every table of `tables` read through the
+    czar equals Qserv's reference load of the same files (not empty); returns the command's output."""
+    from qdask.qserv.czar import parse_dsn
+
+    data = ITEST / case / "data"
+    database = json.loads((data / "ingest" / "database.json").read_text())["database"]
+    reference = f"{database}_reference"
+    _reference_load(mariadb, data, reference, tables, tmp_path)
+    monkeypatch.setenv("QSERV_AUTH_KEY", qserv.auth_key)
+    monkeypatch.chdir(tmp_path)  # the staging directory of a dataset is staging/<database> here
+    args = ["ingest", str(ITEST / case), "--controller", qserv.controller_url, "--czar", qserv.czar_dsn]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    dsn = parse_dsn(qserv.czar_dsn)
+
+    def czar(db):
+        return pymysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, database=db)
+
+    for table in tables:
+        conn = mariadb.connect(reference)
+        with conn.cursor() as cur:
+            cur.execute(f"SHOW COLUMNS FROM `{table}`")
+            columns = [r[0] for r in cur.fetchall()]
+        conn.close()
+        expected = _rows(mariadb, reference, table, columns)
+        assert len(expected) > 0 and _rows(mariadb, database, table, columns, connect=czar) == expected, table
+    return result.output
+
+
 def test_ingest_of_a_dataset_directory_equals_qservs_reference_load(qserv, mariadb, tmp_path, monkeypatch):
     """``qdask ingest tests/data/qserv-itest/case02`` (no config written) loads Object and Source as
     given; every row equals Qserv's reference load, and each Source row sits in its Object's chunk."""
     data = ITEST / "case02" / "data"
-    _reference_load(mariadb, data, "qcase02_reference", ["Object", "Source"], tmp_path)
-    monkeypatch.setenv("QSERV_AUTH_KEY", qserv.auth_key)
-    monkeypatch.chdir(tmp_path)  # the staging directory of a dataset is staging/<database> here
-    result = CliRunner().invoke(
-        main,
-        ["ingest", str(ITEST / "case02"), "--controller", qserv.controller_url, "--czar", qserv.czar_dsn],
-    )
-    assert result.exit_code == 0, result.output
+    _ingest_equals_reference("case02", ["Object", "Source"], qserv, mariadb, tmp_path, monkeypatch)
     assert (tmp_path / "staging" / "qcase02").is_dir()
-    for table in ("Object", "Source"):
-        spec = json.loads((data / "ingest" / f"{table}.json").read_text())
-        columns = [c["name"] for c in spec["schema"] if c["name"] not in ("chunkId", "subChunkId")]
-        expected = _rows(mariadb, "qcase02_reference", table, columns)
-        assert len(expected) > 0 and _rows(mariadb, "qcase02", table, columns) == expected, table
     conn = mariadb.connect("qcase02")
     with conn.cursor() as cur:
         cur.execute("SELECT s.chunkId, o.chunkId FROM Source s JOIN Object o USING (objectId)")
@@ -193,32 +211,11 @@ def test_ingest_of_case03_with_its_match_table(qserv, mariadb, tmp_path, monkeyp
     """case03 as given: two directors, their match table and two regular tables. Through the czar every
     table equals Qserv's reference load (a match pair once, as Qserv's MatchTablePlugin returns it); the
     stored match rows sit where a row-by-row model of sph-partition-matches puts them, flags included."""
-    from qdask.qserv.czar import parse_dsn
     from tests.sky.test_matches import model
 
     data = ITEST / "case03" / "data"
     tables = ["RefObject", "RunDeepSource", "RefDeepSrcMatch", "DeepCoadd", "DeepCoadd_Metadata"]
-    _reference_load(mariadb, data, "qcase03_reference", tables, tmp_path)
-    monkeypatch.setenv("QSERV_AUTH_KEY", qserv.auth_key)
-    monkeypatch.chdir(tmp_path)
-    args = ["ingest", str(ITEST / "case03"), "--controller", qserv.controller_url, "--czar", qserv.czar_dsn]
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    dsn = parse_dsn(qserv.czar_dsn)
-
-    def czar(database):
-        return pymysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, database=database)
-
-    for table in tables:
-        conn = mariadb.connect("qcase03_reference")
-        with conn.cursor() as cur:
-            cur.execute(f"SHOW COLUMNS FROM `{table}`")
-            columns = [r[0] for r in cur.fetchall()]
-        conn.close()
-        expected = _rows(mariadb, "qcase03_reference", table, columns)
-        assert len(expected) > 0 and _rows(mariadb, "qcase03", table, columns, connect=czar) == expected, (
-            table
-        )
+    _ingest_equals_reference("case03", tables, qserv, mariadb, tmp_path, monkeypatch)
     # The stored rows (MariaDB's own view of every chunk, both copies of a split pair) against the model.
     spec = json.loads((data / "ingest" / "database.json").read_text())
     chunker = Chunker(spec["num_stripes"], spec["num_sub_stripes"], 0.001)
@@ -251,33 +248,10 @@ def test_ingest_of_case03_with_its_match_table(qserv, mariadb, tmp_path, monkeyp
 def test_ingest_of_case04_with_a_director_of_repeated_ids(qserv, mariadb, tmp_path, monkeypatch):
     """case04's DeepSourceDupKeys is registered with unique_primary_key 0: its repeated ids (500 of 1,000
     rows) are loaded, every copy, indexed as Qserv indexes them, and verify passes (no uniqueness check)."""
-    from qdask.qserv.czar import parse_dsn
-
-    data = ITEST / "case04" / "data"
     assert load_config(ITEST / "case04").table("DeepSourceDupKeys").unique_primary_key is False
     tables = ["DeepSource", "DeepSourceDupKeys", "DeepCoadd"]
-    _reference_load(mariadb, data, "qcase04_reference", tables, tmp_path)
-    monkeypatch.setenv("QSERV_AUTH_KEY", qserv.auth_key)
-    monkeypatch.chdir(tmp_path)
-    args = ["ingest", str(ITEST / "case04"), "--controller", qserv.controller_url, "--czar", qserv.czar_dsn]
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    assert "duplicate ids" not in result.output
-    dsn = parse_dsn(qserv.czar_dsn)
-
-    def czar(database):
-        return pymysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, database=database)
-
-    for table in tables:
-        conn = mariadb.connect("qcase04_reference")
-        with conn.cursor() as cur:
-            cur.execute(f"SHOW COLUMNS FROM `{table}`")
-            columns = [r[0] for r in cur.fetchall()]
-        conn.close()
-        expected = _rows(mariadb, "qcase04_reference", table, columns)
-        assert len(expected) > 0 and _rows(mariadb, "qcase04", table, columns, connect=czar) == expected, (
-            table
-        )
+    output = _ingest_equals_reference("case04", tables, qserv, mariadb, tmp_path, monkeypatch)
+    assert "duplicate ids" not in output
     conn = mariadb.connect()
     with conn.cursor() as cur:  # the director index: one entry per row, repeated ids included
         cur.execute(
