@@ -136,7 +136,8 @@ def _reference_load(mariadb, data: Path, database: str, tables: list[str], tmp: 
             cur.execute((data / "schema" / f"{table}.schema").read_text())
             spec = json.loads((data / "ingest" / f"{table}.json").read_text())
             plain = tmp / f"{table}.txt"
-            plain.write_bytes(gzip.decompress((data / f"{table}.csv.gz").read_bytes()))
+            (packed,) = [f for f in data.glob(f"{table}.*.gz") if f.suffixes[-2] in (".csv", ".tsv")]
+            plain.write_bytes(gzip.decompress(packed.read_bytes()))
             dialect = {**LOAD_DATA_DEFAULTS, **{k: v for k, v in spec.items() if k in LOAD_DATA_DEFAULTS}}
             cur.execute(
                 f"LOAD DATA LOCAL INFILE '{plain}' INTO TABLE {table} CHARACTER SET latin1"
@@ -157,18 +158,20 @@ def _rows(mariadb, database: str, table: str, columns: list[str], connect=None) 
     return rows
 
 
-def _ingest_equals_reference(case: str, tables: list[str], qserv, mariadb, tmp_path, monkeypatch) -> str:
+def _ingest_equals_reference(
+    case: str, tables: list[str], qserv, mariadb, tmp_path, monkeypatch, root: Path = ITEST
+) -> str:
     """``qdask ingest`` of the dataset directory as given, then every table of `tables` read through the
     czar equals Qserv's reference load of the same files (not empty); returns the command's output."""
     from qdask.qserv.czar import parse_dsn
 
-    data = ITEST / case / "data"
+    data = root / case / "data"
     database = json.loads((data / "ingest" / "database.json").read_text())["database"]
     reference = f"{database}_reference"
     _reference_load(mariadb, data, reference, tables, tmp_path)
     monkeypatch.setenv("QSERV_AUTH_KEY", qserv.auth_key)
     monkeypatch.chdir(tmp_path)  # the staging directory of a dataset is staging/<database> here
-    args = ["ingest", str(ITEST / case), "--controller", qserv.controller_url, "--czar", qserv.czar_dsn]
+    args = ["ingest", str(root / case), "--controller", qserv.controller_url, "--czar", qserv.czar_dsn]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     dsn = parse_dsn(qserv.czar_dsn)
@@ -260,3 +263,14 @@ def test_ingest_of_case04_with_a_director_of_repeated_ids(qserv, mariadb, tmp_pa
         entries, distinct = cur.fetchone()
     conn.close()
     assert (entries, distinct) == (1000, 500)
+
+
+def test_ingest_of_case01_as_given_includes_refsrcmatch(qserv, mariadb, shared_data, tmp_path, monkeypatch):
+    """case01 straight from its Qserv directory: all nine tables, RefSrcMatch included (a regular table in
+    case01's ingest JSON), each equal through the czar to Qserv's reference load."""
+    ingest = shared_data / "qserv-itest/case01/data/ingest"
+    tables = [p.stem for p in sorted(ingest.glob("*.json")) if p.stem not in ("database", "metadata")]
+    assert "RefSrcMatch" in tables and len(tables) == 9
+    _ingest_equals_reference(
+        "case01", tables, qserv, mariadb, tmp_path, monkeypatch, root=shared_data / "qserv-itest"
+    )
