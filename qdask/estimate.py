@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from qdask import faultpoints
 from qdask.config import IngestConfig
 from qdask.runrecord import RunRecord
 from qdask.sky import Chunker
@@ -174,7 +175,7 @@ def _calibrate(config: IngestConfig, setup: TableSetup, estimate: TableEstimate,
     plan = setup.plan
     if getattr(setup.config, "placed_by_id", False) and plan.placement is None:
         plan = dataclasses.replace(plan, placement=_SampleInOneChunk("", ()))
-    with tempfile.TemporaryDirectory(prefix="qdask-plan-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="qdask-plan-") as tmp, faultpoints.quiet():
         root = Path(tmp)
         t0 = time.perf_counter()
         result = partition_batches(
