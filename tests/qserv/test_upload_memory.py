@@ -27,13 +27,16 @@ from qdask.qserv import QservClient
 url, worker, path, mode = sys.argv[1:5]
 if mode == "buffered":  # what a client reading the whole file would do
     class Buffered:
-        def __init__(self, fh):
+        def __init__(self, fh, digest=None):
             self.data = fh.read()
             self.pos = 0
+            self.digest = digest
         def read(self, size=-1):
             size = len(self.data) if size is None or size < 0 else size
             out = self.data[self.pos:self.pos + size]
             self.pos += len(out)
+            if self.digest is not None:
+                self.digest.update(out)
             return out
         def seek(self, *a):
             self.pos = 0
