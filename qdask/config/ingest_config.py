@@ -88,7 +88,7 @@ class IngestConfig(ConfigModel):
                     )
                 elif not isinstance(d, DirectorTable):
                     problems.append(f"tables[{i}].{key}: {name!r} is a {d.kind} table, not a director table")
-                elif isinstance(t, ChildTable) and t.placed_by_id and d.unique_primary_key is False:
+                elif isinstance(t, ChildTable) and t.placed_by_id and not d.unique_ids:
                     problems.append(
                         f"tables[{i}]: placed by its director's id, but {name!r} has repeated ids "
                         "(unique_primary_key: false): a row's chunk would be ambiguous; give ra and dec"

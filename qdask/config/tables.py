@@ -257,10 +257,15 @@ class DirectorTable(_TableBase):
         default=None, description="overlap radius in degrees for this table; default: the database's"
     )
 
+    @property
+    def unique_ids(self) -> bool:
+        """Its ids are unique (Qserv's default); False with ``unique_primary_key: false``: they repeat."""
+        return self.unique_primary_key is not False
+
     @model_validator(mode="after")
     def _checks(self) -> DirectorTable:
         self._check_keys_selected()
-        if self.unique_primary_key is False and "duplicate_ids" in self.policies.model_fields_set:
+        if not self.unique_ids and "duplicate_ids" in self.policies.model_fields_set:
             raise ValueError(
                 "policies.duplicate_ids applies to a director with unique ids; with unique_primary_key: "
                 "false "

@@ -357,7 +357,7 @@ def _key_table(table: DirectorTable | ChildTable | RegularTable, files: Sequence
     column, policy = key_column(table), table_policy(table)
     if column is None or policy is None:
         raise ValueError(f"table {table.name} is a regular table: it has no keys to check")
-    unique = not (isinstance(table, DirectorTable) and table.unique_primary_key is False)
+    unique = not isinstance(table, DirectorTable) or table.unique_ids
     return KeyTable(table.name, column, policy, tuple(str(f.path) for f in files), unique)
 
 

@@ -228,9 +228,7 @@ def partition_batches(
             if plan.placement is not None:  # a child placed by its director's id
                 assert plan.key_column is not None
                 column = data.column(plan.key_column)
-                present = column.is_valid().to_numpy(zero_copy_only=False)
-                ids = column.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False)
-                chunk_ids, sub_chunk_ids, found = plan.placement.locate(ids, present)
+                chunk_ids, sub_chunk_ids, found = plan.placement.locate_column(column)
                 invalid = ~found
                 what, described = f"no {plan.key_column} in the director", "(row, key)"
                 example: list[tuple] = [

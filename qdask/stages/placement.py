@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+
+from qdask.stages.keys import save_unit_keys
 
 #: Rows per bucket at most (16 bytes each: an id, a chunk and a sub-chunk).
 BUCKET_ROWS = 4_000_000
@@ -45,8 +48,6 @@ def placement_path(key_file: Path | str) -> Path:
 def save_unit_placement(ids: np.ndarray, chunk: np.ndarray, sub: np.ndarray, key_file: Path) -> None:
     """Save a director unit's home-row ids sorted to `key_file` (the key check's unit file) and their
     (chunk, sub-chunk) in the same order beside it; both atomically."""
-    from qdask.stages.keys import save_unit_keys
-
     order = np.argsort(ids, kind="stable")
     loc = np.empty(len(ids), LOC)
     loc["chunk"], loc["sub"] = chunk[order], sub[order]
@@ -144,6 +145,11 @@ class PlacementIndex:
             return None
         index = cls(str(directory), tuple(int(x) for x in np.load(starts)))
         return index if index.complete() else None
+
+    def locate_column(self, column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`locate` for a key column as read (integers, NULL where a row names no director)."""
+        present = column.is_valid().to_numpy(zero_copy_only=False)
+        return self.locate(column.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False), present)
 
     def locate(self, keys: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(chunk, sub-chunk, found) of each key; keys not `present` (NULL) or without a director row are

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pymysql
 
-from qdask.config import ChildTable
+from qdask.config import ChildTable, DirectorTable
 from qdask.errors import QdaskError
 from qdask.ledger import Ledger
 from qdask.qserv.czar import Czar, describe_error
@@ -34,7 +34,7 @@ class VerifyError(QdaskError):
 
 def table_to_verify(setup: TableSetup) -> TableToVerify:
     """What verify needs of a planned table: kind, unique key (a director's id, a child's own id)."""
-    unique = getattr(setup.config, "unique_primary_key", None) is not False or setup.config.kind != "director"
+    unique = not isinstance(setup.config, DirectorTable) or setup.config.unique_ids
     return TableToVerify(
         setup.name, setup.config.kind, getattr(setup.config, "id", None), setup.plan.schema, unique
     )
@@ -91,9 +91,7 @@ def _director_index(setup: TableSetup, ledger: Ledger, keys_root: Path) -> Place
 def _placed_by_id(data: pa.Table, plan: TablePlan, index: PlacementIndex) -> pa.Table:
     """Only the rows whose director row exists (the others were, rightly, quarantined)."""
     assert plan.key_column is not None
-    column = data[plan.key_column]
-    present = column.is_valid().to_numpy(zero_copy_only=False)
-    _, _, found = index.locate(column.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False), present)
+    _, _, found = index.locate_column(data[plan.key_column])
     return data.filter(pa.array(found))
 
 
