@@ -18,3 +18,8 @@ class QdaskUsageError(QdaskError):
     """The command or its configuration is wrong, and nothing was done (exit 2, as for a usage error)."""
 
     exit_code = 2
+
+
+class IngestError(QdaskError, RuntimeError):
+    """The ingest stopped; the message says why, and the ledger lets the same command resume (raised by
+    the driver, `qdask.ingest`, and its staging run, `qdask.staging_run`)."""

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
 #: What the Dask report shows as the code that ran (it would show this module's helper otherwise).
-CALLING_CODE = "qdask ingest: the partition, key check and collect stages (qdask.ingest.Ingest._stage_files)"
+CALLING_CODE = "qdask ingest: the partition, key check and collect stages (qdask.staging_run.StagingRun.run)"
 PERFORMANCE_NAME = "dask-performance.html"
 
 #: Chunk states, most advanced first, with their outline in the sky map.
