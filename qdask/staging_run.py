@@ -94,6 +94,11 @@ class StagingRun:
         self.contrib_root = staging / "contributions"
         self.keys_root = staging / "keys"
 
+    def _shard_damaged(self, exc: CorruptShardError) -> None:
+        """A damaged shard found by a task: its unit is partitioned again next round, and the user told."""
+        self.ledger.unit_failed(exc.shard.unit_id, str(exc))
+        self.summary.notes.append(str(exc))
+
     def _as_completed(
         self,
         client: Client,
@@ -251,10 +256,10 @@ class StagingRun:
         )
         self.record.stage("partition", time.perf_counter() - t0, items=len(todo) - len(failed), rows=rows)
         if failed:
-            lines = "\n".join(f"  {uid}: {_short(text)}" for uid, text in failed[:10])
-            raise IngestError(
-                f"{len(failed)} unit(s) failed to partition:\n{lines}\n"
-                "Fix the cause and re-run the same command; finished units are kept."
+            raise _failures(
+                failed,
+                "unit(s) failed to partition",
+                "Fix the cause and re-run the same command; finished units are kept.",
             )
 
     def _record_partition(self, result: PartitionResult) -> None:
@@ -347,8 +352,7 @@ class StagingRun:
                 future.result()
                 log.debug("keys: unit %s key file rebuilt", unit.unit_id)
             except CorruptShardError as exc:
-                self.ledger.unit_failed(exc.shard.unit_id, str(exc))  # failed units are partitioned again
-                self.summary.notes.append(str(exc))
+                self._shard_damaged(exc)
                 redo = True
             except Exception as exc:  # noqa: BLE001 - a task error is the user's to see, by unit
                 raise IngestError(memory.explain(exc, f"keys of unit {unit.unit_id}")) from exc
@@ -400,11 +404,10 @@ class StagingRun:
                     rows, size = rows + file.rows, size + file.bytes
                     self._item_rows += file.rows
             except CorruptShardError as exc:
-                self.ledger.unit_failed(exc.shard.unit_id, str(exc))  # failed units are partitioned again
-                self.summary.notes.append(str(exc))
+                self._shard_damaged(exc)
                 redo = True
             except Exception as exc:  # noqa: BLE001 - reported per task below; nothing of it is recorded
-                failed += [(key, memory.explain(exc, f"chunk file {key_text(key)}")) for key in task.keys]
+                failed += [(key_text(k), memory.explain(exc, f"chunk file {key_text(k)}")) for k in task.keys]
         log.info(
             "collect: %d chunk file(s) written, %d failed in %.1f s",
             len(keys) - len(failed),
@@ -415,12 +418,18 @@ class StagingRun:
             "collect", time.perf_counter() - t0, items=len(keys) - len(failed), rows=rows, bytes=size
         )
         if failed:
-            lines = "\n".join(f"  {key_text(key)}: {_short(text)}" for key, text in failed[:10])
-            raise IngestError(
-                f"{len(failed)} chunk file(s) could not be written:\n{lines}\n"
-                "Nothing of them was sent to Qserv; fix the cause and re-run the same command."
+            raise _failures(
+                failed,
+                "chunk file(s) could not be written",
+                "Nothing of them was sent to Qserv; fix the cause and re-run the same command.",
             )
         return redo
+
+
+def _failures(failed: list[tuple[str, str]], what: str, advice: str) -> IngestError:
+    """The error of a stage whose tasks failed: how many, the first ten with their causes, what to do."""
+    lines = "\n".join(f"  {name}: {_short(text)}" for name, text in failed[:10])
+    return IngestError(f"{len(failed)} {what}:\n{lines}\n{advice}")
 
 
 def _short(text: str, limit: int = 400) -> str:

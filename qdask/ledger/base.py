@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from qdask.ledger.records import ChunkKey, FingerprintMismatch, LedgerConflict, LedgerError, Run
 from qdask.ledger.schema import SCHEMA, SCHEMA_VERSION
@@ -75,6 +75,15 @@ class LedgerBase:
 
     def _rows(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
         return self._db.execute(sql, params).fetchall()
+
+    def _select(self, source: str, order: str, **equal: Any) -> list[sqlite3.Row]:
+        """``SELECT *`` from `source` (a table or a join) in `order`, the rows whose columns equal the given
+        values (a value of None filters nothing): the one query behind each listing of records."""
+        where = [(column, value) for column, value in equal.items() if value is not None]
+        sql = f"SELECT * FROM {source}"
+        if where:
+            sql += " WHERE " + " AND ".join(f"{column} = ?" for column, _ in where)
+        return self._rows(f"{sql} ORDER BY {order}", [value for _, value in where])
 
     # -- run --------------------------------------------------------------------------------------
 

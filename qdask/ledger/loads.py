@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from qdask.ledger.base import LedgerBase, now
 from qdask.ledger.records import (
@@ -103,12 +102,8 @@ class LoadRecords(LedgerBase):
                 )
 
     def transactions(self, *, state: TransactionState | None = None) -> list[Transaction]:
-        sql = "SELECT * FROM transactions"
-        params: list[Any] = []
-        if state is not None:
-            sql, params = sql + " WHERE state = ?", [state]
         out = []
-        for r in self._rows(sql + " ORDER BY transaction_id", params):
+        for r in self._select("transactions", "transaction_id", state=state):
             files = self._rows(
                 "SELECT f.table_name, f.chunk_id, f.overlap FROM transaction_files tf JOIN chunk_files f "
                 "USING (file_id) WHERE tf.transaction_id = ? ORDER BY 1, 2, 3",

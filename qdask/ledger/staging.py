@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -186,13 +185,7 @@ class StagingRecords(LedgerBase):
         return True
 
     def units(self, *, table: str | None = None, status: UnitStatus | None = None) -> list[Unit]:
-        sql = "SELECT * FROM units WHERE 1"
-        params: list[Any] = []
-        if table is not None:
-            sql, params = sql + " AND table_name = ?", [*params, table]
-        if status is not None:
-            sql, params = sql + " AND status = ?", [*params, status]
-        return [_unit(r) for r in self._rows(sql + " ORDER BY unit_id", params)]
+        return [_unit(r) for r in self._select("units", "unit_id", table_name=table, status=status)]
 
     def units_to_partition(self) -> list[Unit]:
         """Units not yet partitioned (planned or failed), in id order."""
@@ -206,12 +199,9 @@ class StagingRecords(LedgerBase):
     ) -> list[Shard]:
         """Shards holding rows of one destination, or of one unit, or of one table, or all; in (table, unit)
         order."""
-        sql, params = "SELECT * FROM shards WHERE 1", list[Any]()
-        if key is not None or table is not None:
-            sql, params = sql + " AND table_name = ?", [*params, key.table if key is not None else table]
-        if unit_id is not None:
-            sql, params = sql + " AND unit_id = ?", [*params, unit_id]
-        shards = [_shard(r) for r in self._rows(sql + " ORDER BY table_name, unit_id", params)]
+        table = key.table if key is not None else table
+        rows = self._select("shards", "table_name, unit_id", table_name=table, unit_id=unit_id)
+        shards = [_shard(r) for r in rows]
         if key is not None:
             shards = [s for s in shards if s.rows_in(key)]
         return shards
@@ -310,13 +300,8 @@ class StagingRecords(LedgerBase):
             return self._invalidate(db, key)
 
     def chunk_files(self, *, status: FileStatus | None = None, table: str | None = None) -> list[ChunkFile]:
-        sql = "SELECT * FROM chunk_files WHERE 1"
-        params: list[Any] = []
-        if status is not None:
-            sql, params = sql + " AND status = ?", [*params, status]
-        if table is not None:
-            sql, params = sql + " AND table_name = ?", [*params, table]
-        return [_chunk_file(r) for r in self._rows(sql + " ORDER BY table_name, chunk_id, overlap", params)]
+        order = "table_name, chunk_id, overlap"
+        return [_chunk_file(r) for r in self._select("chunk_files", order, status=status, table_name=table)]
 
     def files_to_load(self) -> list[ChunkFile]:
         """Staged chunk files not carried by a started transaction (after aborting the open ones on
