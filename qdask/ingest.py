@@ -1,7 +1,9 @@
 """The ingest driver: plan → partition → keys → collect → register → load → publish → verify.
 
 The driver only orchestrates: it submits each stage's tasks (their functions live in `qdask.stages`),
-waits for them, records what they return in the ledger, and reports. Dask tasks read inputs and write
+waits for them, records what they return in the ledger, and reports. The staging rounds (partition,
+placement indexes, key checks, collect) are `qdask.staging_run`'s; the clients and settings the driver
+builds from the config are `qdask.run_settings`'. Dask tasks read inputs and write
 staged files, and return small metadata; the driver holds no data. Each stage starts from what the ledger
 says is left to do, so the same command re-run after any stop skips what is done and redoes what was in
 flight. Stage boundaries are logged (`logging`, logger ``qdask.ingest``): start and end with counts and
@@ -26,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from distributed import Client
-from pydantic import SecretStr
 from rich.console import Console
 
 from qdask import faultpoints
-from qdask.cluster import ClusterSpec, open_client
+from qdask.cluster import open_client
 from qdask.config import IngestConfig
 from qdask.counts import RowCounts, loaded_rows, total
 from qdask.errors import IngestError
@@ -39,16 +40,20 @@ from qdask.ledger import (
     FileStatus,
     Ledger,
     LedgerError,
-    TransactionState,
     Unit,
     UnitStatus,
-    config_fingerprint,
 )
 from qdask.monitor import MemorySeries
 from qdask.progress import plan_table, stage_progress
 from qdask.qserv import QservClient, QservError
-from qdask.qserv.czar import DSN as CzarDSN
-from qdask.qserv.czar import Czar
+from qdask.run_settings import (
+    check_transaction_budget,
+    cluster_spec,
+    czar_for,
+    fingerprint,
+    load_settings,
+    qserv_client,
+)
 from qdask.runrecord import RunRecord, now
 from qdask.schema import SchemaError
 from qdask.sources.units import SourceError
@@ -62,7 +67,6 @@ from qdask.stages.load import (
     LoadSettings,
     LoadSummary,
     StagedFileCorrupt,
-    plan_transactions,
     recover,
     staged_file_problem,
 )
@@ -136,101 +140,6 @@ def verify_to_dict(report: VerifyReport) -> dict[str, Any]:
             {"table": c.table, "check": c.name, "ok": c.ok, "detail": c.detail} for c in report.checks
         ],
     }
-
-
-# -- what the driver builds from the config -----------------------------------------------------------
-
-#: Table settings that act only after staging (registration in Qserv): they may change between runs.
-AFTER_STAGING = ("collation_name", "unique_primary_key", "policies")
-
-
-def fingerprint(config: IngestConfig) -> str:
-    """What determines the staged data, and so must not change while a staging directory is reused: the
-    database name and layout, and each table's kind, keys, input, schema, columns, overlap and charset.
-
-    The Qserv endpoints, the cluster, the staging options and the settings that act after staging may
-    change between runs (e.g. `--controller` to reach the same Qserv another way). Key policies are not
-    part of it either: a changed `duplicate_ids`/`orphans` is applied by collecting the affected chunk
-    files again (`Ingest` checks what a changed policy touches).
-    """
-    shown = config.display_dict()
-    tables = [{k: v for k, v in t.items() if k not in AFTER_STAGING} for t in shown["tables"]]
-    database = {k: shown["database"][k] for k in ("name", "partitioning")}
-    return config_fingerprint({"database": database, "tables": tables})
-
-
-def cluster_spec(config: IngestConfig) -> ClusterSpec:
-    c = config.cluster
-    return ClusterSpec(
-        kind=c.kind,
-        workers=c.workers,
-        threads_per_worker=c.threads_per_worker,
-        memory_per_worker=c.worker_memory_limit,  # on Kubernetes: 0.9 x the pod limit unless set
-        scheduler_address=c.scheduler_address,
-        kubernetes=c.kubernetes if c.kind == "kubernetes" else None,
-        staging_directory=str(config.staging.directory) if c.kind == "kubernetes" else None,
-    )
-
-
-def qserv_client(config: IngestConfig) -> QservClient:
-    """The Replication/Ingest client `qserv:` describes: controller, auth key, API version, timeouts and
-    retries (`retries.attempts` counts the first try; the transport counts the tries after it)."""
-    q = config.qserv
-    return QservClient(
-        q.controller,
-        q.auth_key,
-        version=q.api_version,
-        timeout=q.timeouts.request,
-        load_timeout=q.timeouts.load,
-        connect_timeout=q.timeouts.connect,
-        retries=q.retries.attempts - 1,
-        backoff=q.retries.backoff,
-        backoff_max=q.retries.backoff_max,
-    )
-
-
-def czar_for(config: IngestConfig) -> Czar:
-    """SQL through the czar of `qserv.czar`, with the password of `$qserv.czar_password_env` when set
-    (else the DSN's), passed as it is (never through a URL), and `timeouts.connect`."""
-    q = config.qserv
-    c = q.czar
-    password = q.czar_password or SecretStr("")
-    return Czar(CzarDSN(c.host, c.port, c.user, password, c.database), connect_timeout=q.timeouts.connect)
-
-
-def load_settings(config: IngestConfig, run_id: str) -> LoadSettings:
-    """What the load stage takes from `qserv:`: transaction sizes, concurrency, retries of a contribution
-    Qserv allows to retry (`retries.attempts` counts the first try) and their backoff."""
-    q = config.qserv
-    return LoadSettings(
-        database=config.database.name,
-        run_id=run_id,
-        charsets={t.name: config.table_charset(t)[0] for t in config.tables},
-        max_chunks_per_transaction=q.max_chunks_per_transaction,
-        max_bytes_per_transaction=q.max_bytes_per_transaction,
-        concurrency_total=q.concurrency.total,
-        concurrency_per_worker=q.concurrency.per_worker,
-        redo_attempts=3,
-        retries_in_transaction=q.retries.attempts - 1,
-        retry_backoff=q.retries.backoff,
-    )
-
-
-def check_transaction_budget(config: IngestConfig, ledger: Ledger, files: list[ChunkFile]) -> None:
-    """Refuse a load that would take more transactions than `qserv.max_transactions`: until publish, each
-    transaction is a MariaDB partition of every table of the database (committed ones count)."""
-    q = config.qserv
-    planned = len(plan_transactions(files, q.max_chunks_per_transaction, q.max_bytes_per_transaction))
-    committed = len(ledger.transactions(state=TransactionState.COMMITTED))
-    if committed + planned > q.max_transactions:
-        raise IngestError(
-            f"loading {len(files)} chunk file(s) takes {planned} transaction(s) of at most "
-            f"{q.max_chunks_per_transaction} chunks and {q.max_bytes_per_transaction:,} bytes, and "
-            f"{committed} are committed already: more than qserv.max_transactions = {q.max_transactions} "
-            "(each is a MariaDB partition of every table until publish). Raise "
-            "qserv.max_chunks_per_transaction or max_bytes_per_transaction (fewer, larger transactions), "
-            "or max_transactions (at most 8192)."
-        )
 
 
 # -- the driver ---------------------------------------------------------------------------------------

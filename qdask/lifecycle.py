@@ -41,7 +41,7 @@ class Dropped:
 def drop(config: IngestConfig, *, published: bool = False) -> Dropped:
     """Delete `config`'s database from Qserv, under the staging lock (no run of this staging directory is
     going on); a published one only with `published=True` and the admin key ($qserv.admin_auth_key_env)."""
-    from qdask.ingest import qserv_client  # the driver's client settings, without importing it eagerly
+    from qdask.run_settings import qserv_client  # the driver's client settings, imported when needed
 
     db = config.database.name
     ledger_path = Path(config.staging.ledger or Path(config.staging.directory) / "ledger.sqlite")
