@@ -30,7 +30,7 @@ from distributed import Client, Future, as_completed
 from pydantic import SecretStr
 from rich.console import Console
 
-from qdask import faultpoints
+from qdask import extend, faultpoints
 from qdask.cluster import ClusterSpec, open_client
 from qdask.config import ChildTable, IngestConfig
 from qdask.counts import RowCounts, loaded_rows, total
@@ -288,11 +288,15 @@ class Ingest:
         client: Client | None = None,
         progress_every: float | None = None,
         take_over: bool = False,
+        published: bool = False,
     ):
         """`take_over`: adopt the transactions of another qdask run whose staging directory is lost
-        (`qdask ingest --take-over`, `stages.ownership.take_over`) instead of refusing to load beside them."""
+        (`qdask ingest --take-over`, `stages.ownership.take_over`) instead of refusing to load beside them.
+        `published`: add the config's new tables to the catalog this staging directory published
+        (`qdask ingest --published`, `qdask.extend`; the administrator's key un-publishes it first)."""
         self.config = config
         self.take_over = take_over
+        self.published = published
         self.console = console or Console(stderr=True)
         self.client = client
         self.progress_every = progress_every
@@ -348,7 +352,7 @@ class Ingest:
 
     def _run_locked(self, *, stage_only: bool, verify_after: bool) -> IngestSummary:
         try:
-            self._open_run()
+            self._open_run(stage_only)
             self.record.begin(workers=self.config.cluster.worker_count if self.client is None else None)
         except (OSError, sqlite3.Error) as exc:
             if (error := as_staging_error(exc, self.staging)) is None:
@@ -375,19 +379,23 @@ class Ingest:
             if outcome != "interrupted":
                 self._write_report()
 
-    def _open_run(self) -> None:
-        """Open (or resume) this config's run in the ledger, record its units and apply changed policies."""
+    def _open_run(self, stage_only: bool = False) -> None:
+        """Open (or resume) this config's run in the ledger (a config that gained tables is accepted:
+        `qdask.extend`), record its units and apply changed policies. What a published catalog cannot take
+        is refused before the ledger records anything of it."""
         resumed = self.ledger.run() is not None
+        if not self.setups:
+            self.plan()
+        if not stage_only:
+            extend.refuse_early(self.config, self.ledger, self.setups.values(), allowed=self.published)
         try:
-            run = self.ledger.open_run(fingerprint(self.config))
+            run = extend.open_run(self.ledger, self.config, fingerprint)
         except (LedgerError, sqlite3.Error) as exc:
             raise IngestError(
                 f"{exc}; or `qdask reset CONFIG` to start over in this staging directory"
             ) from exc
         self.summary.run_id, self.summary.resumed = run.run_id, resumed
         log.info("run %s: staging in %s", run.run_id, self.config.staging.directory)
-        if not self.setups:
-            self.plan()
         self.ledger.plan_units(
             Unit(u.unit_id, u.table, u.to_dict(), UnitStatus.PLANNED, u.est_rows, u.est_bytes)
             for s in self.setups.values()
@@ -434,7 +442,8 @@ class Ingest:
         if is_published(qserv, db):
             return
         t0 = time.perf_counter()
-        problems = counter_problems(qserv, self.ledger, db, [t.name for t in self.config.tables])
+        tables = extend.unpublished(qserv, db, [t.name for t in self.config.tables])  # what this run loads
+        problems = counter_problems(qserv, self.ledger, db, tables)
         self.record.stage("counters", time.perf_counter() - t0)
         if problems:
             more = f"\n  … {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -451,7 +460,8 @@ class Ingest:
         t0 = time.perf_counter()
         work = work_left(self.config, self.ledger, list(self.setups.values()), self.record)
         with qserv_client(self.config) as qserv:
-            passed = preflight(self.config, qserv, czar_for(self.config), work, stage_only=stage_only)
+            czar, extending = czar_for(self.config), self.published
+            passed = preflight(self.config, qserv, czar, work, stage_only=stage_only, published=extending)
         for line in passed:
             log.info("preflight: %s", line)
         log.info("preflight: %d check(s) passed in %.1f s", len(passed), time.perf_counter() - t0)
@@ -473,6 +483,8 @@ class Ingest:
         try:
             with qserv_client(self.config) as qserv:
                 qserv.check_version()
+                if self.published:  # tables added to a published catalog: un-publish it first
+                    self.summary.notes += extend.reopen(qserv, self.config, self.ledger)
                 self._load(qserv)
                 self._check_counters(qserv)
                 t0 = time.perf_counter()
