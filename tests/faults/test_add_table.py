@@ -50,10 +50,19 @@ def _contributions(qserv, database: str) -> Counter:
 
 
 def _snapshot(qserv, mariadb, database: str, tables: list[str]) -> dict[str, object]:
-    """What publishing must leave alone of `tables`: each worker table's checksum, the director index's and
-    the czar tables' definitions (a rebuilt MERGE table would show)."""
+    """What publishing must leave alone of `tables`: each worker table's checksum and creation time (a
+    table de-partitioned or rebuilt again is created anew), the director index's, and the czar tables'
+    definitions (marked by `_mark_czar`)."""
     conn = mariadb.connect()
     seen: dict[str, object] = {}
+
+    def created(schema: str, name: str) -> object:
+        cur.execute(
+            "SELECT CREATE_TIME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s",
+            (schema, name),
+        )
+        return cur.fetchone()[0]
+
     try:
         with conn.cursor() as cur:
             for i in range(1, len(qserv.worker_urls) + 1):
@@ -62,10 +71,11 @@ def _snapshot(qserv, mariadb, database: str, tables: list[str]) -> dict[str, obj
                 for (name,) in cur.fetchall():
                     if any(name == t or name.startswith((f"{t}_", f"{t}FullOverlap_")) for t in tables):
                         cur.execute(f"CHECKSUM TABLE {quote_qualified(wdb, name)}")
-                        seen[f"{wdb}.{name}"] = cur.fetchone()[1]
-            index = quote_qualified(f"{qserv.config.instance}_qservMeta", f"{database}__Object")
+                        seen[f"{wdb}.{name}"] = (cur.fetchone()[1], created(wdb, name))
+            meta = f"{qserv.config.instance}_qservMeta"
+            index = quote_qualified(meta, f"{database}__Object")
             cur.execute(f"CHECKSUM TABLE {index}")
-            seen["director index"] = cur.fetchone()[1]
+            seen["director index"] = (cur.fetchone()[1], created(meta, f"{database}__Object"))
             cur.execute(f"SELECT COUNT(*) FROM {index}")
             seen["director index rows"] = cur.fetchone()[0]
             for t in tables:
@@ -73,7 +83,19 @@ def _snapshot(qserv, mariadb, database: str, tables: list[str]) -> dict[str, obj
                 seen[f"czar {t}"] = cur.fetchone()[1]
     finally:
         conn.close()
+    assert len(seen) > 2 * len(tables) + 2, seen  # worker tables found
     return seen
+
+
+def _mark_czar(mariadb, database: str, tables: list[str]) -> None:
+    """A comment on the czar's tables of `tables`: a publish that rebuilds them drops it."""
+    conn = mariadb.connect()
+    try:
+        with conn.cursor() as cur:
+            for t in tables:
+                cur.execute(f"ALTER TABLE {quote_qualified(database, t)} COMMENT = 'published before'")
+    finally:
+        conn.close()
 
 
 def _write(path: Path, qserv, staging: Path, database: str, tables: list[str]) -> Path:
@@ -104,6 +126,7 @@ def test_tables_added_to_a_published_catalog(qserv, mariadb, truth, tmp_path, ru
     database = "add_tables"
     staging, grown = _first_catalog(qserv, runner, tmp_path, database)
     tables, contributions = _tables(qserv, database), _contributions(qserv, database)
+    _mark_czar(mariadb, database, OLD)
     before = _snapshot(qserv, mariadb, database, OLD)
     with Ledger(staging / "ledger.sqlite") as ledger:
         fingerprint, units = ledger.run().fingerprint, len(ledger.units())
@@ -146,6 +169,7 @@ def test_killed_after_unpublish_resumes_published(qserv, mariadb, truth, tmp_pat
     database = "add_tables_kill"
     _, grown = _first_catalog(qserv, runner, tmp_path, database)
     contributions = _contributions(qserv, database)
+    _mark_czar(mariadb, database, OLD)
     before = _snapshot(qserv, mariadb, database, OLD)
     killed = runner.run("ingest", str(grown), "--published", kill_at="unpublish.answered:1")
     assert killed.killed and any("unpublish.answered" in f for f in killed.fired), killed.output[-3000:]
