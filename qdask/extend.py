@@ -34,6 +34,7 @@ from qdask.config import IngestConfig
 from qdask.errors import QdaskUsageError
 from qdask.ledger import FileStatus, FingerprintMismatch, Ledger, LedgerError, Run
 from qdask.qserv import QservClient, QservError
+from qdask.runrecord import RunRecord, now
 from qdask.stages.plan import TableSetup
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,11 @@ __all__ = [
     "ExtendRefused",
     "check",
     "check_admin_key",
+    "directors_to_index",
     "open_run",
     "pending_tables",
     "refuse_early",
+    "published_record",
     "reopen",
     "unpublished",
 ]
@@ -239,3 +242,19 @@ def unpublished(client: QservClient, database: str, tables: Iterable[str]) -> li
     counts only them; a published table's row counters are left as they are)."""
     published = Catalog.read(client, database).published_tables
     return [t for t in tables if t not in published]
+
+
+def directors_to_index(config: IngestConfig, record: RunRecord) -> list[str]:
+    """The directors whose index a publish (re)builds when commits do not build it: every director but
+    those a finished publish of this staging directory indexed already (`published_record`). Their tables
+    are published since, and take no row more, so their index stays whole: a catalog that gained tables
+    leaves it untouched, as Qserv's publish does."""
+    done = set((record.published or {}).get("indexed", []))
+    return [d.name for d in config.directors if d.name not in done]
+
+
+def published_record(config: IngestConfig, record: RunRecord) -> dict:
+    """What the run record keeps of a finished publish: when the catalog was first published, and the
+    directors whose index is whole (all of them, once publish returned)."""
+    first = record.published or {"at": now(), "database": config.database.name}
+    return {**first, "indexed": [d.name for d in config.directors]}

@@ -491,12 +491,11 @@ class Ingest:
                 self.summary.notes += publish(
                     qserv,
                     self.config.database.name,
-                    directors=[d.name for d in self.config.directors],
+                    directors=extend.directors_to_index(self.config, self.record),
                     auto_build_director_index=self.config.database.auto_build_director_index,
                 )
                 log.info("publish: done in %.1f s", time.perf_counter() - t0)
-                published = {"at": now(), "database": self.config.database.name}
-                self.record.published = self.record.published or published
+                self.record.published = extend.published_record(self.config, self.record)
                 self.record.stage("publish", time.perf_counter() - t0)
         except (LoadError, QservError) as exc:  # the ledger is consistent: say so instead of a traceback
             raise IngestError(

@@ -98,18 +98,23 @@ def _mark_czar(mariadb, database: str, tables: list[str]) -> None:
         conn.close()
 
 
-def _write(path: Path, qserv, staging: Path, database: str, tables: list[str]) -> Path:
-    return write_case01(path, qserv, staging, database, tables=tables)
+def _write(path: Path, qserv, staging: Path, database: str, tables: list[str], **settings) -> Path:
+    """case01's `tables` (`write_case01`), with `settings` of its `database:`."""
+    path = write_case01(path, qserv, staging, database, tables=tables)
+    raw = yaml.safe_load(path.read_text())
+    raw["database"].update(settings)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
 
 
-def _first_catalog(qserv, runner, tmp_path: Path, database: str) -> tuple[Path, Path]:
+def _first_catalog(qserv, runner, tmp_path: Path, database: str, **settings) -> tuple[Path, Path]:
     """Object and Filter ingested and published; returns the staging directory and the grown config."""
     staging = tmp_path / "staging"
-    first = _write(tmp_path / "old.yaml", qserv, staging, database, OLD)
+    first = _write(tmp_path / "old.yaml", qserv, staging, database, OLD, **settings)
     done = runner.ingest(first)
     assert done.returncode == 0, done.output[-3000:]
     assert _tables(qserv, database).keys() == set(OLD)
-    grown = _write(tmp_path / "grown.yaml", qserv, staging, database, OLD + ADDED)
+    grown = _write(tmp_path / "grown.yaml", qserv, staging, database, OLD + ADDED, **settings)
     return staging, grown
 
 
@@ -166,8 +171,11 @@ def test_tables_added_to_a_published_catalog(qserv, mariadb, truth, tmp_path, ru
 
 
 def test_killed_after_unpublish_resumes_published(qserv, mariadb, truth, tmp_path, runner):
+    """Killed right after the un-publish; the same command resumes. The director index is built by qdask
+    after publishing here (`auto_build_director_index: false`): Object's, built by the first publish, is
+    not built again."""
     database = "add_tables_kill"
-    _, grown = _first_catalog(qserv, runner, tmp_path, database)
+    _, grown = _first_catalog(qserv, runner, tmp_path, database, auto_build_director_index=False)
     contributions = _contributions(qserv, database)
     _mark_czar(mariadb, database, OLD)
     before = _snapshot(qserv, mariadb, database, OLD)
