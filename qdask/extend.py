@@ -191,10 +191,11 @@ def refuse_early(
     try:
         with qserv_client(config) as client:
             catalog = Catalog.read(client, config.database.name)
+            if check(catalog, config, pending_tables(ledger, setups), allowed=allowed):
+                q = config.qserv
+                check_admin_key(client, q.admin_auth_key_env, q.admin_auth_key.get_secret_value())
     except QservError as exc:
         log.info("the catalog's state in Qserv not read before planning (%s); preflight asks again", exc)
-        return
-    check(catalog, config, pending_tables(ledger, setups), allowed=allowed)
 
 
 def check_admin_key(client: QservClient, env: str, key: str) -> None:

@@ -142,9 +142,12 @@ def test_tables_added_to_a_published_catalog(qserv, mariadb, truth, tmp_path, ru
     key = runner.env.pop("QSERV_ADMIN_AUTH_KEY")
     try:
         no_key = runner.run("ingest", str(grown), "--published")
+        runner.env["QSERV_ADMIN_AUTH_KEY"] = "not-the-admin-key"
+        wrong_key = runner.run("ingest", str(grown), "--published")
     finally:
         runner.env["QSERV_ADMIN_AUTH_KEY"] = key
     _refused(no_key, "administrator's key", "set $QSERV_ADMIN_AUTH_KEY")
+    _refused(wrong_key, f"the Qserv controller at {qserv.controller_url} refused the administrator's key")
     assert _tables(qserv, database) == tables  # nothing sent: still published, no table registered
     with Ledger(staging / "ledger.sqlite") as ledger:  # nothing recorded either
         assert (ledger.run().fingerprint, len(ledger.units())) == (fingerprint, units)
