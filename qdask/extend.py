@@ -1,10 +1,11 @@
 """Adding tables to a catalog Qserv already published, by Qserv's documented path, and refusing up front
 what Qserv cannot do.
 
-Qserv's path (lsst/qserv src/replica; docs/qserv-ingest-api.md §2, §3.10): an administrator un-publishes
-the database with ``PUT /replication/config/database/:db`` (``publish=0``, ``admin_auth_key``:
-contr/HttpConfigurationModule.cc `_unpublishDatabase`). That flips the database's flag only: its tables
-stay published ("Do not unpublish individual tables", config/Configuration.cc `_publishDatabase`). New
+Qserv's path (lsst/qserv src/replica; the contract qserv-ingest-api.md §2, §3.10): an administrator
+un-publishes the database with ``PUT /replication/config/database/:db`` (``publish=0``,
+``admin_auth_key``: contr/HttpConfigurationModule.cc `_unpublishDatabase`). That flips the database's
+flag only: its tables stay published ("Do not unpublish individual tables", config/Configuration.cc
+`_publishDatabase`). New
 tables are registered (``POST /ingest/table`` refuses a published database: HttpIngestModule.cc
 `_addTable`), loaded in transactions and committed, then ``PUT /ingest/database/:db`` publishes again.
 Publishing skips every table already published (`_createMissingChunkTables`, `_removeMySQLPartitions`,
@@ -165,8 +166,8 @@ def check(
         raise ExtendRefused(
             f"database {db} is published at {catalog.url}, and this config adds table(s) "
             f"{', '.join(adding)} to it. Qserv takes new tables into a published catalog only after an "
-            "administrator un-publishes it (its published tables are left as they are, and stay "
-            f"queryable): re-run with --published and the administrator's key in ${env}. Nothing was "
+            "administrator un-publishes it (its published tables and their rows are left as they "
+            f"are): re-run with --published and the administrator's key in ${env}. Nothing was "
             "staged or sent."
         )
     if not config.qserv.admin_auth_key.get_secret_value():
