@@ -9,9 +9,8 @@ already published (but for the directors a finished publish indexed, which the d
 `qdask.extend.directors_to_index`). That run may have stopped before its build, during it, or seen it
 fail on a worker, leaving no index, a partial one or a whole one; Qserv creates the index table before
 filling it (src/replica/contr/HttpDirectorIndexModule.cc:146-176) and tells none of these apart, so the
-build is
-always sent with `rebuild=1` (drop, create, fill): the one request that ends with a complete index
-whatever came before.
+build is always sent with `rebuild=1` (drop, create, fill): the one request that ends with a complete
+index whatever came before.
 """
 
 from __future__ import annotations
