@@ -32,10 +32,23 @@ def _client(qserv) -> QservClient:
     return QservClient(qserv.controller_url, qserv.auth_key)
 
 
-def _tables(qserv, database: str) -> dict[str, tuple[bool, int]]:
-    """Qserv's tables of `database`: name → (published, publish time)."""
+def _info(qserv, database: str) -> dict:
+    """Qserv's database object of `database` (registered)."""
     with _client(qserv) as client:
         info = client.database_info(database)
+    assert info is not None, database
+    return info
+
+
+def _fingerprint(ledger: Ledger) -> str:
+    run = ledger.run()
+    assert run is not None
+    return run.fingerprint
+
+
+def _tables(qserv, database: str) -> dict[str, tuple[bool, int]]:
+    """Qserv's tables of `database`: name → (published, publish time)."""
+    info = _info(qserv, database)
     return {t["name"]: (bool(t["is_published"]), t["publish_time"]) for t in info["tables"]}
 
 
@@ -134,7 +147,7 @@ def test_tables_added_to_a_published_catalog(qserv, mariadb, truth, tmp_path, ru
     _mark_czar(mariadb, database, OLD)
     before = _snapshot(qserv, mariadb, database, OLD)
     with Ledger(staging / "ledger.sqlite") as ledger:
-        fingerprint, units = ledger.run().fingerprint, len(ledger.units())
+        fingerprint, units = _fingerprint(ledger), len(ledger.units())
 
     # refused up front: no --published; then --published without the admin key
     no_flag = runner.ingest(grown)
@@ -150,7 +163,7 @@ def test_tables_added_to_a_published_catalog(qserv, mariadb, truth, tmp_path, ru
     _refused(wrong_key, f"the Qserv controller at {qserv.controller_url} refused the administrator's key")
     assert _tables(qserv, database) == tables  # nothing sent: still published, no table registered
     with Ledger(staging / "ledger.sqlite") as ledger:  # nothing recorded either
-        assert (ledger.run().fingerprint, len(ledger.units())) == (fingerprint, units)
+        assert (_fingerprint(ledger), len(ledger.units())) == (fingerprint, units)
 
     added = runner.run("ingest", str(grown), "--published")
     assert added.returncode == 0, added.output[-3000:]
@@ -164,8 +177,7 @@ def test_tables_added_to_a_published_catalog(qserv, mariadb, truth, tmp_path, ru
     assert _contributions(qserv, database) & contributions == contributions  # the old ones, all kept
     assert {table for table, _ in grown_by} == set(ADDED)  # nothing of Object or Filter sent again
     assert _snapshot(qserv, mariadb, database, OLD) == before
-    with _client(qserv) as client:
-        assert client.database_info(database)["is_published"]
+    assert _info(qserv, database)["is_published"]
 
     again = runner.run("ingest", str(grown), "--published")  # nothing left: no un-publish, no change
     assert again.returncode == 0, again.output[-3000:]
@@ -184,16 +196,14 @@ def test_killed_after_unpublish_resumes_published(qserv, mariadb, truth, tmp_pat
     before = _snapshot(qserv, mariadb, database, OLD)
     killed = runner.run("ingest", str(grown), "--published", kill_at="unpublish.answered:1")
     assert killed.killed and any("unpublish.answered" in f for f in killed.fired), killed.output[-3000:]
-    with _client(qserv) as client:
-        assert not client.database_info(database)["is_published"]
+    assert not _info(qserv, database)["is_published"]
     assert all(_tables(qserv, database)[t][0] for t in OLD)  # un-publishing leaves the tables published
 
     resumed = Runner(qserv, tmp_path / "resumed").run("ingest", str(grown), "--published")
     assert resumed.returncode == 0, resumed.output[-3000:]
     _clean(resumed)
     assert _exact(qserv, truth, grown, database) == []
-    with _client(qserv) as client:
-        assert client.database_info(database)["is_published"]
+    assert _info(qserv, database)["is_published"]
     assert _contributions(qserv, database) & contributions == contributions
     assert {table for table, _ in _contributions(qserv, database) - contributions} == set(ADDED)
     assert _snapshot(qserv, mariadb, database, OLD) == before
@@ -227,8 +237,8 @@ def test_new_files_of_a_published_table_are_refused(qserv, mariadb, truth, tmp_p
     _clean(refused)
     says = "table(s) Filter of database add_tables_append are published in Qserv"
     assert refused.output.count(says) == 1 and "cannot append rows to a published table" in refused.output
+    assert _info(qserv, database)["is_published"]
     with _client(qserv) as client:
-        assert client.database_info(database)["is_published"]
         assert client.list_transactions(database) == transactions
     with Ledger(tmp_path / "staging" / "ledger.sqlite") as ledger:
         assert len(ledger.units()) == units
