@@ -460,8 +460,14 @@ class Ingest:
         t0 = time.perf_counter()
         work = work_left(self.config, self.ledger, list(self.setups.values()), self.record)
         with qserv_client(self.config) as qserv:
-            czar, extending = czar_for(self.config), self.published
-            passed = preflight(self.config, qserv, czar, work, stage_only=stage_only, published=extending)
+            passed = preflight(
+                self.config,
+                qserv,
+                czar_for(self.config),
+                work,
+                stage_only=stage_only,
+                published=self.published,
+            )
         for line in passed:
             log.info("preflight: %s", line)
         log.info("preflight: %d check(s) passed in %.1f s", len(passed), time.perf_counter() - t0)
