@@ -46,10 +46,11 @@ __all__ = [
     "check",
     "check_admin_key",
     "directors_to_index",
+    "loaded_here",
     "open_run",
     "pending_tables",
-    "refuse_early",
     "published_record",
+    "refuse_early",
     "reopen",
     "unpublished",
 ]
