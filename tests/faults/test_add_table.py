@@ -186,9 +186,10 @@ def test_tables_added_to_a_published_catalog(qserv, mariadb, truth, tmp_path, ru
 
 
 def test_killed_after_unpublish_resumes_published(qserv, mariadb, truth, tmp_path, runner):
-    """Killed right after the un-publish; the same command resumes. The director index is built by qdask
-    after publishing here (`auto_build_director_index: false`): Object's, built by the first publish, is
-    not built again."""
+    """Killed right after the un-publish; meanwhile a run from another staging directory is refused (the
+    catalog's transactions name their owner); the same command resumes. The director index is built by
+    qdask after publishing here (`auto_build_director_index: false`): Object's, built by the first publish,
+    is not built again."""
     database = "add_tables_kill"
     _, grown = _first_catalog(qserv, runner, tmp_path, database, auto_build_director_index=False)
     contributions = _contributions(qserv, database)
@@ -198,6 +199,15 @@ def test_killed_after_unpublish_resumes_published(qserv, mariadb, truth, tmp_pat
     assert killed.killed and any("unpublish.answered" in f for f in killed.fired), killed.output[-3000:]
     assert not _info(qserv, database)["is_published"]
     assert all(_tables(qserv, database)[t][0] for t in OLD)  # un-publishing leaves the tables published
+
+    # while it is unpublished, a run from another staging directory is refused by the ownership rule
+    other = _write(tmp_path / "b" / "grown.yaml", qserv, tmp_path / "b" / "staging", database, OLD + ADDED)
+    intruder = Runner(qserv, tmp_path / "intruder").run("ingest", str(other), "--published")
+    assert intruder.returncode == 1, intruder.output[-3000:]
+    _clean(intruder)
+    assert f"database {database} is being loaded by another run" in intruder.output
+    assert not (tmp_path / "b" / "staging" / "contributions").exists()  # refused before staging
+    assert _contributions(qserv, database) == contributions
 
     resumed = Runner(qserv, tmp_path / "resumed").run("ingest", str(grown), "--published")
     assert resumed.returncode == 0, resumed.output[-3000:]
