@@ -169,16 +169,18 @@ def ingest(
     console: Console | None = None,
     progress_every: float | None = None,
     take_over: bool = False,
+    published: bool = False,
 ) -> IngestSummary:
     """Ingest `config`'s catalog (resuming whatever an earlier run left), as `qdask ingest` does.
 
     `client`: run the Dask tasks on this client (yours, left open; as hats-import's
     `pipeline_with_client`), instead of the cluster the config's ``cluster:`` describes. `console`: where
-    progress goes (default: stderr). `take_over`: as `qdask ingest --take-over`. Returns the summary
+    progress goes (default: stderr). `take_over`, `published`: as `qdask ingest --take-over`,
+    `--published` (add the config's new tables to the published catalog). Returns the summary
     (`summary.verify` holds the verify report).
     """
     driver, _ = prepare(config, client=client, console=console, progress_every=progress_every)
-    driver.take_over = take_over
+    driver.take_over, driver.published = take_over, published
     return driver.run(stage_only=stage_only, verify_after=verify)
 
 

@@ -366,6 +366,12 @@ def _config(path: str, **overrides):
     help="Adopt what another qdask run whose staging directory is lost committed to the database "
     "(rebuilt from the transactions' contexts in Qserv), instead of refusing to load beside it.",
 )
+@click.option(
+    "--published",
+    is_flag=True,
+    help="Add the config's new tables to the catalog this staging directory published: un-publish it "
+    "(administrator's key, $qserv.admin_auth_key_env), load them, publish again.",
+)
 @json_option
 @progress_option
 @log_options
@@ -380,6 +386,7 @@ def ingest_command(
     stage_only,
     no_verify,
     take_over,
+    published,
     as_json,
 ) -> None:
     """Ingest the catalog CONFIG describes into Qserv; re-run the same command to resume after any stop.
@@ -387,6 +394,7 @@ def ingest_command(
     Prints the plan, the Dask dashboard link, each stage's progress (live bars on a terminal, a line
     every --progress-every seconds elsewhere) and a summary, and writes the run report
     <staging>/report.html. A resumed run says what it reuses. Exit status 3 when verification fails.
+    Tables added to the config of a published catalog are loaded with --published (docs/recovery.md).
     """
     from qdask import api
     from qdask.progress import print_memory_plan, print_summary, print_verify_report
@@ -401,7 +409,7 @@ def ingest_command(
         cluster=cluster_kind,
     )
     driver, memory_plan = api.prepare(cfg)
-    driver.take_over = take_over
+    driver.take_over, driver.published = take_over, published
     driver.show_plan()
     print_memory_plan(memory_plan)
     summary = driver.run(stage_only=stage_only, verify_after=not no_verify)

@@ -30,7 +30,7 @@ from typing import Any
 from distributed import Client
 from rich.console import Console
 
-from qdask import faultpoints
+from qdask import extend, faultpoints
 from qdask.cluster import open_client
 from qdask.config import IngestConfig
 from qdask.counts import RowCounts, loaded_rows, total
@@ -161,11 +161,15 @@ class Ingest:
         client: Client | None = None,
         progress_every: float | None = None,
         take_over: bool = False,
+        published: bool = False,
     ):
         """`take_over`: adopt the transactions of another qdask run whose staging directory is lost
-        (`qdask ingest --take-over`, `stages.ownership.take_over`) instead of refusing to load beside them."""
+        (`qdask ingest --take-over`, `stages.ownership.take_over`) instead of refusing to load beside them.
+        `published`: add the config's new tables to the catalog this staging directory published
+        (`qdask ingest --published`, `qdask.extend`; the administrator's key un-publishes it first)."""
         self.config = config
         self.take_over = take_over
+        self.published = published
         self.console = console or Console(stderr=True)
         self.client = client
         self.progress_every = progress_every
@@ -216,7 +220,7 @@ class Ingest:
 
     def _run_locked(self, *, stage_only: bool, verify_after: bool) -> IngestSummary:
         try:
-            self._open_run()
+            self._open_run(stage_only)
             self.record.begin(workers=self.config.cluster.worker_count if self.client is None else None)
         except (OSError, sqlite3.Error) as exc:
             if (error := as_staging_error(exc, self.staging)) is None:
@@ -243,19 +247,23 @@ class Ingest:
             if outcome != "interrupted":
                 self._write_report()
 
-    def _open_run(self) -> None:
-        """Open (or resume) this config's run in the ledger, record its units and apply changed policies."""
+    def _open_run(self, stage_only: bool = False) -> None:
+        """Open (or resume) this config's run in the ledger (a config that gained tables is accepted:
+        `qdask.extend`), record its units and apply changed policies. What a published catalog cannot take
+        is refused before the ledger records anything of it."""
         resumed = self.ledger.run() is not None
+        if not self.setups:
+            self.plan()
+        if not stage_only:
+            extend.refuse_early(self.config, self.ledger, self.setups.values(), allowed=self.published)
         try:
-            run = self.ledger.open_run(fingerprint(self.config))
+            run = extend.open_run(self.ledger, self.config, fingerprint)
         except (LedgerError, sqlite3.Error) as exc:
             raise IngestError(
                 f"{exc}; or `qdask reset CONFIG` to start over in this staging directory"
             ) from exc
         self.summary.run_id, self.summary.resumed = run.run_id, resumed
         log.info("run %s: staging in %s", run.run_id, self.config.staging.directory)
-        if not self.setups:
-            self.plan()
         self.ledger.plan_units(
             Unit(u.unit_id, u.table, u.to_dict(), UnitStatus.PLANNED, u.est_rows, u.est_bytes)
             for s in self.setups.values()
@@ -302,7 +310,8 @@ class Ingest:
         if is_published(qserv, db):
             return
         t0 = time.perf_counter()
-        problems = counter_problems(qserv, self.ledger, db, [t.name for t in self.config.tables])
+        tables = extend.unpublished(qserv, db, [t.name for t in self.config.tables])  # what this run loads
+        problems = counter_problems(qserv, self.ledger, db, tables)
         self.record.stage("counters", time.perf_counter() - t0)
         if problems:
             more = f"\n  … {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -319,7 +328,14 @@ class Ingest:
         t0 = time.perf_counter()
         work = work_left(self.config, self.ledger, list(self.setups.values()), self.record)
         with qserv_client(self.config) as qserv:
-            passed = preflight(self.config, qserv, czar_for(self.config), work, stage_only=stage_only)
+            passed = preflight(
+                self.config,
+                qserv,
+                czar_for(self.config),
+                work,
+                stage_only=stage_only,
+                published=self.published,
+            )
         for line in passed:
             log.info("preflight: %s", line)
         log.info("preflight: %d check(s) passed in %.1f s", len(passed), time.perf_counter() - t0)
@@ -341,18 +357,19 @@ class Ingest:
         try:
             with qserv_client(self.config) as qserv:
                 qserv.check_version()
+                if self.published:  # tables added to a published catalog: un-publish it first
+                    self.summary.notes += extend.reopen(qserv, self.config, self.ledger)
                 self._load(qserv)
                 self._check_counters(qserv)
                 t0 = time.perf_counter()
                 self.summary.notes += publish(
                     qserv,
                     self.config.database.name,
-                    directors=[d.name for d in self.config.directors],
+                    directors=extend.directors_to_index(self.config, self.record),
                     auto_build_director_index=self.config.database.auto_build_director_index,
                 )
                 log.info("publish: done in %.1f s", time.perf_counter() - t0)
-                published = {"at": now(), "database": self.config.database.name}
-                self.record.published = self.record.published or published
+                self.record.published = extend.published_record(self.config, self.record)
                 self.record.stage("publish", time.perf_counter() - t0)
         except (LoadError, QservError) as exc:  # the ledger is consistent: say so instead of a traceback
             raise IngestError(

@@ -101,6 +101,11 @@ class LedgerBase:
             raise FingerprintMismatch(self.path, row["fingerprint"], fingerprint)
         return Run(row["run_id"], row["fingerprint"], row["created"])
 
+    def refingerprint(self, old: str, new: str) -> None:
+        """The run's config became `new` (`qdask.extend`: it gained tables); only if it still is `old`."""
+        with self._write() as db:
+            db.execute("UPDATE run SET fingerprint = ? WHERE fingerprint = ?", (new, old))
+
     def run(self) -> Run | None:
         """The recorded run without checking a fingerprint (for ``qdask status``)."""
         row = self._db.execute("SELECT run_id, fingerprint, created FROM run").fetchone()

@@ -91,6 +91,16 @@ class QservClient(Transport):
         key = admin_key.get_secret_value() if isinstance(admin_key, SecretStr) else str(admin_key)
         self.call("DELETE", path, since=12, body={"admin_auth_key": key}, slow=True)
 
+    def unpublish_database(self, database: str, *, admin_key: SecretStr | str) -> dict:
+        """`PUT /replication/config/database/:db` with `publish=0` (§3.10): the database takes tables again;
+        its tables stay published (src/replica/config/Configuration.cc, _publishDatabase: "Do not
+        unpublish individual tables"). Administrator's key only (HttpConfigurationModule.cc,
+        _unpublishDatabase). Returns the database object."""
+        path = f"/replication/config/database/{_seg(database)}"
+        key = admin_key.get_secret_value() if isinstance(admin_key, SecretStr) else str(admin_key)
+        answer = self.call("PUT", path, since=12, body={"admin_auth_key": key, "publish": 0})
+        return answer["config"]["databases"][database]
+
     def register_table(
         self,
         database: str,

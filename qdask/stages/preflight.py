@@ -13,8 +13,10 @@ In order:
    reads a parameter (src/http/Module.cc:38-42 `enforceAuthorization`, then src/replica/contr/
    HttpIngestConfigModule.cc:141 `body().required("database")`), so a wrong key is refused and a right one
    ends at the missing parameter; nothing is changed either way.
-4. **database** — already published while this run still has rows to load: Qserv cannot add rows to a
-   published catalog, so the run is refused before anything is staged.
+4. **database** — already published while this run still has rows to load: a catalog another staging
+   directory loaded is refused; to the one this staging directory loaded, new tables are added with
+   ``--published`` and the administrator's key (checked here, `qdask.extend`), and rows for a table Qserv
+   shows published are refused (Qserv cannot append to a published table), before anything is staged.
 5. **czar** — the czar accepts a connection (host, port, user, password), and a DSN that names a
    database names this config's.
 
@@ -28,8 +30,8 @@ import dataclasses
 import logging
 import os
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pymysql
@@ -37,6 +39,7 @@ from dask.utils import format_bytes
 
 from qdask.config import IngestConfig
 from qdask.errors import QdaskError
+from qdask.extend import Catalog, check, check_admin_key, loaded_here, pending_tables
 from qdask.ledger import Ledger
 from qdask.qserv import QservClient, QservError
 from qdask.qserv.czar import Czar, describe_error
@@ -65,6 +68,8 @@ class Work:
 
     staging_bytes: int  # estimated shard + contribution bytes still to write (0: staging is done)
     to_load: bool  # rows still to load into Qserv (anything not yet loaded)
+    pending: Mapping[str, int] = field(default_factory=dict)  # tables with rows to load (`extend`)
+    loaded_here: bool = False  # this staging directory loaded rows into Qserv
 
 
 def work_left(config: IngestConfig, ledger: Ledger, setups: Sequence[TableSetup], record: RunRecord) -> Work:
@@ -73,8 +78,9 @@ def work_left(config: IngestConfig, ledger: Ledger, setups: Sequence[TableSetup]
     anything is still to load."""
     todo = ledger.units_to_partition()
     to_load = bool(todo or ledger.chunks_to_collect() or ledger.files_to_load())
+    pending, here = pending_tables(ledger, setups), loaded_here(ledger)
     if not todo:
-        return Work(0, to_load)
+        return Work(0, to_load, pending, here)
     from qdask.estimate import estimate
 
     try:
@@ -83,11 +89,11 @@ def work_left(config: IngestConfig, ledger: Ledger, setups: Sequence[TableSetup]
         )
     except Exception as exc:  # noqa: BLE001 - advisory: a bad input is reported by partition, by unit
         log.info("preflight: no staging estimate (%s); the free space is not checked", exc)
-        return Work(0, to_load)
+        return Work(0, to_load, pending, here)
     total = sum(u.est_bytes or 0 for s in setups for u in s.units)
     left = sum(u.est_bytes or 0 for u in todo)
     share = left / total if total else 1.0
-    return Work(round(found.staging_bytes * share), to_load)
+    return Work(round(found.staging_bytes * share), to_load, pending, here)
 
 
 def preflight(
@@ -97,14 +103,16 @@ def preflight(
     work: Work,
     *,
     stage_only: bool = False,
+    published: bool = False,
 ) -> list[str]:
-    """Run the checks in order; return one line per check passed, or raise `PreflightError`."""
+    """Run the checks in order; return one line per check passed, or raise `PreflightError` (or
+    `extend.ExtendRefused`). `published`: new tables may be added to a published catalog."""
     passed = [check_staging(Path(config.staging.directory), work.staging_bytes)]
     if stage_only:
         return passed
     passed.append(check_controller(client))
     passed.append(check_auth_key(client, config.qserv.auth_key_env))
-    passed.append(check_database(client, config.database.name, work.to_load))
+    passed.append(check_database(client, config, work, published=published))
     passed.append(check_czar(czar, config.database.name))
     return passed
 
@@ -189,27 +197,33 @@ def check_auth_key(client: QservClient, key_env: str) -> str:
     return f"auth key (${key_env}): accepted by {url}"
 
 
-def check_database(client: QservClient, database: str, to_load: bool) -> str:
-    """A database Qserv shows published takes no more rows: refused when this run has rows to load."""
+def check_database(client: QservClient, config: IngestConfig, work: Work, *, published: bool = False) -> str:
+    """A database Qserv shows published takes no rows from another staging directory; the one this
+    staging directory loaded takes new tables with `published` and the admin key (`extend.check`)."""
     url = client.controller_url
+    database = config.database.name
     try:
-        info = client.database_info(database)
+        catalog = Catalog.read(client, database)
     except QservTransportError as exc:
         raise PreflightError(f"the Qserv controller at {url} cannot be reached ({exc.error})") from None
     except QservError as exc:
         raise PreflightError(
             f"the Qserv controller at {url} cannot list its databases: {exc.error}"
         ) from None
-    if info is None:
+    if not catalog.registered:
         return f"database {database}: not registered yet at {url}"
-    published = bool(info.get("is_published"))
-    if published and to_load:
+    if work.loaded_here and (added := check(catalog, config, work.pending, allowed=published)):
+        q = config.qserv
+        check_admin_key(client, q.admin_auth_key_env, q.admin_auth_key.get_secret_value())
+        return f"{added}; administrator's key (${q.admin_auth_key_env}) accepted by {url}"
+    if catalog.published and work.to_load:
         raise PreflightError(
             f"database {database} is already published at {url}, and this run has rows still to load: Qserv "
             "cannot add rows to a published catalog. Use another database name (database.name), or drop "
             "the published one first; nothing was staged or sent."
         )
-    return f"database {database}: {'published' if published else 'registered, not published'} at {url}"
+    state = "published" if catalog.published else "registered, not published"
+    return f"database {database}: {state} at {url}"
 
 
 def check_czar(czar: Czar, database: str) -> str:

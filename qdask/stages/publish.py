@@ -5,11 +5,12 @@ whose answer was lost is settled by asking Qserv again rather than by sending it
 
 When Qserv does not build the director indexes at each commit (`auto_build_director_index: false`),
 they are built here, after publishing, on every run that reaches this stage — also when an earlier run
-already published. That run may have stopped before its build, during it, or seen it fail on a worker,
-leaving no index, a partial one or a whole one; Qserv creates the index table before filling it
-(src/replica/contr/HttpDirectorIndexModule.cc:146-176) and tells none of these apart, so the build is
-always sent with `rebuild=1` (drop, create, fill): the one request that ends with a complete index
-whatever came before.
+already published (but for the directors a finished publish indexed, which the driver leaves out:
+`qdask.extend.directors_to_index`). That run may have stopped before its build, during it, or seen it
+fail on a worker, leaving no index, a partial one or a whole one; Qserv creates the index table before
+filling it (src/replica/contr/HttpDirectorIndexModule.cc:146-176) and tells none of these apart, so the
+build is always sent with `rebuild=1` (drop, create, fill): the one request that ends with a complete
+index whatever came before.
 """
 
 from __future__ import annotations

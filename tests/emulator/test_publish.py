@@ -267,7 +267,7 @@ def test_generated_columns_read_through_the_czar(qserv):
     api.ok(
         api.put(f"/replication/config/database/{db}", {"admin_auth_key": qserv.admin_auth_key, "publish": 0})
     )
-    api.ok(api.put(f"/ingest/database/{db}"))  # re-publish rebuilds the view in place
+    api.ok(api.put(f"/ingest/database/{db}"))  # re-publish leaves the published table's view as it is
     with qserv.czar_connect(db) as conn, conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM G")
         assert cur.fetchone() == (6,)

@@ -121,7 +121,7 @@ class DatabaseServices(ControllerModule):
         await self._remove_partitions(db)
         await self._build_empty_chunks(db, force=True)
         await self.ctx.publish_in_config(db)
-        await self.ctx.czar.publish(name)
+        await self.ctx.czar.publish(name, [t.name for t in tables])  # the tables published now
         return {"database": database_json(self.ctx, name)}
 
     async def _create_missing_chunk_tables(self, db: Database) -> None:

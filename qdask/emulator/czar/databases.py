@@ -3,13 +3,17 @@
 Each partitioned table is a MERGE table over its chunk tables ``<T>_<chunk>`` on every worker
 (overlap tables are not part of a table's rows, as in Qserv); each regular table is a MERGE table over
 one worker's copy (every worker holds the same rows), so it reads as itself. Tables with generated
-columns, which MERGE cannot carry, become ``UNION ALL`` views instead. The czar database is
-rebuilt at every publish and dropped with the catalog. Clients read it through the czar front end
+columns, which MERGE cannot carry, become ``UNION ALL`` views instead. Each publish creates the tables it
+publishes; tables published before are left as they are (Qserv's ``_publishDatabaseInMaster`` skips them,
+HttpIngestModule.cc:1126-1150, so a catalog that gained tables keeps its old ones untouched). The czar
+database is dropped with the catalog. Clients read it through the czar front end
 (``frontend.py``), which holds them to Qserv's SQL and turns Qserv's chunk dispatch into predicates
 on each table's ``chunkId``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import pymysql
 
@@ -28,17 +32,18 @@ class Czar:
     def dbname(self, db: str) -> str:
         return self.prefix + db
 
-    async def publish(self, db: str) -> None:
-        """(Re)create the czar database of ``db`` from what the workers hold now."""
-        await self.pool.run(self._build, db)
+    async def publish(self, db: str, tables: Iterable[str]) -> None:
+        """Create the czar database of ``db`` (if new) and in it the tables ``tables`` being published,
+        from what the workers hold now."""
+        await self.pool.run(self._build, db, set(tables))
 
-    def _build(self, conn, db: str) -> None:
+    def _build(self, conn, db: str, publishing: set[str]) -> None:
         czar_db = self.dbname(db)
         tables = self.state.db_tables(db)
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {qid(czar_db)}")
             for t in tables:
-                if not t.is_published:
+                if not t.is_published or t.name not in publishing:
                     continue
                 members = self._members(conn, db, t)
                 first_worker = min(self.nodes)
