@@ -208,6 +208,56 @@ def plain_load(
     return Measure(out["wall"], out["cpu"], sum(loaded))
 
 
+class TimedClient(QservClient):
+    """The load's client, timing each call it makes (seconds per kind) and keeping the stand-in's own
+    times of each contribution (create, start, read, load in ms), for the breakdown of a qdask load."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: dict[str, list[float]] = {}
+        self.contribs: list[dict] = []
+        self._calls_lock = threading.Lock()
+
+    def _timed(self, kind: str, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with self._calls_lock:
+                self.calls.setdefault(kind, []).append(time.perf_counter() - t0)
+
+    def begin_transaction(self, *args, **kwargs):
+        return self._timed("begin", super().begin_transaction, *args, **kwargs)
+
+    def allocate_chunks(self, *args, **kwargs):
+        return self._timed("allocate", super().allocate_chunks, *args, **kwargs)
+
+    def commit_transaction(self, *args, **kwargs):
+        return self._timed("commit", super().commit_transaction, *args, **kwargs)
+
+    def ingest_csv(self, *args, **kwargs):
+        answer = self._timed("ingest_csv", super().ingest_csv, *args, **kwargs)
+        with self._calls_lock:
+            self.contribs.append(answer.raw)
+        return answer
+
+    def breakdown(self) -> str:
+        """Seconds summed per call kind, and the stand-in's median per contribution (ms): receive (start →
+        read: upload and row prefixing) and load (read → load: chunk tables, partitions, LOAD DATA)."""
+        parts = [f"{k} {sum(v):.2f} s/{len(v)}" for k, v in self.calls.items()]
+        if self.contribs:
+            med = {
+                what: np.median([c[b] - c[a] for c in self.contribs])
+                for what, a, b in (("receive", "start_time", "read_time"), ("load", "read_time", "load_time"))
+            }
+            per = np.median(self.calls["ingest_csv"]) * 1e3
+            parts.append(
+                f"per contribution (median ms): driver {per:.0f}, stand-in receive {med['receive']:.0f}, "
+                f"load {med['load']:.0f}"
+            )
+        return "; ".join(parts)
+
+
 def qdask_load(
     controller: str,
     files: list[ChunkFile],
@@ -219,7 +269,7 @@ def qdask_load(
 ) -> Measure:
     """(b) the load stage: a fresh database in the stand-in, a fresh ledger, `Loader.run`."""
     db = f"qdask_{run}"
-    client = QservClient(controller, AUTH_KEY)
+    client = TimedClient(controller, AUTH_KEY)
     client.register_database(db, *LAYOUT)
     client.register_table(
         db,
@@ -250,6 +300,7 @@ def qdask_load(
     with spy, measured(cpu, out):
         summary = Loader(client, ledger, settings).run(files)
     ledger.close()
+    print(f"  qdask {run}: {client.breakdown()}")
     client.delete_database(db)
     client.close()
     return Measure(out["wall"], out["cpu"], summary.rows)
