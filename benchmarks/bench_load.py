@@ -27,11 +27,14 @@ import json
 import os
 import platform
 import queue
+import shutil
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +47,7 @@ from qdask.ledger import ChunkFile, Ledger, shards_digest
 from qdask.mariadb import PrivateMariaDB
 from qdask.qserv import QservClient
 from qdask.sky.chunker import Chunker
-from qdask.stages.load import Loader, LoadSettings
+from qdask.stages.load import Loader, LoadSettings, plan_transactions
 from qdask.tsv import write_tsv
 
 AUTH_KEY = "bench-load-key"
@@ -258,6 +261,47 @@ class TimedClient(QservClient):
         return "; ".join(parts)
 
 
+def register(client: QservClient, db: str) -> None:
+    client.register_database(db, *LAYOUT)
+    client.register_table(
+        db,
+        TABLE,
+        COLUMNS,
+        is_partitioned=True,
+        director_key="objectId",
+        latitude_key="decl",
+        longitude_key="ra",
+        charset_name=CHARSET,
+    )
+
+
+def floor_load(
+    controller: str, files: list[ChunkFile], args: argparse.Namespace, cpu: Cpu, run: int
+) -> Measure:
+    """(c) the thinnest client of the same protocol, the floor any Qserv client has against this server:
+    the same transactions (`plan_transactions`), bulk allocation, ``--concurrency`` threads posting
+    ``/ingest/csv`` (no ledger, no checks, no hashing, no per-worker bound), commit after each."""
+    db = f"floor_{run}"
+    client = QservClient(controller, AUTH_KEY)
+    register(client, db)
+    rows = 0
+    out: dict = {}
+    with measured(cpu, out), ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+        for group in plan_transactions(files, 100, 10 << 30):
+            tid = client.begin_transaction(db).id
+            where = client.allocate_chunks([f.chunk_id for f in group], transaction_id=tid)
+
+            def send(f: ChunkFile, tid: int = tid, where: dict = where) -> int:
+                answer = client.ingest_csv(where[f.chunk_id], tid, TABLE, f.path, chunk=f.chunk_id)
+                return answer.num_rows_loaded
+
+            rows += sum(pool.map(send, group))
+            client.commit_transaction(tid)
+    client.delete_database(db)
+    client.close()
+    return Measure(out["wall"], out["cpu"], rows)
+
+
 def qdask_load(
     controller: str,
     files: list[ChunkFile],
@@ -270,17 +314,7 @@ def qdask_load(
     """(b) the load stage: a fresh database in the stand-in, a fresh ledger, `Loader.run`."""
     db = f"qdask_{run}"
     client = TimedClient(controller, AUTH_KEY)
-    client.register_database(db, *LAYOUT)
-    client.register_table(
-        db,
-        TABLE,
-        COLUMNS,
-        is_partitioned=True,
-        director_key="objectId",
-        latitude_key="decl",
-        longitude_key="ra",
-        charset_name=CHARSET,
-    )
+    register(client, db)
     ledger = Ledger(ledger_dir / f"ledger-{run}-{uuid.uuid4().hex[:6]}.sqlite")
     ledger.open_run("sha256:bench", run_id=f"bench-{run}")
     ledger.record_chunk_files(files)
@@ -308,13 +342,34 @@ def qdask_load(
 
 @contextmanager
 def profile_with_py_spy(prefix: Path, pids: dict[str, int]):
-    from benchmarks.suite.endtoend import py_spy
+    """py-spy on each process while the block runs, only threads holding the GIL (`--gil`: Python CPU,
+    not waits); collapsed stacks in ``<prefix>-<name>.txt``, the top leaves printed."""
+    from benchmarks.suite.endtoend import summarise_stacks
 
+    exe = shutil.which("py-spy")
+    if exe is None:
+        print("  (py-spy not found: no profile)")
+        yield
+        return
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    with py_spy(pids, prefix) as found:
-        yield found
-    for name, top in found.items():
-        print(f"  py-spy {name}: " + ", ".join(f"{leaf} {share:.0%}" for leaf, share in top[:6]))
+    procs = {
+        name: subprocess.Popen(
+            [exe, "record", "-p", str(pid), "-o", f"{prefix}-{name}.txt", "--format", "raw", "-r", "100"]
+            + ["--nonblocking", "--gil"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+    }
+    try:
+        yield
+    finally:
+        for proc in procs.values():
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+    for name in pids:
+        top = summarise_stacks(Path(f"{prefix}-{name}.txt"), top=8)
+        print(f"  py-spy --gil {name}: " + ", ".join(f"{leaf} {share:.0%}" for leaf, share in top))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -328,6 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2, help="the stand-in's workers")
     p.add_argument("--repeat", type=int, default=2, help="interleaved pairs (plain, qdask)")
     p.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "qdask-bench-load")
+    p.add_argument("--floor", action="store_true", help="(c) also the thinnest /ingest/csv client")
     p.add_argument("--profile", type=Path, help="py-spy the driver and stand-in in the last qdask load")
     args = p.parse_args(argv)
 
@@ -350,7 +406,10 @@ def main(argv: list[str] | None = None) -> None:
                 a = plain_load(server, files, args.concurrency, cpu, i)
                 last = i == args.repeat - 1
                 b = qdask_load(controller, files, args, cpu, i, Path(ledgers), args.profile if last else None)
-                for kind, m in (("plain", a), ("qdask", b)):
+                loads = [("plain", a), ("qdask", b)]
+                if args.floor:
+                    loads.append(("floor", floor_load(controller, files, args, cpu, i)))
+                for kind, m in loads:
                     if m.rows != total_rows:
                         raise RuntimeError(f"{kind} loaded {m.rows} rows, not {total_rows}")
                     rows.append((kind, i, m))
@@ -387,6 +446,14 @@ def report(rows: list[tuple[str, int, Measure]], total_mb: float, args: argparse
         f"best-of: {min(plain) / min(ours):.2f}; median wall plain {np.median(plain):.2f} s, "
         f"qdask {np.median(ours):.2f} s"
     )
+    floor = [m.wall for k, _, m in rows if k == "floor"]
+    if floor:
+        print(
+            "ratio floor/plain per pair: "
+            + ", ".join(f"{a / c:.2f}" for a, c in zip(plain, floor, strict=True))
+            + ";"
+            f" qdask/floor per pair: {', '.join(f'{c / b:.2f}' for b, c in zip(ours, floor, strict=True))}"
+        )
     print(f"# load average after: {os.getloadavg()}")
 
 
