@@ -396,7 +396,9 @@ def main(argv: list[str] | None = None) -> None:
         proc, controller, _ = start_emulator(
             server.dsn, workers=args.workers, auth_key=AUTH_KEY, instance="qdask_bench_load"
         )
-        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+        out = proc.stdout
+        assert out is not None
+        threading.Thread(target=lambda: [None for _ in out], daemon=True).start()  # never let it block
         args.standin_pid = proc.pid
         try:
             assert server._proc is not None
