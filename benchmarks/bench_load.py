@@ -72,6 +72,8 @@ COLUMNS: list[tuple[str, str]] = [
     ("subChunkId", "INT NOT NULL"),
 ]
 PLAIN_OPTIONS = "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+LOAD_OPTIONS = f"CHARACTER SET {CHARSET} {PLAIN_OPTIONS}"
+PARTITION_7 = "(PARTITION p7 VALUES IN (7))"
 
 
 # -- contribution files ----------------------------------------------------------------------------
@@ -372,6 +374,83 @@ def profile_with_py_spy(prefix: Path, pids: dict[str, int]):
         print(f"  py-spy --gil {name}: " + ", ".join(f"{leaf} {share:.0%}" for leaf, share in top))
 
 
+def statements(server: PrivateMariaDB, files: list[ChunkFile]) -> None:
+    """What a worker's MariaDB does per contribution to a new chunk (``IngestFileSvc::loadDataIntoTable``:
+    chunk and overlap tables created LIKE the prototype, partition ``p<T>`` added to both, the dummy
+    tables' no-op creates, then LOAD DATA), against a plain loader's one CREATE and LOAD DATA LOCAL: wall
+    ms and mariadbd CPU ms per contribution, each statement kind run once per file."""
+    from qdask.emulator.records import Column
+    from qdask.emulator.storage import table_ddl
+
+    assert server._proc is not None
+    proc = psutil.Process(server._proc.pid)
+    conn = server.connect()
+    cur = conn.cursor()
+    cols = [Column("qserv_trans_id", "INT NOT NULL")] + [Column(n, t) for n, t in COLUMNS]
+    plain_cols = ",".join(f"`{n}` {t}" for n, t in COLUMNS)
+    for db in ("stmt_w", "stmt_p"):
+        cur.execute(f"DROP DATABASE IF EXISTS {db}")
+        cur.execute(f"CREATE DATABASE {db}")
+    cur.execute(table_ddl("stmt_w", TABLE, cols, CHARSET, ""))
+    cur.execute(f"CREATE TABLE stmt_p.{TABLE} ({plain_cols}) ENGINE=MyISAM DEFAULT CHARSET={CHARSET}")
+    prefixed = []
+    for f in files:  # what the worker's ingest service writes: each row prefixed with the transaction id
+        out = Path(f.path).with_suffix(".prefixed")
+        if not out.exists():
+            out.write_bytes(b"".join(b"7\t" + row + b"\n" for row in Path(f.path).read_bytes().splitlines()))
+        prefixed.append(out)
+    o = ("", "FullOverlap")
+    kinds = [
+        (
+            "plain: CREATE TABLE (not timed in (a))",
+            lambda i, f: cur.execute(f"CREATE TABLE stmt_p.T_{i} LIKE stmt_p.{TABLE}"),
+        ),
+        (
+            "plain: LOAD DATA LOCAL INFILE",
+            lambda i, f: cur.execute(
+                f"LOAD DATA LOCAL INFILE '{f.path}' INTO TABLE stmt_p.T_{i} {LOAD_OPTIONS}"
+            ),
+        ),
+        (
+            "worker: CREATE TABLE LIKE chunk + overlap",
+            lambda i, f: [
+                cur.execute(f"CREATE TABLE IF NOT EXISTS stmt_w.{TABLE}{x}_{i} LIKE stmt_w.{TABLE}")
+                for x in o
+            ],
+        ),
+        (
+            "worker: CREATE TABLE IF NOT EXISTS dummies",
+            lambda i, f: [
+                cur.execute(f"CREATE TABLE IF NOT EXISTS stmt_w.{TABLE}{x}_1234567890 LIKE stmt_w.{TABLE}")
+                for x in o
+            ],
+        ),
+        (
+            "worker: ADD PARTITION p<T> chunk + overlap",
+            lambda i, f: [
+                cur.execute(f"ALTER TABLE stmt_w.{TABLE}{x}_{i} ADD PARTITION IF NOT EXISTS {PARTITION_7}")
+                for x in o
+            ],
+        ),
+        (
+            "worker: LOAD DATA INFILE (server reads)",
+            lambda i, f: cur.execute(
+                f"LOAD DATA INFILE '{prefixed[i]}' INTO TABLE stmt_w.{TABLE}_{i} {LOAD_OPTIONS}"
+            ),
+        ),
+    ]
+    print("\n| statements per contribution | wall ms | mariadbd CPU ms |\n|---|---|---|")
+    for name, run in kinds:
+        c0, t0 = sum(proc.cpu_times()[:2]), time.perf_counter()
+        for i, f in enumerate(files):
+            run(i, f)
+        wall, c1 = time.perf_counter() - t0, sum(proc.cpu_times()[:2])
+        print(f"| {name} | {1e3 * wall / len(files):.1f} | {1e3 * (c1 - c0) / len(files):.1f} |")
+    for db in ("stmt_w", "stmt_p"):
+        cur.execute(f"DROP DATABASE {db}")
+    conn.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     from benchmarks.bench_emulator import start_emulator
 
@@ -383,6 +462,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2, help="the stand-in's workers")
     p.add_argument("--repeat", type=int, default=2, help="interleaved pairs (plain, qdask)")
     p.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "qdask-bench-load")
+    p.add_argument("--statements", action="store_true", help="only the per-statement costs of a contribution")
     p.add_argument("--floor", action="store_true", help="(c) also the thinnest /ingest/csv client")
     p.add_argument("--profile", type=Path, help="py-spy the driver and stand-in in the last qdask load")
     args = p.parse_args(argv)
@@ -392,6 +472,10 @@ def main(argv: list[str] | None = None) -> None:
     total_rows = sum(f.rows for f in files)
     print(f"# {len(files)} files × {total_mb / len(files):.2f} MB = {total_mb:.1f} MB, {total_rows} rows")
     print(f"# {platform.node()} {os.cpu_count()} cpus, load average {os.getloadavg()}")
+    if args.statements:
+        with PrivateMariaDB() as server:
+            statements(server, files)
+        return
     with PrivateMariaDB() as server, tempfile.TemporaryDirectory(dir=args.dir) as ledgers:
         proc, controller, _ = start_emulator(
             server.dsn, workers=args.workers, auth_key=AUTH_KEY, instance="qdask_bench_load"
