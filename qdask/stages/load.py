@@ -290,9 +290,10 @@ class Loader:
         are sent, and is settled (a redo queued, a failure raised) before the next commit starts."""
         assert self._committer is not None, "transactions run inside Loader.run"
         committing: tuple[Future, list[ChunkFile], int] | None = None
+        sent: tuple[int, list[ChunkFile], int] | None = None
         try:
             while pending or committing is not None:
-                sent: tuple[int, list[ChunkFile], int] | None = None
+                sent = None
                 if pending:
                     group, redone = pending.pop(0)
                     try:
@@ -305,9 +306,16 @@ class Loader:
                 if sent is not None:
                     tid, group, redone = sent
                     committing = (self._committer.submit(self._commit, tid), group, redone)
+                    sent = None
         except BaseException:
             if committing is not None:  # its outcome is in the ledger; a re-run settles what is left
                 wait([committing[0]])
+            if sent is not None:  # sent, never committed (the previous commit failed): leave Qserv clean
+                try:
+                    self._write_answers(sent[0], self.ledger)
+                    _abort(self.client, self.ledger, sent[0], recorded=True)
+                except Exception as abort_exc:  # noqa: BLE001 - the original failure is the one to report
+                    log.warning("abort of transaction %s failed: %s", sent[0], abort_exc)
             raise
 
     def _redo(

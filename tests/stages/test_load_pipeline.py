@@ -7,11 +7,12 @@ import threading
 import time
 
 import pyarrow as pa
+import pytest
 
 from qdask.ledger import ChunkFile, FileStatus, Ledger, TransactionState, shards_digest
 from qdask.qserv import QservClient
 from qdask.sky.chunker import Chunker
-from qdask.stages.load import Loader, LoadSettings
+from qdask.stages.load import Loader, LoadError, LoadSettings
 from qdask.tsv import write_tsv
 
 SCHEMA = [
@@ -47,8 +48,8 @@ class EventClient(QservClient):
         return answer
 
 
-def test_a_commit_runs_while_the_next_transaction_is_sent(qserv, tmp_path):
-    database = "load_pipeline"
+def _setup(qserv, tmp_path, database: str) -> tuple[EventClient, Ledger, list[ChunkFile]]:
+    """A registered director table, a ledger with three staged one-chunk files of two rows each."""
     client = EventClient(qserv.controller_url, qserv.auth_key)
     client.register_database(database, 85, 12, 0.01667)
     client.register_table(
@@ -80,16 +81,26 @@ def test_a_commit_runs_while_the_next_transaction_is_sent(qserv, tmp_path):
             )
         )
     ledger.record_chunk_files(files)
-    qserv.faults.add("delay", match={"path": "/ingest/trans/", "method": "PUT"}, seconds=1.0, times=0)
-    settings = LoadSettings(
+    return client, ledger, files
+
+
+def _settings(database: str, **extra) -> LoadSettings:
+    return LoadSettings(
         database=database,
         run_id="run-pipeline",
         charsets={"Obj": "latin1"},
         max_chunks_per_transaction=1,  # three transactions, one file each
         concurrency_total=2,
+        **extra,
     )
+
+
+def test_a_commit_runs_while_the_next_transaction_is_sent(qserv, tmp_path):
+    database = "load_pipeline"
+    client, ledger, files = _setup(qserv, tmp_path, database)
+    qserv.faults.add("delay", match={"path": "/ingest/trans/", "method": "PUT"}, seconds=1.0, times=0)
     try:
-        summary = Loader(client, ledger, settings).run(files)
+        summary = Loader(client, ledger, _settings(database)).run(files)
     finally:
         qserv.faults.clear()
 
@@ -107,5 +118,26 @@ def test_a_commit_runs_while_the_next_transaction_is_sent(qserv, tmp_path):
     assert sorted((c.transaction_id, c.status, c.num_rows_loaded) for c in recorded) == [
         (tid, "FINISHED", 2) for tid in sorted(order)
     ]
+    ledger.close()
+    client.close()
+
+
+def test_a_failed_commit_leaves_no_transaction_open(qserv, tmp_path):
+    """The commit fails for good (no redo allowed) while the next transaction's files are already sent:
+    that transaction is aborted too, not left open for the next run."""
+    database = "load_pipeline_fail"
+    client, ledger, files = _setup(qserv, tmp_path, database)
+    qserv.faults.add("fail_commit", match={"database": database}, times=0)
+    try:
+        with pytest.raises(LoadError, match="gave up after 1 attempts"):
+            Loader(client, ledger, _settings(database, redo_attempts=0)).run(files)
+    finally:
+        qserv.faults.clear()
+    sent = [tid for _, what, tid in client.events if what == "upload answered"]
+    assert len(sent) == 2  # the first transaction's file, and the next one's, sent during the commit
+    states = {t.id: t.state for t in client.list_transactions(database)}
+    assert set(states) == set(sent) and set(states.values()) == {"ABORTED"}
+    assert {t.state for t in ledger.transactions()} == {TransactionState.ABORTED}
+    assert [f.status for f in ledger.chunk_files()] == [FileStatus.STAGED] * 3
     ledger.close()
     client.close()
