@@ -3,7 +3,9 @@
 Files are grouped into transactions of bounded size (chunks and bytes); each transaction is started,
 recorded in the ledger *before* anything is sent, its chunks allocated in bulk, its files streamed to
 their workers with `/ingest/csv` under bounded concurrency (in total and per worker), every answer
-checked (status, bytes, rows, rows loaded, no warnings), then committed. The rules of the contract
+checked (status, bytes, rows, rows loaded, no warnings), then committed — while the next transaction's
+files are already being sent (one commit in flight at a time: a commit's director index build and the
+drain of its last uploads no longer leave the upload slots idle). The rules of the contract
 (§6 of the ingest API) decide what a failure costs: `retry_allowed` → resend within the transaction;
 anything that may have touched the tables or whose outcome is unknown → abort and redo the whole
 transaction in a new one. A stop at any point is undone on the next run by `recover`, which settles every
@@ -14,10 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -60,10 +63,14 @@ def staged_file_problem(file: ChunkFile, *, content: bool = True) -> str | None:
     """Why a staged file cannot be sent as recorded (missing, other size, other checksum), or None.
     With ``content=False`` only what a stat tells (the upload hashes the bytes as it sends them)."""
     path = Path(file.path)
-    if not path.is_file():
+    try:
+        info = path.stat()
+    except FileNotFoundError:
         return "is missing"
-    if path.stat().st_size != file.bytes:
-        return f"has {path.stat().st_size} bytes, not the {file.bytes} recorded"
+    if not stat.S_ISREG(info.st_mode):
+        return "is missing"
+    if info.st_size != file.bytes:
+        return f"has {info.st_size} bytes, not the {file.bytes} recorded"
     if content and file_checksum(path) != file.checksum:
         return "no longer matches its recorded checksum"
     return None
@@ -253,6 +260,9 @@ class Loader:
         self._thread_ledgers = threading.local()  # a Ledger holds one sqlite connection: one per thread
         self._opened_ledgers: list[Ledger] = []
         self._pool: ThreadPoolExecutor | None = None
+        self._committer: ThreadPoolExecutor | None = None
+        self._answers: dict[int, list[tuple[ChunkFile, Location, Any, bool]]] = {}  # tid → accepted uploads
+        self._answers_lock = threading.Lock()
         self.summary = LoadSummary()
 
     def run(self, files: list[ChunkFile]) -> LoadSummary:
@@ -263,8 +273,11 @@ class Loader:
             for group in plan_transactions(files, s.max_chunks_per_transaction, s.max_bytes_per_transaction)
         ]
         try:
-            with ThreadPoolExecutor(max_workers=s.concurrency_total, thread_name_prefix="qdask-load") as pool:
-                self._pool = pool
+            with (
+                ThreadPoolExecutor(max_workers=s.concurrency_total, thread_name_prefix="qdask-load") as pool,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdask-commit") as committer,
+            ):
+                self._pool, self._committer = pool, committer
                 self._run_groups(pending)
         finally:  # only once no upload thread runs: a connection closed under a running thread crashes
             for ledger in self._opened_ledgers:
@@ -273,21 +286,64 @@ class Loader:
         return self.summary
 
     def _run_groups(self, pending: list[tuple[list[ChunkFile], int]]) -> None:
-        s = self.settings
-        while pending:
-            group, redone = pending.pop(0)
-            try:
-                self._transaction(group)
-            except _Redo as exc:
-                self.summary.transactions_aborted += 1
-                if redone + 1 > s.redo_attempts:
-                    raise LoadError(
-                        f"gave up after {redone + 1} attempts at a transaction of {len(group)} file(s): {exc}"
-                    ) from exc
-                self.summary.notes.append(f"transaction redone: {exc}")
-                pending.append((group, redone + 1))
+        """Send the transactions one after the other; each one's commit runs while the next one's files
+        are sent, and is settled (a redo queued, a failure raised) before the next commit starts."""
+        assert self._committer is not None, "transactions run inside Loader.run"
+        committing: tuple[Future, list[ChunkFile], int] | None = None
+        sent: tuple[int, list[ChunkFile], int] | None = None
+        try:
+            while pending or committing is not None:
+                sent = None
+                if pending:
+                    group, redone = pending.pop(0)
+                    try:
+                        sent = (self._send(group), group, redone)
+                    except _Redo as exc:
+                        self._redo(pending, group, redone, exc)
+                if committing is not None:
+                    self._settle(committing, pending)
+                    committing = None
+                if sent is not None:
+                    tid, group, redone = sent
+                    committing = (self._committer.submit(self._commit, tid), group, redone)
+                    sent = None
+        except BaseException:
+            if committing is not None:  # its outcome is in the ledger; a re-run settles what is left
+                wait([committing[0]])
+            if sent is not None:  # sent, never committed (the previous commit failed): leave Qserv clean
+                try:
+                    self._write_answers(sent[0], self.ledger)
+                    _abort(self.client, self.ledger, sent[0], recorded=True)
+                except Exception as abort_exc:  # noqa: BLE001 - the original failure is the one to report
+                    log.warning("abort of transaction %s failed: %s", sent[0], abort_exc)
+            raise
 
-    def _transaction(self, files: list[ChunkFile]) -> None:
+    def _redo(
+        self, pending: list[tuple[list[ChunkFile], int]], group: list[ChunkFile], redone: int, exc
+    ) -> None:
+        self.summary.transactions_aborted += 1
+        if redone + 1 > self.settings.redo_attempts:
+            raise LoadError(
+                f"gave up after {redone + 1} attempts at a transaction of {len(group)} file(s): {exc}"
+            ) from exc
+        self.summary.notes.append(f"transaction redone: {exc}")
+        pending.append((group, redone + 1))
+
+    def _settle(
+        self, committing: tuple[Future, list[ChunkFile], int], pending: list[tuple[list[ChunkFile], int]]
+    ) -> None:
+        future, group, redone = committing
+        try:
+            future.result()
+        except _Redo as exc:
+            self._redo(pending, group, redone, exc)
+            return
+        for file in group:
+            self.on_file(file)
+
+    def _send(self, files: list[ChunkFile]) -> int:
+        """Begin a transaction, record it, allocate its chunks and send its files; its id. Anything that
+        fails here aborts it (`_Redo`: then its files are loaded again in a new one)."""
         s = self.settings
         context = transaction_context(s.run_id, files, s.owner)
         transaction = self.client.begin_transaction(s.database, context=context)
@@ -301,17 +357,17 @@ class Loader:
             faultpoints.reached("transaction.allocated", str(tid))
             self._upload_all(tid, targets)
         except _Redo:
+            self._write_answers(tid, self.ledger)
             _abort(self.client, self.ledger, tid, recorded=True)
             raise
         except BaseException:
             try:  # a stop we cannot recover from here: leave Qserv clean if we can, else `recover` will
+                self._write_answers(tid, self.ledger)
                 _abort(self.client, self.ledger, tid, recorded=True)
             except Exception as abort_exc:  # noqa: BLE001 - the original failure is the one to report
                 log.warning("abort of transaction %s failed: %s", tid, abort_exc)
             raise
-        self._commit(tid)
-        for file in files:
-            self.on_file(file)
+        return tid
 
     def _locations(self, tid: int, files: list[ChunkFile]) -> list[tuple[ChunkFile, Location]]:
         chunks = sorted({f.chunk_id for f in files if f.chunk_id != REGULAR_CHUNK})
@@ -360,7 +416,8 @@ class Loader:
             raise StagedFileCorrupt(file, problem)
         chunk = 0 if file.chunk_id == REGULAR_CHUNK else file.chunk_id
         for attempt in range(s.retries_in_transaction + 1):
-            with self._slot(place.worker):
+            failure: QservError | ContributionCheckError | None = None
+            with self._slot(place.worker):  # held while sending only: the ledger is written after
                 try:
                     faultpoints.reached("upload.sending", f"{file.table}:{file.chunk_id}")
                     sent = _SentDigest(file.checksum)
@@ -379,17 +436,21 @@ class Loader:
                     check_contribution(answer, expected_rows=file.rows, expected_bytes=file.bytes)
                 except (QservError, ContributionCheckError) as exc:
                     failure = exc
-                else:
-                    faultpoints.reached("upload.answered", f"{file.table}:{file.chunk_id}")
-                    self._record(tid, file, place, answer, retry=attempt > 0)
-                    faultpoints.reached("upload.recorded", f"{file.table}:{file.chunk_id}")
-                    self.summary.contributions += 1
-                    self.summary.rows += file.rows
-                    self.summary.bytes += file.bytes
-                    return
+            if failure is None:
+                faultpoints.reached("upload.answered", f"{file.table}:{file.chunk_id}")
+                with self._answers_lock:  # written with the commit (`_write_answers`), in one thread
+                    self._answers.setdefault(tid, []).append((file, place, answer, attempt > 0))
+                faultpoints.reached("upload.recorded", f"{file.table}:{file.chunk_id}")
+                self.summary.contributions += 1
+                self.summary.rows += file.rows
+                self.summary.bytes += file.bytes
+                return
+            assert failure is not None
             recovery = classify(failure)
             contribution = getattr(failure, "contribution", None)
-            self._record(tid, file, place, contribution, retry=attempt > 0, error=str(failure))
+            self._record(
+                self._ledger(), tid, file, place, contribution, retry=attempt > 0, error=str(failure)
+            )
             if recovery is Recovery.RETRY_IN_TRANSACTION and attempt < s.retries_in_transaction:
                 self.summary.retries += 1
                 time.sleep(s.retry_backoff * 2**attempt)
@@ -402,6 +463,15 @@ class Loader:
                 ) from failure
             raise _Redo(f"{file.path} → {place.worker}: {failure}") from failure
 
+    def _write_answers(self, tid: int, ledger: Ledger) -> None:
+        """Record the accepted contributions of transaction `tid` (they are kept until its commit, so no
+        upload thread waits on the ledger's write lock and fsync; `loaded_rows` reads them only for
+        committed transactions, and they are written before the commit)."""
+        with self._answers_lock:
+            answers = self._answers.pop(tid, [])
+        for file, place, answer, retry in answers:
+            self._record(ledger, tid, file, place, answer, retry=retry)
+
     def _ledger(self) -> Ledger:
         if threading.current_thread() is threading.main_thread():
             return self.ledger
@@ -410,10 +480,18 @@ class Loader:
             self._opened_ledgers.append(self._thread_ledgers.ledger)
         return self._thread_ledgers.ledger
 
+    @staticmethod
     def _record(
-        self, tid: int, file: ChunkFile, place: Location, answer, *, retry: bool, error: str | None = None
+        ledger: Ledger,
+        tid: int,
+        file: ChunkFile,
+        place: Location,
+        answer,
+        *,
+        retry: bool,
+        error: str | None = None,
     ) -> None:
-        self._ledger().record_contribution(
+        ledger.record_contribution(
             LedgerContribution(
                 transaction_id=tid,
                 file=file.key,
@@ -431,6 +509,10 @@ class Loader:
         )
 
     def _commit(self, tid: int) -> None:
+        """Record the transaction's answers, commit it, record the outcome (in the commit thread, with its
+        own ledger connection); `_Redo` when Qserv did not finish it."""
+        ledger = self._ledger()
+        self._write_answers(tid, ledger)
         try:
             faultpoints.reached("commit.sending", str(tid))
             state = self.client.commit_transaction(tid).state
@@ -438,11 +520,11 @@ class Loader:
         except (QservError, QservTransportError) as exc:
             state = self.client.get_transaction(tid).state  # the outcome decides, not the lost answer
             if state != "FINISHED":
-                _abort(self.client, self.ledger, tid, recorded=True)
+                _abort(self.client, ledger, tid, recorded=True)
                 raise _Redo(f"commit of transaction {tid} failed ({exc})") from exc
         if state != "FINISHED":
-            _abort(self.client, self.ledger, tid, recorded=True)
+            _abort(self.client, ledger, tid, recorded=True)
             raise _Redo(f"transaction {tid} ended {state} instead of FINISHED")
-        self.ledger.transaction_state(tid, "committed")
+        ledger.transaction_state(tid, "committed")
         faultpoints.reached("commit.recorded", str(tid))
         self.summary.transactions_committed += 1

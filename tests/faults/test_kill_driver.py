@@ -43,11 +43,11 @@ CHAIN_B = [
     Point("recover.aborting:1", "load: while aborting the transaction the last kill left open"),
     Point("transaction.allocated:1", "load: chunks allocated"),
     Point("upload.block:3", "upload: mid-body of a contribution"),
-    Point("upload.answered:4", "upload: contribution loaded, answer not recorded"),
-    Point("upload.recorded:6", "upload: between a contribution and its commit"),
+    Point("upload.answered:4", "upload: contribution loaded, answer not kept"),
+    Point("upload.recorded:6", "upload: answer kept for the commit, not yet in the ledger"),
     Point("commit.sending:2", "commit: every contribution in, commit not sent"),
     Point("commit.answered:2", "commit: Qserv committed, ledger not told"),
-    Point("commit.recorded:1", "commit: recorded, next transaction not begun"),
+    Point("commit.recorded:1", "commit: recorded, the next transaction sending meanwhile"),
 ]
 # Chain C: requests in flight when the process dies (the stand-in holds the request 2 s), and publish.
 CHAIN_C = [

@@ -144,6 +144,7 @@ def test_second_run_refuses_beside_another_runs_transactions(qserv, truth, tmp_p
     a = Background(runners[0], configs[0], kill_at=point, mode="hold")
     a.wait_held(point.split(":")[0])
     b = runners[1].ingest(configs[1])
+    held = [t.state for t in _transactions(qserv, database)]  # what B found: A is held until released
     a.release()
     done = a.outcome()
     assert done.returncode == 0, done.output[-3000:]
@@ -151,6 +152,12 @@ def test_second_run_refuses_beside_another_runs_transactions(qserv, truth, tmp_p
     _clean(b)
     run_a = next(t.context["qdask_owner"] for t in _transactions(qserv, database) if t.state == "FINISHED")
     assert f"run {run_a['run']} (host {run_a['host']}, staging directory {run_a['staging']})" in b.output
+    # held after its first commit, A has already begun its next transaction if it has one: the commit of
+    # a transaction runs while the next one's files are sent (`stages.load`)
+    assert held.count("FINISHED") == committed and held.count("STARTED") - open_ in (
+        (0, 1) if committed else (0,)
+    )
+    open_ = held.count("STARTED")
     assert f"{committed} committed and {open_} open transaction(s)" in b.output
     assert not (tmp_path / "b" / "staging" / "contributions").exists()  # refused before staging
     owners = {t.context["qdask_run"] for t in _transactions(qserv, database)}
