@@ -4,9 +4,10 @@
         --compression snappy|zstd [--repeat 2] [--workers 2] [--profile DIR]
 
 The input is written once: `--rows` rows of the first `--columns` columns of DP0.2's Object table (its
-Felis schema less its two string columns, values from `qdask.demo`'s generator: fluxes, errors, flags, NaNs), in Parquet files of at
-most `--file-rows` rows (row groups of 128k). *tract*: each file is one DP0.2-sized tract (1.7° × 1.7°,
-~20 chunks of the 340/3/0.01667 layout); *allsky*: every file is uniform over the whole sphere.
+Felis schema less its two string columns; values from `qdask.demo`'s generator: fluxes, errors, flags,
+NaNs), in Parquet files of at most `--file-rows` rows (row groups of 128k). *tract*: each file is one
+DP0.2-sized tract (1.7° × 1.7°, ~20 chunks of the 340/3/0.01667 layout); *allsky*: every file is
+uniform over the whole sphere.
 
 Then, interleaved (A B A B …), each in a child process so that its workers' CPU is counted:
 
@@ -72,7 +73,9 @@ def _box(shape: str, index: int) -> tuple[float, float, float, float]:
     return (ra0, ra0 + TRACT_SIDE, -35.0, -35.0 + TRACT_SIDE)
 
 
-def write_inputs(root: Path, rows: int, columns: int, shape: str, file_rows: int, seed: int = 0) -> list[Path]:
+def write_inputs(
+    root: Path, rows: int, columns: int, shape: str, file_rows: int, seed: int = 0
+) -> list[Path]:
     """The input Parquet files (snappy, as DP0.2's are), written in batches of bounded size."""
     from qdask.demo import _column, _objects
 
@@ -130,7 +133,8 @@ from benchmarks.suite.common import TimedIngest
 ingest = TimedIngest(config_from_dict(json.loads(sys.argv[1]), Path(sys.argv[2])), sample_interval=30)
 ingest.run(stage_only=True)
 summary = ingest.ledger.summary()
-print(json.dumps({"seconds": dict(ingest.seconds), "files": summary["chunk_files"], "shards": summary["shards"]}))
+seconds, files, shards = dict(ingest.seconds), summary["chunk_files"], summary["shards"]
+print(json.dumps({"seconds": seconds, "files": files, "shards": shards}))
 """
 
 HATS_CHILD = """
@@ -171,7 +175,9 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> dict:
     seen: dict[int, float] = {}
     stop = threading.Event()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
+    )
     watcher = threading.Thread(target=_tree_cpu, args=(psutil.Process(proc.pid), seen, stop), daemon=True)
     watcher.start()
     out, err = proc.communicate()
@@ -183,8 +189,12 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> dict:
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n{err[-4000:]}")
     rusage = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     result = json.loads(out.strip().splitlines()[-1])
-    result |= {"wall": wall, "cpu": max(rusage, sum(seen.values())), "cpu_rusage": rusage,
-               "cpu_sampled": sum(seen.values())}
+    result |= {
+        "wall": wall,
+        "cpu": max(rusage, sum(seen.values())),
+        "cpu_rusage": rusage,
+        "cpu_sampled": sum(seen.values()),
+    }
     return result
 
 
@@ -200,14 +210,22 @@ def run_qdask(inputs: Path, work: Path, workers: int, compression: str) -> dict:
 
 
 def hats_compression(compression: str) -> dict:
-    return {"compression": "zstd", "compression_level": 3} if compression == "zstd" else {"compression": "snappy"}
+    return (
+        {"compression": "zstd", "compression_level": 3}
+        if compression == "zstd"
+        else {"compression": "snappy"}
+    )
 
 
 def run_hats(python: str, files: list[Path], work: Path, workers: int, compression: str) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     raw = json.dumps(
-        {"out": str(work), "files": [str(f) for f in files], "workers": workers,
-         "compression": hats_compression(compression)}
+        {
+            "out": str(work),
+            "files": [str(f) for f in files],
+            "workers": workers,
+            "compression": hats_compression(compression),
+        }
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     try:
@@ -262,7 +280,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--hats-python", default="/work/hats-venv/bin/python")
     parser.add_argument("--skip-hats", action="store_true")
-    parser.add_argument("--profile", type=Path, help="write cProfiles of the partition and collect tasks here")
+    parser.add_argument(
+        "--profile", type=Path, help="write cProfiles of the partition and collect tasks here"
+    )
     parser.add_argument("--keep", type=Path, help="work under this directory (default: a temp dir)")
     args = parser.parse_args()
     hats = not args.skip_hats and Path(args.hats_python).exists()
@@ -278,30 +298,47 @@ def main() -> None:
         t0 = time.perf_counter()
         files = write_inputs(root / "in", args.rows, args.columns, args.shape, args.file_rows)
         size = sum(f.stat().st_size for f in files)
-        print(f"# input: {len(files)} file(s), {size / 1e6:.0f} MB, written in {time.perf_counter() - t0:.0f} s",
-              flush=True)
+        print(
+            f"# input: {len(files)} file(s), {size / 1e6:.0f} MB, "
+            f"written in {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
         floor = run_floor(files, root / "floor.parquet", args.compression)
-        print(f"| run | tool | wall s | CPU s | detail |\n|---|---|---|---|---|\n"
-              f"| - | pyarrow floor | {floor['wall']:.1f} | {floor['cpu']:.1f} | read + write once, one core |",
-              flush=True)
+        print(
+            f"| run | tool | wall s | CPU s | detail |\n|---|---|---|---|---|\n"
+            f"| - | pyarrow floor | {floor['wall']:.1f} | {floor['cpu']:.1f} | read + write once, one core |",
+            flush=True,
+        )
         runs: dict[str, list[dict]] = {"qdask": [], "hats": []}
         for i in range(args.repeat):
             q = run_qdask(root / "in", root / "q", args.workers, args.compression)
             runs["qdask"].append(q)
             stages = ", ".join(f"{k} {v:.1f}" for k, v in q["seconds"].items() if k != "total")
-            print(f"| {i + 1} | qdask --stage-only | {q['wall']:.1f} | {q['cpu']:.1f} | {stages}; "
-                  f"files {q['files']}; CPU rusage {q['cpu_rusage']:.1f} / sampled {q['cpu_sampled']:.1f} |", flush=True)
+            print(
+                f"| {i + 1} | qdask --stage-only | {q['wall']:.1f} | {q['cpu']:.1f} | {stages}; "
+                f"files {q['files']}; CPU rusage {q['cpu_rusage']:.1f} / sampled {q['cpu_sampled']:.1f} |",
+                flush=True,
+            )
             if hats:
                 h = run_hats(args.hats_python, files, root / "h", args.workers, args.compression)
                 runs["hats"].append(h)
-                print(f"| {i + 1} | hats-import {h['version']} | {h['wall']:.1f} | {h['cpu']:.1f} | "
-                      f"CPU rusage {h['cpu_rusage']:.1f} / sampled {h['cpu_sampled']:.1f} |", flush=True)
-        print("\n| measure (median of runs) | qdask | hats-import | pyarrow floor | hats / qdask | floor / qdask |")
+                print(
+                    f"| {i + 1} | hats-import {h['version']} | {h['wall']:.1f} | {h['cpu']:.1f} | "
+                    f"CPU rusage {h['cpu_rusage']:.1f} / sampled {h['cpu_sampled']:.1f} |",
+                    flush=True,
+                )
+        print(
+            "\n| measure (median of runs) | qdask | hats-import | pyarrow floor "
+            "| hats / qdask | floor / qdask |"
+        )
         print("|---|---|---|---|---|---|")
         for what in ("wall", "cpu"):
             q = statistics.median(r[what] for r in runs["qdask"])
             h = statistics.median(r[what] for r in runs["hats"]) if runs["hats"] else float("nan")
-            print(f"| {what} s | {q:.1f} | {h:.1f} | {floor[what]:.1f} | **{h / q:.2f}** | {floor[what] / q:.2f} |")
+            print(
+                f"| {what} s | {q:.1f} | {h:.1f} | {floor[what]:.1f} "
+                f"| **{h / q:.2f}** | {floor[what] / q:.2f} |"
+            )
         print(f"# load at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         if args.profile:
             profile(root / "in", root / "p", args.compression, args.profile)
