@@ -247,26 +247,62 @@ def run_floor(files: list[Path], out: Path, compression: str) -> dict:
     return {"wall": time.perf_counter() - w0, "cpu": time.process_time() - c0}
 
 
-def profile(inputs: Path, work: Path, compression: str, out_dir: Path) -> None:
-    """cProfiles of qdask's partition task (first unit) and biggest collect task, in this process."""
-    from benchmarks.suite.common import TimedIngest
-    from benchmarks.suite.partition import profile_collect, profile_map
+def profile(inputs: Path, work: Path, compression: str, out_dir: Path, top: int = 30) -> None:
+    """cProfiles of qdask's partition tasks (every unit) and collect tasks (every group), run one after
+    another in this process (no cluster, one core), written to `out_dir`; the totals are printed."""
+    import cProfile
+    import io
+    import pstats
+
     from qdask.config import config_from_dict
+    from qdask.ingest import Ingest
+    from qdask.ledger import ChunkKey
+    from qdask.stages.collect import collect_chunks, collect_task_for, plan_collect
+    from qdask.stages.partition import partition_task
 
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    raw = qdask_config(inputs, work / "staging", 1, compression)
-    raw["cluster"] = {"kind": "local", "workers": 1, "memory_per_worker": "4GiB"}
-    ingest = TimedIngest(config_from_dict(raw, work), sample_interval=30)
-    (setup,) = ingest.plan()
-    for line in profile_map(setup, work / "map", out_dir / "profile-partition.txt"):
-        print("# partition", line)
-    ingest.run(stage_only=True)
-    for line in profile_collect(ingest, out_dir / "profile-collect.txt"):
-        print("# collect", line)
-    ingest.ledger.close()
+    config = config_from_dict(qdask_config(inputs, work / "staging", 1, compression), work)
+    (setup,) = Ingest(config).plan()
+    charset, _ = config.table_charset(setup.config)
+
+    def write(prof: cProfile.Profile, name: str, what: str) -> None:
+        stream = io.StringIO()
+        stats = pstats.Stats(prof, stream=stream).sort_stats("tottime")
+        stats.print_stats(top)
+        (out_dir / name).write_text(f"# cProfile of {what}, sorted by own time\n\n{stream.getvalue()}")
+        print(f"# profile {name}: {stats.total_tt:.2f} s ({what})", flush=True)  # type: ignore[attr-defined]
+
+    prof = cProfile.Profile()
+    shards: list = []
+    prof.enable()
+    for unit in setup.units:
+        result = partition_task(unit, setup.plan, setup.input_schema, str(work / "shards"), str(work / "q"))
+        shards += result.shards
+    prof.disable()
+    write(prof, "profile-partition.txt", f"partition_task of {len(setup.units)} unit(s)")
+    keys = sorted(
+        {ChunkKey("Object", int(d) >> 1, bool(d & 1)) for s in shards for d in s.dests()["dest"].tolist()},
+        key=lambda k: (k.chunk_id, k.overlap),
+    )
+    columns = list(setup.plan.schema.names)
+    groups = plan_collect(keys, shards)
+    prof = cProfile.Profile()
+    prof.enable()
+    for group_keys, group_shards in groups:
+        task = collect_task_for(group_keys, group_shards, columns, charset)
+        collect_chunks(task, work / "contrib")
+    prof.disable()
+    write(prof, "profile-collect.txt", f"collect_chunks of {len(groups)} group(s), {len(keys)} destinations")
     shutil.rmtree(work, ignore_errors=True)
+
+
+def profile_only(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="qdask-hats-", dir=args.keep) as tmp:
+        root = Path(tmp)
+        write_inputs(root / "in", args.rows, args.columns, args.shape, args.file_rows)
+        profile(root / "in", root / "p", args.compression, args.profile_only)
 
 
 def main() -> None:
@@ -283,8 +319,11 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="write cProfiles of the partition and collect tasks here"
     )
+    parser.add_argument("--profile-only", type=Path, help="only the cProfiles (no timed runs), here")
     parser.add_argument("--keep", type=Path, help="work under this directory (default: a temp dir)")
     args = parser.parse_args()
+    if args.profile_only:
+        return profile_only(args)
     hats = not args.skip_hats and Path(args.hats_python).exists()
     label = f"{args.rows:,} rows x {args.columns} columns, {args.shape}, {args.compression}"
     print(
@@ -333,11 +372,11 @@ def main() -> None:
         )
         print("|---|---|---|---|---|---|")
         for what in ("wall", "cpu"):
-            q = statistics.median(r[what] for r in runs["qdask"])
-            h = statistics.median(r[what] for r in runs["hats"]) if runs["hats"] else float("nan")
+            mq = statistics.median(r[what] for r in runs["qdask"])
+            mh = statistics.median(r[what] for r in runs["hats"]) if runs["hats"] else float("nan")
             print(
-                f"| {what} s | {q:.1f} | {h:.1f} | {floor[what]:.1f} "
-                f"| **{h / q:.2f}** | {floor[what] / q:.2f} |"
+                f"| {what} s | {mq:.1f} | {mh:.1f} | {floor[what]:.1f} "
+                f"| **{mh / mq:.2f}** | {floor[what] / mq:.2f} |"
             )
         print(f"# load at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         if args.profile:
