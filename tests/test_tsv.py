@@ -294,7 +294,7 @@ def test_wide_table_memory_is_bounded_by_slices_not_by_the_text(tmp_path):
     rows, size, base, peak_extra, slice_bytes = map(int, out)
     assert rows == 6000 and size == (tmp_path / "wide.tsv").stat().st_size
     assert size > 16 * slice_bytes  # the whole text is far above the bound below
-    assert peak_extra < 4 * slice_bytes, (peak_extra, size)  # measured: about 2 slices
+    assert peak_extra < 4 * slice_bytes, (peak_extra, size)  # measured: 3.6 slices (CSV writer), 2 (joins)
 
 
 KILLED_WRITER = """
