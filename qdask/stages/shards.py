@@ -34,6 +34,7 @@ SEGMENTS = np.dtype(
 )
 BUFFER_BYTES = 64 << 20  # rows buffered before a sorted run is spilled (and the sort's copy of them)
 SEGMENT_BYTES = 1 << 20  # a segment's target size: what a reader fetches to get one destination
+SEGMENT_BYTES_PER_COLUMN = 8 << 10  # ... at least this per column
 SINK_BUFFER_BYTES = 1 << 20  # the writes the IPC writer makes are gathered up to this before hashing
 END = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the IPC end-of-stream marker after the last segment
 CODECS = {"snappy": "lz4", "lz4": "lz4", "zstd": "zstd", "none": None}
@@ -140,7 +141,9 @@ class ShardWriter:
             else pa.Codec(codec, compression_level if codec == "zstd" else None)
         )
         self.buffer_budget_bytes = BUFFER_BYTES if buffer_budget_bytes is None else buffer_budget_bytes
-        self.segment_bytes = max(SEGMENT_BYTES, 1024 * len(self.file_schema))  # headers grow with width
+        # Writing and reading a segment costs per column (a buffer each, compressed and checked): segments
+        # grow with the width so that this stays small per row (991 columns: 8 MiB, ~1,900 rows).
+        self.segment_bytes = max(SEGMENT_BYTES, SEGMENT_BYTES_PER_COLUMN * len(self.file_schema))
         self._pieces: list[pa.Table] = []
         self._dests: list[np.ndarray] = []
         self._buffered = 0
