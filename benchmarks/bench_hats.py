@@ -194,6 +194,7 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> dict:
         "cpu": max(rusage, sum(seen.values())),
         "cpu_rusage": rusage,
         "cpu_sampled": sum(seen.values()),
+        "cpu_driver": seen.get(proc.pid, 0.0),  # the child itself; the rest is its workers (and nannies)
     }
     return result
 
@@ -355,7 +356,8 @@ def main() -> None:
             stages = ", ".join(f"{k} {v:.1f}" for k, v in q["seconds"].items() if k != "total")
             print(
                 f"| {i + 1} | qdask --stage-only | {q['wall']:.1f} | {q['cpu']:.1f} | {stages}; "
-                f"files {q['files']}; CPU rusage {q['cpu_rusage']:.1f} / sampled {q['cpu_sampled']:.1f} |",
+                f"files {q['files']}; CPU rusage {q['cpu_rusage']:.1f} / sampled {q['cpu_sampled']:.1f}, "
+                f"of which the driver {q['cpu_driver']:.1f} |",
                 flush=True,
             )
             if hats:
@@ -363,7 +365,8 @@ def main() -> None:
                 runs["hats"].append(h)
                 print(
                     f"| {i + 1} | hats-import {h['version']} | {h['wall']:.1f} | {h['cpu']:.1f} | "
-                    f"CPU rusage {h['cpu_rusage']:.1f} / sampled {h['cpu_sampled']:.1f} |",
+                    f"CPU rusage {h['cpu_rusage']:.1f} / sampled {h['cpu_sampled']:.1f}, "
+                    f"of which the driver {h['cpu_driver']:.1f} |",
                     flush=True,
                 )
         print(
