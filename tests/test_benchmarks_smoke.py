@@ -59,3 +59,29 @@ def test_small_suite_writes_results_with_numbers(tmp_path: Path) -> None:
         assert all(positive(run["seconds"][k]) for k in ("partition", "collect", "load", "total"))
     assert positive(s["scaling"]["1"]["seconds"]["total"])
     assert all(positive(r["scheduler_rss_held"]) for r in s["scheduler"])
+
+
+@pytest.mark.timeout(600)
+def test_bench_hats_runs_and_profiles(tmp_path: Path) -> None:
+    """`benchmarks.bench_hats` (issue 14) end to end at a tiny size, without hats-import: the floor and one
+    qdask stage-only run with its CPU seconds, then the in-process profiles."""
+    import subprocess
+
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    common = [sys.executable, "-m", "benchmarks.bench_hats", "--rows", "3000", "--columns", "8"]
+    run = subprocess.run(
+        [*common, "--repeat", "1", "--skip-hats", "--keep", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=500,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    [row] = [line for line in run.stdout.splitlines() if line.startswith("| 1 | qdask --stage-only |")]
+    wall, cpu = (float(x) for x in row.split("|")[3:5])
+    assert wall > 0 and cpu > 0 and "'staged'" in row
+    profiles = tmp_path / "profiles"
+    run = subprocess.run(
+        [*common, "--profile-only", str(profiles), "--keep", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=500,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    for name in ("profile-partition.txt", "profile-collect.txt"):
+        assert "sorted by own time" in (profiles / name).read_text()

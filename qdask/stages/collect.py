@@ -297,7 +297,7 @@ def _collect_group(task: CollectTask, root: Path) -> list[Collected]:
         if mine:
             rows = (found & 1) == overlap
             ends = np.searchsorted(found[rows], mine, side="right").tolist()
-            part = table.filter(pa.array(rows))
+            part = table.filter(pa.array(rows)).combine_chunks()  # batches as large as allowed, not as read
             written = _write_part(task, root, part, mine, ends, lambda d: (sources[d], expected[d]))
             out.update(zip(mine, written, strict=True))
     return [out[int(d)] for d in dests.tolist()]

@@ -33,7 +33,7 @@ from qdask.stages.keys import key_column
 from qdask.stages.partition import TablePlan
 from qdask.stages.plan_checks import check_column_names, check_key_types
 
-DEFAULT_MAX_UNIT_BYTES = 512 << 20
+DEFAULT_MAX_UNIT_BYTES = 128 << 20  # a 200-500 MB file is 2-4 units: one per worker, not one in all
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ SEGMENTS = np.dtype(
 )
 BUFFER_BYTES = 64 << 20  # rows buffered before a sorted run is spilled (and the sort's copy of them)
 SEGMENT_BYTES = 1 << 20  # a segment's target size: what a reader fetches to get one destination
+SEGMENT_BYTES_PER_COLUMN = 8 << 10  # ... at least this per column
+SINK_BUFFER_BYTES = 1 << 20  # the writes the IPC writer makes are gathered up to this before hashing
 END = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the IPC end-of-stream marker after the last segment
 CODECS = {"snappy": "lz4", "lz4": "lz4", "zstd": "zstd", "none": None}
 
@@ -139,12 +141,15 @@ class ShardWriter:
             else pa.Codec(codec, compression_level if codec == "zstd" else None)
         )
         self.buffer_budget_bytes = BUFFER_BYTES if buffer_budget_bytes is None else buffer_budget_bytes
-        self.segment_bytes = max(SEGMENT_BYTES, 1024 * len(self.file_schema))  # headers grow with width
+        # Writing and reading a segment costs per column (a buffer each, compressed and checked): segments
+        # grow with the width so that this stays small per row (991 columns: 8 MiB, ~1,900 rows).
+        self.segment_bytes = max(SEGMENT_BYTES, SEGMENT_BYTES_PER_COLUMN * len(self.file_schema))
         self._pieces: list[pa.Table] = []
         self._dests: list[np.ndarray] = []
         self._buffered = 0
         self._sink: _HashingSink | None = None
         self._writer: ipc.RecordBatchStreamWriter | None = None
+        self._buffered_sink: pa.BufferedOutputStream | None = None
         self._segments: list[tuple] = []
         self._destinations = np.empty(0, DESTINATIONS)  # rows per destination so far, merged at each run
         self._rows = 0
@@ -170,12 +175,22 @@ class ShardWriter:
     def _open(self) -> None:
         self.tmp_path.parent.mkdir(parents=True, exist_ok=True)
         self._sink = _HashingSink(self.tmp_path)
-        self._writer = ipc.new_stream(
-            pa.PythonFile(self._sink, mode="w"), self.file_schema, options=self.options
+        # The IPC writer writes each buffer of a batch on its own (a thousand columns: thousands of small
+        # writes); a C++ buffer in front of the Python sink turns them into a few large ones, and is
+        # flushed at every segment's end so that each segment is hashed on its own.
+        self._buffered_sink = pa.BufferedOutputStream(
+            pa.PythonFile(self._sink, mode="w"), buffer_size=SINK_BUFFER_BYTES
         )
+        self._writer = ipc.new_stream(self._buffered_sink, self.file_schema, options=self.options)
         # the header (schema) is its own segment, read and checked before any other
         self._writer.write_batch(pa.RecordBatch.from_pylist([], schema=self.file_schema))
-        self._segments.append((1, 0, *self._sink.segment()))
+        self._segments.append((1, 0, *self._segment()))
+
+    def _segment(self) -> tuple[int, int, bytes]:
+        """End the current segment: flush the buffer into the sink, which hashes it."""
+        assert self._buffered_sink is not None and self._sink is not None
+        self._buffered_sink.flush()
+        return self._sink.segment()
 
     def _spill(self) -> None:
         """Sort the buffer by destination (stable: input order within a destination) and write it."""
@@ -198,7 +213,7 @@ class ShardWriter:
             for batch in piece.to_batches():
                 self._writer.write_batch(batch)
             self._segments.append(
-                (int(dests[start]), int(dests[min(start + step, len(dests)) - 1]), *self._sink.segment())
+                (int(dests[start]), int(dests[min(start + step, len(dests)) - 1]), *self._segment())
             )
         starts = np.concatenate(([0], np.flatnonzero(np.diff(dests)) + 1))
         counts = np.empty(len(starts), DESTINATIONS)
@@ -212,13 +227,15 @@ class ShardWriter:
         self._spill()
         if self._writer is None or self._sink is None:
             return []
-        self._writer.close()
+        self._writer.close()  # writes the end-of-stream marker (into the buffer)
+        assert self._buffered_sink is not None
+        self._buffered_sink.flush()
         self._sink.close()
         os.replace(self.tmp_path, self.final_path)
         segments = np.array(self._segments, SEGMENTS)
         destinations = self._destinations
         checksum = "sha256:" + hashlib.sha256(segments["digest"].tobytes()).hexdigest()
-        self._writer = self._sink = None
+        self._writer = self._sink = self._buffered_sink = None
         return [
             Shard(
                 unit_id=unit_id,
@@ -244,7 +261,7 @@ class ShardWriter:
             if self._sink is not None:
                 self._sink.close()
             self.tmp_path.unlink(missing_ok=True)
-            self._writer = self._sink = None
+            self._writer = self._sink = self._buffered_sink = None
 
 
 class ShardReader:
