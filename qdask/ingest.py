@@ -458,10 +458,15 @@ class Ingest:
         except Exception as exc:  # noqa: BLE001 - the report must never hide the run's own outcome
             log.warning("the run report could not be written: %s: %s", type(exc).__name__, exc)
 
+    def staging_run(self) -> StagingRun:
+        """The staging orchestration over this run's config, ledger, plan and records (a subclass may return
+        its own, e.g. the benchmark suite's, which times each stage)."""
+        parts = (self.config, self.ledger, self.setups, self.summary, self.record, self.console, self.memory)
+        return StagingRun(*parts, progress_every=self.progress_every)
+
     def _stage_files(self, client: Client) -> None:
         """Partition, check keys and collect until every chunk is staged (`qdask.staging_run`)."""
-        parts = (self.config, self.ledger, self.setups, self.summary, self.record, self.console, self.memory)
-        StagingRun(*parts, progress_every=self.progress_every).run(client)
+        self.staging_run().run(client)
 
     # -- load -------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ timed by wrapping `qdask.ingest.publish` for the duration of the run. Nothing in
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import platform
 import resource
@@ -25,6 +26,7 @@ from rich.console import Console
 
 import qdask.ingest as ingest_module
 from qdask.ingest import Ingest
+from qdask.staging_run import StagingRun
 
 MiB = 1 << 20
 
@@ -171,6 +173,27 @@ class RssSampler:
             self.stage = self.client = None
 
 
+class TimedStagingRun(StagingRun):
+    """The `StagingRun` of a `TimedIngest`: partition, key checks and collect each timed by it."""
+
+    def __init__(self, timed: TimedIngest, run: StagingRun):
+        fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.init}
+        super().__init__(**fields)
+        self.timed = timed
+
+    def _partition(self, client) -> None:
+        with self.timed._stage("partition", client):
+            super()._partition(client)
+
+    def _check_keys(self, client) -> bool:  # duplicate-id / orphan checks between partition and collect
+        with self.timed._stage("keys", client):
+            return super()._check_keys(client)
+
+    def _collect(self, client) -> bool:
+        with self.timed._stage("collect", client):
+            return super()._collect(client)
+
+
 class TimedIngest(Ingest):
     """An `Ingest` whose stages are timed and whose memory is sampled (from outside the pipeline)."""
 
@@ -202,17 +225,8 @@ class TimedIngest(Ingest):
                 return super()._stage_files(client)
         return super()._stage_files(client)
 
-    def _partition(self, client) -> None:
-        with self._stage("partition", client):
-            super()._partition(client)
-
-    def _check_keys(self, client) -> bool:  # duplicate-id / orphan checks between partition and collect
-        with self._stage("keys", client):
-            return super()._check_keys(client)
-
-    def _collect(self, client) -> bool:
-        with self._stage("collect", client):
-            return super()._collect(client)
+    def staging_run(self) -> StagingRun:
+        return TimedStagingRun(self, super().staging_run())
 
     def _load(self, qserv) -> None:
         profiler = self.load_profiler() if self.load_profiler else contextlib.nullcontext()

@@ -127,7 +127,7 @@ def profile_collect(ingest, out_txt: Path, top: int = 25) -> list[tuple[str, flo
     task = collect_task_for([key], ingest.ledger.shards(key), setup.plan.schema.names, charset)
     prof = cProfile.Profile()
     prof.enable()
-    collect_chunks(task, ingest.contrib_root)
+    collect_chunks(task, ingest.staging_run().contrib_root)
     prof.disable()
     return _write_profile(
         prof,
