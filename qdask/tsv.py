@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -334,14 +335,51 @@ def _csv_writable(values: Sequence[pa.Array]) -> bool:
     return longest <= MAX_LINE_BYTES
 
 
+# Where polars' shortest double text is not pyarrow's (which writes 1e-6 <= |x| < 1e10 in positional
+# notation, integral values without ".0"; polars 1e-5 <= |x| < 1e16, integral values with ".0"). The
+# bounds are the doubles nearest the powers of ten, so a value's side is its shortest text's side.
+_POSITIONAL_LOW, _POLARS_LOW, _POSITIONAL_HIGH, _POLARS_HIGH = 1e-6, 1e-5, 1e10, 1e16
+
+
+def _polars_text(value: pa.Array) -> pa.Array:
+    """An integer or float64 `_column_value` as the field texts `_field_text` gives, formatted by polars
+    (about 3 times faster than pyarrow's cast). Integers are the same text; doubles are polars' shortest
+    round-trip text, with ".0" cut from integral values and pyarrow's own cast for the values whose
+    notation differs (see _POSITIONAL_LOW); the cross-encoder test checks the bytes are the same."""
+    series = pl.Series(pl.from_arrow(value))
+    text = series.cast(pl.String)
+    if pa.types.is_floating(value.type):
+        size = series.abs()
+        integral = (series == series.floor()) & (size < _POSITIONAL_HIGH)
+        if integral.any():
+            text = pl.select(pl.when(integral).then(text.str.strip_suffix(".0")).otherwise(text)).to_series()
+        notation = ((size >= _POSITIONAL_LOW) & (size < _POLARS_LOW)) | (
+            (size >= _POSITIONAL_HIGH) & (size < _POLARS_HIGH)
+        )
+        if notation.any():
+            mask = notation.fill_null(False).to_arrow()
+            fixed = pc.filter(value, mask).cast(pa.large_string())
+            return pc.replace_with_mask(text.to_arrow(), mask, fixed)
+    return text.to_arrow()
+
+
+def _csv_field(value: pa.Array) -> pa.Array:
+    """What `_lines_csv` hands the CSV writer for a `_column_value`: numbers as polars' text."""
+    if pa.types.is_integer(value.type) or pa.types.is_float64(value.type):
+        return _polars_text(value)
+    return value
+
+
 def _lines_csv(values: Sequence[pa.Array], pieces: int) -> Iterator[memoryview]:
-    """The lines of a slice by Arrow's C++ CSV writer (numbers formatted by the same cast as in
-    `_lines_joined`, so the bytes are the same), in `pieces` parts (see CSV_PIECES)."""
-    table = pa.Table.from_arrays(list(values), names=[str(i) for i in range(len(values))])
-    step = max(1, -(-table.num_rows // pieces))
-    for start in range(0, table.num_rows, step):
+    """The lines of a slice by Arrow's C++ CSV writer (numbers formatted by polars, as the cast in
+    `_lines_joined` formats them, so the bytes are the same), in `pieces` parts (see CSV_PIECES)."""
+    names = [str(i) for i in range(len(values))]
+    rows = len(values[0])
+    step = max(1, -(-rows // pieces))
+    for start in range(0, rows, step):
+        fields = [_csv_field(value.slice(start, step)) for value in values]
         sink = pa.BufferOutputStream()
-        pacsv.write_csv(table.slice(start, step), sink, _CSV_OPTIONS)
+        pacsv.write_csv(pa.Table.from_arrays(fields, names=names), sink, _CSV_OPTIONS)
         yield memoryview(sink.getvalue())
 
 
