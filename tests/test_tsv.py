@@ -356,3 +356,40 @@ def test_csv_writer_path_writes_the_bytes_the_joins_write(tmp_path):
     write_tsv([pa.record_batch({"q": ['say "hi"', None], "l": ["é", "x"]})], path, charset="latin1")
     assert path.read_bytes() == b'say "hi"\t\xe9\n\\N\tx\n'
 
+
+
+def test_polars_number_text_is_the_cast_text_byte_for_byte():
+    """The fast path formats numbers by polars, whose notation differs from pyarrow's cast for some
+    doubles (1.0 vs 1, 1e-6, 1e10..1e16); the bytes must still be the cast's, over a million doubles of
+    every kind (random bit patterns: subnormals, extremes), float32, integers at their edges, NULL/NaN/inf."""
+    import polars as pl
+
+    from qdask.tsv import _column_value, _data_view, _lines_csv, _lines_joined
+
+    rng = np.random.default_rng(11)
+    n = 1_000_000
+    bits = rng.integers(0, 2**64, n, dtype=np.uint64).view(np.float64)
+    scaled = rng.standard_normal(n) * 10.0 ** rng.integers(-12, 20, n)
+    integral = np.round(rng.standard_normal(n) * 10.0 ** rng.integers(0, 17, n))
+    doubles = np.where(rng.random(n) < 0.4, bits, np.where(rng.random(n) < 0.5, scaled, integral))
+    edges = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 2.0**53 - 1,
+             2.0**53, 2.0**53 + 2, 2.0**63, 2.0**64, 9999999999.0, math.nan, math.inf, -math.inf]
+    for power in (1e-6, 1e-5, 1e-4, 1e10, 1e16, 1e21):
+        edges += [np.nextafter(power, 0), power, np.nextafter(power, math.inf)]
+    doubles[: 2 * len(edges)] = edges + [-e for e in edges]
+    batch = pa.record_batch({
+        "f64": pa.array(doubles, mask=rng.random(n) < 0.05),
+        "f32": pa.array(rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)),
+        "i64": pa.array([-(2**63), 2**63 - 1, None, *rng.integers(-(2**63), 2**63 - 1, n - 3)], pa.int64()),
+        "u64": pa.array([2**64 - 1, 0, *rng.integers(0, 2**64 - 1, n - 2, dtype=np.uint64)], pa.uint64()),
+        "i8": pa.array([-128, 127, *rng.integers(-128, 128, n - 2)], pa.int8()),
+        "b": pa.array(rng.random(n) < 0.5, mask=rng.random(n) < 0.1),
+    })
+    counts: dict[str, int] = {}
+    columns = zip(batch.schema.names, batch.columns, strict=True)
+    values = [_column_value(c, name, 0, "utf8mb4", counts) for name, c in columns]
+    assert counts["f64"] > 100 and counts["f32"] > 1000  # NaN/inf bit patterns, made NULL
+    raw = pl.Series(pl.from_arrow(values[0])).cast(pl.String).to_arrow().cast(pa.string())
+    assert not raw.equals(values[0].cast(pa.string()))  # polars' own text differs: the data can catch it
+    fast = b"".join(bytes(piece) for piece in _lines_csv(values, 2))
+    assert fast == bytes(_data_view(_lines_joined(values, 0)))
