@@ -360,25 +360,34 @@ def test_csv_writer_path_writes_the_bytes_the_joins_write(tmp_path):
 
 def test_polars_number_text_is_the_cast_text_byte_for_byte():
     """The fast path formats numbers by polars, whose notation differs from pyarrow's cast for some
-    doubles (1.0 vs 1, 1e-6, 1e10..1e16); the bytes must still be the cast's, over a million doubles of
-    every kind (random bit patterns: subnormals, extremes), float32, integers at their edges, NULL/NaN/inf."""
+    doubles (1.0 vs 1, 1e-6, 1e10..1e16); the bytes must still be the cast's, over a million values a
+    column: doubles polars writes as they are, integral ones (".0" cut), random bit patterns (subnormals,
+    extremes, NaN: pyarrow's cast), float32 widened, integers at their edges, NULL/NaN/inf."""
     import polars as pl
 
-    from qdask.tsv import _column_value, _data_view, _lines_csv, _lines_joined
+    from qdask.tsv import _column_value, _data_view, _lines_csv, _lines_joined, _polars_frame
 
     rng = np.random.default_rng(11)
     n = 1_000_000
+    sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    # Where polars' text is pyarrow's: |x| < 1e-6, 1e-5 <= |x| < 1e10 (not integral), |x| >= 1e16.
+    plain = sign * np.select(
+        [rng.random(n) < 0.3, rng.random(n) < 0.5],
+        [10.0 ** rng.uniform(-323, -6, n), 10.0 ** rng.uniform(16, 308, n)],
+        10.0 ** rng.uniform(-5, 10, n),
+    )
+    plain[(plain == np.floor(plain)) & (np.abs(plain) < 1e10)] = 0.5
+    edges = [5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, np.nextafter(1e-6, 0), 1e-5,
+             np.nextafter(1e10, 0), 1e16, 2.0**63, 2.0**64, 1e21, 1e22, 1.5e300]
+    plain[: 2 * len(edges)] = edges + [-e for e in edges]
+    integral = np.where(rng.random(n) < 0.3, np.round(plain) % 1e10, plain)
+    integral[:6] = [0.0, -0.0, 1.0, -(2.0**31), 9999999999.0, math.inf]
     bits = rng.integers(0, 2**64, n, dtype=np.uint64).view(np.float64)
-    scaled = rng.standard_normal(n) * 10.0 ** rng.integers(-12, 20, n)
-    integral = np.round(rng.standard_normal(n) * 10.0 ** rng.integers(0, 17, n))
-    doubles = np.where(rng.random(n) < 0.4, bits, np.where(rng.random(n) < 0.5, scaled, integral))
-    edges = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 2.0**53 - 1,
-             2.0**53, 2.0**53 + 2, 2.0**63, 2.0**64, 9999999999.0, math.nan, math.inf, -math.inf]
-    for power in (1e-6, 1e-5, 1e-4, 1e10, 1e16, 1e21):
-        edges += [np.nextafter(power, 0), power, np.nextafter(power, math.inf)]
-    doubles[: 2 * len(edges)] = edges + [-e for e in edges]
+    bits[:8] = [2.0**53 - 1, 2.0**53, 2.0**53 + 2, 1e-6, np.nextafter(1e-5, 0), 1e10, 1e15, math.nan]
     batch = pa.record_batch({
-        "f64": pa.array(doubles, mask=rng.random(n) < 0.05),
+        "plain": pa.array(plain, mask=rng.random(n) < 0.05),
+        "integral": pa.array(integral, mask=rng.random(n) < 0.05),
+        "bits": pa.array(bits),
         "f32": pa.array(rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)),
         "i64": pa.array([-(2**63), 2**63 - 1, None, *rng.integers(-(2**63), 2**63 - 1, n - 3)], pa.int64()),
         "u64": pa.array([2**64 - 1, 0, *rng.integers(0, 2**64 - 1, n - 2, dtype=np.uint64)], pa.uint64()),
@@ -388,8 +397,12 @@ def test_polars_number_text_is_the_cast_text_byte_for_byte():
     counts: dict[str, int] = {}
     columns = zip(batch.schema.names, batch.columns, strict=True)
     values = [_column_value(c, name, 0, "utf8mb4", counts) for name, c in columns]
-    assert counts["f64"] > 100 and counts["f32"] > 1000  # NaN/inf bit patterns, made NULL
-    raw = pl.Series(pl.from_arrow(values[0])).cast(pl.String).to_arrow().cast(pa.string())
-    assert not raw.equals(values[0].cast(pa.string()))  # polars' own text differs: the data can catch it
+    assert counts == {"integral": counts["integral"], "bits": counts["bits"], "f32": counts["f32"]}
+    assert counts["bits"] > 100 and counts["f32"] > 1000  # NaN/inf bit patterns, made NULL
+    for value in values[1:3]:  # polars' own text differs there: the data can catch a wrong choice
+        raw = pl.Series(pl.from_arrow(value)).cast(pl.String).to_arrow().cast(pa.string())
+        assert not raw.equals(value.cast(pa.string()))
+    # plain doubles written by polars as numbers, integral ones as its text cut, the rest by the cast
+    assert _polars_frame(values).dtypes[:4] == [pl.Float64, pl.String, pl.String, pl.String]
     fast = b"".join(bytes(piece) for piece in _lines_csv(values, 2))
     assert fast == bytes(_data_view(_lines_joined(values, 0)))
