@@ -34,10 +34,10 @@ Encoding is vectorised with ``pyarrow.compute`` (cast, replace_substring) and wr
 writer (tab-separated, ``\\N`` for NULL, never quoting; it formats numbers about 3 times faster than
 pyarrow's cast, and is given text where its notation differs, see ``_polars_frame``), or, when a field
 holds a double quote or bytes that are not UTF-8, by element-wise joins of pyarrow's cast; the bytes are
-the same either way (tests/test_tsv.py compares them), and no Python code runs per value. Memory is bounded by one input batch plus the text of
-one slice of it and what encoding it holds (measured: about 2 × ``SLICE_BYTES`` with the joins, 3.6 ×
-with the CSV writer, which writes a slice in ``CSV_PIECES`` calls), whatever the batch size or column
-count.
+the same either way (tests/test_tsv.py compares them), and no Python code runs per value. Memory is
+bounded by one input batch plus the text of one slice of it and what encoding it holds (measured: about
+2 × ``SLICE_BYTES`` with the joins, 3.6 × with the CSV writer, which writes a slice in ``CSV_PIECES``
+calls), whatever the batch size or column count.
 """
 
 from __future__ import annotations
@@ -314,8 +314,8 @@ def _slice_rows(batch: pa.RecordBatch) -> int:
 
 def _csv_writable(values: Sequence[pa.Array]) -> bool:
     """Whether the CSV writer (`_lines_csv`) writes these fields as `_lines_joined` would: no field holds a
-    double quote (a structural character to a CSV writer), all text is UTF-8 (not so for latin1 or binary bytes), and no
-    row can pass MAX_LINE_BYTES (the joins name such a row)."""
+    double quote (a structural character to a CSV writer), all text is UTF-8 (not so for latin1 or binary
+    bytes), and no row can pass MAX_LINE_BYTES (the joins name such a row)."""
     longest = len(values)  # the tabs and the newline
     for value in values:
         if pa.types.is_binary(value.type):
