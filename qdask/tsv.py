@@ -36,8 +36,8 @@ pyarrow's cast, and is given text where its notation differs, see ``_polars_fram
 holds a double quote or bytes that are not UTF-8, by element-wise joins of pyarrow's cast; the bytes are
 the same either way (tests/test_tsv.py compares them), and no Python code runs per value. Memory is
 bounded by one input batch plus the text of one slice of it and what encoding it holds (measured: about
-2 × ``SLICE_BYTES`` with the joins, 3.6 × with the CSV writer, which writes a slice in ``CSV_PIECES``
-calls), whatever the batch size or column count.
+2 × ``SLICE_BYTES`` with the joins, about 3 × in peak RSS with the CSV writer, which writes a slice in
+``CSV_PIECES`` calls), whatever the batch size or column count.
 """
 
 from __future__ import annotations
