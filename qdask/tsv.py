@@ -346,8 +346,9 @@ def _polars_frame(values: Sequence[pa.Array]) -> pl.DataFrame:
     """A slice's fields as a polars frame whose CSV text is `_lines_joined`'s: numbers as numbers (polars
     writes integers as the cast does and float64 as its shortest round-trip text), except float64 columns
     with a value polars writes otherwise: with an integral value below 1e10 as text with ".0" cut, with
-    a value whose notation differs (see _POSITIONAL_LOW) as `_notation_fixed`; text (UTF-8, checked by
-    `_csv_writable`) as strings. Which float64 columns need what is found for all at once (numpy, ~5 ns
+    a value whose notation differs (see _POSITIONAL_LOW) as pyarrow's cast (as before polars; rewriting
+    polars' "e-6" texts by a regex cost more than that, measured); text (UTF-8, checked by `_csv_writable`)
+    as strings. Which float64 columns need what is found for all at once (numpy, ~5 ns
     a value): per-column calls cost more than the formatting in a wide table's short slices."""
     names = [str(i) for i in range(len(values))]
     fields = [v.view(pa.string()) if pa.types.is_binary(v.type) else v for v in values]
