@@ -411,3 +411,22 @@ def test_polars_number_text_is_the_cast_text_byte_for_byte():
     assert _polars_frame(values).dtypes[:4] == [pl.Float64, pl.String, pl.String, pl.String]
     fast = b"".join(bytes(piece) for piece in _lines_csv(values, 2))
     assert fast == bytes(_data_view(_lines_joined(values, 0)))
+
+
+@pytest.mark.parametrize("columns", [
+    {"s": pa.array(["", "a", None])},  # a line that is one empty field: no quotes
+    {"n": pa.nulls(3), "f": pa.array([None, None, None], pa.float64())},
+    {"f": pa.array([math.nan, -math.inf]), "h": pa.array([1.5, None], pa.float16())},
+    {"x": pa.array([1.0]), "i": pa.array([-7], pa.int16())},
+    {"dict": pa.array(["a", "b", None]).dictionary_encode(), "b": pa.array([True, None, False])},
+])
+def test_csv_writer_path_edge_shapes(columns):
+    """Small shapes a CSV writer might treat specially give the joins' bytes too."""
+    from qdask.tsv import _column_value, _csv_writable, _data_view, _lines_csv, _lines_joined
+
+    batch = pa.record_batch(columns)
+    columns_ = zip(batch.schema.names, batch.columns, strict=True)
+    values = [_column_value(c, name, 0, "utf8mb4", {}) for name, c in columns_]
+    assert _csv_writable(values)
+    fast = b"".join(bytes(piece) for piece in _lines_csv(values, 2))
+    assert fast == bytes(_data_view(_lines_joined(values, 0)))
