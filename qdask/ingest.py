@@ -39,6 +39,7 @@ from qdask.ledger import (
     ChunkFile,
     FileStatus,
     Ledger,
+    LedgerConflict,
     LedgerError,
     Unit,
     UnitStatus,
@@ -264,6 +265,7 @@ class Ingest:
             ) from exc
         self.summary.run_id, self.summary.resumed = run.run_id, resumed
         log.info("run %s: staging in %s", run.run_id, self.config.staging.directory)
+        self._forget_gone_units()
         self.ledger.plan_units(
             Unit(u.unit_id, u.table, u.to_dict(), UnitStatus.PLANNED, u.est_rows, u.est_bytes)
             for s in self.setups.values()
@@ -275,6 +277,23 @@ class Ingest:
             message = resume_message(self.ledger, run.created)
             log.info("run %s: %s", run.run_id, message)
             self.console.print(f"resuming run {run.run_id}: {message}", soft_wrap=True, highlight=False)
+
+    def _forget_gone_units(self) -> None:
+        """Staging follows the input as it is now: units recorded by an earlier run that the plan no longer
+        has (a file removed from the glob, a file rewritten into other row groups) are forgotten with their
+        shards and the chunk files they fed; refused if those rows are already in Qserv."""
+        planned = [u.unit_id for s in self.setups.values() for u in s.units]
+        try:
+            gone = self.ledger.forget_units(self.setups, planned)
+        except LedgerConflict as exc:
+            raise IngestError(
+                f"{exc}. Qserv cannot delete loaded rows: put the input back as it was, or drop the "
+                "database (`qdask drop CONFIG`) and `qdask reset CONFIG` to load the input as it is now"
+            ) from exc
+        for unit in gone:
+            note = f"{unit.table}: {unit.unit_id} is no longer in the input; its staged rows were dropped"
+            log.warning(note)
+            self.summary.notes.append(note)
 
     @property
     def identity(self) -> Identity:

@@ -105,6 +105,26 @@ class StagingRecords(LedgerBase):
             )
         return invalidated
 
+    def forget_units(self, tables: Iterable[str], planned: Iterable[str]) -> list[Unit]:
+        """Forget the recorded units of `tables` the plan no longer has (an input file gone from the glob, or
+        split into other row-group units), atomically: their shards go and the chunk files they fed are
+        invalidated, so none of their rows is collected. ``LedgerConflict`` (nothing forgotten) if one of
+        those files is loaded or in an open transaction. Returns the units forgotten."""
+        tables, planned = set(tables), set(planned)
+        with self._write() as db:
+            stale = [
+                _unit(r)
+                for r in db.execute("SELECT * FROM units ORDER BY unit_id")
+                if r["table_name"] in tables and r["unit_id"] not in planned
+            ]
+            for unit in stale:
+                try:
+                    self._replace_shards(db, unit.unit_id, [])
+                except LedgerConflict as exc:
+                    raise LedgerConflict(f"{unit.unit_id} is no longer in the input: {exc}") from exc
+                db.execute("DELETE FROM units WHERE unit_id = ?", (unit.unit_id,))
+        return stale
+
     def unit_failed(self, unit_id: str, error: str) -> None:
         """Mark a unit failed with its error text (its previous shards, if any, stay recorded)."""
         with self._write() as db:
