@@ -379,7 +379,7 @@ BURST = textwrap.dedent("""
 
 def test_sigkill_mid_burst_leaves_only_whole_records_and_resumes(tmp_path):
     path = tmp_path / "ledger.sqlite"
-    n_units, n_shards = 800, 40
+    n_units, n_shards = 4000, 40  # a burst of seconds: the first kill (at ≤ 0.6 s) always lands mid-burst
     with Ledger(path) as led:
         led.plan_units(Unit(f"u{k:05d}", "Object", {"k": k}, "planned") for k in range(n_units))
     rng = random.Random(6)
