@@ -31,7 +31,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-LAYOUT = {"num_stripes": 340, "num_sub_stripes": 3, "overlap": 0.01667}
+from benchmarks.suite.common import director_glob_config
+
 FLOATS = 8
 
 
@@ -96,23 +97,7 @@ def format_costs(paths: list[Path], out: Path) -> list[tuple[str, float, float, 
 
 
 def config(inputs: Path, staging: Path, workers: int) -> dict:
-    return {
-        "database": {"name": "allsky", "partitioning": LAYOUT},
-        "tables": [
-            {
-                "name": "Object",
-                "kind": "director",
-                "id": "id",
-                "ra": "ra",
-                "dec": "dec",
-                "input": {"files": {"glob": str(inputs / "*.parquet")}},
-                "schema": {"infer": True},
-            }
-        ],
-        "qserv": {"controller": "http://127.0.0.1:9", "czar": "mysql://qsmaster@127.0.0.1:9/allsky"},
-        "staging": {"directory": str(staging)},
-        "cluster": {"kind": "local", "workers": workers, "memory_per_worker": "3GiB"},
-    }
+    return director_glob_config("allsky", inputs, {"directory": str(staging)}, workers)
 
 
 CHILD = """

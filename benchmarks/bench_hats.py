@@ -48,7 +48,8 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-LAYOUT = {"num_stripes": 340, "num_sub_stripes": 3, "overlap": 0.01667}
+from benchmarks.suite.common import director_glob_config
+
 TRACT_SIDE = 1.7  # degrees: a DP0.2 tract
 ROW_GROUP = 128 * 1024
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,23 +107,7 @@ def qdask_config(inputs: Path, staging: Path, workers: int, compression: str) ->
     staging_cfg: dict = {"directory": str(staging), "shard_compression": compression}
     if compression == "zstd":
         staging_cfg["shard_compression_level"] = 3
-    return {
-        "database": {"name": "bench", "partitioning": LAYOUT},
-        "tables": [
-            {
-                "name": "Object",
-                "kind": "director",
-                "id": "objectId",
-                "ra": "coord_ra",
-                "dec": "coord_dec",
-                "input": {"files": {"glob": str(inputs / "*.parquet")}},
-                "schema": {"infer": True},
-            }
-        ],
-        "qserv": {"controller": "http://127.0.0.1:9", "czar": "mysql://qsmaster@127.0.0.1:9/bench"},
-        "staging": staging_cfg,
-        "cluster": {"kind": "local", "workers": workers, "memory_per_worker": "4GiB"},
-    }
+    return director_glob_config("bench", inputs, staging_cfg, workers, columns=KEYS, memory_per_worker="4GiB")
 
 
 QDASK_CHILD = """

@@ -43,6 +43,7 @@ import numpy as np
 import psutil
 import pyarrow as pa
 
+from benchmarks.suite.common import stop_process
 from qdask.ledger import ChunkFile, Ledger, shards_digest
 from qdask.mariadb import PrivateMariaDB
 from qdask.qserv import QservClient
@@ -504,12 +505,7 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
     report(rows, total_mb, args)
 
 

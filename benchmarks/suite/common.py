@@ -13,6 +13,7 @@ import dataclasses
 import os
 import platform
 import resource
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -280,3 +281,48 @@ def footer(fig, command: str, m: dict) -> None:
 
 def dir_bytes(path: Path, pattern: str = "*") -> int:
     return sum(p.stat().st_size for p in Path(path).rglob(pattern) if p.is_file())
+
+
+DP02_LAYOUT = {"num_stripes": 340, "num_sub_stripes": 3, "overlap": 0.01667}
+
+
+def director_glob_config(
+    database: str,
+    inputs: Path,
+    staging: dict,
+    workers: int,
+    *,
+    columns: tuple[str, str, str] = ("id", "ra", "dec"),
+    memory_per_worker: str = "3GiB",
+) -> dict:
+    """A config (plain data) of one director table, Object, over every Parquet file in `inputs` (schema
+    inferred, DP0.2's layout), for `--stage-only` runs: its Qserv addresses are never contacted.
+    `columns`: the id, ra and dec columns; `staging`: the staging section."""
+    key, ra, dec = columns
+    return {
+        "database": {"name": database, "partitioning": DP02_LAYOUT},
+        "tables": [
+            {
+                "name": "Object",
+                "kind": "director",
+                "id": key,
+                "ra": ra,
+                "dec": dec,
+                "input": {"files": {"glob": str(inputs / "*.parquet")}},
+                "schema": {"infer": True},
+            }
+        ],
+        "qserv": {"controller": "http://127.0.0.1:9", "czar": f"mysql://qsmaster@127.0.0.1:9/{database}"},
+        "staging": staging,
+        "cluster": {"kind": "local", "workers": workers, "memory_per_worker": memory_per_worker},
+    }
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a child server: SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

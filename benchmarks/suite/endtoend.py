@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.suite.common import TimedIngest, timed
+from benchmarks.suite.common import TimedIngest, stop_process, timed
 from benchmarks.suite.data import ingest_config
 
 AUTH_KEY = "bench-key"
@@ -55,12 +55,7 @@ def stand_in():
             os.environ["QSERV_AUTH_KEY"] = AUTH_KEY
             yield server, StandIn(controller, urls["czar"], proc.pid)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 @contextlib.contextmanager
