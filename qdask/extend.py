@@ -35,6 +35,7 @@ from qdask.config import IngestConfig
 from qdask.errors import QdaskUsageError
 from qdask.ledger import FileStatus, FingerprintMismatch, Ledger, LedgerError, Run
 from qdask.qserv import QservClient, QservError
+from qdask.run_settings import qserv_client
 from qdask.runrecord import RunRecord, now
 from qdask.stages.plan import TableSetup
 
@@ -188,8 +189,6 @@ def refuse_early(
     not load the catalog is preflight's to refuse."""
     if not loaded_here(ledger):
         return
-    from qdask.ingest import qserv_client  # the driver's client settings, without importing it eagerly
-
     try:
         with qserv_client(config) as client:
             catalog = Catalog.read(client, config.database.name)
