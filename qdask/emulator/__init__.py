@@ -22,7 +22,11 @@ Start it:
 
 Storage follows Qserv (``storage.py``): MyISAM, ``qserv_trans_id`` first, ``PARTITION BY LIST`` with
 ``p0`` and ``p<T>`` per transaction, chunk/overlap/dummy tables, the worker's own ``LOAD DATA``
-statement. Controller records are typed (``records.py``; states and statuses in ``contract.py``) and
+statement, run server-side (``LOAD DATA INFILE``, as Qserv's worker does) whenever MariaDB can read the
+stand-in's temporary files, else ``LOCAL`` (``storage.server_reads``). The two differ in what a bad value
+does: server-side into MyISAM under the default strict ``sql_mode``, a bad first row is an error (the
+contribution is LOAD_FAILED) and bad later rows are warnings; ``LOCAL`` makes every one a warning.
+Controller records are typed (``records.py``; states and statuses in ``contract.py``) and
 persist in ``<instance>_replica`` (``state.py``); faults are injected at run time (``faults.py``).
 Answers follow Qserv's source (``protocol.py`` holds its envelope, parameter and error rules).
 """

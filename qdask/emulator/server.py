@@ -35,7 +35,7 @@ from qdask.emulator.faults import FaultInjector
 from qdask.emulator.protocol import Keys
 from qdask.emulator.records import Host, Worker
 from qdask.emulator.state import State
-from qdask.emulator.storage import Dsn, SqlPool, WorkerStorage
+from qdask.emulator.storage import Dsn, SqlPool, WorkerStorage, server_reads
 from qdask.emulator.worker import WorkerNode
 
 log = logging.getLogger("qdask.emulator")
@@ -147,8 +147,7 @@ class Emulator:
             self._own_tmp = True
         load_local = cfg.load_local
         if load_local is None:
-            sfp = (await self.pool.aexecute("SELECT @@secure_file_priv"))[0][0]
-            load_local = not (self.dsn.is_local and sfp == "")
+            load_local = not (self.dsn.is_local and await self.pool.run(server_reads, cfg.tmp_dir))
         state = self.state = State(self.pool, f"{cfg.instance}_replica")
         await self.pool.run(lambda conn: state.open())
         czar = Czar(state, self.pool, self.nodes, cfg.czar_prefix)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -146,6 +148,26 @@ def load_data_statement(path: str, db: str, table: str, charset: str, dialect_sq
         f"LOAD DATA {'LOCAL ' if local else ''}INFILE {sql_quote(path)} INTO TABLE {qid(db, table)}"
         f" CHARACTER SET {sql_quote(charset)} {dialect_sql}"
     )
+
+
+def server_reads(conn, directory: str) -> bool:
+    """Whether the server itself reads files of ``directory`` (as a Qserv worker's MariaDB reads its
+    ingest service's temporary files): a probe file must come back whole through ``LOAD_FILE``, which
+    checks the file's place, ``secure_file_priv`` (NULL is "no restriction" in MariaDB, "disabled" in
+    MySQL), the FILE privilege and the server's access to it. If not, the stand-in loads with LOCAL."""
+    probe = b"qdask-probe\n"
+    fd, path = tempfile.mkstemp(prefix="probe-", dir=directory)
+    try:
+        os.write(fd, probe)
+        os.close(fd)
+        os.chmod(path, 0o644)
+        with conn.cursor() as cur:
+            cur.execute("SELECT LOAD_FILE(%s)", (path,))
+            return cur.fetchone()[0] == probe
+    except pymysql.err.MySQLError:
+        return False
+    finally:
+        os.unlink(path)
 
 
 _DDL_RETRY_ERRORS = (1205, 1213)  # lock wait timeout, deadlock

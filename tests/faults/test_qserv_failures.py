@@ -143,11 +143,13 @@ def test_worker_unreachable_too_long_stops_clearly_and_rerun_resumes(qserv, trut
     exact(truth, qserv, config, summary)
 
 
-@pytest.mark.parametrize("damage", ["warning", "row count"])
+@pytest.mark.parametrize("damage", ["warning", "first row", "row count"])
 def test_contribution_not_loaded_exactly_is_never_accepted(qserv, truth, tmp_path, keys, damage):
-    """A staged file that MariaDB loads with a warning (text in the BIGINT objectId), or with one row fewer
-    than the ledger says: every attempt is aborted, the run stops, nothing is published; once the file is
-    rebuilt the load is exact."""
+    """A staged file that MariaDB loads with a warning (text in a BIGINT column of a later row), that it
+    refuses (the same in the first row: the worker's server-side LOAD DATA into MyISAM under the default
+    strict sql_mode stops there, as on a Qserv worker), or with one row fewer than the ledger says: every
+    attempt is aborted, the run stops, nothing is published; once the file is rebuilt the load is exact."""
+    assert not any(node.storage.load_local for node in qserv.emulator.nodes.values())  # server-side
     database = "faults_q_" + damage.replace(" ", "_")
     config = load_config(write_case01(tmp_path / "case01.yaml", qserv, tmp_path / "staging", database))
     Ingest(config).run(stage_only=True)
@@ -156,10 +158,11 @@ def test_contribution_not_loaded_exactly_is_never_accepted(qserv, truth, tmp_pat
         file = next(f for f in ledger.chunk_files(table="Source") if f.rows > 1)
     path = Path(file.path)
     lines = path.read_bytes().rstrip(b"\n").split(b"\n")
-    if damage == "warning":
-        fields = lines[0].split(b"\t")
+    if damage in ("warning", "first row"):
+        row = 0 if damage == "first row" else len(lines) - 1
+        fields = lines[row].split(b"\t")
         fields[3] = b"oops"
-        lines[0] = b"\t".join(fields)
+        lines[row] = b"\t".join(fields)
     else:
         lines = lines[:-1]
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -172,12 +175,16 @@ def test_contribution_not_loaded_exactly_is_never_accepted(qserv, truth, tmp_pat
         )
     with pytest.raises(IngestError) as stopped:
         Ingest(config).run()
-    assert ("num_warnings" if damage == "warning" else "num_rows_loaded") in str(stopped.value)
+    causes = {"warning": "num_warnings", "first row": "Incorrect integer value"}
+    expected = causes.get(damage, "num_rows_loaded")
+    assert expected in str(stopped.value)
     with Ledger(ledger_path) as ledger:
         tried = [c for c in ledger.contributions() if c.file == file.key]
         assert len(tried) == 4  # the first attempt and 3 redos, each in a new transaction, none accepted
         if damage == "warning":
             assert all(c.num_warnings for c in tried)
+        elif damage == "first row":
+            assert all(c.error and "Incorrect integer value" in c.error for c in tried), tried
         else:
             assert all(c.num_rows_loaded == file.rows - 1 for c in tried)
         assert {t.state for t in ledger.transactions() if file.key in t.files} == {"aborted"}
