@@ -7,7 +7,7 @@ import math
 from pydantic import Field, field_validator, model_validator
 
 from qdask.config.base import ConfigModel
-from qdask.config.names import MAX_DB_NAME, Identifier, check_charset, check_length
+from qdask.config.names import MAX_DB_NAME, QueryableName, check_charset, check_length
 
 __all__ = ["DatabaseConfig", "Partitioning", "check_overlap"]
 
@@ -45,7 +45,7 @@ def check_overlap(overlap: float, layout: Partitioning) -> None:
 class DatabaseConfig(ConfigModel):
     """The target Qserv database: its name, layout, director-index mode and default character set."""
 
-    name: Identifier
+    name: QueryableName
     partitioning: Partitioning
     auto_build_director_index: bool = True
     charset_name: str = "latin1"

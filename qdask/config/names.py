@@ -22,9 +22,11 @@ __all__ = [
     "EnvName",
     "Identifier",
     "K8sName",
+    "QueryableName",
     "K8sSubdomain",
     "check_charset",
     "check_identifier",
+    "check_queryable",
     "check_length",
     "k8s_subdomain",
 ]
@@ -53,6 +55,19 @@ def check_identifier(value: str, what: str = "name") -> str:
     return value
 
 
+def check_queryable(value: str, what: str = "name") -> str:
+    """Refuse a name Qserv takes at ingest but its query parser refuses: an identifier starting with an
+    underscore (``src/ccontrol/ParseAdapters.h``, ``UidAdapter``: "Identifiers in Qserv may not start
+    with an underscore."), so nothing could ever select it."""
+    check_identifier(value, what)
+    if value.startswith("_"):
+        raise ValueError(
+            f"{value!r} is not a valid {what} for Qserv: its query parser refuses identifiers that start "
+            "with an _ (underscore)"
+        )
+    return value
+
+
 def check_length(value: str, limit: int, what: str, because: str) -> str:
     """`value` if it has at most `limit` characters; else an error saying `because` (why the limit)."""
     if len(value) > limit:
@@ -64,6 +79,10 @@ def _identifier(value: str) -> str:
     return check_identifier(value, "name")
 
 
+def _queryable(value: str) -> str:
+    return check_queryable(value, "name")
+
+
 def _column(value: str) -> str:
     check_identifier(value, "column name")
     if value.lower() in RESERVED_COLUMNS:
@@ -72,6 +91,7 @@ def _column(value: str) -> str:
 
 
 Identifier = Annotated[str, AfterValidator(_identifier)]
+QueryableName = Annotated[str, AfterValidator(_queryable)]  # a database or table name as Qserv shows it
 ColumnName = Annotated[str, AfterValidator(_column)]
 
 

@@ -17,7 +17,7 @@ from qdask.config.felis import (
     resolve_felis_schema,
 )
 from qdask.config.inputs import TableInput
-from qdask.config.names import ColumnName, Identifier, check_charset
+from qdask.config.names import ColumnName, Identifier, QueryableName, check_charset
 from qdask.kinds import TableKind
 
 __all__ = [
@@ -197,7 +197,7 @@ class Policies(ConfigModel):
 
 
 class _TableBase(ConfigModel):
-    name: Identifier
+    name: QueryableName
     input: TableInput
     schema_: SchemaSource = Field(alias="schema")
     columns: ColumnSelection = Field(default_factory=ColumnSelection)

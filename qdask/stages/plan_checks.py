@@ -2,8 +2,9 @@
 
 * **Column names.** The config's names are validated when it loads (`qdask.config.names`); a schema
   inferred from the data or read from a felis/Qserv JSON/DDL file can still bring names Qserv cannot take
-  (a dash, a space, non-ASCII, a leading digit, more than 64 characters). They are held to the same rules
-  here, so nothing is registered in Qserv and then refused. (`TableSchema` itself refuses
+  (a dash, a space, non-ASCII, a leading digit, more than 64 characters) or could never query (a leading
+  underscore). The final names are checked here, so nothing is registered in Qserv and then refused, and
+  a source column named ``_x`` can still be renamed or excluded. (`TableSchema` itself refuses
   ``qserv_trans_id``, ``chunkId``/``subChunkId`` and two names equal but for case.)
 * **Key columns.** A child's director key is compared with its director's id: both integers, or both
   not (a float cannot hold an id above 2^53 exactly, and pandas writes an integer column with missing
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from qdask.config.names import check_identifier
+from qdask.config.names import check_queryable
 from qdask.schema import SchemaError, TableSchema
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def check_column_names(table: str, schema: TableSchema) -> None:
     problems = []
     for name in schema.names:
         try:
-            check_identifier(name, "column name")
+            check_queryable(name, "column name")
         except ValueError as exc:
             problems.append(str(exc))
     if problems:

@@ -581,6 +581,8 @@ def test_plan_check_prints_the_resolved_config(tmp_path, good, monkeypatch, case
             "include and exclude",
         ),
         (lambda d: d["tables"][2].update(name="Filter; DROP TABLE x"), "is not a valid name"),
+        (lambda d: d["tables"][2].update(name="_Filter"), "refuses identifiers that start with an _"),
+        (lambda d: d["database"].update(name="_q"), "refuses identifiers that start with an _"),
     ],
 )
 def test_plan_check_fails_with_a_located_message(tmp_path, good, monkeypatch, change, expected):

@@ -72,3 +72,24 @@ def test_bad_values_quarantine_is_refused_not_ignored(tmp_path, shared_data):
     # refused by the config itself (so `qdask plan --check` says it), not accepted and ignored
     with pytest.raises(ConfigError, match=r"tables\[0\].policies.bad_values: quarantine is not supported"):
         plan_ingest(_case01(tmp_path, change))
+
+
+def test_a_column_qserv_could_never_query_is_refused_unless_renamed(tmp_path):
+    """Qserv's query parser refuses identifiers starting with "_" (ParseAdapters.h, UidAdapter): a column
+    so named in the data (pandas writes "__index_level_0__") is refused at planning, before anything is
+    registered; renaming or excluding it lets the plan through."""
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": [1, 2], "_flag": [0, 1]}), tmp_path / "in/r.parquet")
+    table = {"name": "R", "kind": "regular", "input": {"files": {"glob": str(tmp_path / "in/r.parquet")}}}
+    raw = {
+        "database": {"name": "u", "partitioning": {"num_stripes": 85, "num_sub_stripes": 12, "overlap": 0}},
+        "tables": [{**table, "schema": {"infer": True}}],
+        "qserv": {"controller": "http://127.0.0.1:1", "czar": "mysql://u@127.0.0.1:1/u"},
+        "staging": {"directory": str(tmp_path / "staging")},
+    }
+    with pytest.raises(SchemaError, match=r"'_flag' is not a valid column name .* start with an _"):
+        plan_ingest(config_from_dict(raw, tmp_path))
+    raw["tables"][0]["columns"] = {"rename": {"_flag": "flag"}}
+    assert plan_ingest(config_from_dict(raw, tmp_path))[0].plan.schema.names == ["id", "flag"]
+    raw["tables"][0]["columns"] = {"exclude": ["_flag"]}
+    assert plan_ingest(config_from_dict(raw, tmp_path))[0].plan.schema.names == ["id"]
