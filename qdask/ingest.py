@@ -77,6 +77,7 @@ from qdask.stages.preflight import check_staging, preflight, work_left
 from qdask.stages.publish import is_published, publish
 from qdask.stages.register import register_catalog
 from qdask.stages.staging_errors import as_staging_error
+from qdask.stages.unit_splits import keep_recorded_splits
 from qdask.stages.verify import VerifyReport
 from qdask.stages.verify_catalog import verify_catalog
 from qdask.staging_lock import StagingLock
@@ -255,6 +256,7 @@ class Ingest:
         resumed = self.ledger.run() is not None
         if not self.setups:
             self.plan()
+        self._keep_recorded_splits()
         if not stage_only:
             extend.refuse_early(self.config, self.ledger, self.setups.values(), allowed=self.published)
         try:
@@ -277,6 +279,13 @@ class Ingest:
             message = resume_message(self.ledger, run.created)
             log.info("run %s: %s", run.run_id, message)
             self.console.print(f"resuming run {run.run_id}: {message}", soft_wrap=True, highlight=False)
+
+    def _keep_recorded_splits(self) -> None:
+        """Files already partitioned keep the units the ledger recorded (`stages.unit_splits`)."""
+        setups, notes = keep_recorded_splits(list(self.setups.values()), self.ledger.units())
+        self.setups = {s.name: s for s in setups}
+        for note in notes:
+            log.info(note)
 
     def _forget_gone_units(self) -> None:
         """Staging follows the input as it is now: units recorded by an earlier run that the plan no longer

@@ -169,10 +169,6 @@ def _share(total: int | None, sizes: Sequence[int], i: int, j: int) -> int | Non
     return int(total * sum(sizes[i:j]) / max(sum(sizes), 1))
 
 
-def _base_id(unit: InputUnit) -> str:
-    return unit.unit_id.split("#rg=")[0] if unit.row_groups is not None else unit.unit_id
-
-
 def fit_units(
     units: Iterable[InputUnit],
     columns: Sequence[str],
@@ -205,7 +201,7 @@ def fit_units(
             a, b = fp.row_groups[i], fp.row_groups[j - 1] + 1
             piece = dataclasses.replace(
                 unit,
-                unit_id=_base_id(unit) + row_group_suffix(a, b),
+                unit_id=unit.whole_id + row_group_suffix(a, b),
                 row_groups=(a, b),
                 est_rows=sum(fp.rows[i:j]),
                 est_bytes=_share(unit.est_bytes, fp.selected_bytes, i, j),

@@ -68,6 +68,11 @@ class InputUnit:
             object.__setattr__(self, "row_groups", (start, stop))
 
     @property
+    def whole_id(self) -> str:
+        """The id of the whole file or dataset this unit is (a part of)."""
+        return self.unit_id.split("#rg=", 1)[0] if self.row_groups is not None else self.unit_id
+
+    @property
     def label(self) -> str:
         """What error messages call this unit: its id and, when different, its file."""
         return self.unit_id if self.uri in self.unit_id else f"{self.unit_id} ({self.uri})"
