@@ -220,8 +220,10 @@ def baseline_server_side(server: PrivateMariaDB, path: Path, table: str) -> tupl
     with conn.cursor() as cur:
         cur.execute(f"CREATE TABLE {table} ({', '.join(f'`{n}` {t}' for n, t in COLUMNS)}) ENGINE=MyISAM")
         t0 = time.perf_counter()
-        cur.execute(f"LOAD DATA INFILE '{path}' INTO TABLE {table} FIELDS TERMINATED BY '\\t'"
-                    " ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'")
+        cur.execute(
+            f"LOAD DATA INFILE '{path}' INTO TABLE {table} FIELDS TERMINATED BY '\\t'"
+            " ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+        )
         seconds = time.perf_counter() - t0
         loaded = cur.rowcount
     conn.close()
@@ -359,8 +361,10 @@ def main() -> None:
         f"{mib / best_py:.1f} | {best_py / best_emu:.2f} |",
     ]
     best_srv = min(server_side)
-    lines.append(f"| `LOAD DATA INFILE` (server reads the file) | {best_srv:.1f} | {nrows / best_srv:,.0f} | "
-                 f"{mib / best_srv:.1f} | {best_srv / best_emu:.2f} |")
+    lines.append(
+        f"| `LOAD DATA INFILE` (server reads the file) | {best_srv:.1f} | {nrows / best_srv:,.0f} | "
+        f"{mib / best_srv:.1f} | {best_srv / best_emu:.2f} |"
+    )
     if cli:
         best_cli = min(cli)
         lines.append(

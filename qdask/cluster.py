@@ -56,7 +56,8 @@ def open_client(spec: ClusterSpec) -> Iterator[Client]:
                 client = Client(spec.scheduler_address, timeout="30s")
             except OSError as exc:
                 raise ClusterError(
-                    f"cannot reach the Dask scheduler at {spec.scheduler_address}: {exc}") from exc
+                    f"cannot reach the Dask scheduler at {spec.scheduler_address}: {exc}"
+                ) from exc
             with client:
                 yield client
             return
@@ -65,12 +66,16 @@ def open_client(spec: ClusterSpec) -> Iterator[Client]:
                 yield client
             return
         if spec.kind != "local":
-            raise ClusterError(f"unknown cluster kind {spec.kind!r}: use local, kubernetes, or scheduler "
-                               "with the address of a running scheduler")
+            raise ClusterError(
+                f"unknown cluster kind {spec.kind!r}: use local, kubernetes, or scheduler "
+                "with the address of a running scheduler"
+            )
         logging.getLogger("distributed").setLevel(logging.WARNING)
         with _workers_ignore_ctrl_c():
             cluster = LocalCluster(
-                n_workers=spec.workers, threads_per_worker=spec.threads_per_worker, processes=True,
+                n_workers=spec.workers,
+                threads_per_worker=spec.threads_per_worker,
+                processes=True,
                 memory_limit=spec.memory_per_worker if spec.memory_per_worker else "auto",
                 dashboard_address=spec.dashboard_address,
                 silence_logs=logging.CRITICAL,  # task errors reach the driver, which reports them per unit

@@ -19,4 +19,3 @@ class TableKind(StrEnum):
     def partitioned(self) -> bool:
         """Split into chunks (director, child) rather than copied whole to every worker (regular)."""
         return self is not TableKind.REGULAR
-

@@ -71,7 +71,11 @@ def test_bench_hats_runs_and_profiles(tmp_path: Path) -> None:
     common = [sys.executable, "-m", "benchmarks.bench_hats", "--rows", "3000", "--columns", "8"]
     run = subprocess.run(
         [*common, "--repeat", "1", "--skip-hats", "--keep", str(tmp_path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=500,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     [row] = [line for line in run.stdout.splitlines() if line.startswith("| 1 | qdask --stage-only |")]
@@ -80,7 +84,11 @@ def test_bench_hats_runs_and_profiles(tmp_path: Path) -> None:
     profiles = tmp_path / "profiles"
     run = subprocess.run(
         [*common, "--profile-only", str(profiles), "--keep", str(tmp_path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=500,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     for name in ("profile-partition.txt", "profile-collect.txt"):

@@ -27,8 +27,11 @@ def _plan_raising(monkeypatch, exc: BaseException):
 
 @pytest.mark.parametrize(
     "error",
-    [IngestError("planning failed: no file matches x*.parquet"), LedgerError("the ledger is locked"),
-     QservError("GET /meta/version", "no such database")],
+    [
+        IngestError("planning failed: no file matches x*.parquet"),
+        LedgerError("the ledger is locked"),
+        QservError("GET /meta/version", "no such database"),
+    ],
     ids=["ingest", "ledger", "qserv"],
 )
 def test_a_user_facing_error_is_one_message_and_its_exit_code(monkeypatch, error):

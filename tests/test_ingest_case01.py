@@ -141,5 +141,6 @@ def test_stage_only_then_load_gives_the_same_database(qserv, auth_env, tmp_path,
     assert "publish: done" in logged and "verify: passed" in logged
     for table in ("Object", "Source", "Logs"):
         columns = columns_of(mariadb, "qdask_case01_staged", table)
-        assert _rows(mariadb, "qdask_case01_staged", table, columns) == _rows(mariadb, "qdask_case01", table,
-                                                                                columns)
+        assert _rows(mariadb, "qdask_case01_staged", table, columns) == _rows(
+            mariadb, "qdask_case01", table, columns
+        )

@@ -49,8 +49,12 @@ def test_991_column_object_ingests_within_the_worker_memory_limit(wide_repo, qse
     raw["tables"] = [t for t in raw["tables"] if t["name"] == "Object"]
     raw["tables"][0]["input"]["butler"]["repo"] = str(wide_repo)
     raw["database"]["name"] = "qdask_wide"
-    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=LIMIT, dashboard_address=":0",
-                      processes=True) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, memory_limit=LIMIT, dashboard_address=":0", processes=True
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         client.run(_warm_up)
         baseline = client.run(_peak_rss)
         raw["qserv"].update(controller=qserv.controller_url, czar=qserv.czar_dsn)
@@ -60,8 +64,10 @@ def test_991_column_object_ingests_within_the_worker_memory_limit(wide_repo, qse
         peaks = client.run(_peak_rss)
     assert summary.verify.ok, [c for c in summary.verify.checks if not c.ok]
     growth = {w: peaks[w] - baseline[w] for w in peaks}
-    print(f"data in memory {in_memory / 2**20:.0f} MiB; worker peak RSS (MiB): "
-          f"{ {w[-5:]: round(p / 2**20) for w, p in peaks.items()} }; growth over warm baseline (MiB): "
-          f"{ {w[-5:]: round(g / 2**20) for w, g in growth.items()} }; limit {LIMIT / 2**20:.0f} MiB")
+    print(
+        f"data in memory {in_memory / 2**20:.0f} MiB; worker peak RSS (MiB): "
+        f"{ {w[-5:]: round(p / 2**20) for w, p in peaks.items()} }; growth over warm baseline (MiB): "
+        f"{ {w[-5:]: round(g / 2**20) for w, g in growth.items()} }; limit {LIMIT / 2**20:.0f} MiB"
+    )
     assert max(peaks.values()) < LIMIT
     assert max(growth.values()) < 0.8 * in_memory, "a worker held (nearly) the whole table at once"

@@ -150,7 +150,7 @@ def _table_entry(
         entry["kind"] = "regular"
     elif spec.get("director_table2"):
         # sph-partition-matches places a pair by part.pos1 and part.pos2, the flag column is part.flags.
-        part = (_partition_options(data_dir, table).get("part") or {})
+        part = _partition_options(data_dir, table).get("part") or {}
         sides = [[c.strip() for c in str(part.get(k, "")).split(",") if c.strip()] for k in ("pos1", "pos2")]
         if any(len(side) != 2 for side in sides):
             return None, "a match table placed by its directors' ids (no part.pos1/pos2) is not supported yet"

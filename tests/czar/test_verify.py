@@ -159,9 +159,7 @@ def test_staged_key_digest_reuses_the_key_files(czar_case01, tmp_path):
     try:
         assert staged_key_digest(ingest.ledger, "Object", "objectId", key_files=files) == from_shards
         with pytest.raises(CorruptShardError, match="is missing"):
-            staged_key_digest(
-                ingest.ledger, "Source", "sourceId", key_files=("objectId", ingest.keys_root)
-            )
+            staged_key_digest(ingest.ledger, "Source", "sourceId", key_files=("objectId", ingest.keys_root))
     finally:
         shutil.move(moved, shards)
     assert staged_key_digest(ingest.ledger, "Source", "sourceId").count == 3339

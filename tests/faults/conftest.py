@@ -172,8 +172,9 @@ def _kill_group(pgid: int) -> None:
         time.sleep(0.05)
 
 
-def load_plain(mariadb, data: Path, tmp: Path, name: str = "faults_plain_case01", *,
-               tables: list[str] = TABLES) -> str:
+def load_plain(
+    mariadb, data: Path, tmp: Path, name: str = "faults_plain_case01", *, tables: list[str] = TABLES
+) -> str:
     """The case01 dumps of `tables` (in `data`) loaded by a plain client into database `name`."""
     conn = mariadb.connect()
     with conn.cursor() as cur:

@@ -70,8 +70,9 @@ def _chain(runner, qserv, config, points: list[Point]) -> list[tuple[Point, Outc
             # transaction a previous kill left open sends a PUT to /ingest/trans/ before its own commit,
             # and a one-shot delay spent on that abort let the commit and publish finish before the kill.
             qserv.faults.clear()
-            qserv.faults.add("delay", match={"path": point.delay_path, "method": point.method}, seconds=2.0,
-                             times=4)
+            qserv.faults.add(
+                "delay", match={"path": point.delay_path, "method": point.method}, seconds=2.0, times=4
+            )
         outcome = runner.ingest(config, kill_at=point.spec)
         results.append((point, outcome))
     return results

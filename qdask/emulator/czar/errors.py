@@ -46,8 +46,6 @@ def invalid_query(text: str) -> QservError:
     return czar_refused(f"Invalid or unsupported query: {text}", "invalid")
 
 
-
-
 class AnalysisRefusal(Exception):
     """The czar's analysis refuses the query; ``text`` is the czar's error (after ``Failed to instantiate
     query: ``)."""

@@ -117,5 +117,3 @@ def czar_kind(text: str) -> Kind:
     if first == "SET" and len(words) > 1:
         return Kind.SET
     return Kind.INVALID
-
-
