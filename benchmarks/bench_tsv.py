@@ -49,6 +49,47 @@ def make_table(rows: int, cols: int, *, strings: int, seed: int = 0) -> pa.Table
     return pa.table(arrays)
 
 
+def make_magnitudes(rows: int, cols: int = 40, seed: int = 0) -> pa.Table:
+    """``cols`` float64 columns over the magnitudes of a catalog's doubles, 3% NaN and 2% NULL each:
+    positions (0..360), fluxes in nJy (~1e1..1e6, some negative) and their errors, magnitudes, moments,
+    N(0, 1) values, errors in degrees (~1e-6..1e-5), small offsets N(0, 1e-4), and large values
+    (~1e10..1e15); the notations of polars and pyarrow differ in [1e-6, 1e-5) and [1e10, 1e16)."""
+    rng = np.random.default_rng(seed)
+    kinds = [
+        lambda: rng.uniform(0, 360, rows),
+        lambda: np.where(rng.random(rows) < 0.1, -1, 1) * rng.lognormal(np.log(1e3), 1.5, rows),
+        lambda: rng.lognormal(np.log(50), 0.5, rows),
+        lambda: rng.uniform(15, 30, rows),
+        lambda: rng.lognormal(np.log(4), 0.4, rows),
+        lambda: rng.standard_normal(rows),
+        lambda: rng.lognormal(np.log(3e-6), 0.5, rows),
+        lambda: rng.normal(0, 1e-4, rows),
+        lambda: rng.lognormal(np.log(1e12), 1.5, rows),
+        lambda: rng.chisquare(5, rows),
+    ]
+    arrays = {}
+    for k in range(cols):
+        values = kinds[k % len(kinds)]()
+        values[rng.random(rows) < 0.03] = np.nan
+        arrays[f"m{k}"] = pa.array(values, mask=rng.random(rows) < 0.02)
+    return pa.table(arrays)
+
+
+def make_dp02(rows: int, seed: int = 0) -> pa.Table:
+    """``rows`` rows of a DP0.2 Object-shaped table (991 columns: double, float, bool, int), values from
+    `qdask.demo`'s generator, as benchmarks/bench_hats.py writes its inputs."""
+    from benchmarks.bench_hats import _box, object_schema
+    from qdask.demo import _column, _objects
+
+    schema = object_schema(991)
+    box = _box("tract", 0)
+    rng = np.random.default_rng([seed, 0, 0])
+    ctx = _objects(rng, 3828, 0, box, 0, rows, box)
+    ctx["objectId"] = np.arange(rows, dtype=np.int64)
+    ctx["known"] = {"objectId": ctx["objectId"], "coord_ra": ctx["ra"], "coord_dec": ctx["dec"]}
+    return pa.Table.from_arrays([_column(f, rows, rng, ctx) for f in schema], schema=schema)
+
+
 def run_csv(batches: list[pa.RecordBatch], path: Path) -> int:
     options = pacsv.WriteOptions(include_header=False, delimiter="\t", batch_size=BATCH_ROWS)
     with open(path, "wb") as out:
