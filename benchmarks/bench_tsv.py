@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from qdask.tsv import write_tsv
+from qdask.tsv import encode_batch, write_tsv
 
 BATCH_ROWS = 65536
 
@@ -133,6 +133,12 @@ def run_tsv(batches: list[pa.RecordBatch], path: Path) -> int:
     return write_tsv(batches, path, charset="utf8mb4").bytes
 
 
+def run_encode(batches: list[pa.RecordBatch], path: Path) -> int:
+    """The encoder alone (`encode_batch`, bytes counted, nothing written): no disk, no checksum."""
+    path.touch()
+    return sum(len(piece) for batch in batches for piece in encode_batch(batch, charset="utf8mb4"))
+
+
 def best_time(fn, batches, path, repeat: int) -> tuple[float, float, int]:
     """Best wall-clock and best process CPU seconds (all threads) over ``repeat`` runs, and output size."""
     best_wall = best_cpu = float("inf")
@@ -154,6 +160,8 @@ def main() -> None:
     parser.add_argument("--rows-dp02", type=int, default=30_000)
     parser.add_argument("--tables", default="narrow,wide,magnitudes,dp02")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--encode-only", action="store_true",
+                        help="time encode_batch alone (no file, checksum or fsync) instead of write_tsv")
     parser.add_argument("--notation-stats", action="store_true",
                         help="only count the float pieces holding a value where polars' notation differs")
     args = parser.parse_args()
@@ -179,10 +187,12 @@ def main() -> None:
                       f"[1e10, 1e16): {differing} ({100 * differing / max(pieces, 1):.1f}%) |")
                 continue
             t_csv, c_csv, b_csv = best_time(run_csv, batches, Path(tmp) / "out.csv", args.repeat)
-            t_tsv, c_tsv, b_tsv = best_time(run_tsv, batches, Path(tmp) / "out.tsv", args.repeat)
-            results = (("pyarrow.csv", t_csv, c_csv, b_csv), ("write_tsv", t_tsv, c_tsv, b_tsv))
+            tsv = run_encode if args.encode_only else run_tsv
+            t_tsv, c_tsv, b_tsv = best_time(tsv, batches, Path(tmp) / "out.tsv", args.repeat)
+            label = "encode_batch" if args.encode_only else "write_tsv"
+            results = (("pyarrow.csv", t_csv, c_csv, b_csv), (label, t_tsv, c_tsv, b_tsv))
             for writer, secs, cpu, size in results:
-                ratio = f"{t_tsv / t_csv:.2f}, {c_tsv / c_csv:.2f}" if writer == "write_tsv" else ""
+                ratio = f"{t_tsv / t_csv:.2f}, {c_tsv / c_csv:.2f}" if writer == label else ""
                 print(f"| {name} | {rows} | {cols} | {writer} | {secs:.2f} | {cpu:.2f} | "
                       f"{rows / secs:,.0f} | {size / secs / 1e6:.0f} | {size / 1e6:.0f} | {ratio} |")
 
