@@ -7,8 +7,14 @@ this module writes bytes whose meaning under those rules is exactly the source v
 
 * NULL → ``\\N``. Float NaN and ±inf → ``\\N`` too (MariaDB ``DOUBLE``/``FLOAT`` cannot hold them); they
   are counted per column (``TsvFileInfo.nan_to_null``) so the caller can report the change.
-* float64 → the shortest decimal that round-trips (pyarrow's cast, like Python's ``repr``). float32 is
-  first widened to float64 and written as that double's shortest repr: MariaDB parses every number as a
+* float64 → the shortest decimal that round-trips (as many significant digits as Python's ``repr``), in
+  polars' notation: positional for 1e-5 <= |x| < 1e16, integral values with ``.0`` (``1.0``,
+  ``10000000000.0``), exponents otherwise (``1e-6``, ``1e+16``). MariaDB parses it (correctly rounded,
+  as any decimal literal) to the same double, whatever the notation: tests/test_tsv.py loads every edge
+  (subnormals, 2^53±1, each notation threshold ±1 ulp) through ``LOAD DATA`` and compares the bits. The
+  text is part of each file's checksum, which a run records and compares on resume: it is pinned for the
+  polars versions allowed (tests/test_tsv.py::test_double_text_is_pinned). float32 is
+  first widened to float64 and written as that double's shortest text: MariaDB parses every number as a
   double and then narrows it to ``FLOAT``, so the widened text is exact in both steps (the float32 shortest
   repr, e.g. ``3.4028235e+38`` for FLT_MAX, parses to a double above FLT_MAX and draws warning 1264).
   MariaDB stores ``-0.0`` as ``0`` whatever the input (also for ``INSERT``): that is the server's rule.
@@ -31,10 +37,10 @@ this module writes bytes whose meaning under those rules is exactly the source v
   row (``TsvEncodeError``), never a silent ``?``. Binary values are written byte for byte (escaped).
 
 Encoding is vectorised with ``pyarrow.compute`` (cast, replace_substring) and written by polars' CSV
-writer (tab-separated, ``\\N`` for NULL, never quoting; it formats numbers about 3 times faster than
-pyarrow's cast, and is given text where its notation differs, see ``_polars_frame``), or, when a field
-holds a double quote or bytes that are not UTF-8, by element-wise joins of pyarrow's cast; the bytes are
-the same either way (tests/test_tsv.py compares them), and no Python code runs per value. Memory is
+writer (tab-separated, ``\\N`` for NULL, never quoting; it formats doubles about twice as fast as
+pyarrow's cast, see ``_polars_frame``), or, when a field holds a double quote or bytes that are not UTF-8,
+by element-wise joins of field texts (doubles by polars' cast to text, the writer's formatter); the bytes
+are the same either way (tests/test_tsv.py compares them), and no Python code runs per value. Memory is
 bounded by one input batch plus the text of one slice of it and what encoding it holds (measured: about
 2 × ``SLICE_BYTES`` with the joins, about 3 × in peak RSS with the CSV writer, which writes a slice in
 ``CSV_PIECES`` calls), whatever the batch size or column count.
@@ -267,8 +273,13 @@ def _column_value(arr: pa.Array, name: str, row0: int, charset: str, nan_counts:
 
 
 def _field_text(value: pa.Array) -> pa.Array:
-    """A `_column_value` as field texts (numbers formatted as the CSV writer formats them: by the cast)."""
-    return value if pa.types.is_binary(value.type) else value.cast(pa.string()).view(pa.binary())
+    """A `_column_value` as field texts, numbers formatted as the CSV writer (`_lines_csv`) formats them:
+    integers by the cast (the same digits), float64 by polars (see the module docstring)."""
+    if pa.types.is_binary(value.type):
+        return value
+    if pa.types.is_float64(value.type):
+        return _double_text(value)
+    return value.cast(pa.string()).view(pa.binary())
 
 
 def _column_text(arr: pa.Array, name: str, row0: int, charset: str, nan_counts: dict[str, int]) -> pa.Array:
@@ -286,7 +297,8 @@ def _select(batch: pa.RecordBatch, columns: Sequence[str] | None) -> pa.RecordBa
     return batch.select(list(columns))
 
 
-# The longest text a number column's field can have (-1.2345678901234567e-308; 20 digits of a uint64).
+# The longest text a number column's field can have (-1.2345678901234567e-308 or -0.000012345678901234567
+# for a double; 20 digits of a uint64).
 _NUMBER_TEXT = 24
 _INT_TEXT = {8: 5, 16: 7, 32: 12, 64: 21}  # the longest integer of a width, with its tab
 
@@ -332,49 +344,25 @@ def _csv_writable(values: Sequence[pa.Array]) -> bool:
     return longest <= MAX_LINE_BYTES
 
 
-# Where polars' shortest double text is not pyarrow's (which writes 1e-6 <= |x| < 1e10 in positional
-# notation, integral values without ".0"; polars 1e-5 <= |x| < 1e16, integral values with ".0"). The
-# bounds are the doubles nearest the powers of ten, so a value's side is its shortest text's side.
-_POSITIONAL_LOW, _POLARS_LOW, _POSITIONAL_HIGH, _POLARS_HIGH = 1e-6, 1e-5, 1e10, 1e16
-
-
-def _float_values(value: pa.Array) -> np.ndarray:
-    """The float64 slots of an array, null slots included (any value), without a copy."""
-    return np.frombuffer(value.buffers()[1], dtype=np.float64)[value.offset : value.offset + len(value)]
+def _double_text(value: pa.Array) -> pa.Array:
+    """A float64 array's field texts as polars' CSV writer writes them (its cast to text is the writer's
+    formatter), so that the joins write the bytes `_lines_csv` writes; NULL still null."""
+    text = pl.Series(pl.from_arrow(value)).cast(pl.String).to_arrow()
+    return text.cast(pa.string()).view(pa.binary())
 
 
 def _polars_frame(values: Sequence[pa.Array]) -> pl.DataFrame:
-    """A slice's fields as a polars frame whose CSV text is `_lines_joined`'s: numbers as numbers (polars
-    writes integers as the cast does and float64 as its shortest round-trip text), except float64 columns
-    with a value polars writes otherwise: with an integral value below 1e10 as text with ".0" cut, with
-    a value whose notation differs (see _POSITIONAL_LOW) as pyarrow's cast (as before polars; rewriting
-    polars' "e-6" texts by a regex cost more than that, measured); text (UTF-8, checked by `_csv_writable`)
-    as strings. Which float64 columns need what is found for all at once (numpy, ~5 ns
-    a value): per-column calls cost more than the formatting in a wide table's short slices."""
+    """A slice's fields as a polars frame for its CSV writer: numbers as numbers (integers written as the
+    cast writes them, float64 as polars' shortest round-trip text, see `_field_text`), text (UTF-8,
+    checked by `_csv_writable`) as strings. No pass over the values: the frame shares their buffers."""
     names = [str(i) for i in range(len(values))]
     fields = [v.view(pa.string()) if pa.types.is_binary(v.type) else v for v in values]
-    floats = [i for i, v in enumerate(values) if pa.types.is_float64(v.type)]
-    strip, notation = np.zeros(0, bool), np.zeros(0, bool)
-    if floats:
-        matrix = np.column_stack([_float_values(values[i]) for i in floats])
-        size = np.abs(matrix)
-        notation = (((size >= _POSITIONAL_LOW) & (size < _POLARS_LOW))
-                    | ((size >= _POSITIONAL_HIGH) & (size < _POLARS_HIGH))).any(axis=0)
-        with np.errstate(invalid="ignore"):  # NaN in null slots
-            strip = ((matrix == np.floor(matrix)) & (size < _POSITIONAL_HIGH)).any(axis=0)
-    for i, differs in zip(floats, notation, strict=True):
-        if differs:
-            fields[i] = values[i].cast(pa.string())
-    frame = pl.DataFrame(pl.from_arrow(pa.Table.from_arrays(fields, names=names)))
-    cut = [names[i] for i, c, d in zip(floats, strip, notation, strict=True) if c and not d]
-    if cut:
-        frame = frame.with_columns(pl.col(cut).cast(pl.String).str.strip_suffix(".0"))
-    return frame
+    return pl.DataFrame(pl.from_arrow(pa.Table.from_arrays(fields, names=names)))
 
 
 def _lines_csv(values: Sequence[pa.Array], pieces: int) -> Iterator[memoryview]:
-    """The lines of a slice by polars' CSV writer (numbers formatted as the cast in `_lines_joined` formats
-    them, about 3 times faster, see `_polars_frame`; the bytes are the same), in `pieces` parts."""
+    """The lines of a slice by polars' CSV writer (the bytes `_lines_joined` writes, numbers formatted
+    faster, see `_polars_frame`), in `pieces` parts."""
     rows = len(values[0])
     step = max(1, -(-rows // pieces))
     for start in range(0, rows, step):

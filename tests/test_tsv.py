@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from qdask.tsv import (
@@ -363,54 +364,146 @@ def test_csv_writer_path_writes_the_bytes_the_joins_write(tmp_path):
 
 
 
-def test_polars_number_text_is_the_cast_text_byte_for_byte():
-    """The fast path formats numbers by polars, whose notation differs from pyarrow's cast for some
-    doubles (1.0 vs 1, 1e-6, 1e10..1e16); the bytes must still be the cast's, over a million values a
-    column: doubles polars writes as they are, integral ones (".0" cut), random bit patterns (subnormals,
-    extremes, NaN: pyarrow's cast), float32 widened, integers at their edges, NULL/NaN/inf."""
-    import polars as pl
+def _edge_doubles() -> np.ndarray:
+    """Doubles at the edges of the number text: ±0, subnormals, the normal/subnormal boundary, 2^53±1,
+    the extremes, and each power of ten where polars' or pyarrow's notation switches (1e-7..1e-4,
+    1e9..1e17, 1e21..1e22), all ±1 ulp, plus integral values and float32's extremes widened."""
+    core = [0.0, -0.0, 5e-324, 1e-323, 2.2250738585072009e-308, 2.2250738585072014e-308, 2.0**-1022,
+            2.0**53 - 1, 2.0**53, 2.0**53 + 2, 2.0**63, 2.0**64, 1.7976931348623157e308, 0.1, 1 / 3,
+            1.0, 42.0, 9999999999.0, 123456789012345.0, 1e15 + 0.5, 4503599627370495.5, 0.30000000000000004,
+            float(np.finfo(np.float32).max), float(np.finfo(np.float32).tiny), 1.401298464324817e-45]
+    core += [10.0**k for k in (-7, -6, -5, -4, 9, 10, 11, 15, 16, 17, 21, 22, -300, 300)]
+    with np.errstate(over="ignore"):  # DBL_MAX + 1 ulp is inf (made NULL)
+        around = [np.nextafter(x, to) for x in core for to in (-np.inf, np.inf)]
+    values = np.array(core + around, dtype=np.float64)
+    return np.concatenate([values, -values])
 
-    from qdask.tsv import _column_value, _data_view, _lines_csv, _lines_joined, _polars_frame
 
-    rng = np.random.default_rng(11)
+def _doubles_over_every_magnitude(n: int, seed: int) -> np.ndarray:
+    """Random bit patterns (every exponent, NaN/inf among them) and values spread over 1e-12..1e20,
+    with the edges first."""
+    rng = np.random.default_rng(seed)
+    bits = rng.integers(0, 2**64, n // 2, dtype=np.uint64).view(np.float64)
+    spread = rng.standard_normal(n - n // 2) * 10.0 ** rng.uniform(-12, 20, n - n // 2)
+    values = np.concatenate([bits, spread])
+    edges = _edge_doubles()
+    values[: len(edges)] = edges
+    return values
+
+
+def _significant_digits(text: pa.Array) -> pa.Array:
+    """The significant digits of number texts (sign, point, exponent and leading/trailing zeros cut)."""
+    mantissa = pc.replace_substring_regex(text, r"^-|[eE].*$", "")
+    digits = pc.replace_substring(mantissa, ".", "")
+    return pc.utf8_rtrim(pc.utf8_ltrim(digits, "0"), "0")
+
+
+def test_double_text_is_the_shortest_text_that_round_trips():
+    """float64 is written as polars' text: over a million values (every exponent, every notation edge ±1
+    ulp), it parses back to the same bits, has exactly as many significant digits as the shortest
+    round-trip text (pyarrow's cast, Python's repr), and both encoders (CSV writer, joins) write it.
+    float32 is widened first, so its text is its exact double's. NaN/inf are NULL (``\\N``)."""
+    from qdask.tsv import _column_value, _data_view, _field_text, _lines_csv, _lines_joined
+
     n = 1_000_000
-    sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    # Where polars' text is pyarrow's: |x| < 1e-6, 1e-5 <= |x| < 1e10 (not integral), |x| >= 1e16.
-    plain = sign * np.select(
-        [rng.random(n) < 0.3, rng.random(n) < 0.5],
-        [10.0 ** rng.uniform(-323, -6, n), 10.0 ** rng.uniform(16, 308, n)],
-        10.0 ** rng.uniform(-5, 10, n),
-    )
-    plain[(plain == np.floor(plain)) & (np.abs(plain) < 1e10)] = 0.5
-    edges = [5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, np.nextafter(1e-6, 0), 1e-5,
-             np.nextafter(1e10, 0), 1e16, 2.0**63, 2.0**64, 1e21, 1e22, 1.5e300]
-    plain[: 2 * len(edges)] = edges + [-e for e in edges]
-    integral = np.where(rng.random(n) < 0.3, np.round(plain) % 1e10, plain)
-    integral[:6] = [0.0, -0.0, 1.0, -(2.0**31), 9999999999.0, math.inf]
-    bits = rng.integers(0, 2**64, n, dtype=np.uint64).view(np.float64)
-    bits[:8] = [2.0**53 - 1, 2.0**53, 2.0**53 + 2, 1e-6, np.nextafter(1e-5, 0), 1e10, 1e15, math.nan]
+    rng = np.random.default_rng(11)
+    doubles = _doubles_over_every_magnitude(n, 11)
+    floats = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
     batch = pa.record_batch({
-        "plain": pa.array(plain, mask=rng.random(n) < 0.05),
-        "integral": pa.array(integral, mask=rng.random(n) < 0.05),
-        "bits": pa.array(bits),
-        "f32": pa.array(rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)),
+        "d": pa.array(doubles, mask=rng.random(n) < 0.05),
+        "f": pa.array(floats),
         "i64": pa.array([-(2**63), 2**63 - 1, None, *rng.integers(-(2**63), 2**63 - 1, n - 3)], pa.int64()),
         "u64": pa.array([2**64 - 1, 0, *rng.integers(0, 2**64 - 1, n - 2, dtype=np.uint64)], pa.uint64()),
-        "i8": pa.array([-128, 127, *rng.integers(-128, 128, n - 2)], pa.int8()),
         "b": pa.array(rng.random(n) < 0.5, mask=rng.random(n) < 0.1),
     })
     counts: dict[str, int] = {}
     columns = zip(batch.schema.names, batch.columns, strict=True)
     values = [_column_value(c, name, 0, "utf8mb4", counts) for name, c in columns]
-    assert counts == {"integral": counts["integral"], "bits": counts["bits"], "f32": counts["f32"]}
-    assert counts["bits"] > 100 and counts["f32"] > 1000  # NaN/inf bit patterns, made NULL
-    for value in values[1:3]:  # polars' own text differs there: the data can catch a wrong choice
-        raw = pl.Series(pl.from_arrow(value)).cast(pl.String).to_arrow().cast(pa.string())
-        assert not raw.equals(value.cast(pa.string()))
-    # plain doubles written by polars as numbers, integral ones as its text cut, the rest by the cast
-    assert _polars_frame(values).dtypes[:4] == [pl.Float64, pl.String, pl.String, pl.String]
+    assert counts["d"] > 100 and counts["f"] > 1000  # NaN/inf bit patterns, made NULL
+    for value in values[:2]:
+        text = _field_text(value).cast(pa.string())
+        assert pc.equal(pc.is_null(text), pc.is_null(value)).to_numpy(zero_copy_only=False).all()
+        valid = pc.drop_null(text)
+        parsed = valid.cast(pa.float64()).to_numpy()
+        original = pc.drop_null(value).to_numpy()
+        assert np.array_equal(parsed.view(np.uint64), original.view(np.uint64))
+        shortest = pc.drop_null(value).cast(pa.string())
+        assert _significant_digits(valid).equals(_significant_digits(shortest))
     fast = b"".join(bytes(piece) for piece in _lines_csv(values, 2))
     assert fast == bytes(_data_view(_lines_joined(values, 0)))
+    assert fast.count(b"\n") == n
+
+
+def test_double_text_is_pinned():
+    """The text is part of what a run records (each file's checksum, compared on resume and take-over),
+    so it must not change under a polars update within the pin: these are polars 2.1's texts."""
+    from qdask.tsv import _column_value, _data_view, _lines_csv, _lines_joined
+
+    cases = {
+        1.0: b"1.0", -0.0: b"-0.0", 0.5: b"0.5", 1e-6: b"1e-6", 1.5e-6: b"1.5e-6", 1e-5: b"0.00001",
+        9999999999.0: b"9999999999.0", 1e10: b"10000000000.0", 1.5e15: b"1500000000000000.0",
+        1e16: b"1e+16", 2.0**53 + 2: b"9007199254740994.0", 5e-324: b"5e-324",
+        0.1 + 0.2: b"0.30000000000000004",
+        1.7976931348623157e308: b"1.7976931348623157e+308", 123456.789: b"123456.789",
+        float(np.float32(0.1)): b"0.10000000149011612",
+    }
+    value = _column_value(pa.array(list(cases)), "x", 0, "utf8mb4", {})
+    text = b"".join(bytes(piece) for piece in _lines_csv([value], 1))
+    assert text.split(b"\n")[:-1] == list(cases.values())
+    assert bytes(_data_view(_lines_joined([value], 0))) == text
+
+
+def test_number_text_round_trips_through_mariadb_bit_exactly(db, tmp_path):
+    """What polars writes is what MariaDB stores: every edge double (subnormals, ±0, 2^53±1, each notation
+    threshold ±1 ulp, the extremes) and 200,000 others over every magnitude into DOUBLE, float32 (its
+    extremes, subnormals, random bit patterns) widened into FLOAT, integer extremes into their columns,
+    loaded as a worker loads, without a warning. Each number is checked twice: its bits as read back,
+    and, in SQL, equal to the same number written as pyarrow's shortest text (the text before polars)."""
+    rng = np.random.default_rng(2027)
+    n = 200_000
+    doubles = _doubles_over_every_magnitude(n, 5)
+    doubles = doubles[np.isfinite(doubles)]
+    n = len(doubles)
+    f32_edges = np.array([np.finfo(np.float32).max, np.finfo(np.float32).tiny, 1.4e-45, 1.1754942e-38,
+                          16777217.0, 3.4028235e38, 1e-6, 1e-5, 1e10, 1e16, 0.1, -0.0, 0.0],
+                         dtype=np.float32)
+    floats = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    floats[: 2 * len(f32_edges)] = np.concatenate([f32_edges, -f32_edges])
+    floats[~np.isfinite(floats)] = 1.5
+    ints = {"i8": (-(2**7), 2**7 - 1, pa.int8()), "u8": (0, 2**8 - 1, pa.uint8()),
+            "i16": (-(2**15), 2**15 - 1, pa.int16()), "i32": (-(2**31), 2**31 - 1, pa.int32()),
+            "u32": (0, 2**32 - 1, pa.uint32()), "i64": (-(2**63), 2**63 - 1, pa.int64()),
+            "u64": (0, 2**64 - 1, pa.uint64())}
+    columns = {"k": pa.array(np.arange(n, dtype=np.int32))}
+    columns["d"] = pa.array(doubles)
+    columns["d_ref"] = pa.array(doubles).cast(pa.string())  # pyarrow's shortest text, written as given
+    columns["f"] = pa.array(floats)
+    columns["f_ref"] = pa.array(floats).cast(pa.float64()).cast(pa.string())
+    for name, (low, high, kind) in ints.items():
+        middle = rng.integers(low, high, n - 2, dtype=np.uint64 if low == 0 else np.int64, endpoint=True)
+        columns[name] = pa.array([low, high, *middle], kind)
+    columns["flag"] = pa.array(rng.random(n) < 0.5, mask=rng.random(n) < 0.1)
+    batch = pa.record_batch(columns)
+    path = tmp_path / "numbers.tsv"
+    info = write_tsv([batch.slice(0, n // 3), batch.slice(n // 3)], path, charset="latin1")
+    assert info.nan_to_null == {}
+    text = path.read_bytes()
+    assert b"e-6\t" in text and b"0000000.0\t" in text  # polars' notations, absent from pyarrow's
+    ddl = ("k INT, d DOUBLE, d_ref DOUBLE, f FLOAT, f_ref FLOAT, i8 TINYINT, u8 TINYINT UNSIGNED, "
+           "i16 SMALLINT, i32 INT, u32 INT UNSIGNED, i64 BIGINT, u64 BIGINT UNSIGNED, flag BOOL")
+    loaded, warnings = qserv_load(db, "t", ddl, path, "latin1")
+    assert warnings == [] and loaded == n
+    assert fetch(db, "SELECT COUNT(*) FROM t WHERE NOT (d <=> d_ref) OR NOT (f <=> f_ref)") == [(0,)]
+    rows = fetch(db, "SELECT d, CAST(f AS DOUBLE), i8, u8, i16, i32, u32, i64, u64, flag FROM t ORDER BY k")
+    got_d = np.array([r[0] for r in rows])
+    stored = np.where(doubles == 0, 0.0, doubles)  # MariaDB stores -0.0 as 0 (for INSERT too)
+    assert np.array_equal(got_d.view(np.uint64), stored.view(np.uint64))
+    got_f = np.array([r[1] for r in rows]).astype(np.float32)
+    stored_f = np.where(floats == 0, np.float32(0), floats)
+    assert np.array_equal(got_f.view(np.uint32), stored_f.view(np.uint32))
+    for k, name in enumerate(ints, start=2):
+        assert [r[k] for r in rows] == columns[name].to_pylist(), name
+    assert [None if r[9] is None else bool(r[9]) for r in rows] == columns["flag"].to_pylist()
 
 
 @pytest.mark.parametrize("columns", [
