@@ -92,6 +92,8 @@ def load_settings(config: IngestConfig, run_id: str) -> LoadSettings:
         transport=q.transport,
         url_base=q.url_base,
         staging_root=str(config.staging.directory) if q.transport == "url" else None,
+        serve_host=q.serve_host,
+        serve_port=q.serve_port,
     )
 
 

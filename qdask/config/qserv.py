@@ -127,6 +127,7 @@ class Retries(ConfigModel):
     backoff_max: float = Field(default=60.0, ge=0)
 
 
+SERVE = "serve"  # url_base: qdask serves the staging directory over HTTP itself while it loads
 MIN_API_VERSION = 54  # POST /ingest/chunks (bulk chunk allocation) needs 54
 MAX_TRANSACTIONS = 8192  # MariaDB partitions per table; one partition per transaction
 
@@ -142,6 +143,8 @@ class QservConfig(ConfigModel):
     api_version: int = Field(default=55, ge=MIN_API_VERSION)
     transport: Literal["upload", "url"] = "upload"
     url_base: str | None = None
+    serve_host: str = Field(default="127.0.0.1", min_length=1)
+    serve_port: int = Field(default=0, ge=0, lt=65536)
     max_chunks_per_transaction: int = Field(default=100, gt=0)
     max_bytes_per_transaction: Bytes = 10 * 2**30
     max_transactions: int = Field(default=1000, gt=0, le=MAX_TRANSACTIONS)
@@ -170,7 +173,7 @@ class QservConfig(ConfigModel):
     @field_validator("url_base")
     @classmethod
     def _check_url_base(cls, v: str | None) -> str | None:
-        if v is None:
+        if v is None or v == SERVE:
             return v
         u = urlsplit(v)
         if u.scheme == "file":
@@ -189,8 +192,8 @@ class QservConfig(ConfigModel):
                 raise ValueError(f"url_base takes no ?query or #fragment, got {_mask_url(v)!r}")
         else:
             raise ValueError(
-                f"url_base must start with file:/// or http(s)://, got {_mask_url(v)!r}: Qserv's workers "
-                "read only these (src/http/Url.cc)"
+                f"url_base must start with file:/// or http(s)://, or be {SERVE}, got {_mask_url(v)!r}: "
+                "Qserv's workers read only these (src/http/Url.cc)"
             )
         return v if v.endswith("/") else v + "/"
 
@@ -199,12 +202,15 @@ class QservConfig(ConfigModel):
         if self.transport == "url" and self.url_base is None:
             raise ValueError(
                 "transport url needs url_base: what the Qserv workers read the staging directory as, "
-                "file:///shared/staging/ or http://host:port/"
+                f"file:///shared/staging/ or http://host:port/, or {SERVE} (qdask serves it over HTTP)"
             )
         if self.transport == "upload" and self.url_base is not None:
             raise ValueError(
                 "url_base is only read with transport: url (the upload transport sends the bytes itself)"
             )
+        served = {"serve_host", "serve_port"} & self.model_fields_set
+        if served and self.url_base != SERVE:
+            raise ValueError(f"{' and '.join(sorted(served))} are only read with url_base: {SERVE}")
         return self
 
     @property

@@ -21,9 +21,10 @@ import logging
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal
@@ -44,11 +45,13 @@ from qdask.qserv import (
     check_contribution,
     classify,
 )
+from qdask.stages.load_server import StagingFileServer
 from qdask.tsv import file_checksum
 
 log = logging.getLogger(__name__)
 
 FINAL_STATES = {"FINISHED", "ABORTED"}
+SERVE = "serve"  # url_base: the driver serves the staging directory over HTTP while it loads
 #: Warnings a worker reports in full with a contribution (any one refuses it; these are shown): Qserv's
 #: own default (`loader-max-warnings`), sent so a worker configured otherwise reports as many.
 MAX_NUM_WARNINGS = 64
@@ -120,6 +123,8 @@ class LoadSettings:
     transport: Literal["upload", "url"] = "upload"  # /ingest/csv (bytes through the driver) | /ingest/file
     url_base: str | None = None  # transport url: what the workers read the staging directory as
     staging_root: str | None = None  # transport url: the staging directory `url_base` stands for
+    serve_host: str = "127.0.0.1"  # url_base "serve": where the driver's file server listens
+    serve_port: int = 0  # ... and on which port (0: any free one)
 
 
 def contribution_url(settings: LoadSettings, file: ChunkFile) -> str:
@@ -301,6 +306,7 @@ class Loader:
         ]
         try:
             with (
+                self._served(),
                 ThreadPoolExecutor(max_workers=s.concurrency_total, thread_name_prefix="qdask-load") as pool,
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdask-commit") as committer,
             ):
@@ -311,6 +317,24 @@ class Loader:
                 ledger.close()
             self._opened_ledgers.clear()
         return self.summary
+
+    @contextmanager
+    def _served(self) -> Iterator[None]:
+        """With `url_base` "serve": the staging directory served over HTTP while the load runs, its URL
+        the one sent to the workers (then set back, so a next `run` serves again)."""
+        s = self.settings
+        if s.transport != "url" or s.url_base != SERVE:
+            yield
+            return
+        if s.staging_root is None:
+            raise LoadError("url_base serve needs the staging directory")
+        with StagingFileServer(s.staging_root, s.serve_host, s.serve_port) as server:
+            log.info("load: serving %s to the Qserv workers at %s", s.staging_root, server.url_base)
+            self.settings = replace(s, url_base=server.url_base)
+            try:
+                yield
+            finally:
+                self.settings = s
 
     def _run_groups(self, pending: list[tuple[list[ChunkFile], int]]) -> None:
         """Send the transactions one after the other; each one's commit runs while the next one's files
