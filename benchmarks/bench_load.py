@@ -340,7 +340,7 @@ def qdask_load(
         concurrency_per_worker=min(args.per_worker, args.concurrency),
     )
     if transport == "url":
-        root = Path(files[0].path).parent
+        root = Path(files[0].path).parent.parent  # the "staging directory": files in its contributions/
         base = "serve" if args.url_base == "serve" else f"file://{root}/"
         settings = replace(settings, transport="url", url_base=base, staging_root=str(root))
     out: dict = {}
@@ -495,7 +495,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
 
-    files = make_files(args.dir / f"{args.size_mb:g}mb-{args.files}", args.size_mb, args.files)
+    files = make_files(
+        args.dir / f"{args.size_mb:g}mb-{args.files}" / "contributions", args.size_mb, args.files
+    )
     total_mb = sum(f.bytes for f in files) / 1e6
     total_rows = sum(f.rows for f in files)
     print(f"# {len(files)} files × {total_mb / len(files):.2f} MB = {total_mb:.1f} MB, {total_rows} rows")
