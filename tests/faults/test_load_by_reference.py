@@ -69,6 +69,16 @@ def recorded(qserv, config) -> list:
         return [c for tid in committed for c in client.get_transaction(tid, contributions=True).contributions]
 
 
+def staged_alone(qserv, tmp_path: Path, database: str):
+    """A staging of its own loaded by file:// URLs (its files are damaged by the test): the config and a
+    Source file of several rows."""
+    staging = tmp_path / "staging"
+    config = load_config(write_case01(tmp_path / "case01.yaml", qserv, staging, database, **by_file(staging)))
+    Ingest(config).run(stage_only=True)
+    with Ledger(config.staging.ledger) as ledger:
+        return config, next(f for f in ledger.chunk_files(table="Source") if f.rows > 1)
+
+
 def counting(qserv, path: str):
     return qserv.faults.add("delay", match={"path": path}, seconds=0, times=0)
 
@@ -102,13 +112,7 @@ def test_an_altered_staged_file_is_never_sent_and_is_rebuilt(qserv, truth, tmp_p
     """One digit of a staged file changed, same size: the rows still load without a warning, so only its
     checksum, taken before its URL is sent, can tell. It is refused, collected again, and the catalog is
     exact (were it sent, the changed value would be in it)."""
-    staging = tmp_path / "staging"
-    config = load_config(
-        write_case01(tmp_path / "case01.yaml", qserv, staging, "byref_altered", **by_file(staging))
-    )
-    Ingest(config).run(stage_only=True)
-    with Ledger(config.staging.ledger) as ledger:
-        file = next(f for f in ledger.chunk_files(table="Source") if f.rows > 1)
+    config, file = staged_alone(qserv, tmp_path, "byref_altered")
     data = bytearray(Path(file.path).read_bytes())
     data[10] = ord("7") if data[10] != ord("7") else ord("8")
     Path(file.path).write_bytes(bytes(data))
@@ -125,13 +129,7 @@ def test_an_answer_with_warnings_is_never_accepted(qserv, truth, tmp_path, keys)
     """Text in a BIGINT column of a file's last row, with a checksum that matches (as if qdask had staged
     it): the worker loads it with a warning; every attempt is aborted, the run stops, nothing is
     published; once the file is rebuilt the load is exact."""
-    staging = tmp_path / "staging"
-    config = load_config(
-        write_case01(tmp_path / "case01.yaml", qserv, staging, "byref_warning", **by_file(staging))
-    )
-    Ingest(config).run(stage_only=True)
-    with Ledger(config.staging.ledger) as ledger:
-        file = next(f for f in ledger.chunk_files(table="Source") if f.rows > 1)
+    config, file = staged_alone(qserv, tmp_path, "byref_warning")
     path = Path(file.path)
     lines = path.read_bytes().rstrip(b"\n").split(b"\n")
     fields = lines[-1].split(b"\t")
