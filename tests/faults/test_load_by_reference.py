@@ -180,3 +180,22 @@ def test_a_failure_past_reading_aborts_and_redoes_the_transaction(qserv, truth, 
     with Ledger(config.staging.ledger) as ledger:
         assert len([t for t in ledger.transactions() if t.state == "aborted"]) == 1
     assert any("transaction redone" in n for n in summary.notes), summary.notes
+
+
+def test_a_url_base_the_workers_cannot_read_stops_the_run_clearly(qserv, truth, staged, tmp_path, keys):
+    """url_base naming a directory the workers do not have: every contribution READ_FAILED (retry allowed,
+    nothing loaded), each transaction redone until the attempts are spent; the run stops with the worker's
+    own reason and the re-run command, every transaction aborted, nothing committed; fixed, it loads."""
+    wrong = {"transport": "url", "url_base": f"file://{tmp_path}/not-mounted/"}
+    config = loader(qserv, staged, tmp_path, "byref_unreadable", retries={"attempts": 1}, **wrong)
+    with pytest.raises(IngestError) as stopped:
+        Ingest(config).run()
+    message = str(stopped.value)
+    assert "READ_FAILED" in message or "failed to open the file" in message, message
+    assert f"{tmp_path}/not-mounted/contributions/" in message
+    assert "re-run the same command" in message.lower()
+    with Ledger(config.staging.ledger) as ledger:
+        assert {t.state for t in ledger.transactions()} == {"aborted"}
+        assert len(ledger.files_to_load()) == len(ledger.chunk_files())
+    fixed = loader(qserv, staged, tmp_path / "fixed", "byref_unreadable", **by_file(staged))
+    exact(truth, qserv, fixed, Ingest(fixed).run())
