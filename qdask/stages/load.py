@@ -31,6 +31,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from qdask import faultpoints
+from qdask.config.qserv import SERVE
 from qdask.errors import QdaskError
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, Ledger
 from qdask.ledger import Contribution as LedgerContribution
@@ -51,7 +52,6 @@ from qdask.tsv import file_checksum
 log = logging.getLogger(__name__)
 
 FINAL_STATES = {"FINISHED", "ABORTED"}
-SERVE = "serve"  # url_base: the driver serves the staging directory over HTTP while it loads
 #: Warnings a worker reports in full with a contribution (any one refuses it; these are shown): Qserv's
 #: own default (`loader-max-warnings`), sent so a worker configured otherwise reports as many.
 MAX_NUM_WARNINGS = 64
