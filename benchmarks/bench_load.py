@@ -13,7 +13,10 @@ of the same files are measured, interleaved ``--repeat`` times in this one run:
 (b) **qdask**: `qdask.stages.load.Loader` over the same files into a fresh database of the stand-in:
     transactions, bulk chunk allocation, ``/ingest/csv`` uploads (hashed as sent) with
     ``--concurrency`` in total and ``--per-worker`` per worker, every answer checked, the ledger's
-    records, commit.
+    records, commit. ``--transport url`` loads by reference instead (``qserv.transport: url``: each file
+    hashed against its checksum, then only its URL sent with ``/ingest/file``, ``file://`` or, with
+    ``--url-base serve``, the driver's own HTTP server); ``--transport both`` measures the two in each pair
+    (``qdask`` = upload, ``qdask-url`` = by reference).
 
 Per load: wall seconds, MB/s, CPU seconds of this process (the driver, or the plain client), of the
 stand-in and of mariadbd, and the ratio of rates qdask / plain. ``--profile DIR`` samples the driver and
@@ -36,7 +39,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +250,12 @@ class TimedClient(QservClient):
             self.contribs.append(answer.raw)
         return answer
 
+    def ingest_file(self, *args, **kwargs):
+        answer = self._timed("ingest_file", super().ingest_file, *args, **kwargs)
+        with self._calls_lock:
+            self.contribs.append(answer.raw)
+        return answer
+
     def breakdown(self) -> str:
         """Seconds summed per call kind, and the stand-in's median per contribution (ms): receive (start →
         read: upload and row prefixing) and load (read → load: chunk tables, partitions, LOAD DATA)."""
@@ -256,7 +265,7 @@ class TimedClient(QservClient):
                 what: np.median([c[b] - c[a] for c in self.contribs])
                 for what, a, b in (("receive", "start_time", "read_time"), ("load", "read_time", "load_time"))
             }
-            per = np.median(self.calls["ingest_csv"]) * 1e3
+            per = np.median(self.calls.get("ingest_csv") or self.calls["ingest_file"]) * 1e3
             parts.append(
                 f"per contribution (median ms): driver {per:.0f}, stand-in receive {med['receive']:.0f}, "
                 f"load {med['load']:.0f}"
@@ -313,9 +322,11 @@ def qdask_load(
     run: int,
     ledger_dir: Path,
     profile: Path | None = None,
+    transport: str = "upload",
 ) -> Measure:
-    """(b) the load stage: a fresh database in the stand-in, a fresh ledger, `Loader.run`."""
-    db = f"qdask_{run}"
+    """(b) the load stage: a fresh database in the stand-in, a fresh ledger, `Loader.run`, the files sent
+    by `transport` (upload: `/ingest/csv`; url: `/ingest/file`, the stand-in reading them itself)."""
+    db = f"qdask_{transport}_{run}"
     client = TimedClient(controller, AUTH_KEY)
     register(client, db)
     ledger = Ledger(ledger_dir / f"ledger-{run}-{uuid.uuid4().hex[:6]}.sqlite")
@@ -328,6 +339,10 @@ def qdask_load(
         concurrency_total=args.concurrency,
         concurrency_per_worker=min(args.per_worker, args.concurrency),
     )
+    if transport == "url":
+        root = Path(files[0].path).parent.parent  # the "staging directory": files in its contributions/
+        base = "serve" if args.url_base == "serve" else f"file://{root}/"
+        settings = replace(settings, transport="url", url_base=base, staging_root=str(root))
     out: dict = {}
     spy = (
         profile_with_py_spy(profile, {"driver": os.getpid(), "stand-in": args.standin_pid})
@@ -337,7 +352,7 @@ def qdask_load(
     with spy, measured(cpu, out):
         summary = Loader(client, ledger, settings).run(files)
     ledger.close()
-    print(f"  qdask {run}: {client.breakdown()}")
+    print(f"  qdask {transport} {run}: {client.breakdown()}")
     client.delete_database(db)
     client.close()
     return Measure(out["wall"], out["cpu"], summary.rows)
@@ -466,9 +481,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--statements", action="store_true", help="only the per-statement costs of a contribution")
     p.add_argument("--floor", action="store_true", help="(c) also the thinnest /ingest/csv client")
     p.add_argument("--profile", type=Path, help="py-spy the driver and stand-in in the last qdask load")
+    p.add_argument(
+        "--transport",
+        choices=("upload", "url", "both"),
+        default="upload",
+        help="(b) /ingest/csv (upload), /ingest/file by URL (url), or both in each pair",
+    )
+    p.add_argument(
+        "--url-base",
+        choices=("file", "serve"),
+        default="file",
+        help="transport url: file:// URLs, or served by the driver's HTTP server (serve)",
+    )
     args = p.parse_args(argv)
 
-    files = make_files(args.dir / f"{args.size_mb:g}mb-{args.files}", args.size_mb, args.files)
+    files = make_files(
+        args.dir / f"{args.size_mb:g}mb-{args.files}" / "contributions", args.size_mb, args.files
+    )
     total_mb = sum(f.bytes for f in files) / 1e6
     total_rows = sum(f.rows for f in files)
     print(f"# {len(files)} files × {total_mb / len(files):.2f} MB = {total_mb:.1f} MB, {total_rows} rows")
@@ -492,8 +521,15 @@ def main(argv: list[str] | None = None) -> None:
             for i in range(args.repeat):
                 a = plain_load(server, files, args.concurrency, cpu, i)
                 last = i == args.repeat - 1
-                b = qdask_load(controller, files, args, cpu, i, Path(ledgers), args.profile if last else None)
-                loads = [("plain", a), ("qdask", b)]
+                loads = [("plain", a)]
+                for transport in ("upload", "url") if args.transport == "both" else (args.transport,):
+                    profile = (
+                        args.profile.with_name(f"{args.profile.name}-{transport}") if args.profile else None
+                    )
+                    b = qdask_load(
+                        controller, files, args, cpu, i, Path(ledgers), profile if last else None, transport
+                    )
+                    loads.append(("qdask" if transport == "upload" else "qdask-url", b))
                 if args.floor:
                     loads.append(("floor", floor_load(controller, files, args, cpu, i)))
                 for kind, m in loads:
@@ -501,7 +537,8 @@ def main(argv: list[str] | None = None) -> None:
                         raise RuntimeError(f"{kind} loaded {m.rows} rows, not {total_rows}")
                     rows.append((kind, i, m))
                 print(
-                    f"pair {i}: plain {a.wall:.2f} s, qdask {b.wall:.2f} s → {a.wall / b.wall:.2f}×",
+                    f"pair {i}: plain {a.wall:.2f} s, "
+                    + ", ".join(f"{k} {m.wall:.2f} s → {a.wall / m.wall:.2f}×" for k, m in loads[1:]),
                     flush=True,
                 )
         finally:
@@ -520,16 +557,21 @@ def report(rows: list[tuple[str, int, Measure]], total_mb: float, args: argparse
             f"{c['stand-in']:.2f} | {c['mariadbd']:.2f} | {sum(c.values()):.2f} |"
         )
     plain = [m.wall for k, _, m in rows if k == "plain"]
-    ours = [m.wall for k, _, m in rows if k == "qdask"]
-    ratios = [a / b for a, b in zip(plain, ours, strict=True)]
     print()
-    print(
-        f"ratio qdask/plain (rate), per pair: {', '.join(f'{r:.2f}' for r in ratios)}; "
-        f"best-of: {min(plain) / min(ours):.2f}; median wall plain {np.median(plain):.2f} s, "
-        f"qdask {np.median(ours):.2f} s"
-    )
+    for kind in ("qdask", "qdask-url"):
+        ours = [m.wall for k, _, m in rows if k == kind]
+        if not ours:
+            continue
+        ratios = [a / b for a, b in zip(plain, ours, strict=True)]
+        driver = [m.cpu["client"] for k, _, m in rows if k == kind]
+        print(
+            f"ratio {kind}/plain (rate), per pair: {', '.join(f'{r:.2f}' for r in ratios)}; "
+            f"best-of: {min(plain) / min(ours):.2f}; median wall plain {np.median(plain):.2f} s, "
+            f"{kind} {np.median(ours):.2f} s; median driver CPU {np.median(driver):.2f} s"
+        )
+    ours = [m.wall for k, _, m in rows if k == "qdask"]
     floor = [m.wall for k, _, m in rows if k == "floor"]
-    if floor:
+    if floor and ours:
         print(
             "ratio floor/plain per pair: "
             + ", ".join(f"{a / c:.2f}" for a, c in zip(plain, floor, strict=True))

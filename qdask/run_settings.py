@@ -75,7 +75,8 @@ def czar_for(config: IngestConfig) -> Czar:
 
 def load_settings(config: IngestConfig, run_id: str) -> LoadSettings:
     """What the load stage takes from `qserv:`: transaction sizes, concurrency, retries of a contribution
-    Qserv allows to retry (`retries.attempts` counts the first try) and their backoff."""
+    Qserv allows to retry (`retries.attempts` counts the first try) and their backoff, and how the
+    contributions reach the workers (`transport`; with `url`, `url_base` stands for the staging directory)."""
     q = config.qserv
     return LoadSettings(
         database=config.database.name,
@@ -88,6 +89,11 @@ def load_settings(config: IngestConfig, run_id: str) -> LoadSettings:
         redo_attempts=3,
         retries_in_transaction=q.retries.attempts - 1,
         retry_backoff=q.retries.backoff,
+        transport=q.transport,
+        url_base=q.url_base,
+        staging_root=str(config.staging.directory) if q.transport == "url" else None,
+        serve_host=q.serve_host,
+        serve_port=q.serve_port,
     )
 
 

@@ -127,6 +127,7 @@ class Retries(ConfigModel):
     backoff_max: float = Field(default=60.0, ge=0)
 
 
+SERVE = "serve"  # url_base: qdask serves the staging directory over HTTP itself while it loads
 MIN_API_VERSION = 54  # POST /ingest/chunks (bulk chunk allocation) needs 54
 MAX_TRANSACTIONS = 8192  # MariaDB partitions per table; one partition per transaction
 
@@ -140,7 +141,10 @@ class QservConfig(ConfigModel):
     auth_key_env: EnvName = "QSERV_AUTH_KEY"
     admin_auth_key_env: EnvName = "QSERV_ADMIN_AUTH_KEY"
     api_version: int = Field(default=55, ge=MIN_API_VERSION)
-    upload: Literal["csv", "file"] = "csv"
+    transport: Literal["upload", "url"] = "upload"
+    url_base: str | None = None
+    serve_host: str = Field(default="127.0.0.1", min_length=1)
+    serve_port: int = Field(default=0, ge=0, lt=65536)
     max_chunks_per_transaction: int = Field(default=100, gt=0)
     max_bytes_per_transaction: Bytes = 10 * 2**30
     max_transactions: int = Field(default=1000, gt=0, le=MAX_TRANSACTIONS)
@@ -153,15 +157,61 @@ class QservConfig(ConfigModel):
 
     _bytes = field_validator("max_bytes_per_transaction", mode="before")(parse_bytes_field)
 
-    @field_validator("upload")
+    @model_validator(mode="before")
     @classmethod
-    def _csv_only(cls, v: str) -> str:
-        if v != "csv":
-            raise ValueError(
-                "file (POST /ingest/file, Qserv's workers reading each file by URL) is not implemented; "
-                "contributions are streamed with POST /ingest/csv: set upload: csv (the default)"
-            )
+    def _upload_renamed(cls, v: Any) -> Any:
+        """`upload: csv` (the only value older qdask took) is today's `transport: upload`."""
+        if isinstance(v, dict) and "upload" in v:
+            v = dict(v)
+            if v.pop("upload") != "csv" or "transport" in v:
+                raise ValueError(
+                    "upload was replaced by transport: upload (POST /ingest/csv) or url (POST /ingest/file, "
+                    "with url_base)"
+                )
         return v
+
+    @field_validator("url_base")
+    @classmethod
+    def _check_url_base(cls, v: str | None) -> str | None:
+        if v is None or v == SERVE:
+            return v
+        u = urlsplit(v)
+        if u.scheme == "file":
+            if u.netloc or not u.path.startswith("/"):
+                raise ValueError(
+                    f"a file:// url_base names an absolute path on the workers, as file:///path/, got {v!r}"
+                )
+        elif u.scheme in ("http", "https"):
+            if not u.hostname:
+                raise ValueError(f"expected http(s)://host[:port]/path/ as url_base, got {_mask_url(v)!r}")
+            try:
+                _ = u.port
+            except ValueError:
+                raise ValueError(f"the port in {_mask_url(v)!r} is not a number in 1..65535") from None
+            if u.query or u.fragment:
+                raise ValueError(f"url_base takes no ?query or #fragment, got {_mask_url(v)!r}")
+        else:
+            raise ValueError(
+                f"url_base must start with file:/// or http(s)://, or be {SERVE}, got {_mask_url(v)!r}: "
+                "Qserv's workers read only these (src/http/Url.cc)"
+            )
+        return v if v.endswith("/") else v + "/"
+
+    @model_validator(mode="after")
+    def _transport(self) -> QservConfig:
+        if self.transport == "url" and self.url_base is None:
+            raise ValueError(
+                "transport url needs url_base: what the Qserv workers read the staging directory as, "
+                f"file:///shared/staging/ or http://host:port/, or {SERVE} (qdask serves it over HTTP)"
+            )
+        if self.transport == "upload" and self.url_base is not None:
+            raise ValueError(
+                "url_base is only read with transport: url (the upload transport sends the bytes itself)"
+            )
+        served = {"serve_host", "serve_port"} & self.model_fields_set
+        if served and self.url_base != SERVE:
+            raise ValueError(f"{' and '.join(sorted(served))} are only read with url_base: {SERVE}")
+        return self
 
     @property
     def auth_key(self) -> SecretStr:

@@ -282,7 +282,31 @@ class QservClient(Transport):
         answer = self.call("GET", "/ingest/regular", since=12, body=_target(database, transaction_id))
         return [Location.from_json(loc) for loc in answer["locations"]]
 
-    # -- contributions (§4.3) --------------------------------------------------------------------
+    # -- contributions (§4.1, §4.3) --------------------------------------------------------------
+
+    @staticmethod
+    def _contribution_fields(
+        transaction_id: int,
+        table: str,
+        chunk: int,
+        overlap: bool,
+        dialect: Dialect,
+        charset_name: str | None,
+        max_num_warnings: int | None,
+    ) -> dict[str, Any]:
+        """What every contribution request names: where its rows go and how the worker reads them."""
+        fields: dict[str, Any] = {
+            "transaction_id": int(transaction_id),
+            "table": table,
+            "chunk": int(chunk),
+            "overlap": int(bool(overlap)),
+            **dialect.form_fields(),
+        }
+        if charset_name:
+            fields["charset_name"] = charset_name
+        if max_num_warnings:
+            fields["max_num_warnings"] = int(max_num_warnings)
+        return fields
 
     def ingest_csv(
         self,
@@ -295,32 +319,57 @@ class QservClient(Transport):
         overlap: bool = False,
         dialect: Dialect = TSV,
         charset_name: str | None = None,
+        max_num_warnings: int | None = None,
         digest: Callable[[], Any] | None = None,
     ) -> ContributionInfo:
         """`POST /ingest/csv` at `worker` (a location or the service's URL): one file, streamed from disk
         (and fed, block by block as sent, to a hashlib object `digest()` makes, when given).
 
         The form's fields (auth_key, transaction_id, table, chunk, overlap, the dialect, charset_name,
-        version) precede exactly one file part. For regular tables `chunk`/`overlap` are sent as 0
-        (required, ignored). The answer is the contribution; check it with `check_contribution`.
+        max_num_warnings, version) precede exactly one file part. For regular tables `chunk`/`overlap` are
+        sent as 0 (required, ignored). The answer is the contribution; check it with `check_contribution`.
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(path)
-        form = {
-            "transaction_id": str(int(transaction_id)),
-            "table": table,
-            "chunk": str(int(chunk)),
-            "overlap": str(int(bool(overlap))),
-            **dialect.form_fields(),
-        }
-        if charset_name:
-            form["charset_name"] = charset_name
+        fields = self._contribution_fields(
+            transaction_id, table, chunk, overlap, dialect, charset_name, max_num_warnings
+        )
+        form = {name: str(value) for name, value in fields.items()}
         url = worker.http_url if isinstance(worker, Location) else worker
         answer = self.call(
             "POST", "/ingest/csv", worker=url, since=38, auth=True, form=form, upload=path, slow=True,
             upload_digest=digest,
         )
+        return ContributionInfo.from_json(answer["contrib"])
+
+    def ingest_file(
+        self,
+        worker: Location | str,
+        transaction_id: int,
+        table: str,
+        url: str,
+        *,
+        chunk: int = 0,
+        overlap: bool = False,
+        dialect: Dialect = TSV,
+        charset_name: str | None = None,
+        max_num_warnings: int | None = None,
+    ) -> ContributionInfo:
+        """`POST /ingest/file` at `worker`: a contribution by reference, synchronous (§4.1). The worker reads
+        `url` itself (``file:///abs/path`` on its own filesystem, ``http(s)://``), loads it, and answers
+        with the contribution, as `ingest_csv` does (src/replica/ingest/IngestHttpSvcMod.cc,
+        _syncProcessRequest; IngestRequest.cc). Same fields as `ingest_csv`, as JSON, plus `url`; the
+        worker's own automatic re-reads of a failed read (`max_retries`) keep their configured default.
+        """
+        body = {
+            **self._contribution_fields(
+                transaction_id, table, chunk, overlap, dialect, charset_name, max_num_warnings
+            ),
+            "url": url,
+        }
+        base = worker.http_url if isinstance(worker, Location) else worker
+        answer = self.call("POST", "/ingest/file", worker=base, since=16, auth=True, body=body, slow=True)
         return ContributionInfo.from_json(answer["contrib"])
 
     # -- row counters ----------------------------------------------------------------------------

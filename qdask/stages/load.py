@@ -2,7 +2,9 @@
 
 Files are grouped into transactions of bounded size (chunks and bytes); each transaction is started,
 recorded in the ledger *before* anything is sent, its chunks allocated in bulk, its files streamed to
-their workers with `/ingest/csv` under bounded concurrency (in total and per worker), every answer
+their workers under bounded concurrency (in total and per worker) — streamed by the driver with
+`/ingest/csv` (transport `upload`), or named by URL with `/ingest/file` for the worker to read itself
+(transport `url`: the driver sends no bytes) — every answer
 checked (status, bytes, rows, rows loaded, no warnings), then committed — while the next transaction's
 files are already being sent (one commit in flight at a time: a commit's director index build and the
 drain of its last uploads no longer leave the upload slots idle). The rules of the contract
@@ -19,19 +21,23 @@ import logging
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 from qdask import faultpoints
+from qdask.config.qserv import SERVE
 from qdask.errors import QdaskError
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, Ledger
 from qdask.ledger import Contribution as LedgerContribution
 from qdask.qserv import (
     ContributionCheckError,
+    ContributionInfo,
     Location,
     QservClient,
     QservError,
@@ -40,11 +46,15 @@ from qdask.qserv import (
     check_contribution,
     classify,
 )
+from qdask.stages.load_server import StagingFileServer
 from qdask.tsv import file_checksum
 
 log = logging.getLogger(__name__)
 
 FINAL_STATES = {"FINISHED", "ABORTED"}
+#: Warnings a worker reports in full with a contribution (any one refuses it; these are shown): Qserv's
+#: own default (`loader-max-warnings`), sent so a worker configured otherwise reports as many.
+MAX_NUM_WARNINGS = 64
 
 
 class LoadError(QdaskError, RuntimeError):
@@ -110,6 +120,28 @@ class LoadSettings:
     redo_attempts: int = 3
     retry_backoff: float = 1.0
     owner: dict | None = None  # who loads: run, host, staging (`stages.ownership.Identity`), in each context
+    transport: Literal["upload", "url"] = "upload"  # /ingest/csv (bytes through the driver) | /ingest/file
+    url_base: str | None = None  # transport url: what the workers read the staging directory as
+    staging_root: str | None = None  # transport url: the staging directory `url_base` stands for
+    serve_host: str = "127.0.0.1"  # url_base "serve": where the driver's file server listens
+    serve_port: int = 0  # ... and on which port (0: any free one)
+
+
+def contribution_url(settings: LoadSettings, file: ChunkFile) -> str:
+    """The URL a worker reads `file` from: `url_base` + the file's path under the staging directory.
+    Nothing is quoted in a ``file://`` URL (Qserv's http::Url takes the path as written, src/http/Url.cc);
+    an ``http(s)://`` path is percent-encoded."""
+    if settings.url_base is None or settings.staging_root is None:
+        raise LoadError("transport url needs url_base and the staging directory")
+    try:
+        relative = Path(file.path).relative_to(settings.staging_root).as_posix()
+    except ValueError:
+        raise LoadError(
+            f"{file.path} is not under the staging directory {settings.staging_root}, which url_base "
+            f"{settings.url_base} stands for"
+        ) from None
+    base = settings.url_base if settings.url_base.endswith("/") else settings.url_base + "/"
+    return base + (relative if base.startswith("file://") else quote(relative))
 
 
 @dataclass
@@ -274,6 +306,7 @@ class Loader:
         ]
         try:
             with (
+                self._served(),
                 ThreadPoolExecutor(max_workers=s.concurrency_total, thread_name_prefix="qdask-load") as pool,
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdask-commit") as committer,
             ):
@@ -284,6 +317,24 @@ class Loader:
                 ledger.close()
             self._opened_ledgers.clear()
         return self.summary
+
+    @contextmanager
+    def _served(self) -> Iterator[None]:
+        """With `url_base` "serve": the staging directory served over HTTP while the load runs, its URL
+        the one sent to the workers (then set back, so a next `run` serves again)."""
+        s = self.settings
+        if s.transport != "url" or s.url_base != SERVE:
+            yield
+            return
+        if s.staging_root is None:
+            raise LoadError("url_base serve needs the staging directory")
+        with StagingFileServer(s.staging_root, s.serve_host, s.serve_port) as server:
+            log.info("load: serving %s to the Qserv workers at %s", s.staging_root, server.url_base)
+            self.settings = replace(s, url_base=server.url_base)
+            try:
+                yield
+            finally:
+                self.settings = s
 
     def _run_groups(self, pending: list[tuple[list[ChunkFile], int]]) -> None:
         """Send the transactions one after the other; each one's commit runs while the next one's files
@@ -408,31 +459,21 @@ class Loader:
 
     def _upload(self, tid: int, file: ChunkFile, place: Location) -> None:
         s = self.settings
-        # checked at every upload: never load what was not staged. A stat before sending; the bytes as they
-        # are sent (one read): a file altered since it was written is refused before its contribution is
+        # checked at every upload: never load what was not staged. Sent by the driver: a stat before
+        # sending, the bytes as they are sent (one read). Read by the worker: the whole file hashed before
+        # its URL is sent. A file altered since it was written is refused before its contribution is
         # recorded, and its transaction aborted, so its rows are never committed
-        problem = staged_file_problem(file, content=False)
+        by_url = s.transport == "url"
+        problem = staged_file_problem(file, content=by_url)
         if problem is not None:
             raise StagedFileCorrupt(file, problem)
-        chunk = 0 if file.chunk_id == REGULAR_CHUNK else file.chunk_id
+        url = contribution_url(s, file) if by_url else None
         for attempt in range(s.retries_in_transaction + 1):
             failure: QservError | ContributionCheckError | None = None
             with self._slot(place.worker):  # held while sending only: the ledger is written after
                 try:
                     faultpoints.reached("upload.sending", f"{file.table}:{file.chunk_id}")
-                    sent = _SentDigest(file.checksum)
-                    answer = self.client.ingest_csv(
-                        place,
-                        tid,
-                        file.table,
-                        file.path,
-                        chunk=chunk,
-                        overlap=file.overlap,
-                        charset_name=s.charsets[file.table],
-                        digest=sent,
-                    )
-                    if sent.checksum() != file.checksum:
-                        raise StagedFileCorrupt(file)
+                    answer = self._send_file(tid, file, place, url)
                     check_contribution(answer, expected_rows=file.rows, expected_bytes=file.bytes)
                 except (QservError, ContributionCheckError) as exc:
                     failure = exc
@@ -462,6 +503,25 @@ class Loader:
                     f"worker {place.worker} is unreachable ({failure}); re-run the same command to resume"
                 ) from failure
             raise _Redo(f"{file.path} → {place.worker}: {failure}") from failure
+
+    def _send_file(self, tid: int, file: ChunkFile, place: Location, url: str | None) -> ContributionInfo:
+        """One contribution request for `file` at `place`: its URL (`/ingest/file`) when given, else its
+        bytes (`/ingest/csv`, hashed as they are sent: `StagedFileCorrupt` if they were not the staged
+        ones). Returns the worker's answer, not yet checked."""
+        s = self.settings
+        target: dict[str, Any] = {  # the same fields either way
+            "chunk": 0 if file.chunk_id == REGULAR_CHUNK else file.chunk_id,
+            "overlap": file.overlap,
+            "charset_name": s.charsets[file.table],
+            "max_num_warnings": MAX_NUM_WARNINGS,
+        }
+        if url is not None:
+            return self.client.ingest_file(place, tid, file.table, url, **target)
+        sent = _SentDigest(file.checksum)
+        answer = self.client.ingest_csv(place, tid, file.table, file.path, digest=sent, **target)
+        if sent.checksum() != file.checksum:
+            raise StagedFileCorrupt(file)
+        return answer
 
     def _write_answers(self, tid: int, ledger: Ledger) -> None:
         """Record the accepted contributions of transaction `tid` (they are kept until its commit, so no

@@ -752,12 +752,31 @@ def test_the_admin_key_is_read_from_its_variable(tmp_path, monkeypatch):
     assert "admin-secret" not in cfg.to_yaml() and "$MY_ADMIN_KEY" in cfg.to_yaml()
 
 
-@honours("qserv.upload")
-def test_upload_by_file_is_refused_not_ignored(tmp_path):
+@pytest.mark.parametrize(
+    "keys, error",
+    [
+        ({"transport": "url"}, "transport url needs url_base"),
+        ({"transport": "url", "url_base": "ftp://host/staging/"}, "url_base must start with file:///"),
+        ({"transport": "url", "url_base": "file://host/staging/"}, "an absolute path on the workers"),
+        ({"transport": "url", "url_base": "file:staging/"}, "an absolute path on the workers"),
+        ({"transport": "url", "url_base": "http:///staging/"}, r"expected http\(s\)://host"),
+        ({"url_base": "file:///shared/staging/"}, "url_base is only read with transport: url"),
+        ({"transport": "url", "url_base": "file:///s/", "serve_port": 8000}, "serve_port are only read with"),
+        ({"upload": "file"}, "upload was replaced by transport"),
+        ({"transport": "copy"}, "transport"),
+    ],
+)
+def test_a_bad_transport_is_a_config_error(tmp_path, keys, error):
     raw = tiny(tmp_path)
-    raw["qserv"]["upload"] = "file"
-    with pytest.raises(ConfigError, match="qserv.upload: file .* is not implemented"):
+    raw["qserv"].update(keys)
+    with pytest.raises(ConfigError, match=error):
         config(raw, tmp_path)
+
+
+def test_upload_csv_of_older_configs_is_the_upload_transport(tmp_path):
+    raw = tiny(tmp_path)
+    raw["qserv"]["upload"] = "csv"
+    assert config(raw, tmp_path).qserv.transport == "upload"
 
 
 def transport(tmp_path, fake, **qserv):
@@ -955,6 +974,61 @@ def test_uploads_per_worker_are_bounded(qserv, staged, tmp_path, keys_env):
 def test_uploads_in_all_are_bounded(qserv, staged, tmp_path, keys_env):
     cfg = loading(qserv, staged, tmp_path, "keys_total", concurrency={"total": 2, "per_worker": 2})
     assert most_in_flight(cfg, qserv)["*"] == 2
+
+
+def contribution_urls(cfg) -> list[str]:
+    """The `url` Qserv recorded for every contribution of the committed transactions."""
+    with Ledger(cfg.staging.ledger) as ledger, qserv_client(cfg) as qserv:
+        committed = [t.transaction_id for t in ledger.transactions() if t.state == "committed"]
+        return [
+            c.raw["url"]
+            for tid in committed
+            for c in qserv.get_transaction(tid, contributions=True).contributions
+        ]
+
+
+def calls(qserv, path: str):
+    """A rule of the stand-in that only counts the requests to `path` (`.fired`)."""
+    return qserv.faults.add("delay", match={"path": path}, seconds=0, times=0)
+
+
+@honours("qserv.transport", "qserv.url_base")
+def test_transport_url_sends_each_file_by_its_url_under_url_base(qserv, staged, tmp_path, keys_env):
+    """The workers read the files through another name of the staging directory (a symlink), as a shared
+    filesystem mounted elsewhere on the workers: every URL Qserv recorded is that name, and no byte went
+    through `/ingest/csv`."""
+    (tmp_path / "mounted").symlink_to(staged, target_is_directory=True)
+    base = f"file://{tmp_path}/mounted/"
+    cfg = loading(qserv, staged, tmp_path, "keys_by_url", transport="url", url_base=base)
+    csv, by_url = calls(qserv, "/ingest/csv"), calls(qserv, "/ingest/file")
+    Ingest(cfg, console=Console(file=io.StringIO())).run(verify_after=False)
+    urls = contribution_urls(cfg)
+    assert csv.fired == 0 and by_url.fired == len(urls) > 10
+    assert all(u.startswith(base + "contributions/") for u in urls), urls[:3]
+    with Ledger(cfg.staging.ledger) as ledger:
+        assert {base + str(Path(f.path).relative_to(staged)) for f in ledger.chunk_files()} == set(urls)
+
+
+@honours("qserv.serve_host", "qserv.serve_port")
+def test_url_base_serve_serves_the_staging_directory_where_configured(qserv, staged, tmp_path, keys_env):
+    port = closed_port()
+    cfg = loading(
+        qserv,
+        staged,
+        tmp_path,
+        "keys_served",
+        transport="url",
+        url_base="serve",
+        serve_host="127.0.0.1",
+        serve_port=port,
+    )
+    csv = calls(qserv, "/ingest/csv")
+    Ingest(cfg, console=Console(file=io.StringIO())).run(verify_after=False)
+    urls = contribution_urls(cfg)
+    assert csv.fired == 0 and urls
+    assert all(u.startswith(f"http://127.0.0.1:{port}/contributions/") for u in urls), urls[:3]
+    with pytest.raises(OSError):  # served only while the load ran
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
 # -- cluster --------------------------------------------------------------------------------------------

@@ -326,6 +326,41 @@ def test_csv_upload_is_multipart_fields_then_one_file(fake_qserv, tmp_path):
     assert (file_part["size"], file_part["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
 
 
+def test_file_by_reference_is_one_json_body_with_the_csv_fields_and_the_url(fake_qserv):
+    """`POST /ingest/file` (IngestHttpSvcMod.cc, _createRequest): the same fields as the csv form, typed as
+    Qserv's JSON reader wants them (numbers as numbers), plus `url`; the answer is the contribution."""
+    fake_qserv.route("POST", "/ingest/file", {"contrib": {**CONTRIB, "url": "file:///s/Object/chunk_57.txt"}})
+    with client_for(fake_qserv) as qc:
+        c = qc.ingest_file(
+            fake_qserv.worker_url,
+            7,
+            "Object",
+            "file:///s/Object/chunk_57.txt",
+            chunk=57,
+            overlap=False,
+            charset_name="latin1",
+            max_num_warnings=64,
+        )
+    assert (c.id, c.status, c.raw["url"]) == (3, "FINISHED", "file:///s/Object/chunk_57.txt")
+    rec = fake_qserv.calls("POST", "/ingest/file")[0]
+    assert rec.role == "worker" and rec.headers["Content-Type"] == "application/json"
+    assert rec.json == {
+        "auth_key": KEY,
+        "transaction_id": 7,
+        "table": "Object",
+        "chunk": 57,
+        "overlap": 0,
+        "fields_terminated_by": "\\t",
+        "fields_enclosed_by": "\\0",
+        "fields_escaped_by": "\\\\",
+        "lines_terminated_by": "\\n",
+        "charset_name": "latin1",
+        "max_num_warnings": 64,
+        "url": "file:///s/Object/chunk_57.txt",
+        "version": 55,
+    }
+
+
 def test_get_is_retried_on_503_and_dropped_connections(fake_qserv):
     answers = iter([(503, "busy"), DROP, {"tables": [{"name": "Object", "is_partitioned": 1}]}])
     fake_qserv.route("GET", "/ingest/table/db1", lambda rec: next(answers))
