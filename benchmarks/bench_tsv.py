@@ -160,15 +160,25 @@ def main() -> None:
     parser.add_argument("--rows-dp02", type=int, default=30_000)
     parser.add_argument("--tables", default="narrow,wide,magnitudes,dp02")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--encode-only", action="store_true",
-                        help="time encode_batch alone (no file, checksum or fsync) instead of write_tsv")
-    parser.add_argument("--notation-stats", action="store_true",
-                        help="only count the float pieces holding a value where polars' notation differs")
+    parser.add_argument(
+        "--encode-only",
+        action="store_true",
+        help="time encode_batch alone (no file, checksum or fsync) instead of write_tsv",
+    )
+    parser.add_argument(
+        "--notation-stats",
+        action="store_true",
+        help="only count the float pieces holding a value where polars' notation differs",
+    )
     args = parser.parse_args()
-    print(f"# bench_tsv  pyarrow {pa.__version__}  numpy {np.__version__}  python {platform.python_version()}"
-          f"  cpus {os.cpu_count()}")
-    print("| table | rows | cols | writer | wall s | CPU s | rows/s | MB/s (output) | output MB "
-          "| write_tsv / csv (wall, CPU) |")
+    print(
+        f"# bench_tsv  pyarrow {pa.__version__}  numpy {np.__version__}  python {platform.python_version()}"
+        f"  cpus {os.cpu_count()}"
+    )
+    print(
+        "| table | rows | cols | writer | wall s | CPU s | rows/s | MB/s (output) | output MB "
+        "| write_tsv / csv (wall, CPU) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     makers = {
         "narrow": lambda: make_table(args.rows_narrow, 40, strings=2),
@@ -183,8 +193,10 @@ def main() -> None:
             batches = table.to_batches(max_chunksize=BATCH_ROWS)
             if args.notation_stats:
                 pieces, differing = notation_pieces(batches)
-                print(f"| {name} | {rows} | {cols} | float pieces {pieces}, with a value in [1e-6, 1e-5) or "
-                      f"[1e10, 1e16): {differing} ({100 * differing / max(pieces, 1):.1f}%) |")
+                print(
+                    f"| {name} | {rows} | {cols} | float pieces {pieces}, with a value in [1e-6, 1e-5) or "
+                    f"[1e10, 1e16): {differing} ({100 * differing / max(pieces, 1):.1f}%) |"
+                )
                 continue
             t_csv, c_csv, b_csv = best_time(run_csv, batches, Path(tmp) / "out.csv", args.repeat)
             tsv = run_encode if args.encode_only else run_tsv
@@ -193,8 +205,10 @@ def main() -> None:
             results = (("pyarrow.csv", t_csv, c_csv, b_csv), (label, t_tsv, c_tsv, b_tsv))
             for writer, secs, cpu, size in results:
                 ratio = f"{t_tsv / t_csv:.2f}, {c_tsv / c_csv:.2f}" if writer == label else ""
-                print(f"| {name} | {rows} | {cols} | {writer} | {secs:.2f} | {cpu:.2f} | "
-                      f"{rows / secs:,.0f} | {size / secs / 1e6:.0f} | {size / 1e6:.0f} | {ratio} |")
+                print(
+                    f"| {name} | {rows} | {cols} | {writer} | {secs:.2f} | {cpu:.2f} | "
+                    f"{rows / secs:,.0f} | {size / secs / 1e6:.0f} | {size / 1e6:.0f} | {ratio} |"
+                )
 
 
 if __name__ == "__main__":

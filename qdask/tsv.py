@@ -182,7 +182,8 @@ def _encode_latin1(arr: pa.StringArray, name: str, row0: int) -> pa.Array:
             f"column {name!r}, row {row0 + row}: character {char!r} (U+{ord(char):04X}) "
             f"of value {_preview(value)} cannot be encoded in latin1 (MariaDB's Windows-1252); declare the "
             "table and the contribution utf8mb4, or clean the value",
-            column=name, row=row0 + row,
+            column=name,
+            row=row0 + row,
         ) from None
     lengths = pc.utf8_length(filled).to_numpy(zero_copy_only=False)
     offsets = np.zeros(len(arr) + 1, dtype=np.int32)
@@ -199,7 +200,8 @@ def _check_bmp(arr: pa.StringArray, name: str, row0: int, charset: str) -> None:
         raise TsvEncodeError(
             f"column {name!r}, row {row0 + row}: value {_preview(arr[row].as_py())} has a character outside "
             f"the Basic Multilingual Plane, which {charset} cannot hold; declare utf8mb4",
-            column=name, row=row0 + row,
+            column=name,
+            row=row0 + row,
         )
 
 
@@ -219,7 +221,8 @@ def _check_sub_microsecond(arr: pa.Array, name: str, row0: int) -> None:
         raise TsvEncodeError(
             f"column {name!r}, row {row0 + row}: value {arr[row]} has nanoseconds, but MariaDB keeps at most "
             "microseconds and would round it",
-            column=name, row=row0 + row,
+            column=name,
+            row=row0 + row,
         )
 
 
@@ -266,8 +269,12 @@ def _column_value(arr: pa.Array, name: str, row0: int, charset: str, nan_counts:
         if charset in ("utf8mb3", "utf8"):
             _check_bmp(arr, name, row0, charset)
         return _escape(arr.view(pa.binary()))
-    if (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
-            or pa.types.is_binary_view(t)):
+    if (
+        pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_fixed_size_binary(t)
+        or pa.types.is_binary_view(t)
+    ):
         return _escape(arr.cast(pa.binary()))
     raise TsvEncodeError(f"column {name!r}: type {t} has no LOAD DATA text form", column=name)
 
@@ -368,7 +375,11 @@ def _lines_csv(values: Sequence[pa.Array], pieces: int) -> Iterator[memoryview]:
     for start in range(0, rows, step):
         sink = io.BytesIO()
         _polars_frame([value.slice(start, step) for value in values]).write_csv(
-            sink, separator="\t", include_header=False, null_value=_NULL.decode(), quote_style="never",
+            sink,
+            separator="\t",
+            include_header=False,
+            null_value=_NULL.decode(),
+            quote_style="never",
             line_terminator="\n",
         )
         yield sink.getbuffer()

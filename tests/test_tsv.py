@@ -106,47 +106,98 @@ def test_dialect_is_qservs_default():
 def test_every_type_and_hostile_value_round_trips_utf8mb4(db, tmp_path):
     texts = HOSTILE + UNICODE
     n = len(texts) + 1  # the last row is NULL in every column
-    doubles = [1.7976931348623157e308, -1.7976931348623157e308, 5e-324, -5e-324, 0.1, 1 / 3, -0.0,
-               2.2250738585072014e-308, 1e22, 123456789.12345678, math.pi, -1e-300, 42.0, math.e,
-               9007199254740993.0, 0.30000000000000004, 1e-7, 6.02214076e23, 1.0, 2.5, -7.25]
-    floats32 = np.array([3.4028234663852886e38, -3.4028234663852886e38, 1.401298464324817e-45,
-                         1.1754943508222875e-38, 0.1, 1 / 3, 16777217.0, -0.0, 2.5, 1e-10, 7.0,
-                         65504.0, 1e30, math.pi, 0.2, -1.5, 3.0, 100.5, 1e-40, 5.5, 9.75], dtype=np.float32)
+    doubles = [
+        1.7976931348623157e308,
+        -1.7976931348623157e308,
+        5e-324,
+        -5e-324,
+        0.1,
+        1 / 3,
+        -0.0,
+        2.2250738585072014e-308,
+        1e22,
+        123456789.12345678,
+        math.pi,
+        -1e-300,
+        42.0,
+        math.e,
+        9007199254740993.0,
+        0.30000000000000004,
+        1e-7,
+        6.02214076e23,
+        1.0,
+        2.5,
+        -7.25,
+    ]
+    floats32 = np.array(
+        [
+            3.4028234663852886e38,
+            -3.4028234663852886e38,
+            1.401298464324817e-45,
+            1.1754943508222875e-38,
+            0.1,
+            1 / 3,
+            16777217.0,
+            -0.0,
+            2.5,
+            1e-10,
+            7.0,
+            65504.0,
+            1e30,
+            math.pi,
+            0.2,
+            -1.5,
+            3.0,
+            100.5,
+            1e-40,
+            5.5,
+            9.75,
+        ],
+        dtype=np.float32,
+    )
     binaries = [t.encode("utf-8") for t in texts[:-2]] + [bytes(range(256)), b"\xe2\t\xe2\\N\x00\n"]
     stamp = dt.datetime(2026, 11, 26, 14, 39, 40, 123456)
-    batch = pa.record_batch({
-        "k": pa.array(range(n), pa.int32()),
-        "i32": pa.array([2**31 - 1, -2**31] + list(range(n - 3)) + [None], pa.int32()),
-        "i64": pa.array([2**63 - 1, -2**63] + list(range(n - 3)) + [None], pa.int64()),
-        "u64": pa.array([2**64 - 1, 0] + list(range(n - 3)) + [None], pa.uint64()),
-        "d": pa.array(doubles[: n - 1] + [None], pa.float64()),
-        "f": pa.array(list(floats32[: n - 1]) + [None], pa.float32()),
-        "flag": pa.array([True, False] * ((n - 1) // 2) + [True] * ((n - 1) % 2) + [None]),
-        "s": pa.array(texts + [None]),
-        "txt": pa.array(list(reversed(texts)) + [None], pa.large_string()),
-        "bin": pa.array(binaries + [None], pa.binary()),
-        "ts": pa.array([stamp + dt.timedelta(days=k, microseconds=k) for k in range(n - 1)] + [None],
-                       pa.timestamp("us")),
-        "day": pa.array([dt.date(1000 + 50 * k, 1 + k % 12, 1 + k % 28) for k in range(n - 1)] + [None]),
-    })
+    batch = pa.record_batch(
+        {
+            "k": pa.array(range(n), pa.int32()),
+            "i32": pa.array([2**31 - 1, -(2**31)] + list(range(n - 3)) + [None], pa.int32()),
+            "i64": pa.array([2**63 - 1, -(2**63)] + list(range(n - 3)) + [None], pa.int64()),
+            "u64": pa.array([2**64 - 1, 0] + list(range(n - 3)) + [None], pa.uint64()),
+            "d": pa.array(doubles[: n - 1] + [None], pa.float64()),
+            "f": pa.array(list(floats32[: n - 1]) + [None], pa.float32()),
+            "flag": pa.array([True, False] * ((n - 1) // 2) + [True] * ((n - 1) % 2) + [None]),
+            "s": pa.array(texts + [None]),
+            "txt": pa.array(list(reversed(texts)) + [None], pa.large_string()),
+            "bin": pa.array(binaries + [None], pa.binary()),
+            "ts": pa.array(
+                [stamp + dt.timedelta(days=k, microseconds=k) for k in range(n - 1)] + [None],
+                pa.timestamp("us"),
+            ),
+            "day": pa.array([dt.date(1000 + 50 * k, 1 + k % 12, 1 + k % 28) for k in range(n - 1)] + [None]),
+        }
+    )
     path = tmp_path / "all.tsv"
     info = write_tsv([batch.slice(0, 7), batch.slice(7)], path, charset="utf8mb4")
     assert info.rows == n and info.bytes == path.stat().st_size and info.nan_to_null == {}
 
-    ddl = ("k INT, i32 INT, i64 BIGINT, u64 BIGINT UNSIGNED, d DOUBLE, f FLOAT, flag BOOL, "
-           "s VARCHAR(100) CHARACTER SET utf8mb4, txt TEXT CHARACTER SET utf8mb4, bin VARBINARY(300), "
-           "ts DATETIME(6), day DATE")
+    ddl = (
+        "k INT, i32 INT, i64 BIGINT, u64 BIGINT UNSIGNED, d DOUBLE, f FLOAT, flag BOOL, "
+        "s VARCHAR(100) CHARACTER SET utf8mb4, txt TEXT CHARACTER SET utf8mb4, bin VARBINARY(300), "
+        "ts DATETIME(6), day DATE"
+    )
     loaded, warnings = qserv_load(db, "t", ddl, path, "utf8mb4")
     assert warnings == []
     assert loaded == n
-    got = fetch(db, "SELECT i32, i64, u64, d, CAST(f AS DOUBLE), flag, s, txt, bin, ts, day "
-                    "FROM t ORDER BY k")
+    got = fetch(
+        db, "SELECT i32, i64, u64, d, CAST(f AS DOUBLE), flag, s, txt, bin, ts, day FROM t ORDER BY k"
+    )
     got = [[row[k] for row in got] for k in range(11)]
     src = batch.to_pydict()
     assert got[0] == src["i32"] and got[1] == src["i64"] and got[2] == src["u64"]
     assert got[3] == src["d"]  # -0.0 compares equal to the 0.0 MariaDB stores (it drops the sign)
     assert [None if v is None else np.float32(v) for v in got[4]] == [
-        None if v is None else np.float32(v) for v in src["f"]]
+        None if v is None else np.float32(v) for v in src["f"]
+    ]
     assert [None if v is None else bool(v) for v in got[5]] == src["flag"]
     assert got[6] == src["s"] and got[7] == src["txt"] and got[8] == src["bin"]
     assert got[9] == src["ts"] and got[10] == src["day"]
@@ -155,8 +206,13 @@ def test_every_type_and_hostile_value_round_trips_utf8mb4(db, tmp_path):
 def test_latin1_round_trip_of_every_latin1_character(db, tmp_path):
     values = HOSTILE + [LATIN1_ALL, "café € œ Ÿ ‰ ™", "\x81\x8d\x8f\x90\x9d", None]
     binaries = [bytes(range(256))] + [v.encode("utf-8") for v in values[1:-1]] + [None]
-    batch = pa.record_batch({"k": pa.array(range(len(values)), pa.int32()), "s": pa.array(values),
-                             "b": pa.array(binaries, pa.binary())})
+    batch = pa.record_batch(
+        {
+            "k": pa.array(range(len(values)), pa.int32()),
+            "s": pa.array(values),
+            "b": pa.array(binaries, pa.binary()),
+        }
+    )
     path = tmp_path / "latin1.tsv"
     info = write_tsv([batch], path, charset="latin1")
     assert info.rows == len(values)
@@ -183,11 +239,13 @@ def test_non_latin1_text_is_refused_naming_column_and_row(tmp_path):
 
 
 def test_nan_and_inf_become_null_and_are_counted(db, tmp_path):
-    batch = pa.record_batch({
-        "k": pa.array(range(6), pa.int32()),
-        "d": pa.array([math.nan, math.inf, -math.inf, None, 1.5, -0.0]),
-        "f": pa.array([1.0, math.nan, 2.0, math.inf, None, 3.0], pa.float32()),
-    })
+    batch = pa.record_batch(
+        {
+            "k": pa.array(range(6), pa.int32()),
+            "d": pa.array([math.nan, math.inf, -math.inf, None, 1.5, -0.0]),
+            "f": pa.array([1.0, math.nan, 2.0, math.inf, None, 3.0], pa.float32()),
+        }
+    )
     path = tmp_path / "nan.tsv"
     info = write_tsv([batch, batch], path)
     assert info.nan_to_null == {"d": 6, "f": 4}
@@ -293,8 +351,12 @@ print(info.rows, info.bytes, base, pool.max_memory() - base, rss_extra, SLICE_BY
 
 def test_wide_table_memory_is_bounded_by_slices_not_by_the_text(tmp_path):
     """991 columns: the text of a batch is far larger than what encoding holds at once (measured peak)."""
-    out = subprocess.run([sys.executable, "-c", WIDE_MEMORY_PROBE, str(tmp_path / "wide.tsv")],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", WIDE_MEMORY_PROBE, str(tmp_path / "wide.tsv")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     rows, size, base, peak_extra, rss_extra, slice_bytes = map(int, out)
     assert rows == 6000 and size == (tmp_path / "wide.tsv").stat().st_size
     assert size > 16 * slice_bytes  # the whole text is far above the bound below
@@ -336,17 +398,21 @@ def test_csv_writer_path_writes_the_bytes_the_joins_write(tmp_path):
     n = 5000
     floats = rng.standard_normal(n) * 10.0 ** rng.integers(-300, 300, n)
     floats[:6] = [math.nan, math.inf, -math.inf, -0.0, 5e-324, 1.7976931348623157e308]
-    batch = pa.record_batch({
-        "i64": pa.array([-(2**63), 2**63 - 1, *rng.integers(-(2**62), 2**62, n - 3), None], pa.int64()),
-        "u64": pa.array([2**64 - 1, *rng.integers(0, 2**62, n - 1)], pa.uint64()),
-        "i8": pa.array(rng.integers(-128, 127, n), pa.int8()),
-        "f64": pa.array(floats, mask=rng.random(n) < 0.1),
-        "f32": pa.array(rng.standard_normal(n).astype(np.float32)),
-        "b": pa.array(rng.random(n) < 0.5, mask=rng.random(n) < 0.1),
-        "s": pa.array([f"é\t\\N{k}\n" if k % 7 == 0 else None if k % 11 == 0 else str(k) for k in range(n)]),
-        "d": pa.array([dt.date(2020, 1, 1) + dt.timedelta(days=k) for k in range(n)]),
-        "t": pa.array(np.arange(n, dtype=np.int64) * 1_000_123, pa.timestamp("us")),
-    })
+    batch = pa.record_batch(
+        {
+            "i64": pa.array([-(2**63), 2**63 - 1, *rng.integers(-(2**62), 2**62, n - 3), None], pa.int64()),
+            "u64": pa.array([2**64 - 1, *rng.integers(0, 2**62, n - 1)], pa.uint64()),
+            "i8": pa.array(rng.integers(-128, 127, n), pa.int8()),
+            "f64": pa.array(floats, mask=rng.random(n) < 0.1),
+            "f32": pa.array(rng.standard_normal(n).astype(np.float32)),
+            "b": pa.array(rng.random(n) < 0.5, mask=rng.random(n) < 0.1),
+            "s": pa.array(
+                [f"é\t\\N{k}\n" if k % 7 == 0 else None if k % 11 == 0 else str(k) for k in range(n)]
+            ),
+            "d": pa.array([dt.date(2020, 1, 1) + dt.timedelta(days=k) for k in range(n)]),
+            "t": pa.array(np.arange(n, dtype=np.int64) * 1_000_123, pa.timestamp("us")),
+        }
+    )
     counts: dict[str, int] = {}
     names = batch.schema.names
     columns = zip(names, batch.columns, strict=True)
@@ -363,15 +429,37 @@ def test_csv_writer_path_writes_the_bytes_the_joins_write(tmp_path):
     assert path.read_bytes() == b'say "hi"\t\xe9\n\\N\tx\n'
 
 
-
 def _edge_doubles() -> np.ndarray:
     """Doubles at the edges of the number text: ±0, subnormals, the normal/subnormal boundary, 2^53±1,
     the extremes, and each power of ten where polars' or pyarrow's notation switches (1e-7..1e-4,
     1e9..1e17, 1e21..1e22), all ±1 ulp, plus integral values and float32's extremes widened."""
-    core = [0.0, -0.0, 5e-324, 1e-323, 2.2250738585072009e-308, 2.2250738585072014e-308, 2.0**-1022,
-            2.0**53 - 1, 2.0**53, 2.0**53 + 2, 2.0**63, 2.0**64, 1.7976931348623157e308, 0.1, 1 / 3,
-            1.0, 42.0, 9999999999.0, 123456789012345.0, 1e15 + 0.5, 4503599627370495.5, 0.30000000000000004,
-            float(np.finfo(np.float32).max), float(np.finfo(np.float32).tiny), 1.401298464324817e-45]
+    core = [
+        0.0,
+        -0.0,
+        5e-324,
+        1e-323,
+        2.2250738585072009e-308,
+        2.2250738585072014e-308,
+        2.0**-1022,
+        2.0**53 - 1,
+        2.0**53,
+        2.0**53 + 2,
+        2.0**63,
+        2.0**64,
+        1.7976931348623157e308,
+        0.1,
+        1 / 3,
+        1.0,
+        42.0,
+        9999999999.0,
+        123456789012345.0,
+        1e15 + 0.5,
+        4503599627370495.5,
+        0.30000000000000004,
+        float(np.finfo(np.float32).max),
+        float(np.finfo(np.float32).tiny),
+        1.401298464324817e-45,
+    ]
     core += [10.0**k for k in (-7, -6, -5, -4, 9, 10, 11, 15, 16, 17, 21, 22, -300, 300)]
     with np.errstate(over="ignore"):  # DBL_MAX + 1 ulp is inf (made NULL)
         around = [np.nextafter(x, to) for x in core for to in (-np.inf, np.inf)]
@@ -409,13 +497,17 @@ def test_double_text_is_the_shortest_text_that_round_trips():
     rng = np.random.default_rng(11)
     doubles = _doubles_over_every_magnitude(n, 11)
     floats = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
-    batch = pa.record_batch({
-        "d": pa.array(doubles, mask=rng.random(n) < 0.05),
-        "f": pa.array(floats),
-        "i64": pa.array([-(2**63), 2**63 - 1, None, *rng.integers(-(2**63), 2**63 - 1, n - 3)], pa.int64()),
-        "u64": pa.array([2**64 - 1, 0, *rng.integers(0, 2**64 - 1, n - 2, dtype=np.uint64)], pa.uint64()),
-        "b": pa.array(rng.random(n) < 0.5, mask=rng.random(n) < 0.1),
-    })
+    batch = pa.record_batch(
+        {
+            "d": pa.array(doubles, mask=rng.random(n) < 0.05),
+            "f": pa.array(floats),
+            "i64": pa.array(
+                [-(2**63), 2**63 - 1, None, *rng.integers(-(2**63), 2**63 - 1, n - 3)], pa.int64()
+            ),
+            "u64": pa.array([2**64 - 1, 0, *rng.integers(0, 2**64 - 1, n - 2, dtype=np.uint64)], pa.uint64()),
+            "b": pa.array(rng.random(n) < 0.5, mask=rng.random(n) < 0.1),
+        }
+    )
     counts: dict[str, int] = {}
     columns = zip(batch.schema.names, batch.columns, strict=True)
     values = [_column_value(c, name, 0, "utf8mb4", counts) for name, c in columns]
@@ -440,11 +532,21 @@ def test_double_text_is_pinned():
     from qdask.tsv import _column_value, _data_view, _lines_csv, _lines_joined
 
     cases = {
-        1.0: b"1.0", -0.0: b"-0.0", 0.5: b"0.5", 1e-6: b"1e-6", 1.5e-6: b"1.5e-6", 1e-5: b"0.00001",
-        9999999999.0: b"9999999999.0", 1e10: b"10000000000.0", 1.5e15: b"1500000000000000.0",
-        1e16: b"1e+16", 2.0**53 + 2: b"9007199254740994.0", 5e-324: b"5e-324",
+        1.0: b"1.0",
+        -0.0: b"-0.0",
+        0.5: b"0.5",
+        1e-6: b"1e-6",
+        1.5e-6: b"1.5e-6",
+        1e-5: b"0.00001",
+        9999999999.0: b"9999999999.0",
+        1e10: b"10000000000.0",
+        1.5e15: b"1500000000000000.0",
+        1e16: b"1e+16",
+        2.0**53 + 2: b"9007199254740994.0",
+        5e-324: b"5e-324",
         0.1 + 0.2: b"0.30000000000000004",
-        1.7976931348623157e308: b"1.7976931348623157e+308", 123456.789: b"123456.789",
+        1.7976931348623157e308: b"1.7976931348623157e+308",
+        123456.789: b"123456.789",
         float(np.float32(0.1)): b"0.10000000149011612",
     }
     value = _column_value(pa.array(list(cases)), "x", 0, "utf8mb4", {})
@@ -464,16 +566,36 @@ def test_number_text_round_trips_through_mariadb_bit_exactly(db, tmp_path):
     doubles = _doubles_over_every_magnitude(n, 5)
     doubles = doubles[np.isfinite(doubles)]
     n = len(doubles)
-    f32_edges = np.array([np.finfo(np.float32).max, np.finfo(np.float32).tiny, 1.4e-45, 1.1754942e-38,
-                          16777217.0, 3.4028235e38, 1e-6, 1e-5, 1e10, 1e16, 0.1, -0.0, 0.0],
-                         dtype=np.float32)
+    f32_edges = np.array(
+        [
+            np.finfo(np.float32).max,
+            np.finfo(np.float32).tiny,
+            1.4e-45,
+            1.1754942e-38,
+            16777217.0,
+            3.4028235e38,
+            1e-6,
+            1e-5,
+            1e10,
+            1e16,
+            0.1,
+            -0.0,
+            0.0,
+        ],
+        dtype=np.float32,
+    )
     floats = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
     floats[: 2 * len(f32_edges)] = np.concatenate([f32_edges, -f32_edges])
     floats[~np.isfinite(floats)] = 1.5
-    ints = {"i8": (-(2**7), 2**7 - 1, pa.int8()), "u8": (0, 2**8 - 1, pa.uint8()),
-            "i16": (-(2**15), 2**15 - 1, pa.int16()), "i32": (-(2**31), 2**31 - 1, pa.int32()),
-            "u32": (0, 2**32 - 1, pa.uint32()), "i64": (-(2**63), 2**63 - 1, pa.int64()),
-            "u64": (0, 2**64 - 1, pa.uint64())}
+    ints = {
+        "i8": (-(2**7), 2**7 - 1, pa.int8()),
+        "u8": (0, 2**8 - 1, pa.uint8()),
+        "i16": (-(2**15), 2**15 - 1, pa.int16()),
+        "i32": (-(2**31), 2**31 - 1, pa.int32()),
+        "u32": (0, 2**32 - 1, pa.uint32()),
+        "i64": (-(2**63), 2**63 - 1, pa.int64()),
+        "u64": (0, 2**64 - 1, pa.uint64()),
+    }
     columns = {"k": pa.array(np.arange(n, dtype=np.int32))}
     columns["d"] = pa.array(doubles)
     columns["d_ref"] = pa.array(doubles).cast(pa.string())  # pyarrow's shortest text, written as given
@@ -489,8 +611,10 @@ def test_number_text_round_trips_through_mariadb_bit_exactly(db, tmp_path):
     assert info.nan_to_null == {}
     text = path.read_bytes()
     assert b"e-6\t" in text and b"0000000.0\t" in text  # polars' notations, absent from pyarrow's
-    ddl = ("k INT, d DOUBLE, d_ref DOUBLE, f FLOAT, f_ref FLOAT, i8 TINYINT, u8 TINYINT UNSIGNED, "
-           "i16 SMALLINT, i32 INT, u32 INT UNSIGNED, i64 BIGINT, u64 BIGINT UNSIGNED, flag BOOL")
+    ddl = (
+        "k INT, d DOUBLE, d_ref DOUBLE, f FLOAT, f_ref FLOAT, i8 TINYINT, u8 TINYINT UNSIGNED, "
+        "i16 SMALLINT, i32 INT, u32 INT UNSIGNED, i64 BIGINT, u64 BIGINT UNSIGNED, flag BOOL"
+    )
     loaded, warnings = qserv_load(db, "t", ddl, path, "latin1")
     assert warnings == [] and loaded == n
     assert fetch(db, "SELECT COUNT(*) FROM t WHERE NOT (d <=> d_ref) OR NOT (f <=> f_ref)") == [(0,)]
@@ -506,13 +630,16 @@ def test_number_text_round_trips_through_mariadb_bit_exactly(db, tmp_path):
     assert [None if r[9] is None else bool(r[9]) for r in rows] == columns["flag"].to_pylist()
 
 
-@pytest.mark.parametrize("columns", [
-    {"s": pa.array(["", "a", None])},  # a line that is one empty field: no quotes
-    {"n": pa.nulls(3), "f": pa.array([None, None, None], pa.float64())},
-    {"f": pa.array([math.nan, -math.inf]), "h": pa.array([1.5, None], pa.float16())},
-    {"x": pa.array([1.0]), "i": pa.array([-7], pa.int16())},
-    {"dict": pa.array(["a", "b", None]).dictionary_encode(), "b": pa.array([True, None, False])},
-])
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"s": pa.array(["", "a", None])},  # a line that is one empty field: no quotes
+        {"n": pa.nulls(3), "f": pa.array([None, None, None], pa.float64())},
+        {"f": pa.array([math.nan, -math.inf]), "h": pa.array([1.5, None], pa.float16())},
+        {"x": pa.array([1.0]), "i": pa.array([-7], pa.int16())},
+        {"dict": pa.array(["a", "b", None]).dictionary_encode(), "b": pa.array([True, None, False])},
+    ],
+)
 def test_csv_writer_path_edge_shapes(columns):
     """Small shapes a CSV writer might treat specially give the joins' bytes too."""
     from qdask.tsv import _column_value, _csv_writable, _data_view, _lines_csv, _lines_joined

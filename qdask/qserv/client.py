@@ -338,7 +338,14 @@ class QservClient(Transport):
         form = {name: str(value) for name, value in fields.items()}
         url = worker.http_url if isinstance(worker, Location) else worker
         answer = self.call(
-            "POST", "/ingest/csv", worker=url, since=38, auth=True, form=form, upload=path, slow=True,
+            "POST",
+            "/ingest/csv",
+            worker=url,
+            since=38,
+            auth=True,
+            form=form,
+            upload=path,
+            slow=True,
             upload_digest=digest,
         )
         return ContributionInfo.from_json(answer["contrib"])

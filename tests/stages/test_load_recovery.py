@@ -57,7 +57,9 @@ def test_open_transactions_are_settled_from_what_qserv_says(setup):
     qserv_states = {t: client.get_transaction(t).state for t in (open_one, committed, unknown, other)}
     assert qserv_states == {open_one: "ABORTED", committed: "FINISHED", unknown: "ABORTED", other: "STARTED"}
     assert {f.table: f.status for f in ledger.chunk_files()} == {
-        "A": FileStatus.STAGED, "B": FileStatus.LOADED, "C": FileStatus.STAGED
+        "A": FileStatus.STAGED,
+        "B": FileStatus.LOADED,
+        "C": FileStatus.STAGED,
     }
     assert [f.table for f in ledger.files_to_load()] == ["A", "C"]
     assert len(notes) == 3 and all(str(t) in " ".join(notes) for t in (open_one, committed, unknown))
@@ -75,5 +77,6 @@ def test_recovery_is_idempotent_and_leaves_settled_transactions_alone(setup):
     ]
     assert recover(client, ledger, database, RUN) == []  # nothing left to settle
     assert {t.transaction_id: t.state for t in ledger.transactions()} == {
-        done: TransactionState.COMMITTED, dropped: TransactionState.ABORTED
+        done: TransactionState.COMMITTED,
+        dropped: TransactionState.ABORTED,
     }
