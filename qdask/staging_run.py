@@ -363,7 +363,7 @@ class StagingRun:
         keys = self.ledger.chunks_to_collect()
         t0 = time.perf_counter()
         shards = [s for table in sorted({k.table for k in keys}) for s in self.ledger.shards(table=table)]
-        groups = plan_collect(keys, shards)
+        groups = plan_collect(keys, shards, spread=2 * max(sum(client.nthreads().values()), 1))
         log.info("collect: %d chunk file(s) to write in %d task(s)", len(keys), len(groups))
         futures = {}
         for group_keys, group_shards in groups:

@@ -41,7 +41,8 @@ __all__ = ["CorruptShardError"]  # raised here, defined with the shards
 log = logging.getLogger(__name__)
 
 GROUP_BYTES = 64 << 20  # shard bytes one collect task holds at most (a larger destination is streamed)
-GROUP_KEYS = 1024  # destinations one collect task writes at most
+GROUP_KEYS = 8192  # destinations one collect task writes at most: its files are synced at once (one syncfs)
+MIN_GROUP_KEYS = 256  # destinations a task is given at least, when groups are made smaller to spread them
 
 
 def key_text(key: ChunkKey) -> str:
@@ -129,10 +130,16 @@ def plan_collect(
     *,
     group_bytes: int = GROUP_BYTES,
     group_keys: int = GROUP_KEYS,
+    spread: int = 1,
 ) -> list[tuple[list[ChunkKey], list[Shard]]]:
     """Group destinations into collect tasks: consecutive ones of a table, up to `group_bytes` of shard
     data (estimated from each shard's bytes per row) and `group_keys` destinations; with each group, the
-    shards holding its rows. Linear in the shards' destinations (no shard x destination product)."""
+    shards holding its rows. Linear in the shards' destinations (no shard x destination product).
+    `spread`: make at least this many groups (one per worker thread, say) when there are enough
+    destinations for `MIN_GROUP_KEYS` each, so that a few large groups do not leave workers idle."""
+    if spread > 1:
+        even = -(-len(set(keys)) // spread)
+        group_keys = max(1, min(group_keys, max(MIN_GROUP_KEYS, even)))
     out: list[tuple[list[ChunkKey], list[Shard]]] = []
     for table in sorted({k.table for k in keys}):
         ordered = sorted({k for k in keys if k.table == table}, key=lambda k: (k.chunk_id, k.overlap))
@@ -289,22 +296,24 @@ def _collect_group(task: CollectTask, root: Path) -> list[Collected]:
     fixed cost is paid per group, not per chunk. One file open at a time."""
     dests = dest_of([k.chunk_id for k in task.keys], [k.overlap for k in task.keys])
     table, found, lost = _exclude(task, *_group_rows(task, dests))
-    sources: dict[int, list[Shard]] = {d: [] for d in dests.tolist()}
-    expected = {d: -lost.get(d, 0) for d in dests.tolist()}
-    for shard in task.shards:  # in unit order; one pass per shard, not one look-up per file
+    at_dest = {d: i for i, d in enumerate(dests.tolist())}
+    expected = np.array([-lost.get(d, 0) for d in dests.tolist()], np.int64)
+    holders: list[list[int]] = [[] for _ in at_dest]  # the shards holding each destination, by index
+    for s, shard in enumerate(task.shards):  # in unit order; one pass per shard, not one look-up per file
         held = shard.dests()
         at = np.minimum(np.searchsorted(held["dest"], dests), len(held) - 1)
         hit = held["dest"][at] == dests
-        for dest, rows in zip(dests[hit].tolist(), held["rows"][at[hit]].tolist(), strict=True):
-            sources[dest].append(shard)
-            expected[dest] += rows
-    digests: dict[tuple[str, ...], str] = {}  # most destinations of a group share their set of shards
+        expected[hit] += held["rows"][at[hit]]
+        for i in np.flatnonzero(hit).tolist():
+            holders[i].append(s)
+    digests: dict[tuple[int, ...], str] = {}  # most destinations of a group share their set of shards
 
-    def digest(dest: int) -> str:
-        held = tuple(s.unit_id for s in sources[dest])
-        if held not in digests:
-            digests[held] = shards_digest(sources[dest])
-        return digests[held]
+    def digest(dest: int) -> tuple[str, int]:
+        i = at_dest[dest]
+        key = tuple(holders[i])
+        if key not in digests:
+            digests[key] = shards_digest(task.shards[s] for s in key)
+        return digests[key], int(expected[i])
 
     out: dict[int, Collected] = {}
     for overlap in (0, 1):
@@ -313,7 +322,7 @@ def _collect_group(task: CollectTask, root: Path) -> list[Collected]:
             rows = (found & 1) == overlap
             ends = np.searchsorted(found[rows], mine, side="right").tolist()
             part = table.filter(pa.array(rows)).combine_chunks()  # batches as large as allowed, not as read
-            written = _write_part(task, root, part, mine, ends, lambda d: (digest(d), expected[d]))
+            written = _write_part(task, root, part, mine, ends, digest)
             out.update(zip(mine, written, strict=True))
     return [out[int(d)] for d in dests.tolist()]
 
