@@ -300,12 +300,12 @@ class StagingRecords(LedgerBase):
                         self._invalidate(db, file.key)
                     new.append(_chunk_file_row(file, stamp))
                     out[i] = True
-                faultpoints.reached("ledger.chunk_files", table)  # a kill here loses the whole batch
                 db.executemany(
                     "INSERT INTO chunk_files (table_name, chunk_id, overlap, path, rows, bytes, checksum, "
                     "sources, status, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     new,
                 )
+                faultpoints.reached("ledger.chunk_files", table)  # inserted, not committed: all or none
         return out
 
     @staticmethod

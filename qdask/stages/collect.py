@@ -354,7 +354,10 @@ class _Files:
             digest.update(piece)
             size += len(piece)
         tmp = f".{name}.tmp-{self.token}"
-        fd = os.open(tmp, self.FLAGS, 0o644, dir_fd=self.fd)
+        try:
+            fd = os.open(tmp, self.FLAGS, 0o644, dir_fd=self.fd)
+        except OSError as exc:  # named in full, as a path-walking open would
+            raise OSError(exc.errno, exc.strerror, f"{self.directory}/{tmp}") from None
         try:
             for piece in pieces:
                 view = memoryview(piece)
