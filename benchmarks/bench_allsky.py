@@ -32,6 +32,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from benchmarks.suite.common import director_glob_config
+from qdask.tsv import sync_filesystem
 
 FLOATS = 8
 
@@ -66,6 +67,27 @@ def floor_seconds(paths: list[Path], out: Path) -> float:
             for batch in source.iter_batches(batch_size=65536):
                 writer.write_batch(batch)
     out.unlink()
+    return time.perf_counter() - t0
+
+
+def file_floor_seconds(folder: Path, count: int, size: int) -> float:
+    """Creating `count` files of `size` bytes in one directory, each under a temporary name, written with
+    one call, closed and renamed (what one contribution file costs the file system at least), then one
+    syncfs (as collect does per task): the per-file yardstick for collect, measured in the same run on the
+    same disk."""
+    folder.mkdir(parents=True)
+    data = b"x" * size
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    t0 = time.perf_counter()
+    fd = os.open(folder, os.O_RDONLY)
+    for i in range(count):
+        name = f"chunk_{i}.txt"
+        out = os.open(f".{name}.tmp", flags, 0o644, dir_fd=fd)
+        os.write(out, data)
+        os.close(out)
+        os.rename(f".{name}.tmp", name, src_dir_fd=fd, dst_dir_fd=fd)
+    os.close(fd)
+    sync_filesystem([folder / f"chunk_{count - 1}.txt"] if count else [])
     return time.perf_counter() - t0
 
 
@@ -112,8 +134,10 @@ ingest.run(stage_only=True)
 peaks = {s: max([ingest.rss.driver_peak.get(s, 0), *ingest.rss.worker_peak.get(s, {}).values()])
          for s in ingest.seconds}
 summary = ingest.ledger.summary()
+size = sum(f.bytes for f in ingest.ledger.chunk_files())
+limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 print(json.dumps({"seconds": dict(ingest.seconds), "peak": peaks, "files": summary["chunk_files"],
-                  "shards": summary["shards"], "limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}))
+                  "bytes": size, "shards": summary["shards"], "limit": limit}))
 """
 
 
@@ -147,8 +171,8 @@ def main() -> None:
         f"  python {platform.python_version()}  cpus {os.cpu_count()}  load {os.getloadavg()[0]:.1f}"
         "  RLIMIT_NOFILE 1024 in the ingest"
     )
-    print("| rows | files | stage | seconds | µs/row | peak RSS MiB | / floor |")
-    print("|---|---|---|---|---|---|---|")
+    print("| rows | files | stage | seconds | µs/row | µs/chunk file | peak RSS MiB | / floor |")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="qdask-allsky-", dir=args.keep) as tmp:
         root = Path(tmp)
         for scale in scales:
@@ -160,25 +184,34 @@ def main() -> None:
                 result = stage_only(case / "in", case / "staging", args.workers)
                 assert result["limit"] == 1024
                 staged = sum(result["seconds"].get(s, 0.0) for s in ("partition", "keys", "collect"))
+                count = sum(result["files"].values())
+                per_file = result["bytes"] // max(count, 1)
+                files_floor = file_floor_seconds(case / "file-floor", count, per_file)
                 print(
                     f"| {rows:,} | {files} | floor (pyarrow read+write) | {floor:.2f} "
-                    f"| {1e6 * floor / rows:.2f} |  | 1.00 |"
+                    f"| {1e6 * floor / rows:.2f} | | | 1.00 |"
+                )
+                print(
+                    f"| {rows:,} | {files} | file floor ({count:,} files of {per_file} B: create, write, "
+                    f"rename; sync) | {files_floor:.2f} | {1e6 * files_floor / rows:.2f} "
+                    f"| {1e6 * files_floor / count:.1f} | | |"
                 )
                 for stage in ("plan", "partition", "keys", "collect"):
                     if stage in result["seconds"]:
                         s = result["seconds"][stage]
                         peak = result["peak"].get(stage, 0) / 2**20
+                        versus = f" (file floor x {s / files_floor:.2f})" if stage == "collect" else ""
                         print(
                             f"| {rows:,} | {files} | {stage} | {s:.2f} | {1e6 * s / rows:.2f} "
-                            f"| {peak:.0f} | {s / floor:.1f} |"
+                            f"| {1e6 * s / count:.1f} | {peak:.0f} | {s / floor:.1f}{versus} |"
                         )
                 print(
                     f"| {rows:,} | {files} | staging (partition+keys+collect) | {staged:.2f} "
-                    f"| {1e6 * staged / rows:.2f} |  | {staged / floor:.1f} |"
+                    f"| {1e6 * staged / rows:.2f} | {1e6 * staged / count:.1f} | | {staged / floor:.1f} |"
                 )
                 print(
                     f"| {rows:,} | {files} | wall (process, incl. cluster start) | {result['wall']:.2f} "
-                    f"| {1e6 * result['wall'] / rows:.2f} |  | |"
+                    f"| {1e6 * result['wall'] / rows:.2f} | | | |"
                 )
                 print(
                     f"<!-- {rows:,} rows, {files} file(s): {result['files']} chunk files, shards "

@@ -87,6 +87,12 @@ def quiet() -> Iterator[None]:
         _quiet.active -= 1
 
 
+def armed() -> bool:
+    """Whether any point may fire here (``QDASK_KILL_AT`` set, not `quiet`): a loop passing a point per
+    item (thousands of chunk files) skips building the items' details when not."""
+    return bool(os.environ.get(ENV)) and not getattr(_quiet, "active", 0)
+
+
 def reached(name: str, detail: str = "") -> None:
     """Kill this process here if ``QDASK_KILL_AT`` says so; otherwise return at once."""
     spec = os.environ.get(ENV)

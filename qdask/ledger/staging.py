@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from qdask import faultpoints
 from qdask.ledger.base import LedgerBase, now
 from qdask.ledger.records import (
     ChunkFile,
@@ -267,23 +268,78 @@ class StagingRecords(LedgerBase):
         return self.record_chunk_files([file])[0]
 
     def record_chunk_files(self, files: Sequence[ChunkFile]) -> list[bool]:
-        """`record_chunk_file` for several files in one transaction (the shards are read once per table)."""
-        out = []
+        """`record_chunk_file` for several files in one transaction: a collect task's thousands of files
+        cost a few statements per table (the shards read once, each file's sources checked by a vectorised
+        look-up, the existing records of the files' chunk range read at once, the new ones inserted by one
+        `executemany`), not a few per file. Nothing is recorded if any file is refused."""
+        if len({f.key for f in files}) != len(files):  # the same destination twice: one after the other
+            with self._write() as db:
+                return [self._record_one(db, f, self._table_shards(db, f.table)) for f in files]
+        out = [False] * len(files)
         with self._write() as db:
-            by_table: dict[str, list[Shard]] = {}
-            for file in files:
-                key = file.key
-                if key.table not in by_table:
-                    rows = db.execute("SELECT * FROM shards WHERE table_name = ?", (key.table,))
-                    by_table[key.table] = [_shard(r) for r in rows]
-                current = shards_digest(s for s in by_table[key.table] if s.rows_in(key))
-                if file.sources != current:
-                    raise LedgerConflict(
-                        f"chunk file {file.path} was built from shards that changed since ({key.table}, "
-                        f"chunk {key.chunk_id}, overlap {int(key.overlap)}); collect it again"
+            stamp = now()
+            for table in sorted({f.table for f in files}):
+                mine = [i for i, f in enumerate(files) if f.table == table]
+                self._check_sources(table, [files[i] for i in mine], self._table_shards(db, table))
+                chunks = [files[i].chunk_id for i in mine]
+                held = {
+                    (r["chunk_id"], bool(r["overlap"])): (r["path"], r["rows"], r["bytes"], r["checksum"])
+                    for r in db.execute(
+                        "SELECT chunk_id, overlap, path, rows, bytes, checksum FROM chunk_files "
+                        "WHERE table_name = ? AND chunk_id BETWEEN ? AND ?",
+                        (table, min(chunks), max(chunks)),
                     )
-                out.append(self._record_chunk_file(db, file))
+                }
+                new = []
+                for i in mine:
+                    file = files[i]
+                    row = held.get((file.chunk_id, file.overlap))
+                    if row == (file.path, file.rows, file.bytes, file.checksum):
+                        continue
+                    if row is not None:
+                        self._invalidate(db, file.key)
+                    new.append(_chunk_file_row(file, stamp))
+                    out[i] = True
+                db.executemany(
+                    "INSERT INTO chunk_files (table_name, chunk_id, overlap, path, rows, bytes, checksum, "
+                    "sources, status, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    new,
+                )
+                faultpoints.reached("ledger.chunk_files", table)  # inserted, not committed: all or none
         return out
+
+    @staticmethod
+    def _table_shards(db: sqlite3.Connection, table: str) -> list[Shard]:
+        return [_shard(r) for r in db.execute("SELECT * FROM shards WHERE table_name = ?", (table,))]
+
+    @staticmethod
+    def _check_sources(table: str, files: Sequence[ChunkFile], shards: Sequence[Shard]) -> None:
+        """Refuse the files (`LedgerConflict`) unless each one's ``sources`` is the digest of the shards now
+        holding its destination: one search per shard over the files' destinations, one digest per set
+        of holding shards (most files of an all-sky input share theirs)."""
+        wanted = dest_of([f.chunk_id for f in files], [f.overlap for f in files])
+        holders: list[list[int]] = [[] for _ in files]
+        for s, shard in enumerate(shards):
+            dests = shard.dests()["dest"]
+            if not len(dests):
+                continue
+            at = np.minimum(np.searchsorted(dests, wanted), len(dests) - 1)
+            for i in np.flatnonzero(dests[at] == wanted).tolist():
+                holders[i].append(s)
+        digests: dict[tuple[int, ...], str] = {}
+        for file, held in zip(files, holders, strict=True):
+            key = tuple(held)
+            if key not in digests:
+                digests[key] = shards_digest(shards[s] for s in held)
+            if file.sources != digests[key]:
+                raise LedgerConflict(
+                    f"chunk file {file.path} was built from shards that changed since ({table}, "
+                    f"chunk {file.chunk_id}, overlap {int(file.overlap)}); collect it again"
+                )
+
+    def _record_one(self, db: sqlite3.Connection, file: ChunkFile, shards: list[Shard]) -> bool:
+        self._check_sources(file.table, [file], shards)
+        return self._record_chunk_file(db, file)
 
     def _record_chunk_file(self, db: sqlite3.Connection, file: ChunkFile) -> bool:
         key = file.key
@@ -299,18 +355,7 @@ class StagingRecords(LedgerBase):
         db.execute(
             "INSERT INTO chunk_files (table_name, chunk_id, overlap, path, rows, bytes, checksum, "
             "sources, status, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key.table,
-                key.chunk_id,
-                int(key.overlap),
-                file.path,
-                file.rows,
-                file.bytes,
-                file.checksum,
-                file.sources,
-                FileStatus.STAGED,
-                now(),
-            ),
+            _chunk_file_row(file, now()),
         )
         return True
 
@@ -362,6 +407,22 @@ def _shard(r: sqlite3.Row) -> Shard:
         r["checksum"],
         bytes(r["destinations"]),
         bytes(r["segments"]),
+    )
+
+
+def _chunk_file_row(file: ChunkFile, stamp: str) -> tuple:
+    """A staged chunk file's values, in the order of the INSERTs above."""
+    return (
+        file.table,
+        file.chunk_id,
+        int(file.overlap),
+        file.path,
+        file.rows,
+        file.bytes,
+        file.checksum,
+        file.sources,
+        FileStatus.STAGED.value,
+        stamp,
     )
 
 

@@ -14,8 +14,11 @@ that metadata.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +34,15 @@ from qdask.ledger import REGULAR_CHUNK, ChunkFile, ChunkKey, Shard, dest_of, sha
 from qdask.stages.key_match import in_keys
 from qdask.stages.shards import DEST, CorruptShardError, ShardReader
 from qdask.stages.staging_errors import staging_writes
-from qdask.tsv import TextFile, TsvFileInfo, encode_batch, sync_filesystem, write_tsv
+from qdask.tsv import CHECKSUM_ALGORITHM, TsvFileInfo, encode_batch, sync_filesystem, write_tsv
 
 __all__ = ["CorruptShardError"]  # raised here, defined with the shards
 
 log = logging.getLogger(__name__)
 
 GROUP_BYTES = 64 << 20  # shard bytes one collect task holds at most (a larger destination is streamed)
-GROUP_KEYS = 1024  # destinations one collect task writes at most
+GROUP_KEYS = 8192  # destinations one collect task writes at most: its files are synced at once (one syncfs)
+MIN_GROUP_KEYS = 256  # destinations a task is given at least, when groups are made smaller to spread them
 
 
 def key_text(key: ChunkKey) -> str:
@@ -48,9 +52,14 @@ def key_text(key: ChunkKey) -> str:
 
 def contribution_path(root: Path, key: ChunkKey) -> Path:
     """Where the contribution file of a (table, chunk, overlap) lives: `chunk_N.txt` as Qserv names them."""
+    return Path(root) / key.table / contribution_name(key)
+
+
+def contribution_name(key: ChunkKey) -> str:
+    """The contribution file's name in its table's directory (`contribution_path`)."""
     if key.chunk_id == REGULAR_CHUNK:
-        return Path(root) / key.table / f"{key.table}.txt"
-    return Path(root) / key.table / f"chunk_{key.chunk_id}{'_overlap' if key.overlap else ''}.txt"
+        return f"{key.table}.txt"
+    return f"chunk_{key.chunk_id}{'_overlap' if key.overlap else ''}.txt"
 
 
 @dataclass(frozen=True)
@@ -121,10 +130,16 @@ def plan_collect(
     *,
     group_bytes: int = GROUP_BYTES,
     group_keys: int = GROUP_KEYS,
+    spread: int = 1,
 ) -> list[tuple[list[ChunkKey], list[Shard]]]:
     """Group destinations into collect tasks: consecutive ones of a table, up to `group_bytes` of shard
     data (estimated from each shard's bytes per row) and `group_keys` destinations; with each group, the
-    shards holding its rows. Linear in the shards' destinations (no shard x destination product)."""
+    shards holding its rows. Linear in the shards' destinations (no shard x destination product).
+    `spread`: make at least this many groups (one per worker thread, say) when there are enough
+    destinations for `MIN_GROUP_KEYS` each, so that a few large groups do not leave workers idle."""
+    if spread > 1:
+        even = -(-len(set(keys)) // spread)
+        group_keys = max(1, min(group_keys, max(MIN_GROUP_KEYS, even)))
     out: list[tuple[list[ChunkKey], list[Shard]]] = []
     for table in sorted({k.table for k in keys}):
         ordered = sorted({k for k in keys if k.table == table}, key=lambda k: (k.chunk_id, k.overlap))
@@ -206,19 +221,19 @@ def _streamed(shards: Sequence[Shard], dest: int, columns: list[str]) -> Iterato
 
 def _collected(key: ChunkKey, info: TsvFileInfo, sources: Sequence[Shard], expected: int) -> Collected:
     """The record of one written file, once its rows are checked against what its shards hold."""
-    if info.rows != expected:
-        raise RuntimeError(f"{info.path}: wrote {info.rows} rows but its shards hold {expected}")
-    file = ChunkFile(
-        table=key.table,
-        chunk_id=key.chunk_id,
-        overlap=key.overlap,
-        path=str(info.path),
-        rows=info.rows,
-        bytes=info.bytes,
-        checksum=info.checksum,
-        sources=shards_digest(sources),
-    )
-    return Collected(file, dict(info.nan_to_null))
+    out = _record(key, str(info.path), info.rows, info.bytes, info.checksum, shards_digest(sources), expected)
+    return out._replace(nan_to_null=dict(info.nan_to_null))
+
+
+def _record(
+    key: ChunkKey, path: str, rows: int, size: int, checksum: str, sources: str, expected: int
+) -> Collected:
+    """The record of one written file (`sources`: its shards' digest), once its rows are checked against
+    what its shards hold."""
+    if rows != expected:
+        raise RuntimeError(f"{path}: wrote {rows} rows but its shards hold {expected}")
+    file = ChunkFile(key.table, key.chunk_id, key.overlap, path, rows, size, checksum, sources)
+    return Collected(file, {})
 
 
 def _collect_one(task: CollectTask, root: Path) -> Collected:
@@ -281,16 +296,25 @@ def _collect_group(task: CollectTask, root: Path) -> list[Collected]:
     fixed cost is paid per group, not per chunk. One file open at a time."""
     dests = dest_of([k.chunk_id for k in task.keys], [k.overlap for k in task.keys])
     table, found, lost = _exclude(task, *_group_rows(task, dests))
-    sources: dict[int, list[Shard]] = {d: [] for d in dests.tolist()}
-    expected = {d: -lost.get(d, 0) for d in dests.tolist()}
-    for shard in task.shards:  # in unit order; one pass per shard, not one look-up per file
+    at_dest = {d: i for i, d in enumerate(dests.tolist())}
+    expected = np.array([-lost.get(d, 0) for d in dests.tolist()], np.int64)
+    holders: list[list[int]] = [[] for _ in at_dest]  # the shards holding each destination, by index
+    for s, shard in enumerate(task.shards):  # in unit order; one pass per shard, not one look-up per file
         held = shard.dests()
         at = np.minimum(np.searchsorted(held["dest"], dests), len(held) - 1)
         hit = held["dest"][at] == dests
-        for dest, rows in zip(dests[hit].tolist(), held["rows"][at[hit]].tolist(), strict=True):
-            sources[dest].append(shard)
-            expected[dest] += rows
-    contribution_path(root, task.keys[0]).parent.mkdir(parents=True, exist_ok=True)
+        expected[hit] += held["rows"][at[hit]]
+        for i in np.flatnonzero(hit).tolist():
+            holders[i].append(s)
+    digests: dict[tuple[int, ...], str] = {}  # most destinations of a group share their set of shards
+
+    def digest(dest: int) -> tuple[str, int]:
+        i = at_dest[dest]
+        key = tuple(holders[i])
+        if key not in digests:
+            digests[key] = shards_digest(task.shards[s] for s in key)
+        return digests[key], int(expected[i])
+
     out: dict[int, Collected] = {}
     for overlap in (0, 1):
         mine = [int(d) for d in dests.tolist() if d & 1 == overlap]
@@ -298,13 +322,54 @@ def _collect_group(task: CollectTask, root: Path) -> list[Collected]:
             rows = (found & 1) == overlap
             ends = np.searchsorted(found[rows], mine, side="right").tolist()
             part = table.filter(pa.array(rows)).combine_chunks()  # batches as large as allowed, not as read
-            written = _write_part(task, root, part, mine, ends, lambda d: (sources[d], expected[d]))
+            written = _write_part(task, root, part, mine, ends, digest)
             out.update(zip(mine, written, strict=True))
     return [out[int(d)] for d in dests.tolist()]
 
 
-def _key(task: CollectTask, dest: int) -> ChunkKey:
-    return ChunkKey(task.keys[0].table, dest >> 1, bool(dest & 1))
+class _Files:
+    """Writes a group's contribution files in one directory with as few system calls as a file allows:
+    each one created under a temporary name (`.<name>.tmp-<pid>-<token>`, as `write_tsv` names them),
+    written whole with one `write`, closed and renamed into place, all relative to one open directory
+    (no path walk, no Python file object); its checksum computed from the bytes in memory. A killed
+    process leaves at most a temporary file, never a partial contribution. Not synced: the caller makes
+    the group durable at once (`sync_filesystem`) before any file is recorded."""
+
+    FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+    def __init__(self, directory: Path):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = str(directory)
+        self.token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.fd = os.open(directory, os.O_RDONLY)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def write(self, name: str, pieces: Sequence[bytes | memoryview]) -> tuple[str, int, str]:
+        """Write `name` from its pieces; (path, bytes, checksum)."""
+        digest = hashlib.new(CHECKSUM_ALGORITHM)
+        size = 0
+        for piece in pieces:
+            digest.update(piece)
+            size += len(piece)
+        tmp = f".{name}.tmp-{self.token}"
+        try:
+            fd = os.open(tmp, self.FLAGS, 0o644, dir_fd=self.fd)
+        except OSError as exc:  # named in full, as a path-walking open would
+            raise OSError(exc.errno, exc.strerror, f"{self.directory}/{tmp}") from None
+        try:
+            for piece in pieces:
+                view = memoryview(piece)
+                while view:  # a write may take less than it was given
+                    view = view[os.write(fd, view) :]
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp, dir_fd=self.fd)
+            raise
+        os.close(fd)
+        os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        return f"{self.directory}/{name}", size, f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}"
 
 
 def _write_part(
@@ -313,58 +378,62 @@ def _write_part(
     part: pa.Table,
     dests: list[int],
     ends: list[int],
-    held: Callable[[int], tuple[list[Shard], int]],
+    held: Callable[[int], tuple[str, int]],
 ) -> list[Collected]:
     """Encode `part` (rows ordered by destination; `ends[k]` = rows up to the end of `dests[k]`) once and
-    write each destination's lines to its file; NaN/inf→NULL counts go with the first file."""
+    write each destination's lines to its file (`held(dest)`: the digest of its shards and the rows they
+    hold for it); NaN/inf→NULL counts go with the first file. Per encoded
+    slice, the files it completes are cut at their last line's end (one vectorised look-up) and each is
+    written whole; only a file spanning slices keeps a copy of its earlier pieces."""
     counts: dict[str, int] = {}
     out: list[Collected] = []
-    k = row = written = 0  # the file being written, rows encoded so far, rows in that file
-    current: TextFile | None = None
+    table = task.keys[0].table
+    files = _Files(contribution_path(root, task.keys[0]).parent)
+    bounds = np.asarray(ends, np.int64)
+    k = row = 0  # the next file to complete, rows encoded so far
+    pending: list[bytes] = []  # the pieces of file k from earlier slices
+
+    armed = faultpoints.armed()
+
+    def finish(dest: int, pieces: Sequence[bytes | memoryview], rows: int) -> None:
+        key = ChunkKey(table, dest >> 1, bool(dest & 1))
+        if armed:
+            faultpoints.reached("collect.task", key_text(key))
+        path, size, checksum = files.write(contribution_name(key), pieces)
+        out.append(_record(key, path, rows, size, checksum, *held(dest)))
+
     try:
         for batch in part.to_batches(max_chunksize=1 << 16):
             for view in encode_batch(
                 batch, columns=task.columns, charset=task.charset, first_row=row, nan_to_null=counts
             ):
-                lines = np.flatnonzero(np.frombuffer(view, np.uint8) == 10)  # each row ends its line
-                at = start = 0
-                while at < len(lines):
-                    while ends[k] <= row:  # files complete (or empty) before this row
-                        out.append(_finish(task, root, dests[k], current, written, held))
-                        current, written, k = None, 0, k + 1
-                    take = min(ends[k] - row, len(lines) - at)
-                    stop = int(lines[at + take - 1]) + 1
-                    if current is None:
-                        current = _open(task, root, _key(task, dests[k]))
-                    current.write(view[start:stop])
-                    start, at, row, written = stop, at + take, row + take, written + take
-        while k < len(dests):  # the last file, and any empty ones after it
-            out.append(_finish(task, root, dests[k], current, written, held))
-            current, written, k = None, 0, k + 1
-    except BaseException:
-        if current is not None:
-            current.discard()
-        raise
+                # byte offset of the start of each row of the slice, and of its end
+                starts = np.flatnonzero(np.frombuffer(view, np.uint8) == 10) + 1
+                starts = np.concatenate(([0], starts)).tolist()
+                last = row + len(starts) - 1  # rows encoded after this slice
+                done = int(np.searchsorted(bounds, last, side="right"))  # files this slice completes
+                begin = 0
+                for j in range(k, done):
+                    stop = starts[ends[j] - row] if ends[j] > row else 0
+                    rows = ends[j] - (ends[j - 1] if j else 0)
+                    if pending:
+                        finish(dests[j], [*pending, view[begin:stop]], rows)
+                        pending = []
+                    else:
+                        finish(dests[j], [view[begin:stop]], rows)
+                    begin = stop
+                k = done
+                if begin < len(view):  # the start of file k, completed by a later slice
+                    pending.append(bytes(view[begin:]))
+                row = last
+        for j in range(k, len(dests)):  # the last file (its rows all encoded), and any empty ones after it
+            rows = ends[j] - (ends[j - 1] if j else 0)
+            finish(dests[j], pending, rows)
+            pending = []
+    finally:
+        files.close()
     out[0] = out[0]._replace(nan_to_null=dict(counts))
     return out
-
-
-def _finish(
-    task: CollectTask,
-    root: Path,
-    dest: int,
-    current: TextFile | None,
-    rows: int,
-    held: Callable[[int], tuple[list[Shard], int]],
-) -> Collected:
-    key = _key(task, dest)
-    info = (current if current is not None else _open(task, root, key)).commit(rows)
-    return _collected(key, info, *held(dest))
-
-
-def _open(task: CollectTask, root: Path, key: ChunkKey) -> TextFile:
-    faultpoints.reached("collect.task", key_text(key))
-    return TextFile(contribution_path(root, key), charset=task.charset, durable=False)
 
 
 def collect_chunks(task: CollectTask, root: Path) -> list[Collected]:

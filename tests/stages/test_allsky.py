@@ -5,9 +5,12 @@ with EMFILE past ~500 chunks)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -73,3 +76,99 @@ def test_an_all_sky_unit_stages_under_1024_open_files_with_every_row_once(tmp_pa
     assert len(staged) == ROWS and sorted(staged) == sorted(by_id.items())  # each row once, in its chunk
     want = sorted(zip(ids[rows].tolist(), overlap_chunks.tolist(), strict=True))
     assert sorted(copies) == want and out["overlap_rows"] == len(want)
+
+
+DRIVER = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from qdask.config import config_from_dict
+    from qdask.ingest import Ingest
+    Ingest(config_from_dict(json.loads(sys.argv[1]), Path(sys.argv[2]))).run(stage_only=True)
+""")
+
+
+def _stage_only(config: dict, folder, env: dict) -> subprocess.CompletedProcess:
+    run = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, json.dumps(config), str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,  # its Dask workers with it, so they can be killed with it
+    )
+    try:
+        output, _ = run.communicate(timeout=600)
+    finally:
+        try:
+            os.killpg(run.pid, signal.SIGKILL)  # workers a killed driver left behind
+        except ProcessLookupError:
+            pass
+    return subprocess.CompletedProcess(run.args, run.returncode, output, "")
+
+
+def test_a_driver_killed_inside_a_batch_of_chunk_file_records_resumes_with_every_row_once(tmp_path):
+    """The driver records a collect task's thousands of files in one ledger transaction; SIGKILLed inside
+    the second one (its rows inserted, not committed), the ledger keeps the first task's files only, and
+    the same command re-run collects the rest: every destination recorded once, every row once."""
+    from qdask.ledger import Ledger
+    from qdask.stages.collect import plan_collect
+
+    rng = np.random.default_rng(41)
+    n = 3000
+    ra = rng.uniform(0, 360, n)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    ids = np.arange(n, dtype=np.int64)
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": ids, "ra": ra, "dec": dec}), tmp_path / "in" / "allsky.parquet")
+    config = {
+        "database": {
+            "name": "killbatch",
+            "partitioning": {"num_stripes": 340, "num_sub_stripes": 3, "overlap": 0.01667},
+        },
+        "tables": [
+            {
+                "name": "Object",
+                "kind": "director",
+                "id": "id",
+                "ra": "ra",
+                "dec": "dec",
+                "input": {"files": {"glob": str(tmp_path / "in" / "*.parquet")}},
+                "schema": {"infer": True},
+            }
+        ],
+        "qserv": {"controller": "http://127.0.0.1:9", "czar": "mysql://qsmaster@127.0.0.1:9/killbatch"},
+        "staging": {"directory": str(tmp_path / "staging")},
+        "cluster": {"kind": "local", "workers": 1, "memory_per_worker": "2GiB"},
+    }
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    env = {**os.environ, "QDASK_FAULT_DIR": str(faults)}
+    killed = _stage_only(config, tmp_path, {**env, "QDASK_KILL_AT": "ledger.chunk_files:2"})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:]
+    assert "ledger.chunk_files" in (faults / "kills.log").read_text()
+    ledger_path = tmp_path / "staging" / "ledger.sqlite"
+    with Ledger(ledger_path) as ledger:
+        first = ledger.chunk_files()
+        left = ledger.chunks_to_collect()
+        every = left + [f.key for f in first]
+        groups = [set(keys) for keys, _ in plan_collect(every, ledger.shards(), spread=2)]  # the driver's
+    assert len(groups) == 2 and set(left) in groups  # the killed task's files: none recorded, not some
+
+    done = _stage_only(config, tmp_path, env)
+    assert done.returncode == 0, done.stdout[-3000:]
+    with Ledger(ledger_path) as ledger:
+        files = ledger.chunk_files()
+        assert not ledger.chunks_to_collect()
+    keys = [f.key for f in files]
+    assert len(keys) == len(set(keys)) == len(first) + len(left)
+    assert {f.key: f for f in files}.items() >= {f.key: f for f in first}.items()  # kept as recorded
+    chunker = Chunker(*LAYOUT)
+    home, _ = chunker.locate(ra, dec)
+    rows, overlap_chunks, _ = chunker.locate_overlap(ra, dec)
+    staged, copies = [], []
+    for f in files:
+        lines = Path(f.path).read_text().splitlines()
+        assert len(lines) == f.rows
+        (copies if f.overlap else staged).extend((int(line.split("\t")[0]), f.chunk_id) for line in lines)
+    assert sorted(staged) == sorted(zip(ids.tolist(), home.tolist(), strict=True))  # each row once
+    assert sorted(copies) == sorted(zip(ids[rows].tolist(), overlap_chunks.tolist(), strict=True))

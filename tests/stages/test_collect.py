@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from qdask import tsv as tsv_module
 from qdask.ledger import REGULAR_CHUNK, ChunkKey, shards_digest
 from qdask.stages import shards as shards_module
 from qdask.stages.collect import (
@@ -158,10 +159,16 @@ def test_files_are_named_as_qserv_names_them(tmp_path):
     assert key_text(ChunkKey("Object", 12, True)) == "Object-12-overlap"
 
 
-def test_a_group_of_destinations_writes_each_file_as_one_destination_alone_would(tmp_path, monkeypatch):
+@pytest.mark.parametrize("slice_bytes", [None, 700])
+def test_a_group_of_destinations_writes_each_file_as_one_destination_alone_would(
+    tmp_path, monkeypatch, slice_bytes
+):
     """Units spread over many chunks (a shard each, several sorted runs): grouped collect tasks write every
     destination's file with each row once, byte for byte as a task of that destination alone; the rows the
-    key check excluded go to each destination's quarantine file instead."""
+    key check excluded go to each destination's quarantine file instead. With 700-byte encoder slices (a
+    few rows each), most files start in one slice and end in a later one."""
+    if slice_bytes is not None:
+        monkeypatch.setattr(tsv_module, "SLICE_BYTES", slice_bytes)
     monkeypatch.setattr(shards_module, "BUFFER_BYTES", 20_000)  # several sorted runs per unit
     monkeypatch.setattr(shards_module, "SEGMENT_BYTES", 4_000)
     plan = TablePlan("Source", "child", SCHEMA, ra="ra", dec="dec", layout=(20, 3, 0.0))
