@@ -1,6 +1,7 @@
 """An all-sky catalog staged under the common open-files limit: time and peak memory per stage at 1x, 4x, 16x.
 
     .venv/bin/python -m benchmarks.bench_allsky [--rows N] [--scales 1,4,16] [--files K] [--workers W]
+        [--many-only] [--no-formats] [--payload]
 
 Rows uniform over the sphere (every unit touches most of DP0.2's ~140k chunks at 340/3/0.01667), `--rows`
 at 1x (default 25 000; `--rows 125000` makes 16x 2M rows), written as one Parquet file and as `--files`
@@ -118,6 +119,37 @@ def format_costs(paths: list[Path], out: Path) -> list[tuple[str, float, float, 
     return results
 
 
+def task_payload(paths: list[Path], root: Path) -> str:
+    """What the driver sends the collect tasks for these inputs (one unit per file): each file partitioned
+    in-process, `plan_collect` (spread 4: 2 workers x 2 threads) and each group's `collect_task_for`
+    pickled, as `client.submit` pickles it."""
+    import pickle
+
+    from qdask.stages.collect import collect_task_for, plan_collect
+    from qdask.stages.partition import TablePlan, partition_batches
+
+    schema = pq.read_schema(paths[0])
+    schema = schema.append(pa.field("chunkId", pa.int32())).append(pa.field("subChunkId", pa.int32()))
+    plan = TablePlan("Object", "director", schema, ra="ra", dec="dec", layout=(340, 3, 0.01667))
+    shards = []
+    for k, path in enumerate(paths):
+        batches = pq.ParquetFile(path).iter_batches(batch_size=65536)
+        shards += partition_batches(batches, plan, f"u{k}", root / "s", root / "q").shards
+    keys = sorted({k for s in shards for k in s.keys()})
+    t0 = time.perf_counter()
+    sizes = [
+        len(pickle.dumps(collect_task_for(group, held, schema.names, "utf8mb4")))
+        for group, held in plan_collect(keys, shards, spread=4)
+    ]
+    took = time.perf_counter() - t0
+    index = sum(len(s.destinations) + len(s.segments) for s in shards)
+    return (
+        f"{len(keys):,} destinations, {len(shards)} shards (index {index / 1e6:.1f} MB); "
+        f"{len(sizes)} collect tasks, pickled: largest {max(sizes) / 1e6:.2f} MB, "
+        f"all {sum(sizes) / 1e6:.1f} MB; planned, built and pickled in {took:.1f} s"
+    )
+
+
 def config(inputs: Path, staging: Path, workers: int) -> dict:
     return director_glob_config("allsky", inputs, {"directory": str(staging)}, workers)
 
@@ -131,7 +163,7 @@ from pathlib import Path
 raw = json.loads(sys.argv[1])
 ingest = TimedIngest(config_from_dict(raw, Path(sys.argv[2])))
 ingest.run(stage_only=True)
-peaks = {s: max([ingest.rss.driver_peak.get(s, 0), *ingest.rss.worker_peak.get(s, {}).values()])
+peaks = {s: [ingest.rss.driver_peak.get(s, 0), max(ingest.rss.worker_peak.get(s, {}).values(), default=0)]
          for s in ingest.seconds}
 summary = ingest.ledger.summary()
 size = sum(f.bytes for f in ingest.ledger.chunk_files())
@@ -164,6 +196,11 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=8, help="files of the many-files case")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="keep the inputs and staging here (default: a temp dir)")
+    parser.add_argument("--many-only", action="store_true", help="only the --files case (not one file)")
+    parser.add_argument("--no-formats", action="store_true", help="leave out the shard format table")
+    parser.add_argument(
+        "--payload", action="store_true", help="also print the pickled size of each case's collect tasks"
+    )
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     print(
@@ -171,13 +208,16 @@ def main() -> None:
         f"  python {platform.python_version()}  cpus {os.cpu_count()}  load {os.getloadavg()[0]:.1f}"
         "  RLIMIT_NOFILE 1024 in the ingest"
     )
-    print("| rows | files | stage | seconds | µs/row | µs/chunk file | peak RSS MiB | / floor |")
+    print(
+        "| rows | files | stage | seconds | µs/row | µs/chunk file | peak RSS MiB (driver / largest worker) "
+        "| / floor |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="qdask-allsky-", dir=args.keep) as tmp:
         root = Path(tmp)
         for scale in scales:
             rows = args.rows * scale
-            for files in (1, args.files):
+            for files in (args.files,) if args.many_only else (1, args.files):
                 case = root / f"{rows}-{files}"
                 paths = write_inputs(case / "in", rows, files)
                 floor = floor_seconds(paths, case / "floor.arrows")
@@ -199,11 +239,12 @@ def main() -> None:
                 for stage in ("plan", "partition", "keys", "collect"):
                     if stage in result["seconds"]:
                         s = result["seconds"][stage]
-                        peak = result["peak"].get(stage, 0) / 2**20
+                        driver, worker = (p / 2**20 for p in result["peak"].get(stage, (0, 0)))
                         versus = f" (file floor x {s / files_floor:.2f})" if stage == "collect" else ""
                         print(
                             f"| {rows:,} | {files} | {stage} | {s:.2f} | {1e6 * s / rows:.2f} "
-                            f"| {1e6 * s / count:.1f} | {peak:.0f} | {s / floor:.1f}{versus} |"
+                            f"| {1e6 * s / count:.1f} | {driver:.0f} / {worker:.0f} "
+                            f"| {s / floor:.1f}{versus} |"
                         )
                 print(
                     f"| {rows:,} | {files} | staging (partition+keys+collect) | {staged:.2f} "
@@ -213,16 +254,19 @@ def main() -> None:
                     f"| {rows:,} | {files} | wall (process, incl. cluster start) | {result['wall']:.2f} "
                     f"| {1e6 * result['wall'] / rows:.2f} | | | |"
                 )
+                if args.payload:
+                    print(f"<!-- collect payload: {task_payload(paths, case / 'payload')} -->")
                 print(
                     f"<!-- {rows:,} rows, {files} file(s): {result['files']} chunk files, shards "
                     f"{result['shards']} -->",
                     flush=True,
                 )
-        print("\n| shard format (1x rows, write once + read once) | write s | read s | total s | MB |")
-        print("|---|---|---|---|---|")
-        sample = write_inputs(root / "formats", args.rows, 1)
-        for name, wrote, read, size in format_costs(sample, root / "formats" / "out"):
-            print(f"| {name} | {wrote:.2f} | {read:.2f} | {wrote + read:.2f} | {size / 1e6:.1f} |")
+        if not args.no_formats:
+            print("\n| shard format (1x rows, write once + read once) | write s | read s | total s | MB |")
+            print("|---|---|---|---|---|")
+            sample = write_inputs(root / "formats", args.rows, 1)
+            for name, wrote, read, size in format_costs(sample, root / "formats" / "out"):
+                print(f"| {name} | {wrote:.2f} | {read:.2f} | {wrote + read:.2f} | {size / 1e6:.1f} |")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"# children CPU {usage.ru_utime + usage.ru_stime:.1f} s, load at end {os.getloadavg()[0]:.1f}")
 

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from qdask import faultpoints
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, ChunkKey, Shard, dest_of, shards_digest
 from qdask.stages.key_match import in_keys
-from qdask.stages.shards import DEST, CorruptShardError, ShardReader
+from qdask.stages.shards import DEST, CorruptShardError, ShardReader, restricted
 from qdask.stages.staging_errors import staging_writes
 from qdask.tsv import CHECKSUM_ALGORITHM, TsvFileInfo, encode_batch, sync_filesystem, write_tsv
 
@@ -75,7 +75,8 @@ class Exclusion:
 @dataclass(frozen=True)
 class CollectTask:
     """One collect task's input: its destinations (one table, in order), the shards holding their rows
-    (as recorded), columns and charset."""
+    (as recorded, but each with only its index entries for these destinations: `restricted`, so that a
+    task's size follows its own destinations, not the shards' sky spread), columns and charset."""
 
     keys: tuple[ChunkKey, ...]
     shards: tuple[Shard, ...]
@@ -118,9 +119,8 @@ def collect_task_for(
             raise ValueError(f"{keys[0].table}: an exclusion needs its column and a quarantine directory")
         exclusion = Exclusion(exclusion_column, str(exclusion_keys), str(quarantine_root))
     wanted = dest_of([k.chunk_id for k in keys], [k.overlap for k in keys])
-    held = tuple(
-        sorted((s for s in shards if np.isin(s.dests()["dest"], wanted).any()), key=lambda s: s.unit_id)
-    )
+    trimmed = (restricted(s, wanted) for s in shards)  # each shard as much as this task reads of it
+    held = tuple(sorted((s for s in trimmed if s is not None), key=lambda s: s.unit_id))
     return CollectTask(keys, held, tuple(columns), charset, exclusion)
 
 

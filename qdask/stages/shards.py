@@ -20,6 +20,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -262,6 +263,26 @@ class ShardWriter:
                 self._sink.close()
             self.tmp_path.unlink(missing_ok=True)
             self._writer = self._sink = self._buffered_sink = None
+
+
+def restricted(shard: Shard, wanted: np.ndarray) -> Shard | None:
+    """The shard as a task writing destinations `wanted` (sorted) needs it: its identity, size and checksum
+    unchanged (the integrity checks and `shards_digest` use them), its destinations only those of `wanted`
+    it holds, its segment index only the segments that may hold them, plus the header (segment 0) and the
+    last segment (where the reader checks the file's end). What a collect task carries then grows with its
+    own destinations, not with every destination of the shard. None when it holds none of them."""
+    held = shard.dests()
+    at = np.minimum(np.searchsorted(held["dest"], wanted), max(len(held) - 1, 0))
+    hit = held["dest"][at] == wanted if len(held) else np.zeros(len(wanted), bool)
+    if not hit.any():
+        return None
+    segments = np.frombuffer(shard.segments, SEGMENTS)
+    lo = np.searchsorted(wanted, segments["first"], side="left")
+    hi = np.searchsorted(wanted, segments["last"], side="right")
+    keep = lo < hi  # some wanted destination lies in [first, last]
+    if len(keep):
+        keep[0] = keep[-1] = True
+    return replace(shard, destinations=held[at[hit]].tobytes(), segments=segments[keep].tobytes())
 
 
 class ShardReader:

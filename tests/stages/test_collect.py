@@ -65,6 +65,11 @@ def _staged(tmp_path, units: int = 2, n: int = 400):
     return shards, pa.concat_tables(tables)
 
 
+def _identity(shard) -> tuple:
+    """What names a shard and checks it (a task's copy carries only its own destinations' index)."""
+    return (shard.unit_id, shard.table, shard.path, shard.rows, shard.bytes, shard.checksum)
+
+
 def _lines(path: Path) -> list[list[str]]:
     return [line.split("\t") for line in path.read_text().splitlines()]
 
@@ -144,9 +149,9 @@ def test_a_damaged_shard_is_refused_naming_it_and_survives_the_trip_to_the_drive
     Path(shards[1].path).write_bytes(bytes(data))
     with pytest.raises(CorruptShardError) as info:
         collect_chunks(collect_task_for(shards[0].keys(), shards, SCHEMA.names, "utf8mb4"), tmp_path / "c")
-    assert info.value.shard == shards[1] and "unit1" in str(info.value)
+    assert _identity(info.value.shard) == _identity(shards[1]) and "unit1" in str(info.value)
     again = pickle.loads(pickle.dumps(info.value))  # as a Dask worker's error reaches the driver
-    assert again.shard == shards[1] and str(again) == str(info.value)
+    assert _identity(again.shard) == _identity(shards[1]) and str(again) == str(info.value)
 
 
 def test_files_are_named_as_qserv_names_them(tmp_path):
@@ -218,3 +223,73 @@ def test_a_group_of_destinations_writes_each_file_as_one_destination_alone_would
         [alone] = collect_chunks(task([key], shards, tmp_path / "qa"), tmp_path / "a")
         assert Path(alone.file.path).read_bytes() == Path(contribution_path(tmp_path / "g", key)).read_bytes()
         assert alone.file.rows == len(_lines(contribution_path(tmp_path / "g", key)))
+
+
+def test_a_collect_task_carries_only_its_own_destinations_index_entries(tmp_path, monkeypatch):
+    """Units spread over the whole sky (every shard holds most destinations): each collect task is sent,
+    for each shard it reads, the index entries (destinations, segments) of its own group only, with the
+    shard's identity and checksum as recorded, so its size follows its group, not shards x destinations;
+    the files it writes record the same shards digest as the ledger's shards give, and a damaged segment
+    it reads is still refused by unit."""
+    monkeypatch.setattr(shards_module, "BUFFER_BYTES", 50_000)  # a few sorted runs per unit
+    monkeypatch.setattr(shards_module, "SEGMENT_BYTES", 4_000)
+    monkeypatch.setattr(shards_module, "SEGMENT_BYTES_PER_COLUMN", 500)
+    plan = TablePlan("Source", "child", SCHEMA, ra="ra", dec="dec", layout=(30, 3, 0.05))
+    rng = np.random.default_rng(14)
+    shards, n = [], 3000
+    for u in range(4):
+        rows = pa.table(
+            {
+                "sourceId": np.arange(n, dtype=np.int64) + u * n,
+                "objectId": np.arange(n, dtype=np.int64),
+                "ra": rng.uniform(0, 360, n),
+                "dec": np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
+            }
+        )
+        shards += partition_batches(
+            rows.to_batches(max_chunksize=500), plan, f"u{u}", tmp_path / "s", tmp_path / "q"
+        ).shards
+    keys = sorted({k for s in shards for k in s.keys()})
+    assert len(keys) > 1000 and all(len(s.dests()) > len(keys) // 2 for s in shards)  # all-sky shards
+    by_unit = {s.unit_id: s for s in shards}
+    groups = plan_collect(keys, shards, group_keys=64)
+    assert len(groups) > 10
+    files, sent_segments, all_segments = {}, 0, 0
+    for group, held in groups:
+        task = collect_task_for(group, held, SCHEMA.names, "utf8mb4")
+        wanted = np.sort([k.chunk_id * 2 + k.overlap for k in group])
+        holding = sorted(s.unit_id for s in held if set(s.keys()) & set(group))
+        assert [s.unit_id for s in task.shards] == holding
+        for sent in task.shards:
+            whole = by_unit[sent.unit_id]
+            assert _identity(sent) == _identity(whole)
+            mine = sent.dests()
+            assert 0 < len(mine) <= len(group) and np.isin(mine["dest"], wanted).all()
+            assert [sent.rows_in(k) for k in group] == [whole.rows_in(k) for k in group]
+            segments = np.frombuffer(sent.segments, shards_module.SEGMENTS)
+            every = np.frombuffer(whole.segments, shards_module.SEGMENTS)
+            assert np.isin(segments, every).all() and segments[0] == every[0] and segments[-1] == every[-1]
+            inner = segments[1:-1]
+            assert all(((wanted >= s["first"]) & (wanted <= s["last"])).any() for s in inner)
+            sent_segments, all_segments = sent_segments + len(segments), all_segments + len(every)
+        whole_task = CollectTask(task.keys, tuple(by_unit[s.unit_id] for s in task.shards), task.columns, "x")
+        assert len(pickle.dumps(task)) < len(pickle.dumps(whole_task)) / 4
+        assert len(pickle.dumps(task)) < 2_000 + len(task.shards) * (600 + 16 * len(group)) + 100 * len(group)
+        for c in collect_chunks(task, tmp_path / "c"):
+            files[c.file.key] = c.file
+    assert sorted(files) == keys and sent_segments < all_segments / 2
+    for key, file in files.items():
+        assert file.sources == shards_digest(s for s in shards if s.rows_in(key))  # as the ledger compares
+        assert file.rows == sum(s.rows_in(key) for s in shards)
+
+    group, held = groups[len(groups) // 2]
+    task = collect_task_for(group, held, SCHEMA.names, "utf8mb4")
+    damaged = task.shards[1]
+    segment = np.frombuffer(damaged.segments, shards_module.SEGMENTS)[1]  # one this task reads
+    data = bytearray(Path(damaged.path).read_bytes())
+    data[int(segment["offset"]) + int(segment["length"]) // 2] ^= 1
+    Path(damaged.path).write_bytes(bytes(data))
+    with pytest.raises(CorruptShardError) as info:
+        collect_chunks(task, tmp_path / "d")
+    assert _identity(info.value.shard) == _identity(by_unit[damaged.unit_id])
+    assert damaged.unit_id in str(info.value)
