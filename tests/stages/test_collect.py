@@ -65,6 +65,26 @@ def _staged(tmp_path, units: int = 2, n: int = 400):
     return shards, pa.concat_tables(tables)
 
 
+def _sky_shards(tmp_path, plan: TablePlan, *, units: int, n: int, seed: int, batch: int, object_ids) -> list:
+    """The shards of `units` units of `n` rows each, uniform over the sphere (sourceIds unit by unit,
+    objectIds as `object_ids` of the row number), partitioned in batches of `batch` rows."""
+    rng = np.random.default_rng(seed)
+    shards = []
+    for u in range(units):
+        rows = pa.table(
+            {
+                "sourceId": np.arange(n, dtype=np.int64) + u * n,
+                "objectId": object_ids(np.arange(n, dtype=np.int64)),
+                "ra": rng.uniform(0, 360, n),
+                "dec": np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
+            }
+        )
+        shards += partition_batches(
+            rows.to_batches(max_chunksize=batch), plan, f"u{u}", tmp_path / "s", tmp_path / "q"
+        ).shards
+    return shards
+
+
 def _identity(shard) -> tuple:
     """What names a shard and checks it (a task's copy carries only its own destinations' index)."""
     return (shard.unit_id, shard.table, shard.path, shard.rows, shard.bytes, shard.checksum)
@@ -177,20 +197,8 @@ def test_a_group_of_destinations_writes_each_file_as_one_destination_alone_would
     monkeypatch.setattr(shards_module, "BUFFER_BYTES", 20_000)  # several sorted runs per unit
     monkeypatch.setattr(shards_module, "SEGMENT_BYTES", 4_000)
     plan = TablePlan("Source", "child", SCHEMA, ra="ra", dec="dec", layout=(20, 3, 0.0))
-    rng = np.random.default_rng(5)
-    shards, n = [], 2000
-    for u in range(3):
-        rows = pa.table(
-            {
-                "sourceId": np.arange(n, dtype=np.int64) + u * n,
-                "objectId": np.arange(n) % 7,
-                "ra": rng.uniform(0, 360, n),
-                "dec": np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
-            }
-        )
-        shards += partition_batches(
-            rows.to_batches(max_chunksize=300), plan, f"u{u}", tmp_path / "s", tmp_path / "q"
-        ).shards
+    n = 2000
+    shards = _sky_shards(tmp_path, plan, units=3, n=n, seed=5, batch=300, object_ids=lambda i: i % 7)
     assert all(len(np.frombuffer(s.segments, shards_module.SEGMENTS)) > 4 for s in shards)
     keys = sorted({k for s in shards for k in s.keys()})
     assert len(keys) > 300
@@ -235,20 +243,7 @@ def test_a_collect_task_carries_only_its_own_destinations_index_entries(tmp_path
     monkeypatch.setattr(shards_module, "SEGMENT_BYTES", 4_000)
     monkeypatch.setattr(shards_module, "SEGMENT_BYTES_PER_COLUMN", 500)
     plan = TablePlan("Source", "child", SCHEMA, ra="ra", dec="dec", layout=(30, 3, 0.05))
-    rng = np.random.default_rng(14)
-    shards, n = [], 3000
-    for u in range(4):
-        rows = pa.table(
-            {
-                "sourceId": np.arange(n, dtype=np.int64) + u * n,
-                "objectId": np.arange(n, dtype=np.int64),
-                "ra": rng.uniform(0, 360, n),
-                "dec": np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
-            }
-        )
-        shards += partition_batches(
-            rows.to_batches(max_chunksize=500), plan, f"u{u}", tmp_path / "s", tmp_path / "q"
-        ).shards
+    shards = _sky_shards(tmp_path, plan, units=4, n=3000, seed=14, batch=500, object_ids=lambda i: i)
     keys = sorted({k for s in shards for k in s.keys()})
     assert len(keys) > 1000 and all(len(s.dests()) > len(keys) // 2 for s in shards)  # all-sky shards
     by_unit = {s.unit_id: s for s in shards}
