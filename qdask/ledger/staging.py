@@ -25,6 +25,11 @@ from qdask.ledger.records import (
     shards_digest,
 )
 
+_INSERT_CHUNK_FILE = (
+    "INSERT INTO chunk_files (table_name, chunk_id, overlap, path, rows, bytes, checksum, sources, status, "
+    "updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)  # the values: `_chunk_file_row`
+
 
 class StagingRecords(LedgerBase):
     """Units, shards and chunk files, as the partition and collect stages record them."""
@@ -300,11 +305,7 @@ class StagingRecords(LedgerBase):
                         self._invalidate(db, file.key)
                     new.append(_chunk_file_row(file, stamp))
                     out[i] = True
-                db.executemany(
-                    "INSERT INTO chunk_files (table_name, chunk_id, overlap, path, rows, bytes, checksum, "
-                    "sources, status, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    new,
-                )
+                db.executemany(_INSERT_CHUNK_FILE, new)
                 faultpoints.reached("ledger.chunk_files", table)  # inserted, not committed: all or none
         return out
 
@@ -352,11 +353,7 @@ class StagingRecords(LedgerBase):
             return False
         if row is not None:
             self._invalidate(db, key)
-        db.execute(
-            "INSERT INTO chunk_files (table_name, chunk_id, overlap, path, rows, bytes, checksum, "
-            "sources, status, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _chunk_file_row(file, now()),
-        )
+        db.execute(_INSERT_CHUNK_FILE, _chunk_file_row(file, now()))
         return True
 
     def drop_chunk_file(self, key: ChunkKey) -> bool:
