@@ -16,9 +16,11 @@ class StagingConfig(ConfigModel):
     """Where shards, contribution files and the ledger live (relative paths: the config's directory)."""
 
     directory: Path = Path("staging")
-    # Shards are intermediate and local (Arrow IPC, `qdask.stages.shards`): "snappy" (the default) means
-    # IPC's fast codec, lz4, which IPC has instead of snappy; zstd at its level; none.
-    shard_compression: Literal["zstd", "snappy", "none"] = "snappy"
+    # Shards are intermediate and local (Arrow IPC, `qdask.stages.shards`), written once and read once:
+    # "none" (the default: catalog columns are mostly doubles, which lz4 shrinks by 3-16 % for ~10 % more
+    # staging CPU, benchmarks/results/hats.md); "snappy" means IPC's fast codec, lz4, which IPC has instead
+    # of snappy; zstd at its level, for a small local disk.
+    shard_compression: Literal["zstd", "snappy", "none"] = "none"
     shard_compression_level: int | None = None
     ledger: Path | None = None
 

@@ -128,7 +128,7 @@ class ShardWriter:
         unit_key: str,
         schema: pa.Schema,
         *,
-        compression: str = "snappy",
+        compression: str = "none",
         compression_level: int | None = None,
         buffer_budget_bytes: int | None = None,
     ) -> None:

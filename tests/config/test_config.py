@@ -388,7 +388,7 @@ def test_staging_defaults_and_relative_paths(tmp_path, good):
     cfg = load_config(write(tmp_path, good))
     assert cfg.staging.directory == tmp_path / "staging"
     assert cfg.staging.ledger == tmp_path / "staging" / "ledger.sqlite"
-    assert (cfg.staging.shard_compression, cfg.staging.shard_compression_level) == ("snappy", None)
+    assert (cfg.staging.shard_compression, cfg.staging.shard_compression_level) == ("none", None)
     good["staging"] = {"shard_compression": "zstd"}
     assert load_config(write(tmp_path, good)).staging.shard_compression_level == 3
     good["staging"] = {"shard_compression": "snappy", "shard_compression_level": 5}

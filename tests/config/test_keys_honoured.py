@@ -718,7 +718,10 @@ def shard_codecs_and_bytes(ingest: Ingest) -> tuple[set[str], int]:
 @honours("staging.shard_compression", "staging.shard_compression_level")
 def test_shards_are_compressed_as_configured(tmp_path, client):
     raw = tiny(tmp_path / "a", rows=3000)
-    assert shard_codecs_and_bytes(stage(raw, tmp_path / "a", client))[0] == {"lz4"}  # IPC's fast codec
+    assert shard_codecs_and_bytes(stage(raw, tmp_path / "a", client))[0] == {"none"}  # the default
+    raw = tiny(tmp_path / "s", rows=3000)
+    raw["staging"]["shard_compression"] = "snappy"
+    assert shard_codecs_and_bytes(stage(raw, tmp_path / "s", client))[0] == {"lz4"}  # IPC's fast codec
     sizes = {}
     for level in (1, 19):
         raw = tiny(tmp_path / f"z{level}", rows=3000)
