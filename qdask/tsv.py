@@ -77,6 +77,7 @@ __all__ = [
     "TsvEncodeError",
     "TsvFileInfo",
     "encode_batch",
+    "encode_lines",
     "file_checksum",
     "load_data_sql",
     "write_tsv",
@@ -367,14 +368,15 @@ def _polars_frame(values: Sequence[pa.Array]) -> pl.DataFrame:
     return pl.DataFrame(pl.from_arrow(pa.Table.from_arrays(fields, names=names)))
 
 
-def _lines_csv(values: Sequence[pa.Array], pieces: int) -> Iterator[memoryview]:
+def _lines_csv(values: Sequence[pa.Array], pieces: int) -> Iterator[tuple[memoryview, int]]:
     """The lines of a slice by polars' CSV writer (the bytes `_lines_joined` writes, numbers formatted
-    faster, see `_polars_frame`), in `pieces` parts."""
+    faster, see `_polars_frame`), in `pieces` parts, each with its number of lines."""
     rows = len(values[0])
     step = max(1, -(-rows // pieces))
     for start in range(0, rows, step):
         sink = io.BytesIO()
-        _polars_frame([value.slice(start, step) for value in values]).write_csv(
+        frame = _polars_frame([value.slice(start, step) for value in values])
+        frame.write_csv(
             sink,
             separator="\t",
             include_header=False,
@@ -382,7 +384,7 @@ def _lines_csv(values: Sequence[pa.Array], pieces: int) -> Iterator[memoryview]:
             quote_style="never",
             line_terminator="\n",
         )
-        yield sink.getbuffer()
+        yield sink.getbuffer(), frame.height
 
 
 def _lines_joined(values: Sequence[pa.Array], row0: int) -> pa.Array:
@@ -407,7 +409,7 @@ def _lines_joined(values: Sequence[pa.Array], row0: int) -> pa.Array:
 
 def _encode_slice(
     batch: pa.RecordBatch, row0: int, charset: str, nan_counts: dict[str, int]
-) -> Iterator[memoryview]:
+) -> Iterator[tuple[memoryview, int]]:
     """A slice's lines: by the CSV writer when it can (a third less CPU than the joins on numbers, measured
     in benchmarks/results/hats.md), else by the joins."""
     values = [
@@ -417,7 +419,7 @@ def _encode_slice(
     if _csv_writable(values):
         yield from _lines_csv(values, CSV_PIECES)
     else:
-        yield _data_view(_lines_joined(values, row0))
+        yield _data_view(_lines_joined(values, row0)), batch.num_rows
 
 
 def encode_batch(
@@ -433,6 +435,22 @@ def encode_batch(
     NaN/inf→NULL counts are added to ``nan_to_null`` when given. ``first_row`` is the batch's row
     number in the whole stream, used only in error messages. Only one slice's text exists at a time.
     """
+    for view, _ in encode_lines(
+        batch, columns=columns, charset=charset, first_row=first_row, nan_to_null=nan_to_null
+    ):
+        yield view
+
+
+def encode_lines(
+    batch: pa.RecordBatch,
+    *,
+    columns: Sequence[str] | None = None,
+    charset: str = "latin1",
+    first_row: int = 0,
+    nan_to_null: dict[str, int] | None = None,
+) -> Iterator[tuple[memoryview, int]]:
+    """`encode_batch`, each piece with the number of rows (lines) it holds, in order: a caller cutting
+    the text into files at row boundaries need not look for line ends in a piece of one file's rows."""
     if charset not in CHARSETS:
         raise ValueError(f"unsupported charset {charset!r}; expected one of {', '.join(CHARSETS)}")
     batch = _select(batch, columns)
@@ -494,41 +512,6 @@ def write_tsv(
     if durable:
         _fsync_dir(path.parent)
     return TsvFileInfo(path, rows, size, f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}", charset, nan_to_null)
-
-
-class TextFile:
-    """A contribution file from text already encoded (`encode_batch`), written as ``write_tsv`` writes:
-    under a temporary name, hashed as written, renamed by `commit`; `discard` removes it. Used to cut one
-    encoded stream of many chunks' rows into their files (each row is one line: no raw newline is ever
-    inside a field)."""
-
-    def __init__(self, path: str | os.PathLike, *, charset: str, durable: bool = True):
-        self.path, self.charset, self.durable = Path(path), charset, durable
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        self.out = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit or discard
-        self.digest = hashlib.new(CHECKSUM_ALGORITHM)
-        self.size = 0
-
-    def write(self, data) -> None:
-        self.out.write(data)
-        self.digest.update(data)
-        self.size += len(data)
-
-    def commit(self, rows: int, nan_to_null: dict[str, int] | None = None) -> TsvFileInfo:
-        """Close and rename into place (with the fsyncs when durable); what was written."""
-        self.out.flush()
-        if self.durable:
-            os.fsync(self.out.fileno())
-        self.out.close()
-        os.replace(self.tmp, self.path)
-        if self.durable:
-            _fsync_dir(self.path.parent)
-        checksum = f"{CHECKSUM_ALGORITHM}:{self.digest.hexdigest()}"
-        return TsvFileInfo(self.path, rows, self.size, checksum, self.charset, dict(nan_to_null or {}))
-
-    def discard(self) -> None:
-        self.out.close()
-        self.tmp.unlink(missing_ok=True)
 
 
 def sync_filesystem(paths: Sequence[str | os.PathLike]) -> None:

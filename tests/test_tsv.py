@@ -418,7 +418,9 @@ def test_csv_writer_path_writes_the_bytes_the_joins_write(tmp_path):
     columns = zip(names, batch.columns, strict=True)
     values = [_column_value(c, name, 0, "utf8mb4", counts) for name, c in columns]
     assert counts["f64"] >= 3 and _csv_writable(values)
-    fast = b"".join(bytes(piece) for piece in _lines_csv(values, 3))
+    pieces = [(bytes(piece), lines) for piece, lines in _lines_csv(values, 3)]
+    assert [piece.count(b"\n") for piece, _ in pieces] == [lines for _, lines in pieces]  # each counted
+    fast = b"".join(piece for piece, _ in pieces)
     assert fast == bytes(_data_view(_lines_joined(values, 0)))
     assert fast.count(b"\n") == n and b'"' not in fast
     quote = [_column_value(pa.array(['say "hi"', "x"]), "q", 0, "utf8mb4", counts)]
@@ -521,7 +523,7 @@ def test_double_text_is_the_shortest_text_that_round_trips():
         assert np.array_equal(parsed.view(np.uint64), original.view(np.uint64))
         shortest = pc.drop_null(value).cast(pa.string())
         assert _significant_digits(valid).equals(_significant_digits(shortest))
-    fast = b"".join(bytes(piece) for piece in _lines_csv(values, 2))
+    fast = b"".join(bytes(piece) for piece, _ in _lines_csv(values, 2))
     assert fast == bytes(_data_view(_lines_joined(values, 0)))
     assert fast.count(b"\n") == n
 
@@ -550,7 +552,7 @@ def test_double_text_is_pinned():
         float(np.float32(0.1)): b"0.10000000149011612",
     }
     value = _column_value(pa.array(list(cases)), "x", 0, "utf8mb4", {})
-    text = b"".join(bytes(piece) for piece in _lines_csv([value], 1))
+    text = b"".join(bytes(piece) for piece, _ in _lines_csv([value], 1))
     assert text.split(b"\n")[:-1] == list(cases.values())
     assert bytes(_data_view(_lines_joined([value], 0))) == text
 
@@ -648,5 +650,5 @@ def test_csv_writer_path_edge_shapes(columns):
     columns_ = zip(batch.schema.names, batch.columns, strict=True)
     values = [_column_value(c, name, 0, "utf8mb4", {}) for name, c in columns_]
     assert _csv_writable(values)
-    fast = b"".join(bytes(piece) for piece in _lines_csv(values, 2))
+    fast = b"".join(bytes(piece) for piece, _ in _lines_csv(values, 2))
     assert fast == bytes(_data_view(_lines_joined(values, 0)))

@@ -34,7 +34,7 @@ from qdask.ledger import REGULAR_CHUNK, ChunkFile, ChunkKey, Shard, dest_of, sha
 from qdask.stages.key_match import in_keys
 from qdask.stages.shards import DEST, CorruptShardError, ShardReader, restricted
 from qdask.stages.staging_errors import staging_writes
-from qdask.tsv import CHECKSUM_ALGORITHM, TsvFileInfo, encode_batch, sync_filesystem, write_tsv
+from qdask.tsv import CHECKSUM_ALGORITHM, TsvFileInfo, encode_lines, sync_filesystem, write_tsv
 
 __all__ = ["CorruptShardError"]  # raised here, defined with the shards
 
@@ -372,6 +372,26 @@ class _Files:
         return f"{self.directory}/{name}", size, f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}"
 
 
+SOLO_ROWS = 4096  # a destination with at least this many rows is encoded in slices of its own rows
+STEP_ROWS = 1 << 16  # rows given to the encoder at once (it slices them further by their text's size)
+
+
+def _slices(ends: list[int]) -> Iterator[tuple[int, int]]:
+    """Row ranges of at most STEP_ROWS rows that never cross the start or end of a destination holding
+    SOLO_ROWS rows or more (`ends[k]`: rows up to the end of destination k): such a destination's text is
+    then cut into its file without looking for line ends; runs of small ones are encoded together."""
+    cuts = {0, ends[-1] if ends else 0}
+    begin = 0
+    for end in ends:
+        if end - begin >= SOLO_ROWS:
+            cuts.update((begin, end))
+        begin = end
+    bounds = sorted(cuts)
+    for first, stop in zip(bounds, bounds[1:], strict=False):
+        for start in range(first, stop, STEP_ROWS):
+            yield start, min(start + STEP_ROWS, stop)
+
+
 def _write_part(
     task: CollectTask,
     root: Path,
@@ -382,16 +402,17 @@ def _write_part(
 ) -> list[Collected]:
     """Encode `part` (rows ordered by destination; `ends[k]` = rows up to the end of `dests[k]`) once and
     write each destination's lines to its file (`held(dest)`: the digest of its shards and the rows they
-    hold for it); NaN/inf→NULL counts go with the first file. Per encoded
-    slice, the files it completes are cut at their last line's end (one vectorised look-up) and each is
-    written whole; only a file spanning slices keeps a copy of its earlier pieces."""
+    hold for it); NaN/inf→NULL counts go with the first file. A piece of text that ends inside file k is
+    kept for it (a copy); one that completes files is cut at their last lines' ends, found by one
+    vectorised look-up only when a file ends inside the piece (`_slices` makes that rare for large files);
+    each file is written whole."""
     counts: dict[str, int] = {}
     out: list[Collected] = []
     table = task.keys[0].table
     files = _Files(contribution_path(root, task.keys[0]).parent)
     bounds = np.asarray(ends, np.int64)
     k = row = 0  # the next file to complete, rows encoded so far
-    pending: list[bytes] = []  # the pieces of file k from earlier slices
+    pending: list[bytes] = []  # the pieces of file k from earlier pieces of text
 
     armed = faultpoints.armed()
 
@@ -403,29 +424,27 @@ def _write_part(
         out.append(_record(key, path, rows, size, checksum, *held(dest)))
 
     try:
-        for batch in part.to_batches(max_chunksize=1 << 16):
-            for view in encode_batch(
-                batch, columns=task.columns, charset=task.charset, first_row=row, nan_to_null=counts
-            ):
-                # byte offset of the start of each row of the slice, and of its end
-                starts = np.flatnonzero(np.frombuffer(view, np.uint8) == 10) + 1
-                starts = np.concatenate(([0], starts)).tolist()
-                last = row + len(starts) - 1  # rows encoded after this slice
-                done = int(np.searchsorted(bounds, last, side="right"))  # files this slice completes
-                begin = 0
-                for j in range(k, done):
-                    stop = starts[ends[j] - row] if ends[j] > row else 0
-                    rows = ends[j] - (ends[j - 1] if j else 0)
-                    if pending:
-                        finish(dests[j], [*pending, view[begin:stop]], rows)
+        for first, stop in _slices(ends):
+            for batch in part.slice(first, stop - first).to_batches():
+                for view, lines in encode_lines(
+                    batch, columns=task.columns, charset=task.charset, first_row=row, nan_to_null=counts
+                ):
+                    last = row + lines  # rows encoded after this piece
+                    done = int(np.searchsorted(bounds, last, side="right"))  # files this piece completes
+                    if done > k and ends[k] < last:  # a file ends inside the piece: where its lines end
+                        starts = np.flatnonzero(np.frombuffer(view, np.uint8) == 10) + 1
+                        starts = np.concatenate(([0], starts)).tolist()
+                    begin = 0
+                    for j in range(k, done):
+                        cut = len(view) if ends[j] == last else starts[ends[j] - row] if ends[j] > row else 0
+                        rows = ends[j] - (ends[j - 1] if j else 0)
+                        finish(dests[j], [*pending, view[begin:cut]], rows)
                         pending = []
-                    else:
-                        finish(dests[j], [view[begin:stop]], rows)
-                    begin = stop
-                k = done
-                if begin < len(view):  # the start of file k, completed by a later slice
-                    pending.append(bytes(view[begin:]))
-                row = last
+                        begin = cut
+                    k = done
+                    if begin < len(view):  # the start of file k, completed by a later piece
+                        pending.append(bytes(view[begin:]))
+                    row = last
         for j in range(k, len(dests)):  # the last file (its rows all encoded), and any empty ones after it
             rows = ends[j] - (ends[j - 1] if j else 0)
             finish(dests[j], pending, rows)

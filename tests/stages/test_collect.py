@@ -13,6 +13,7 @@ import pytest
 
 from qdask import tsv as tsv_module
 from qdask.ledger import REGULAR_CHUNK, ChunkKey, shards_digest
+from qdask.stages import collect as collect_module
 from qdask.stages import shards as shards_module
 from qdask.stages.collect import (
     CollectTask,
@@ -184,16 +185,20 @@ def test_files_are_named_as_qserv_names_them(tmp_path):
     assert key_text(ChunkKey("Object", 12, True)) == "Object-12-overlap"
 
 
-@pytest.mark.parametrize("slice_bytes", [None, 700])
+@pytest.mark.parametrize("slice_bytes, solo_rows", [(None, None), (700, None), (None, 12), (700, 12)])
 def test_a_group_of_destinations_writes_each_file_as_one_destination_alone_would(
-    tmp_path, monkeypatch, slice_bytes
+    tmp_path, monkeypatch, slice_bytes, solo_rows
 ):
     """Units spread over many chunks (a shard each, several sorted runs): grouped collect tasks write every
     destination's file with each row once, byte for byte as a task of that destination alone; the rows the
     key check excluded go to each destination's quarantine file instead. With 700-byte encoder slices (a
-    few rows each), most files start in one slice and end in a later one."""
+    few rows each), most files start in one slice and end in a later one. With `solo_rows` 12, most
+    destinations (~20 rows) are encoded in slices of their own, cut without a look for line ends, between
+    runs of small ones that are."""
     if slice_bytes is not None:
         monkeypatch.setattr(tsv_module, "SLICE_BYTES", slice_bytes)
+    if solo_rows is not None:
+        monkeypatch.setattr(collect_module, "SOLO_ROWS", solo_rows)
     monkeypatch.setattr(shards_module, "BUFFER_BYTES", 20_000)  # several sorted runs per unit
     monkeypatch.setattr(shards_module, "SEGMENT_BYTES", 4_000)
     plan = TablePlan("Source", "child", SCHEMA, ra="ra", dec="dec", layout=(20, 3, 0.0))
@@ -231,6 +236,20 @@ def test_a_group_of_destinations_writes_each_file_as_one_destination_alone_would
         [alone] = collect_chunks(task([key], shards, tmp_path / "qa"), tmp_path / "a")
         assert Path(alone.file.path).read_bytes() == Path(contribution_path(tmp_path / "g", key)).read_bytes()
         assert alone.file.rows == len(_lines(contribution_path(tmp_path / "g", key)))
+
+
+def test_slices_cover_every_row_once_and_never_cross_a_large_destinations_bounds(monkeypatch):
+    monkeypatch.setattr(collect_module, "SOLO_ROWS", 10)
+    monkeypatch.setattr(collect_module, "STEP_ROWS", 7)
+    ends = np.cumsum([3, 0, 25, 4, 2, 10, 9, 0, 40, 1]).tolist()
+    ranges = list(collect_module._slices(ends))
+    assert [r[0] for r in ranges[1:]] == [r[1] for r in ranges[:-1]] and ranges[0][0] == 0
+    assert ranges[-1][1] == ends[-1] and all(0 < b - a <= 7 for a, b in ranges)
+    large = [(b, e) for b, e in zip([0, *ends], ends, strict=False) if e - b >= 10]
+    assert large == [(3, 28), (34, 44), (53, 93)]
+    for begin, end in large:  # each of its ranges inside it, or outside it entirely
+        assert all(b >= end or e <= begin or (begin <= b and e <= end) for b, e in ranges)
+    assert list(collect_module._slices([])) == []
 
 
 def test_a_collect_task_carries_only_its_own_destinations_index_entries(tmp_path, monkeypatch):
