@@ -328,12 +328,13 @@ def _collect_group(task: CollectTask, root: Path) -> list[Collected]:
 
 
 class _Files:
-    """Writes a group's contribution files in one directory with as few system calls as a file allows:
+    """Writes a group's contribution files, one after another, in one directory with few system calls:
     each one created under a temporary name (`.<name>.tmp-<pid>-<token>`, as `write_tsv` names them),
-    written whole with one `write`, closed and renamed into place, all relative to one open directory
-    (no path walk, no Python file object); its checksum computed from the bytes in memory. A killed
-    process leaves at most a temporary file, never a partial contribution. Not synced: the caller makes
-    the group durable at once (`sync_filesystem`) before any file is recorded."""
+    written piece by piece as the encoder yields its text (hashed as written; no copy kept), closed and
+    renamed into place, all relative to one open directory (no path walk, no Python file object). A killed
+    process leaves at most a temporary file, never a partial contribution; `close` removes the file being
+    written, if any. Not synced: the caller makes the group durable at once (`sync_filesystem`) before any
+    file is recorded."""
 
     FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
@@ -342,34 +343,46 @@ class _Files:
         self.directory = str(directory)
         self.token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.fd = os.open(directory, os.O_RDONLY)
+        self.name: str | None = None  # the file being written
+        self.out = -1
+        self.digest = hashlib.new(CHECKSUM_ALGORITHM)
+        self.size = 0
+
+    def _tmp(self, name: str) -> str:
+        return f".{name}.tmp-{self.token}"
+
+    def add(self, name: str, piece: bytes | memoryview) -> None:
+        """Append `piece` to file `name` (started by its first piece)."""
+        if self.name is None:
+            try:
+                self.out = os.open(self._tmp(name), self.FLAGS, 0o644, dir_fd=self.fd)
+            except OSError as exc:  # named in full, as a path-walking open would
+                raise OSError(exc.errno, exc.strerror, f"{self.directory}/{self._tmp(name)}") from None
+            self.name, self.digest, self.size = name, hashlib.new(CHECKSUM_ALGORITHM), 0
+        elif self.name != name:
+            raise RuntimeError(f"{name} added while {self.name} is being written")
+        self.digest.update(piece)
+        self.size += len(piece)
+        view = memoryview(piece)
+        while view:  # a write may take less than it was given
+            view = view[os.write(self.out, view) :]
+
+    def finish(self, name: str) -> tuple[str, int, str]:
+        """Close file `name` and rename it into place (an empty file if nothing was added); (path, bytes,
+        checksum)."""
+        if self.name is None:
+            self.add(name, b"")
+        os.close(self.out)
+        self.name = None
+        os.rename(self._tmp(name), name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        return f"{self.directory}/{name}", self.size, f"{CHECKSUM_ALGORITHM}:{self.digest.hexdigest()}"
 
     def close(self) -> None:
+        if self.name is not None:  # stopped mid-file: leave no temporary file behind
+            os.close(self.out)
+            os.unlink(self._tmp(self.name), dir_fd=self.fd)
+            self.name = None
         os.close(self.fd)
-
-    def write(self, name: str, pieces: Sequence[bytes | memoryview]) -> tuple[str, int, str]:
-        """Write `name` from its pieces; (path, bytes, checksum)."""
-        digest = hashlib.new(CHECKSUM_ALGORITHM)
-        size = 0
-        for piece in pieces:
-            digest.update(piece)
-            size += len(piece)
-        tmp = f".{name}.tmp-{self.token}"
-        try:
-            fd = os.open(tmp, self.FLAGS, 0o644, dir_fd=self.fd)
-        except OSError as exc:  # named in full, as a path-walking open would
-            raise OSError(exc.errno, exc.strerror, f"{self.directory}/{tmp}") from None
-        try:
-            for piece in pieces:
-                view = memoryview(piece)
-                while view:  # a write may take less than it was given
-                    view = view[os.write(fd, view) :]
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp, dir_fd=self.fd)
-            raise
-        os.close(fd)
-        os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-        return f"{self.directory}/{name}", size, f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}"
 
 
 SOLO_ROWS = 4096  # a destination with at least this many rows is encoded in slices of its own rows
@@ -402,25 +415,29 @@ def _write_part(
 ) -> list[Collected]:
     """Encode `part` (rows ordered by destination; `ends[k]` = rows up to the end of `dests[k]`) once and
     write each destination's lines to its file (`held(dest)`: the digest of its shards and the rows they
-    hold for it); NaN/inf→NULL counts go with the first file. A piece of text that ends inside file k is
-    kept for it (a copy); one that completes files is cut at their last lines' ends, found by one
-    vectorised look-up only when a file ends inside the piece (`_slices` makes that rare for large files);
-    each file is written whole."""
+    hold for it); NaN/inf→NULL counts go with the first file. Each piece of text goes to the file being
+    written; a piece that completes files is cut at their last lines' ends, found by one vectorised look-up
+    only when a file ends inside the piece (`_slices` makes that rare for large files). Nothing is kept
+    between pieces: memory is one piece of text, whatever a destination's size."""
     counts: dict[str, int] = {}
     out: list[Collected] = []
     table = task.keys[0].table
     files = _Files(contribution_path(root, task.keys[0]).parent)
     bounds = np.asarray(ends, np.int64)
+    names = [contribution_name(ChunkKey(table, d >> 1, bool(d & 1))) for d in dests]
     k = row = 0  # the next file to complete, rows encoded so far
-    pending: list[bytes] = []  # the pieces of file k from earlier pieces of text
 
     armed = faultpoints.armed()
 
-    def finish(dest: int, pieces: Sequence[bytes | memoryview], rows: int) -> None:
+    def finish(j: int, piece: bytes | memoryview) -> None:
+        dest = dests[j]
         key = ChunkKey(table, dest >> 1, bool(dest & 1))
         if armed:
             faultpoints.reached("collect.task", key_text(key))
-        path, size, checksum = files.write(contribution_name(key), pieces)
+        if piece:
+            files.add(names[j], piece)
+        path, size, checksum = files.finish(names[j])
+        rows = ends[j] - (ends[j - 1] if j else 0)
         out.append(_record(key, path, rows, size, checksum, *held(dest)))
 
     try:
@@ -437,18 +454,14 @@ def _write_part(
                     begin = 0
                     for j in range(k, done):
                         cut = len(view) if ends[j] == last else starts[ends[j] - row] if ends[j] > row else 0
-                        rows = ends[j] - (ends[j - 1] if j else 0)
-                        finish(dests[j], [*pending, view[begin:cut]], rows)
-                        pending = []
+                        finish(j, view[begin:cut])
                         begin = cut
                     k = done
                     if begin < len(view):  # the start of file k, completed by a later piece
-                        pending.append(bytes(view[begin:]))
+                        files.add(names[k], view[begin:])
                     row = last
         for j in range(k, len(dests)):  # the last file (its rows all encoded), and any empty ones after it
-            rows = ends[j] - (ends[j - 1] if j else 0)
-            finish(dests[j], pending, rows)
-            pending = []
+            finish(j, b"")
     finally:
         files.close()
     out[0] = out[0]._replace(nan_to_null=dict(counts))

@@ -238,6 +238,31 @@ def test_a_group_of_destinations_writes_each_file_as_one_destination_alone_would
         assert alone.file.rows == len(_lines(contribution_path(tmp_path / "g", key)))
 
 
+def test_a_group_stopped_mid_file_leaves_its_finished_files_and_no_temporary_one(tmp_path, monkeypatch):
+    """A disk full while a group's file is being written piece by piece (700-byte slices: most files span
+    several): the error reaches the caller, the files finished before it are whole, the one being written
+    leaves no temporary file and no partial contribution."""
+    monkeypatch.setattr(tsv_module, "SLICE_BYTES", 700)
+    monkeypatch.setattr(collect_module, "SOLO_ROWS", 12)
+    plan = TablePlan("Source", "child", SCHEMA, ra="ra", dec="dec", layout=(20, 3, 0.0))
+    shards = _sky_shards(tmp_path, plan, units=2, n=2000, seed=7, batch=500, object_ids=lambda i: i)
+    keys = sorted({k for s in shards for k in s.keys()})
+    task = collect_task_for(keys[:40], shards, SCHEMA.names, "utf8mb4")
+    victim = keys[20]
+    monkeypatch.setenv("QDASK_KILL_AT", f"collect.task={key_text(victim)}:1")
+    monkeypatch.setenv("QDASK_FAULT_MODE", "enospc")
+    with pytest.raises(OSError, match="No space left"):
+        collect_chunks(task, tmp_path / "c")
+    folder = tmp_path / "c" / "Source"
+    assert not [p for p in folder.iterdir() if ".tmp-" in p.name]
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == sorted(contribution_path(tmp_path / "c", k).name for k in keys[:20])
+    monkeypatch.delenv("QDASK_KILL_AT")
+    for key in keys[:20:5]:  # whole: as a task of that destination alone writes it
+        [alone] = collect_chunks(collect_task_for([key], shards, SCHEMA.names, "utf8mb4"), tmp_path / "a")
+        assert Path(alone.file.path).read_bytes() == contribution_path(tmp_path / "c", key).read_bytes()
+
+
 def test_slices_cover_every_row_once_and_never_cross_a_large_destinations_bounds(monkeypatch):
     monkeypatch.setattr(collect_module, "SOLO_ROWS", 10)
     monkeypatch.setattr(collect_module, "STEP_ROWS", 7)
