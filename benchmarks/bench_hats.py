@@ -1,7 +1,8 @@
 """`qdask ingest --stage-only` against hats-import at the same compression, with the pyarrow floor (issue 14).
 
     .venv/bin/python -m benchmarks.bench_hats --rows N --columns C --shape tract|allsky \\
-        --compression snappy|zstd [--repeat 2] [--workers 2] [--profile DIR]
+        --compression snappy|zstd [--shard-compression none|snappy|zstd] [--repeat 2] [--workers 2] \
+        [--profile DIR]
 
 The input is written once: `--rows` rows of the first `--columns` columns of DP0.2's Object table (its
 Felis schema less its two string columns; values from `qdask.demo`'s generator: fluxes, errors, flags,
@@ -12,13 +13,19 @@ uniform over the whole sphere.
 Then, interleaved (A B A B …), each in a child process so that its workers' CPU is counted:
 
 * **qdask**: `Ingest.run(stage_only=True)` on a local Dask cluster of `--workers` worker processes (1 thread
-  each), shards at `--compression` (`staging.shard_compression`, zstd at level 3): partition + key
-  checks + collect, i.e. ready-to-load TSV contributions with their checksums.
+  each), shards at `--shard-compression` (`staging.shard_compression`, default qdask's own default, none;
+  zstd at level 3): partition + key checks + collect, i.e. ready-to-load TSV contributions with their
+  checksums. qdask's output is text (what Qserv loads), so `--compression` is hats-import's alone.
 * **hats**: hats-import's catalog pipeline on the same files, `--workers` workers of 1 thread, output Parquet
   at the same compression (`write_table_kwargs`), run with `--hats-python` (a separate venv, so its pins never
   meet the project's).
 * **floor**: pyarrow reading every input file and writing it back once as Parquet at that compression,
   one core, in this process.
+* **text floor**: the least any tool writing Qserv's text pays: pyarrow reading every file and polars
+  writing it once as tab-separated lines (`\\N` for NULL, as qdask's files), hashed with SHA-256 as it is
+  written (a checksum per file, as qdask records), in this process; CPU seconds of all its threads. It has
+  no cluster, no sort by chunk, no key checks and no NaN handling: no tool that produces contribution files
+  can cost less.
 
 Wall time is the child's, cluster start and stop included. CPU seconds are the child's and all its
 descendants' (`RUSAGE_CHILDREN` after it is reaped; a psutil sample of the process tree while it runs is
@@ -49,6 +56,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.suite.common import director_glob_config
+from qdask.config.staging import StagingConfig
 
 TRACT_SIDE = 1.7  # degrees: a DP0.2 tract
 ROW_GROUP = 128 * 1024
@@ -104,6 +112,7 @@ def write_inputs(
 
 
 def qdask_config(inputs: Path, staging: Path, workers: int, compression: str) -> dict:
+    """`compression`: the shards' (`staging.shard_compression`)."""
     staging_cfg: dict = {"directory": str(staging), "shard_compression": compression}
     if compression == "zstd":
         staging_cfg["shard_compression_level"] = 3
@@ -233,6 +242,28 @@ def run_floor(files: list[Path], out: Path, compression: str) -> dict:
     return {"wall": time.perf_counter() - w0, "cpu": time.process_time() - c0}
 
 
+def run_text_floor(files: list[Path], out: Path) -> dict:
+    """pyarrow reading every file and polars writing it once as tab-separated text, SHA-256 while written."""
+    import hashlib
+    import io
+
+    import polars as pl
+
+    w0, c0 = time.perf_counter(), time.process_time()
+    for path in files:
+        digest = hashlib.sha256()
+        with open(out, "wb") as sink:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP, use_threads=False):
+                text = io.BytesIO()
+                pl.DataFrame(pl.from_arrow(batch)).write_csv(
+                    text, separator="\t", include_header=False, null_value="\\N", quote_style="never"
+                )
+                digest.update(text.getbuffer())
+                sink.write(text.getbuffer())
+        out.unlink()
+    return {"wall": time.perf_counter() - w0, "cpu": time.process_time() - c0}
+
+
 def profile(inputs: Path, work: Path, compression: str, out_dir: Path, top: int = 30) -> None:
     """cProfiles of qdask's partition tasks (every unit) and collect tasks (every group), run one after
     another in this process (no cluster, one core), written to `out_dir`; the totals are printed."""
@@ -288,7 +319,7 @@ def profile_only(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="qdask-hats-", dir=args.keep) as tmp:
         root = Path(tmp)
         write_inputs(root / "in", args.rows, args.columns, args.shape, args.file_rows)
-        profile(root / "in", root / "p", args.compression, args.profile_only)
+        profile(root / "in", root / "p", args.shard_compression, args.profile_only)
 
 
 def main() -> None:
@@ -296,7 +327,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--columns", type=int, default=43)
     parser.add_argument("--shape", choices=("tract", "allsky"), default="tract")
-    parser.add_argument("--compression", choices=("snappy", "zstd"), default="snappy")
+    parser.add_argument(
+        "--compression", choices=("snappy", "zstd"), default="snappy", help="hats-import's and the floor's"
+    )
+    parser.add_argument(
+        "--shard-compression",
+        choices=("none", "snappy", "zstd"),
+        default=StagingConfig.model_fields["shard_compression"].default,
+        help="qdask's shards (default: qdask's default)",
+    )
     parser.add_argument("--file-rows", type=int, default=1_000_000, help="rows per input file at most")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
@@ -311,7 +350,10 @@ def main() -> None:
     if args.profile_only:
         return profile_only(args)
     hats = not args.skip_hats and Path(args.hats_python).exists()
-    label = f"{args.rows:,} rows x {args.columns} columns, {args.shape}, {args.compression}"
+    label = (
+        f"{args.rows:,} rows x {args.columns} columns, {args.shape}, hats {args.compression}, "
+        f"qdask shards {args.shard_compression}"
+    )
     print(
         f"# bench_hats {label}; python {platform.python_version()} pyarrow {pa.__version__}; "
         f"cpus {os.cpu_count()}; load {' '.join(f'{x:.1f}' for x in os.getloadavg())}; "
@@ -329,14 +371,16 @@ def main() -> None:
             flush=True,
         )
         floor = run_floor(files, root / "floor.parquet", args.compression)
+        text = run_text_floor(files, root / "floor.txt")
         print(
             f"| run | tool | wall s | CPU s | detail |\n|---|---|---|---|---|\n"
-            f"| - | pyarrow floor | {floor['wall']:.1f} | {floor['cpu']:.1f} | read + write once, one core |",
+            f"| - | pyarrow floor | {floor['wall']:.1f} | {floor['cpu']:.1f} | read + write once, one core |"
+            f"\n| - | text floor | {text['wall']:.1f} | {text['cpu']:.1f} | read + polars text + SHA-256 |",
             flush=True,
         )
         runs: dict[str, list[dict]] = {"qdask": [], "hats": []}
         for i in range(args.repeat):
-            q = run_qdask(root / "in", root / "q", args.workers, args.compression)
+            q = run_qdask(root / "in", root / "q", args.workers, args.shard_compression)
             runs["qdask"].append(q)
             stages = ", ".join(f"{k} {v:.1f}" for k, v in q["seconds"].items() if k != "total")
             print(
@@ -355,20 +399,21 @@ def main() -> None:
                     flush=True,
                 )
         print(
-            "\n| measure (median of runs) | qdask | hats-import | pyarrow floor "
-            "| hats / qdask | floor / qdask |"
+            "\n| measure (median of runs) | qdask | hats-import | pyarrow floor | text floor "
+            "| hats / qdask | floor / qdask | text floor / qdask | hats / text floor |"
         )
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for what in ("wall", "cpu"):
             mq = statistics.median(r[what] for r in runs["qdask"])
             mh = statistics.median(r[what] for r in runs["hats"]) if runs["hats"] else float("nan")
             print(
-                f"| {what} s | {mq:.1f} | {mh:.1f} | {floor[what]:.1f} "
-                f"| **{mh / mq:.2f}** | {floor[what] / mq:.2f} |"
+                f"| {what} s | {mq:.1f} | {mh:.1f} | {floor[what]:.1f} | {text[what]:.1f} "
+                f"| **{mh / mq:.2f}** | {floor[what] / mq:.2f} | {text[what] / mq:.2f} "
+                f"| {mh / text[what]:.2f} |"
             )
         print(f"# load at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         if args.profile:
-            profile(root / "in", root / "p", args.compression, args.profile)
+            profile(root / "in", root / "p", args.shard_compression, args.profile)
 
 
 if __name__ == "__main__":
