@@ -56,8 +56,8 @@ class TablePlan:
     dec: str | None = None
     layout: tuple[int, int, float] | None = None  # (num_stripes, num_sub_stripes, overlap)
     invalid_policy: str = "quarantine"  # or "stop"
-    compression: str = "zstd"
-    compression_level: int | None = 3
+    compression: str = "none"  # the shards' codec (`staging.shard_compression`, whose default this is)
+    compression_level: int | None = None
     key_column: str | None = None  # an integer column whose sorted values the key checks need
     ra2: str | None = None  # a match table's second side: its position columns,
     dec2: str | None = None

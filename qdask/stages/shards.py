@@ -11,7 +11,8 @@ Every byte is hashed once, as it is written (no re-read); a reader fetches only 
 destinations it wants, checks each one's hash as it reads it, and slices it: a shard altered, truncated or
 gone raises `CorruptShardError`, and its unit is partitioned again. The file is written under a temporary
 name and renamed when complete, so a killed task never leaves a partial shard at a final path. Shards are
-local intermediates: the codec is lz4 (``snappy`` in the config, which IPC lacks), zstd, or none.
+local intermediates: no codec by default (`staging.shard_compression`), or lz4 (``snappy`` in the config,
+which IPC lacks), or zstd.
 """
 
 from __future__ import annotations
