@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from qdask.config import KubernetesConfig
 
 
+#: glibc's allocator in worker processes. Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` (give freed
+#: memory back at once), which also fixes glibc's mmap threshold at 128 KiB: every buffer larger than that
+#: is then a fresh mapping whose pages fault in on first touch, task after task. qdask's tasks allocate the
+#: same bounded buffers over and over; keeping up to 64 MiB of freed heap (buffers under 32 MiB from the
+#: heap) halved a worker's page faults and its system CPU (benchmarks/results/hats.md). An operator's own
+#: value in the environment still wins, as the nanny reads the environment first.
+WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(64 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
+
+
 class ClusterError(QdaskError, RuntimeError):
     """The requested cluster cannot be started or reached."""
 
@@ -48,7 +57,10 @@ def open_client(spec: ClusterSpec) -> Iterator[Client]:
     """A Dask client for the spec, with the cluster it started (if any) shut down on exit."""
     # Tasks are idempotent and cheap to redo; a worker killed twice on the same task means the task
     # itself is the cause (e.g. out of memory), which the driver reports instead of looping.
-    with dask.config.set({"distributed.scheduler.allowed-failures": 2}):
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_MALLOC_ENV}
+    with dask.config.set(
+        {"distributed.scheduler.allowed-failures": 2, "distributed.nanny.pre-spawn-environ": environ}
+    ):
         if spec.kind == "scheduler":
             if not spec.scheduler_address:
                 raise ClusterError("cluster kind 'scheduler' needs a scheduler address")

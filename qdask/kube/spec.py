@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from qdask.cluster import WORKER_MALLOC_ENV
 from qdask.config import KubernetesConfig, parse_bytes
 from qdask.errors import QdaskError
 
@@ -154,6 +155,8 @@ def cluster_spec(
     labels = {"app.kubernetes.io/name": "qdask", "app.kubernetes.io/managed-by": "qdask"}
     worker_env = _env(k, secrets=True)
     worker_env.append({"name": "QDASK_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+    given = {e["name"] for e in worker_env}
+    worker_env += [{"name": n, "value": v} for n, v in WORKER_MALLOC_ENV.items() if n not in given]
     scheduler_env = _env(k, secrets=False)
     scheduler_env.append(
         {"name": "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", "value": str(ALLOWED_FAILURES)}

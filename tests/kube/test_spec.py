@@ -69,6 +69,16 @@ def test_spec_fits_the_crds_and_the_dask_worker_command():
     spec.validate(spec.autoscaler_spec("qdask-dp02", "qserv-ingest", 2, 24))
 
 
+def test_worker_pods_get_qdasks_allocator_settings_unless_the_config_sets_its_own():
+    c = worker_container(spec.cluster_spec(k8s()))
+    assert {e["name"]: e.get("value") for e in c["env"]}.items() >= spec.WORKER_MALLOC_ENV.items()
+    mine = [{"name": "MALLOC_TRIM_THRESHOLD_", "value": "131072"}]
+    c = worker_container(spec.cluster_spec(k8s(env=mine)))
+    trims = [e["value"] for e in c["env"] if e["name"] == "MALLOC_TRIM_THRESHOLD_"]
+    assert trims == ["131072"]  # once, the operator's
+    spec.check_cluster_spec(spec.cluster_spec(k8s(env=mine)))
+
+
 @pytest.mark.parametrize(("cpu", "threads"), [("500m", 1), ("1.5", 1), (2, 2), ("16", 16)])
 def test_threads_are_whole_cores(cpu, threads):
     c = worker_container(
