@@ -98,12 +98,15 @@ def dask_performance_report(client: Client, path: Path) -> Iterator[None]:
 
 @dataclass
 class ChunkCell:
-    """One chunk on the sky map: its box, home rows per table and state."""
+    """One chunk on the sky map (or a run of `count` neighbouring chunks of a stripe, from `chunk_id` on,
+    when the map has too many to draw one by one): its box, home rows per table and state."""
 
     chunk_id: int
     box: tuple[float, float, float, float]  # ra0, ra1, dec0, dec1 in degrees
     rows: dict[str, int] = field(default_factory=dict)
     state: str = "partitioned"
+    count: int = 1
+    last_chunk: int | None = None  # the run's last chunk id (count > 1)
 
     @property
     def total(self) -> int:
@@ -165,10 +168,57 @@ def _ra_origin(cells: Sequence[ChunkCell]) -> float:
     return (start + width / 2) % 360
 
 
+#: Boxes the sky map draws at most: an all-sky catalog has ~140k chunks at DP0.2's layout, smaller than a
+#: pixel at the map's width and ~30 MB of report; beyond this, neighbouring chunks of a stripe share a box.
+MAP_BOXES = 20_000
+
+
+def merge_neighbours(cells: Sequence[ChunkCell], limit: int = MAP_BOXES) -> list[ChunkCell]:
+    """`cells` (sorted by chunk id) as about `limit` boxes: runs of chunks that are neighbours in the same
+    stripe (same Dec band, each starting where the last ends) share one box, with their rows added and the
+    least advanced state of any of them. A chunk the catalog does not reach ends a run, so a sparse map
+    keeps more boxes (200k rows over the sky, 109k of 146k chunks: 27,892 boxes, 8 MB of SVG)."""
+    per_box = -(-len(cells) // limit)
+    out = _merge_runs(cells, per_box)
+    while len(out) > limit and per_box < 256:  # gaps between chunks break runs: longer ones elsewhere
+        per_box *= 2
+        out = _merge_runs(cells, per_box)
+    return out
+
+
+def _merge_runs(cells: Sequence[ChunkCell], per_box: int) -> list[ChunkCell]:
+    """Runs of up to `per_box` neighbouring chunks of a stripe as one cell each (see `merge_neighbours`)."""
+    if per_box <= 1:
+        return list(cells)
+    order = list(STATES)  # most advanced first
+    out: list[ChunkCell] = []
+    for c in cells:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and last.count < per_box
+            and last.box[2:] == c.box[2:]
+            and abs(last.box[1] - c.box[0]) < 1e-9
+        ):
+            for table, n in c.rows.items():
+                last.rows[table] = last.rows.get(table, 0) + n
+            last.box = (last.box[0], c.box[1], *last.box[2:])
+            last.state = max(last.state, c.state, key=order.index)
+            last.count += 1
+            last.last_chunk = c.chunk_id
+        else:
+            out.append(ChunkCell(c.chunk_id, c.box, dict(c.rows), c.state))
+    return out
+
+
 def sky_map_svg(cells: Sequence[ChunkCell], width: int = 900) -> str:
-    """The chunks as boxes on RA/Dec axes (RA growing to the left, as on the sky), coloured by rows."""
+    """The chunks as boxes on RA/Dec axes (RA growing to the left, as on the sky), coloured by rows per
+    chunk; more than `MAP_BOXES` chunks are drawn as runs of neighbours (`merge_neighbours`)."""
     if not cells:
         return '<p id="skymap-empty">No chunk has been partitioned yet.</p>'
+    chunks = len(cells)
+    counts = {state: sum(1 for c in cells if c.state == state) for state in STATES}
+    cells = merge_neighbours(cells)
     origin = _ra_origin(cells)
 
     def unwrap(ra: float) -> float:
@@ -197,11 +247,11 @@ def sky_map_svg(cells: Sequence[ChunkCell], width: int = 900) -> str:
     def y(dec: float) -> float:
         return top + (dec_hi - dec) / (dec_hi - dec_lo) * plot_h
 
-    rows = [c.total for c in cells]
+    rows = [c.total // c.count for c in cells]  # per chunk, so the scale reads the same either way
     low, high = min(rows), max(rows)
     out = [
         f'<svg id="skymap" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" '
-        f'viewBox="0 0 {width} {height + 40}" role="img" aria-label="sky map of {len(cells)} chunks">',
+        f'viewBox="0 0 {width} {height + 40}" role="img" aria-label="sky map of {chunks} chunks">',
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h:.1f}" fill="#f7f7f7" stroke="#999"/>',
     ]
     for ra in _ticks(ra_lo, ra_hi):
@@ -222,16 +272,21 @@ def sky_map_svg(cells: Sequence[ChunkCell], width: int = 900) -> str:
         f'<text class="axis" x="16" y="{top + plot_h / 2:.1f}" font-size="13" text-anchor="middle" '
         f'transform="rotate(-90 16 {top + plot_h / 2:.1f})">Dec (deg)</text>'
     )
-    for c, (ra0, ra1, dec0, dec1) in zip(cells, boxes, strict=True):
+    for c, per_chunk, (ra0, ra1, dec0, dec1) in zip(cells, rows, boxes, strict=True):
         stroke, dash = STATES[c.state]
         tables = ", ".join(f"{t} {n:,}" for t, n in sorted(c.rows.items()))
+        name = f"chunk {c.chunk_id}"
+        run = ""
+        if c.count > 1:
+            name = f"chunks {c.chunk_id}-{c.last_chunk} ({c.count})"
+            run = f' data-last-chunk="{c.last_chunk}" data-count="{c.count}"'
         out.append(
-            f'<rect class="chunk state-{c.state}" data-chunk="{c.chunk_id}" data-rows="{c.total}" '
+            f'<rect class="chunk state-{c.state}" data-chunk="{c.chunk_id}" data-rows="{c.total}"{run} '
             f'x="{x(ra1):.2f}" y="{y(dec1):.2f}" width="{x(ra0) - x(ra1):.2f}" '
             f'height="{y(dec0) - y(dec1):.2f}" '
-            f'fill="{_colour(c.total, low, high)}" stroke="{stroke}" stroke-width="1"'
+            f'fill="{_colour(per_chunk, low, high)}" stroke="{stroke}" stroke-width="1"'
             + (f' stroke-dasharray="{dash}"' if dash else "")
-            + f"><title>chunk {c.chunk_id}: {c.total:,} rows ({html.escape(tables)}); {c.state}</title>"
+            + f"><title>{name}: {c.total:,} rows ({html.escape(tables)}); {c.state}</title>"
             + "</rect>"
         )
     legend_y = height + 8
@@ -245,7 +300,7 @@ def sky_map_svg(cells: Sequence[ChunkCell], width: int = 900) -> str:
     )
     lx = left + len(SCALE) * step + 40
     for state, (stroke, dash) in STATES.items():
-        count = sum(1 for c in cells if c.state == state)
+        count = counts[state]
         out.append(
             f'<rect x="{lx}" y="{legend_y}" width="14" height="12" fill="none" stroke="{stroke}"'
             + (f' stroke-dasharray="{dash}"' if dash else "")
