@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -36,8 +37,11 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pyarrow as pa
@@ -185,6 +189,38 @@ def config(
 
 CHILD = "import sys; from benchmarks.bench_allsky import child; child(sys.argv[1:])"
 LIMIT = 1024
+#: The ledger's writes of the load stage, timed in the child (per contribution, per transaction).
+LEDGER_WRITES = ("transaction_started", "record_contribution", "transaction_state")
+
+
+@contextlib.contextmanager
+def timed_ledger_writes() -> Iterator[dict[str, list[float]]]:
+    """Every `LEDGER_WRITES` call of any ledger connection (the load's threads open their own) timed while
+    the block runs: {method: [seconds summed over threads, calls]}."""
+    from qdask.ledger.loads import LoadRecords
+
+    spent: dict[str, list[float]] = {name: [0.0, 0] for name in LEDGER_WRITES}
+    lock = threading.Lock()
+
+    def timing(name: str, method):
+        @functools.wraps(method)
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                with lock:
+                    spent[name][0] += time.perf_counter() - t0
+                    spent[name][1] += 1
+
+        return wrapper
+
+    with contextlib.ExitStack() as stack:
+        for name in LEDGER_WRITES:
+            stack.enter_context(
+                mock.patch.object(LoadRecords, name, timing(name, getattr(LoadRecords, name)))
+            )
+        yield spent
 
 
 def child(argv: list[str]) -> None:
@@ -199,7 +235,8 @@ def child(argv: list[str]) -> None:
 
     raw, base, load = json.loads(argv[0]), Path(argv[1]), argv[2] == "load"
     ingest = TimedIngest(config_from_dict(raw, base))
-    summary = ingest.run(stage_only=not load)
+    with timed_ledger_writes() as ledger_writes:
+        summary = ingest.run(stage_only=not load)
     rss = ingest.rss
     peaks = {
         s: [rss.driver_peak.get(s, 0), max(rss.worker_peak.get(s, {}).values(), default=0)]
@@ -229,6 +266,7 @@ def child(argv: list[str]) -> None:
             "transactions": summary.transactions,
             "rows_stored": summary.loaded.stored,
             "rows_catalog": summary.loaded.catalog,
+            "ledger_writes": ledger_writes,
             "verify": None if summary.verify is None else summary.verify.ok,
             "verify_failed": [
                 f"{c.table}: {c.name}: {c.detail}"
@@ -284,13 +322,16 @@ def print_load(
         f"{name} CPU {c1 - c0:.0f} s, RSS {r0 / 2**20:.0f} -> {r1 / 2**20:.0f} MiB"
         for name, (c0, r0, c1, r1) in servers.items()
     )
+    writes = ", ".join(
+        f"{name} {seconds:.1f} s / {calls:,}" for name, (seconds, calls) in result["ledger_writes"].items()
+    )
     failed = "; ".join(result["verify_failed"][:5])
     print(
         f"<!-- load: {result['contributions']:,} contributions into {result['chunks']:,} chunks, "
         f"{result['transactions']} transactions; rows stored {result['rows_stored']:,} "
         f"(catalog {result['rows_catalog']:,}); verify {'ok' if result['verify'] else 'FAILED ' + failed}; "
         f"driver max RSS {result['driver_maxrss'] / 2**20:.0f} MiB; "
-        f"ledger {result['ledger_bytes'] / 2**20:.1f} MiB; "
+        f"ledger {result['ledger_bytes'] / 2**20:.1f} MiB, its writes (summed over threads): {writes}; "
         f"{usage} -->"
     )
 
