@@ -1,9 +1,10 @@
-"""An all-sky catalog staged under the common open-files limit: time and peak memory per stage at 1x, 4x, 16x.
+"""An all-sky catalog staged (and loaded) under the common open-files limit: time and peak memory per stage
+at 1x, 4x, 16x.
 
     .venv/bin/python -m benchmarks.bench_allsky [--rows N] [--scales 1,4,16] [--files K] [--workers W]
-        [--many-only] [--no-formats] [--payload]
+        [--many-only] [--no-formats] [--payload] [--load] [--stripes S --substripes s --overlap r]
 
-Rows uniform over the sphere (every unit touches most of DP0.2's ~140k chunks at 340/3/0.01667), `--rows`
+Rows uniform over the sphere (every unit touches most of DP0.2's ~146k chunks at 340/3/0.01667), `--rows`
 at 1x (default 25 000; `--rows 125000` makes 16x 2M rows), written as one Parquet file and as `--files`
 files. Each case runs
 `qdask ingest --stage-only` (the `Ingest` driver, timed per stage by `benchmarks.suite.common.TimedIngest`,
@@ -12,11 +13,23 @@ is 1024 (`RLIMIT_NOFILE`, inherited by its workers). The yardstick, measured in 
 files: pyarrow reading every file and writing it back once (Arrow IPC, lz4: what a shard costs at least).
 Printed: seconds per stage, µs per row, and the ratio to that floor; time per row should stay flat (or
 fall) as the scale grows.
+
+`--load`: the whole `qdask ingest` instead (stage, load, Qserv's row counters checked, publish, verify,
+as `Ingest.run()` does by default), in the same child under the same limit, against the Qserv stand-in
+on a private MariaDB server (`benchmarks.suite.endtoend.stand_in`: its own process, 3 workers, started
+once; each case loads its own database, deleted after it). Printed per stage after staging: seconds, µs
+per row, ms per contribution file, the driver's peak RSS, CPU seconds and most open files. `--stripes`,
+`--substripes`, `--overlap` choose the layout (default DP0.2's, 340/3/0.01667), checked as Qserv's
+partitioner checks it (`qdask.sky.chunker`): a faithful worker spends ~20-30 ms of MariaDB DDL on each
+contribution to a new chunk, so loading DP0.2's ~292k all-sky contributions takes hours on this machine,
+and a coarser layout makes a load feasible.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import platform
@@ -24,15 +37,20 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from benchmarks.suite.common import director_glob_config
+from benchmarks.suite.common import DP02_LAYOUT, director_glob_config
+from qdask.qserv import QservClient
+from qdask.sky.chunker import Chunker
 from qdask.tsv import sync_filesystem
 
 FLOATS = 8
@@ -119,19 +137,21 @@ def format_costs(paths: list[Path], out: Path) -> list[tuple[str, float, float, 
     return results
 
 
-def task_payload(paths: list[Path], root: Path) -> str:
+def task_payload(paths: list[Path], root: Path, layout: tuple[int, int, float]) -> str:
     """What the driver sends the collect tasks for these inputs (one unit per file): each file partitioned
     in-process, `plan_collect` (spread 4: 2 workers x 2 threads) and each group's `collect_task_for`
     pickled, as `client.submit` pickles it."""
     import pickle
 
+    from qdask.kinds import TableKind
+    from qdask.ledger import Shard
     from qdask.stages.collect import collect_task_for, plan_collect
     from qdask.stages.partition import TablePlan, partition_batches
 
     schema = pq.read_schema(paths[0])
     schema = schema.append(pa.field("chunkId", pa.int32())).append(pa.field("subChunkId", pa.int32()))
-    plan = TablePlan("Object", "director", schema, ra="ra", dec="dec", layout=(340, 3, 0.01667))
-    shards = []
+    plan = TablePlan("Object", TableKind.DIRECTOR, schema, ra="ra", dec="dec", layout=layout)
+    shards: list[Shard] = []
     for k, path in enumerate(paths):
         batches = pq.ParquetFile(path).iter_batches(batch_size=65536)
         shards += partition_batches(batches, plan, f"u{k}", root / "s", root / "q").shards
@@ -150,43 +170,183 @@ def task_payload(paths: list[Path], root: Path) -> str:
     )
 
 
-def config(inputs: Path, staging: Path, workers: int) -> dict:
-    return director_glob_config("allsky", inputs, {"directory": str(staging)}, workers)
+def config(
+    inputs: Path,
+    staging: Path,
+    workers: int,
+    layout: tuple[int, int, float],
+    database: str = "allsky",
+    qserv=None,
+) -> dict:
+    """The one-table config of a case: DP0.2's layout replaced by `layout`; with `qserv` (a
+    `benchmarks.suite.endtoend.StandIn`), its controller and czar instead of addresses never contacted."""
+    raw = director_glob_config(database, inputs, {"directory": str(staging)}, workers)
+    raw["database"]["partitioning"] = dict(zip(DP02_LAYOUT, layout, strict=True))
+    if qserv is not None:
+        raw["qserv"].update(controller=qserv.controller_url, czar=qserv.czar_dsn)
+    return raw
 
 
-CHILD = """
-import json, resource, sys
-resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-from qdask.config import config_from_dict
-from benchmarks.suite.common import TimedIngest
-from pathlib import Path
-raw = json.loads(sys.argv[1])
-ingest = TimedIngest(config_from_dict(raw, Path(sys.argv[2])))
-ingest.run(stage_only=True)
-peaks = {s: [ingest.rss.driver_peak.get(s, 0), max(ingest.rss.worker_peak.get(s, {}).values(), default=0)]
-         for s in ingest.seconds}
-summary = ingest.ledger.summary()
-size = sum(f.bytes for f in ingest.ledger.chunk_files())
-limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-print(json.dumps({"seconds": dict(ingest.seconds), "peak": peaks, "files": summary["chunk_files"],
-                  "bytes": size, "shards": summary["shards"], "limit": limit}))
-"""
+CHILD = "import sys; from benchmarks.bench_allsky import child; child(sys.argv[1:])"
+LIMIT = 1024
+#: The ledger's writes of the load stage, timed in the child (per contribution, per transaction).
+LEDGER_WRITES = ("transaction_started", "record_contribution", "transaction_state")
 
 
-def stage_only(inputs: Path, staging: Path, workers: int) -> dict:
-    raw = json.dumps(config(inputs, staging, workers))
+@contextlib.contextmanager
+def timed_ledger_writes() -> Iterator[dict[str, list[float]]]:
+    """Every `LEDGER_WRITES` call of any ledger connection (the load's threads open their own) timed while
+    the block runs: {method: [seconds summed over threads, calls]}."""
+    from qdask.ledger.loads import LoadRecords
+
+    spent: dict[str, list[float]] = {name: [0.0, 0] for name in LEDGER_WRITES}
+    lock = threading.Lock()
+
+    def timing(name: str, method):
+        @functools.wraps(method)
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                with lock:
+                    spent[name][0] += time.perf_counter() - t0
+                    spent[name][1] += 1
+
+        return wrapper
+
+    with contextlib.ExitStack() as stack:
+        for name in LEDGER_WRITES:
+            stack.enter_context(
+                mock.patch.object(LoadRecords, name, timing(name, getattr(LoadRecords, name)))
+            )
+        yield spent
+
+
+def child(argv: list[str]) -> None:
+    """The ingest of one case, in the process `ingest_case` starts: open files limited to `LIMIT` before
+    anything is opened (the Dask workers it starts inherit it), `TimedIngest.run`, then one JSON line of
+    what it measured. argv: the raw config (JSON), the directory its paths are relative to, and ``load``
+    or ``stage``."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (LIMIT, LIMIT))
+    from benchmarks.suite.common import TimedIngest
+    from qdask.config import config_from_dict
+    from qdask.ledger import FileStatus
+
+    raw, base, load = json.loads(argv[0]), Path(argv[1]), argv[2] == "load"
+    ingest = TimedIngest(config_from_dict(raw, base))
+    with timed_ledger_writes() as ledger_writes:
+        summary = ingest.run(stage_only=not load)
+    rss = ingest.rss
+    peaks = {
+        s: [rss.driver_peak.get(s, 0), max(rss.worker_peak.get(s, {}).values(), default=0)]
+        for s in ingest.seconds
+    }
+    files = ingest.ledger.chunk_files()
+    counts = ingest.ledger.summary()
+    out = {
+        "seconds": dict(ingest.seconds),
+        "cpu": dict(ingest.cpu),
+        "fds": dict(rss.driver_fds),
+        "peak": peaks,
+        "files": counts["chunk_files"],
+        "bytes": sum(f.bytes for f in files),
+        "shards": counts["shards"],
+        "limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "driver_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "ledger_bytes": sum(
+            p.stat().st_size for p in ingest.ledger_path.parent.glob(ingest.ledger_path.name + "*")
+        ),
+    }
+    if load:
+        loaded = [f for f in files if f.status == FileStatus.LOADED]
+        out |= {
+            "contributions": len(loaded),
+            "chunks": len({f.chunk_id for f in loaded}),
+            "transactions": summary.transactions,
+            "rows_stored": summary.loaded.stored,
+            "rows_catalog": summary.loaded.catalog,
+            "ledger_writes": ledger_writes,
+            "verify": None if summary.verify is None else summary.verify.ok,
+            "verify_failed": [
+                f"{c.table}: {c.name}: {c.detail}"
+                for c in (summary.verify.checks if summary.verify else [])
+                if not c.ok
+            ],
+        }
+    print(json.dumps(out))
+
+
+def ingest_case(raw: dict, base: Path, load: bool) -> dict:
+    """`child` in its own process; its JSON, with the process's wall time (cluster start included)."""
     t0 = time.perf_counter()
     run = subprocess.run(
-        [sys.executable, "-c", CHILD, raw, str(staging.parent)],
+        [sys.executable, "-c", CHILD, json.dumps(raw), str(base), "load" if load else "stage"],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parents[1],
     )
     if run.returncode != 0:
-        raise SystemExit(f"stage-only failed:\n{run.stderr[-4000:]}")
+        raise SystemExit(f"{'ingest' if load else 'stage-only'} failed:\n{run.stderr[-4000:]}")
     out = json.loads(run.stdout.strip().splitlines()[-1])
     out["wall"] = time.perf_counter() - t0
     return out
+
+
+def process_usage(pid: int) -> tuple[float, int]:
+    """CPU seconds and RSS bytes of a server process (the stand-in, mariadbd), children included."""
+    import psutil
+
+    procs = [psutil.Process(pid)]
+    procs += procs[0].children(recursive=True)
+    cpu = sum(t.user + t.system for t in (p.cpu_times() for p in procs))
+    return cpu, sum(p.memory_info().rss for p in procs)
+
+
+def print_load(
+    rows: int, files: int, result: dict, servers: dict[str, tuple[float, int, float, int]]
+) -> None:
+    """The load's rows of a case's table: per stage after staging, and the servers' CPU and memory."""
+    n = max(result["contributions"], 1)
+    for stage in ("load", "counters", "publish", "verify"):
+        if stage not in result["seconds"]:
+            continue
+        s = result["seconds"][stage]
+        driver = result["peak"].get(stage, (0, 0))[0] / 2**20
+        print(
+            f"| {rows:,} | {files} | {stage} | {s:.2f} | {1e6 * s / rows:.2f} "
+            f"| {1e3 * s / n:.2f} ms/contribution | {driver:.0f} / - "
+            f"| driver CPU {result['cpu'].get(stage, 0):.1f} s, open files {result['fds'].get(stage, 0)} |"
+        )
+    usage = ", ".join(
+        f"{name} CPU {c1 - c0:.0f} s, RSS {r0 / 2**20:.0f} -> {r1 / 2**20:.0f} MiB"
+        for name, (c0, r0, c1, r1) in servers.items()
+    )
+    writes = ", ".join(
+        f"{name} {seconds:.1f} s / {calls:,}" for name, (seconds, calls) in result["ledger_writes"].items()
+    )
+    failed = "; ".join(result["verify_failed"][:5])
+    print(
+        f"<!-- load: {result['contributions']:,} contributions into {result['chunks']:,} chunks, "
+        f"{result['transactions']} transactions; rows stored {result['rows_stored']:,} "
+        f"(catalog {result['rows_catalog']:,}); verify {'ok' if result['verify'] else 'FAILED ' + failed}; "
+        f"driver max RSS {result['driver_maxrss'] / 2**20:.0f} MiB; "
+        f"ledger {result['ledger_bytes'] / 2**20:.1f} MiB, its writes (summed over threads): {writes}; "
+        f"{usage} -->"
+    )
+
+
+def layout_of(args: argparse.Namespace) -> tuple[tuple[int, int, float], int]:
+    """The layout asked for, refused as Qserv's partitioner refuses it (overlap <= sub-stripe height,
+    overlap half-width <= sub-chunk width, ...), and its number of chunks."""
+    from qdask.sky.chunker import LayoutError
+
+    layout = (args.stripes, args.substripes, args.overlap)
+    try:
+        chunks = len(Chunker(*layout).all_chunks())
+    except LayoutError as exc:
+        raise SystemExit(f"--stripes/--substripes/--overlap: {exc}") from exc
+    return layout, chunks
 
 
 def main() -> None:
@@ -201,28 +361,55 @@ def main() -> None:
     parser.add_argument(
         "--payload", action="store_true", help="also print the pickled size of each case's collect tasks"
     )
+    parser.add_argument(
+        "--load",
+        action="store_true",
+        help="the whole ingest (load, counters, publish, verify) into the stand-in",
+    )
+    parser.add_argument("--stripes", type=int, default=DP02_LAYOUT["num_stripes"])
+    parser.add_argument("--substripes", type=int, default=DP02_LAYOUT["num_sub_stripes"])
+    parser.add_argument("--overlap", type=float, default=DP02_LAYOUT["overlap"], help="degrees")
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
+    layout, chunks = layout_of(args)
     print(
         f"# bench_allsky  pyarrow {pa.__version__}  numpy {np.__version__}"
         f"  python {platform.python_version()}  cpus {os.cpu_count()}  load {os.getloadavg()[0]:.1f}"
-        "  RLIMIT_NOFILE 1024 in the ingest"
+        f"  RLIMIT_NOFILE {LIMIT} in the ingest  layout {'/'.join(map(str, layout))} ({chunks:,} chunks)"
     )
     print(
         "| rows | files | stage | seconds | µs/row | µs/chunk file | peak RSS MiB (driver / largest worker) "
         "| / floor |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory(prefix="qdask-allsky-", dir=args.keep) as tmp:
-        root = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qdask-allsky-", dir=args.keep)))
+        qserv = server = None
+        if args.load:
+            from benchmarks.suite.endtoend import AUTH_KEY, stand_in
+
+            server, qserv = stack.enter_context(stand_in())
         for scale in scales:
             rows = args.rows * scale
             for files in (args.files,) if args.many_only else (1, args.files):
                 case = root / f"{rows}-{files}"
                 paths = write_inputs(case / "in", rows, files)
                 floor = floor_seconds(paths, case / "floor.arrows")
-                result = stage_only(case / "in", case / "staging", args.workers)
-                assert result["limit"] == 1024
+                database = f"allsky_{rows}_{files}"
+                raw = config(case / "in", case / "staging", args.workers, layout, database, qserv)
+                servers = {}
+                if qserv is not None and server is not None:
+                    pids = {
+                        "stand-in": qserv.pid,
+                        "mariadbd": int((server.base_dir / "mysqld.pid").read_text()),
+                    }
+                    before = {name: process_usage(pid) for name, pid in pids.items()}
+                result = ingest_case(raw, case, args.load)
+                if qserv is not None:
+                    servers = {name: (*before[name], *process_usage(pid)) for name, pid in pids.items()}
+                    with QservClient(qserv.controller_url, AUTH_KEY) as client:
+                        client.delete_database(database, admin_key="admin")  # the stand-in's default
+                assert result["limit"] == LIMIT
                 staged = sum(result["seconds"].get(s, 0.0) for s in ("partition", "keys", "collect"))
                 count = sum(result["files"].values())
                 per_file = result["bytes"] // max(count, 1)
@@ -250,12 +437,14 @@ def main() -> None:
                     f"| {rows:,} | {files} | staging (partition+keys+collect) | {staged:.2f} "
                     f"| {1e6 * staged / rows:.2f} | {1e6 * staged / count:.1f} | | {staged / floor:.1f} |"
                 )
+                if args.load:
+                    print_load(rows, files, result, servers)
                 print(
                     f"| {rows:,} | {files} | wall (process, incl. cluster start) | {result['wall']:.2f} "
                     f"| {1e6 * result['wall'] / rows:.2f} | | | |"
                 )
                 if args.payload:
-                    print(f"<!-- collect payload: {task_payload(paths, case / 'payload')} -->")
+                    print(f"<!-- collect payload: {task_payload(paths, case / 'payload', layout)} -->")
                 print(
                     f"<!-- {rows:,} rows, {files} file(s): {result['files']} chunk files, shards "
                     f"{result['shards']} -->",

@@ -1,8 +1,9 @@
 """Shared pieces of the benchmark suite: machine description, timers, RSS sampling, the timed ingest.
 
 `TimedIngest` is `qdask.ingest.Ingest` measured from outside: it overrides the driver's stage methods
-(`_partition`, `_collect`, `_load`, `verify`) to time them and to sample the resident memory of every
-Dask worker and of the driver while each runs; `publish` (a module-level call inside `Ingest.run`) is
+(`_partition`, `_collect`, `_load`, `_check_counters`, `verify`) to time them (wall, and the driver's CPU)
+and to sample the resident memory of every Dask worker and of the driver (and the driver's open files)
+while each runs; `publish` (a module-level call inside `Ingest.run`) is
 timed by wrapping `qdask.ingest.publish` for the duration of the run. Nothing in `qdask` is changed.
 """
 
@@ -127,6 +128,7 @@ class RssSampler:
         self.worker_peak: dict[str, dict[str, int]] = defaultdict(dict)  # stage -> worker -> bytes
         self.worker_maxrss: dict[str, dict[str, int]] = {}  # stage -> worker -> lifetime max at stage end
         self.driver_peak: dict[str, int] = defaultdict(int)
+        self.driver_fds: dict[str, int] = defaultdict(int)  # stage -> most file descriptors open at once
         self.memory_limit: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,6 +139,7 @@ class RssSampler:
         if stage is None:
             return
         self.driver_peak[stage] = max(self.driver_peak[stage], self._me.memory_info().rss)
+        self.driver_fds[stage] = max(self.driver_fds[stage], self._me.num_fds())
         if client is None:
             return
         try:
@@ -201,18 +204,20 @@ class TimedIngest(Ingest):
     def __init__(self, config, *, performance_report: Path | None = None, sample_interval: float = 0.2):
         super().__init__(config, console=Console(stderr=True, quiet=True))
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)  # stage -> the driver's CPU seconds (all its threads)
         self.rss = RssSampler(sample_interval)
         self.performance_report = performance_report
         self.load_profiler = None  # a context-manager factory wrapped around the load stage, if set
 
     @contextlib.contextmanager
     def _stage(self, name: str, client=None) -> Iterator[None]:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             with self.rss.stage_of(name, client):
                 yield
         finally:
             self.seconds[name] += time.perf_counter() - t0
+            self.cpu[name] += time.process_time() - c0
 
     def plan(self):
         with self._stage("plan"):
@@ -234,9 +239,13 @@ class TimedIngest(Ingest):
         with self._stage("load"), profiler:
             super()._load(qserv)
 
-    def verify(self, sample_size: int = 20):
+    def _check_counters(self, qserv) -> None:  # Qserv's row counters against the ledger, before publish
+        with self._stage("counters"):
+            super()._check_counters(qserv)
+
+    def verify(self, sample_size: int = 20, *, seed: int | None = None):
         with self._stage("verify"):
-            return super().verify(sample_size)
+            return super().verify(sample_size, seed=seed)
 
     def run(self, **kwargs):
         original = ingest_module.publish

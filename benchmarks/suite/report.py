@@ -10,7 +10,7 @@ from benchmarks.suite.common import MiB, Results, footer, machine_line
 QSERV_PARTITIONER_ROWS_PER_S = 435_000  # sph-partition, 3-column CSV, 2 cores: a recorded reference
 DP02 = {"object_bytes": 1e12, "tracts": 159, "workers": 24}
 
-STAGES = ("plan", "partition", "keys", "collect", "load", "publish", "verify", "other")
+STAGES = ("plan", "partition", "keys", "collect", "load", "counters", "publish", "verify", "other")
 
 
 def _f(x, digits: int = 0) -> str:
