@@ -6,6 +6,7 @@ and a test marked ``@pytest.mark.case01_tables`` runs once per case01 table (its
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,11 @@ CASE01_TABLES = (
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "case01_tables: run the test once per case01 table (argument `table`)")
+    # A shell without job control starts background commands with SIGINT ignored, and every process they
+    # start inherits that (Python then installs no KeyboardInterrupt handler): the Ctrl-C tests would test
+    # how pytest was launched, not what qdask does with a Ctrl-C. Their processes start as a terminal's do.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
