@@ -20,68 +20,35 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
-
-from benchmarks.bench_hats import QDASK_CHILD, ROOT, qdask_config, write_inputs
+from benchmarks.bench_hats import QDASK_CHILD, ROOT, qdask_config, run_child, write_inputs
 from qdask.cluster import WORKER_MALLOC_ENV
 
 DASK_DEFAULT = {"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
-def _faults(pid: int) -> int:
-    """Minor page faults of a process so far (/proc/PID/stat, field 10)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        return int(stat.read().rsplit(")", 1)[1].split()[7])
-
-
 def run(inputs: Path, work: Path, env: dict[str, str]) -> dict:
-    """One stage-only run in a child process; its tree's last CPU, faults and peak RSS, per process."""
+    """One stage-only run in a child process (`run_child`, its tree read every 0.3 s): the whole tree's
+    CPU, and its workers' CPU, page faults and peak RSS."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     raw = json.dumps(qdask_config(inputs, work / "staging", 2, "none"))
-    t0 = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-c", QDASK_CHILD, raw, str(work)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=os.environ | {"PYTHONPATH": str(ROOT)} | env,
-    )
-    root = psutil.Process(child.pid)
-    seen: dict[int, tuple[float, float, int, int]] = {}
-    while child.poll() is None:
-        try:
-            members = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            break
-        for p in members:
-            try:
-                t = p.cpu_times()
-                peak = max(seen.get(p.pid, (0, 0, 0, 0))[3], p.memory_info().rss)
-                seen[p.pid] = (t.user, t.system, _faults(p.pid), peak)
-            except (psutil.Error, OSError):
-                continue
-        time.sleep(0.3)
-    out, err = child.communicate()
-    if child.returncode != 0:
-        raise SystemExit(f"stage-only failed:\n{err[-3000:]}")
-    shutil.rmtree(work, ignore_errors=True)
-    workers = [v for pid, v in seen.items() if pid != child.pid and v[0] + v[1] > 0.5]
+    argv = [sys.executable, "-c", QDASK_CHILD, raw, str(work)]
+    try:
+        r = run_child(argv, os.environ | {"PYTHONPATH": str(ROOT)} | env, every=0.3)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    workers = [s for pid, s in r["processes"].items() if pid != r["pid"] and s.user + s.system > 0.5]
     return {
-        "wall": time.perf_counter() - t0,
-        "cpu": sum(u + s for u, s, _, _ in seen.values()),
-        "worker_user": sum(w[0] for w in workers),
-        "worker_sys": sum(w[1] for w in workers),
-        "worker_faults": sum(w[2] for w in workers),
-        "worker_peak_mib": max((w[3] for w in workers), default=0) / 2**20,
-        "seconds": json.loads(out.strip().splitlines()[-1])["seconds"],
+        "wall": r["wall"],
+        "cpu": r["cpu"],
+        "worker_user": sum(w.user for w in workers),
+        "worker_sys": sum(w.system for w in workers),
+        "worker_faults": sum(w.faults for w in workers),
+        "worker_peak_mib": max((w.peak_rss for w in workers), default=0) / 2**20,
     }
 
 

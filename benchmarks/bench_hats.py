@@ -49,6 +49,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import psutil
@@ -148,31 +149,49 @@ print(json.dumps({"version": hats_import.__version__}))
 """
 
 
-def _tree_cpu(proc: psutil.Process, seen: dict[int, float], stop: threading.Event) -> None:
-    """Keep the last CPU seconds seen of every process in `proc`'s tree (a check on RUSAGE_CHILDREN)."""
-    while not stop.wait(0.5):
+class Sample(NamedTuple):
+    """The last reading of one process of a child's tree."""
+
+    user: float
+    system: float
+    faults: int  # minor page faults (/proc/PID/stat)
+    peak_rss: int  # bytes, the largest seen
+
+
+def _faults(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[7])
+
+
+def _tree_cpu(proc: psutil.Process, seen: dict[int, Sample], stop: threading.Event, every: float) -> None:
+    """Keep the last reading of every process in `proc`'s tree (CPU: a check on RUSAGE_CHILDREN)."""
+    while not stop.wait(every):
         try:
             members = [proc, *proc.children(recursive=True)]
         except psutil.Error:
             return
         for p in members:
             try:
-                t = p.cpu_times()
-            except psutil.Error:
+                t, rss = p.cpu_times(), p.memory_info().rss
+                peak = max(rss, seen[p.pid].peak_rss) if p.pid in seen else rss
+                seen[p.pid] = Sample(t.user, t.system, _faults(p.pid), peak)
+            except (psutil.Error, OSError):
                 continue
-            seen[p.pid] = t.user + t.system
 
 
-def run_child(argv: list[str], env: dict[str, str] | None = None) -> dict:
-    """Run a child to completion: its wall time, its tree's CPU seconds, its last stdout line (JSON)."""
+def run_child(argv: list[str], env: dict[str, str] | None = None, every: float = 0.5) -> dict:
+    """Run a child to completion: its wall time, its tree's CPU seconds, its last stdout line (JSON), and
+    the last `Sample` of each process of its tree (`processes`, by pid; the child's own is `pid`)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    seen: dict[int, float] = {}
+    seen: dict[int, Sample] = {}
     stop = threading.Event()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
     )
-    watcher = threading.Thread(target=_tree_cpu, args=(psutil.Process(proc.pid), seen, stop), daemon=True)
+    watcher = threading.Thread(
+        target=_tree_cpu, args=(psutil.Process(proc.pid), seen, stop, every), daemon=True
+    )
     watcher.start()
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
@@ -182,13 +201,18 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n{err[-4000:]}")
     rusage = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    sampled = sum(s.user + s.system for s in seen.values())
+    driver = seen.get(proc.pid)
     result = json.loads(out.strip().splitlines()[-1])
     result |= {
         "wall": wall,
-        "cpu": max(rusage, sum(seen.values())),
+        "cpu": max(rusage, sampled),
         "cpu_rusage": rusage,
-        "cpu_sampled": sum(seen.values()),
-        "cpu_driver": seen.get(proc.pid, 0.0),  # the child itself; the rest is its workers (and nannies)
+        "cpu_sampled": sampled,
+        # the child itself; the rest is its workers (and nannies)
+        "cpu_driver": driver.user + driver.system if driver else 0.0,
+        "processes": dict(seen),
+        "pid": proc.pid,
     }
     return result
 
