@@ -424,21 +424,20 @@ def _write_part(
     table = task.keys[0].table
     files = _Files(contribution_path(root, task.keys[0]).parent)
     bounds = np.asarray(ends, np.int64)
-    names = [contribution_name(ChunkKey(table, d >> 1, bool(d & 1))) for d in dests]
+    keys = [ChunkKey(table, d >> 1, bool(d & 1)) for d in dests]
+    names = [contribution_name(key) for key in keys]
     k = row = 0  # the next file to complete, rows encoded so far
 
     armed = faultpoints.armed()
 
     def finish(j: int, piece: bytes | memoryview) -> None:
-        dest = dests[j]
-        key = ChunkKey(table, dest >> 1, bool(dest & 1))
         if armed:
-            faultpoints.reached("collect.task", key_text(key))
+            faultpoints.reached("collect.task", key_text(keys[j]))
         if piece:
             files.add(names[j], piece)
         path, size, checksum = files.finish(names[j])
         rows = ends[j] - (ends[j - 1] if j else 0)
-        out.append(_record(key, path, rows, size, checksum, *held(dest)))
+        out.append(_record(keys[j], path, rows, size, checksum, *held(dests[j])))
 
     try:
         for first, stop in _slices(ends):
