@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import os
 import platform
-import resource
 import subprocess
 import threading
 import time
@@ -29,6 +28,8 @@ from rich.console import Console
 import qdask.ingest as ingest_module
 from qdask.ingest import Ingest
 from qdask.staging_run import StagingRun
+
+from .worker_probes import worker_maxrss, worker_rss
 
 MiB = 1 << 20
 
@@ -110,14 +111,6 @@ def timed() -> Iterator[Timing]:
         t.cpu = time.process_time() - c0
 
 
-def _worker_rss() -> int:
-    return psutil.Process().memory_info().rss
-
-
-def _worker_maxrss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-
-
 class RssSampler:
     """Samples every Dask worker's RSS (and the driver's) every `interval` s; keeps the peaks per stage."""
 
@@ -143,7 +136,7 @@ class RssSampler:
         if client is None:
             return
         try:
-            found = client.run(_worker_rss)
+            found = client.run(worker_rss)
         except Exception:  # noqa: BLE001 - a worker going away between samples is not our business
             return
         peaks = self.worker_peak[stage]
@@ -173,7 +166,7 @@ class RssSampler:
             self._thread.join()
             if client is not None:
                 with contextlib.suppress(Exception):
-                    self.worker_maxrss[stage] = client.run(_worker_maxrss)
+                    self.worker_maxrss[stage] = client.run(worker_maxrss)
             self.stage = self.client = None
 
 
