@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from qdask import faultpoints
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, ChunkKey, Shard, dest_of, shards_digest
 from qdask.stages.key_match import in_keys
-from qdask.stages.shards import DEST, CorruptShardError, ShardReader, restricted
+from qdask.stages.shards import DEST, CorruptShardError, ShardReader, reordered, restricted
 from qdask.stages.staging_errors import staging_writes
 from qdask.tsv import CHECKSUM_ALGORITHM, TsvFileInfo, encode_lines, sync_filesystem, write_tsv
 
@@ -254,9 +254,16 @@ def _collect_one(task: CollectTask, root: Path) -> Collected:
     return _collected(key, info, sources, sum(s.rows_in(key) for s in sources) - excluded[0])
 
 
+def _home_first(dests: np.ndarray) -> np.ndarray:
+    """A sort key for destinations: every home destination (by chunk) before every overlap one."""
+    dests = np.asarray(dests, np.int64)
+    return ((dests & 1) << 32) | (dests >> 1)
+
+
 def _group_rows(task: CollectTask, dests: np.ndarray) -> tuple[pa.Table, np.ndarray]:
-    """The group's rows from every shard (each read once), ordered by destination, then unit, then input
-    order (the order a destination's file lists them in), with their destinations."""
+    """The group's rows from every shard (each read once), with their destinations: home rows first, then
+    overlap rows, each ordered by destination, then unit, then input order (the order a destination's file
+    lists them in). Gathered once, so each kind of row is a slice of the result, not a copy."""
     pieces = []
     for shard in task.shards:
         with ShardReader(shard) as reader:
@@ -266,9 +273,9 @@ def _group_rows(task: CollectTask, dests: np.ndarray) -> tuple[pa.Table, np.ndar
         return pa.table({c: [] for c in [*task.columns, DEST]}), np.empty(0, np.int64)
     table = pa.Table.from_batches(pieces)
     found = table.column(DEST).to_numpy()
-    order = np.argsort(found, kind="stable")
+    order = np.argsort(_home_first(found), kind="stable")
     order = order[np.isin(found[order], dests)]  # rows of destinations collected earlier are left out
-    return table.take(pa.array(order)), found[order]
+    return reordered(table, order), found[order]
 
 
 def _exclude(task: CollectTask, table: pa.Table, found: np.ndarray) -> tuple[pa.Table, np.ndarray, dict]:
@@ -316,12 +323,12 @@ def _collect_group(task: CollectTask, root: Path) -> list[Collected]:
         return digests[key], int(expected[i])
 
     out: dict[int, Collected] = {}
-    for overlap in (0, 1):
+    home = int(np.count_nonzero((found & 1) == 0))  # home rows come first (`_group_rows`)
+    for overlap, rows in ((0, slice(0, home)), (1, slice(home, len(found)))):
         mine = [int(d) for d in dests.tolist() if d & 1 == overlap]
         if mine:
-            rows = (found & 1) == overlap
             ends = np.searchsorted(found[rows], mine, side="right").tolist()
-            part = table.filter(pa.array(rows)).combine_chunks()  # batches as large as allowed, not as read
+            part = table.slice(rows.start, rows.stop - rows.start)
             written = _write_part(task, root, part, mine, ends, digest)
             out.update(zip(mine, written, strict=True))
     return [out[int(d)] for d in dests.tolist()]

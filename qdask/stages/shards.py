@@ -71,6 +71,15 @@ def shard_schema(schema: pa.Schema) -> pa.Schema:
     return schema.append(pa.field(DEST, pa.int64(), nullable=False))
 
 
+def reordered(table: pa.Table, order: np.ndarray) -> pa.Table:
+    """`table`'s rows in `order`, one contiguous array per column. Each column is made contiguous first
+    (one column's copy at a time): pyarrow's take over a column of many chunks costs a few times the take
+    over one (a 200k x 43 table of 25 chunks: 153 ms against 40 ms)."""
+    indices = pa.array(order)
+    columns = [column.combine_chunks().take(indices) for column in table.columns]
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
 class _HashingSink:
     """A write-only file object that hashes what passes through, segment by segment."""
 
@@ -203,7 +212,7 @@ class ShardWriter:
         dests = dests[order]
         data = pa.concat_tables(self._pieces).cast(self.schema)
         self._pieces, self._dests, self._buffered = [], [], 0
-        data = data.take(pa.array(order))
+        data = reordered(data, order)
         data = data.append_column(self.file_schema.field(DEST), pa.array(dests, pa.int64()))
         del order
         if self._writer is None:
