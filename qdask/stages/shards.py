@@ -5,7 +5,8 @@ open, bounded memory): record batches are buffered up to a byte budget, each buf
 destination (``dest = chunk id * 2 + overlap``, a hidden ``_dest`` column) and spilled as a *sorted run*,
 cut into *segments* of about a MiB. The file is a sequence of sorted runs. The ledger records the file with
 its destinations (rows per destination, for planning the collect stage) and its segments (byte range,
-first and last destination, SHA-256 of the bytes), so ledger rows scale with units, not chunks x units.
+first and last destination, XXH3-128 digest of the bytes), so ledger rows scale with units, not chunks x
+units.
 
 Every byte is hashed once, as it is written (no re-read); a reader fetches only the segments holding the
 destinations it wants, checks each one's hash as it reads it, and slices it: a shard altered, truncated or
@@ -20,13 +21,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
+import xxhash
 
 from qdask.ledger import DESTINATIONS, Shard, dest_of
 
@@ -38,6 +40,11 @@ BUFFER_BYTES = 64 << 20  # rows buffered before a sorted run is spilled (and the
 SEGMENT_BYTES = 1 << 20  # a segment's target size: what a reader fetches to get one destination
 SEGMENT_BYTES_PER_COLUMN = 8 << 10  # ... at least this per column
 SINK_BUFFER_BYTES = 1 << 20  # the writes the IPC writer makes are gathered up to this before hashing
+#: A shard's checksum names how its segments are hashed: XXH3-128, ~15x the speed of SHA-256 here
+#: (23.6 against 1.6 GB/s, SHA extensions in use) on bytes every shard writes and reads once; shards are
+#: local intermediates checked against accidental change, where a cryptographic hash buys nothing. A
+#: ledger staged before (``sha256:``, the first 16 bytes of SHA-256) is still read as it was written.
+CHECKSUM_PREFIX = "xxh3-128:"
 END = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the IPC end-of-stream marker after the last segment
 CODECS = {"snappy": "lz4", "lz4": "lz4", "zstd": "zstd", "none": None}
 
@@ -86,7 +93,7 @@ class _HashingSink:
     def __init__(self, path: Path):
         self.file = open(path, "wb")  # noqa: SIM115 - closed by close()
         self.position = self.start = 0
-        self.digest = hashlib.sha256()
+        self.digest = xxhash.xxh3_128()
 
     def write(self, data) -> int:
         view = memoryview(data)
@@ -98,7 +105,7 @@ class _HashingSink:
     def segment(self) -> tuple[int, int, bytes]:
         """(offset, length, digest) of the bytes written since the previous segment."""
         out = (self.start, self.position - self.start, self.digest.digest()[:16])
-        self.start, self.digest = self.position, hashlib.sha256()
+        self.start, self.digest = self.position, xxhash.xxh3_128()
         return out
 
     def flush(self) -> None:
@@ -245,7 +252,7 @@ class ShardWriter:
         os.replace(self.tmp_path, self.final_path)
         segments = np.array(self._segments, SEGMENTS)
         destinations = self._destinations
-        checksum = "sha256:" + hashlib.sha256(segments["digest"].tobytes()).hexdigest()
+        checksum = CHECKSUM_PREFIX + xxhash.xxh3_128_hexdigest(segments["digest"].tobytes())
         self._writer = self._sink = self._buffered_sink = None
         return [
             Shard(
@@ -295,6 +302,13 @@ def restricted(shard: Shard, wanted: np.ndarray) -> Shard | None:
     return replace(shard, destinations=held[at[hit]].tobytes(), segments=segments[keep].tobytes())
 
 
+def segment_digest(shard: Shard) -> Callable[[bytes], bytes]:
+    """How the segments of `shard` were hashed, by its checksum's prefix (16 bytes each)."""
+    if shard.checksum.startswith("sha256:"):
+        return lambda data: hashlib.sha256(data).digest()[:16]
+    return xxhash.xxh3_128_digest
+
+
 class ShardReader:
     """Reads slices of one shard file, checking each segment against the ledger as it is read.
 
@@ -305,6 +319,7 @@ class ShardReader:
     def __init__(self, shard: Shard):
         self.shard = shard
         self.segments = np.frombuffer(shard.segments, SEGMENTS)
+        self._digest = segment_digest(shard)
         path = Path(shard.path)
         try:
             self.fd = os.open(path, os.O_RDONLY)
@@ -336,7 +351,7 @@ class ShardReader:
     def _messages(self, index: int) -> Iterator[ipc.Message]:
         entry = self.segments[index]
         data = os.pread(self.fd, int(entry["length"]), int(entry["offset"]))
-        if len(data) != entry["length"] or hashlib.sha256(data).digest()[:16] != bytes(entry["digest"]):
+        if len(data) != entry["length"] or self._digest(data) != bytes(entry["digest"]):
             raise CorruptShardError(self.shard, "altered (a segment's checksum differs from the ledger)")
         try:
             yield from ipc.MessageReader.open_stream(pa.py_buffer(data))

@@ -3,6 +3,8 @@ excluded written to the quarantine instead (NULL keys kept), and damaged shards 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import pickle
 from pathlib import Path
 
@@ -173,6 +175,33 @@ def test_a_damaged_shard_is_refused_naming_it_and_survives_the_trip_to_the_drive
     assert _identity(info.value.shard) == _identity(shards[1]) and "unit1" in str(info.value)
     again = pickle.loads(pickle.dumps(info.value))  # as a Dask worker's error reaches the driver
     assert _identity(again.shard) == _identity(shards[1]) and str(again) == str(info.value)
+
+
+def _as_staged_before_xxh3(shard):
+    """`shard` as a ledger written before XXH3 records it: each segment's digest the first 16 bytes of
+    the SHA-256 of its bytes, the checksum prefixed ``sha256:``."""
+    segments = np.frombuffer(shard.segments, shards_module.SEGMENTS).copy()
+    data = Path(shard.path).read_bytes()
+    for entry in segments:
+        piece = data[int(entry["offset"]) : int(entry["offset"]) + int(entry["length"])]
+        entry["digest"] = hashlib.sha256(piece).digest()[:16]
+    checksum = "sha256:" + hashlib.sha256(segments["digest"].tobytes()).hexdigest()
+    return dataclasses.replace(shard, segments=segments.tobytes(), checksum=checksum)
+
+
+def test_shards_are_checked_by_xxh3_and_a_ledger_staged_with_sha256_still_reads(tmp_path):
+    shards, rows = _staged(tmp_path)
+    assert all(s.checksum.startswith(shards_module.CHECKSUM_PREFIX) for s in shards)
+    older = [_as_staged_before_xxh3(s) for s in shards]
+    assert [s.segments for s in older] != [s.segments for s in shards]  # the digests do differ
+    task = collect_task_for(older[0].keys(), older, SCHEMA.names, "utf8mb4")
+    [collected] = collect_chunks(task, tmp_path / "contrib")  # resumed after an upgrade: read, not redone
+    assert sorted(int(line[0]) for line in _lines(Path(collected.file.path))) == list(range(rows.num_rows))
+    data = bytearray(Path(older[1].path).read_bytes())
+    data[len(data) // 2] ^= 1
+    Path(older[1].path).write_bytes(bytes(data))
+    with pytest.raises(CorruptShardError, match="checksum differs"):  # and still checked, by SHA-256
+        collect_chunks(collect_task_for(older[0].keys(), older, SCHEMA.names, "utf8mb4"), tmp_path / "c")
 
 
 def test_files_are_named_as_qserv_names_them(tmp_path):
