@@ -59,9 +59,7 @@ from qdask.runrecord import RunRecord, now
 from qdask.schema import SchemaError
 from qdask.sources.units import SourceError
 from qdask.stages.counters import counter_problems
-from qdask.stages.keys import (
-    table_policy,
-)
+from qdask.stages.key_policy import table_policy
 from qdask.stages.load import (
     Loader,
     LoadError,

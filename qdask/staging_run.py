@@ -38,14 +38,13 @@ from qdask.stages.collect import (
     key_text,
     plan_collect,
 )
+from qdask.stages.key_policy import family_checks, key_column
 from qdask.stages.keys import (
     CorruptKeyFile,
     KeyProblems,
     UnitKeyFile,
     check_family_task,
     exclusion_path,
-    family_checks,
-    key_column,
     outcome,
     unit_key_files,
     unit_keys_task,

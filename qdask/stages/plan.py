@@ -29,7 +29,7 @@ from qdask.schema import (
 from qdask.sources import butler as butler_source
 from qdask.sources import files as file_source
 from qdask.sources.units import InputUnit
-from qdask.stages.keys import key_column
+from qdask.stages.key_policy import key_column
 from qdask.stages.partition import TablePlan
 from qdask.stages.plan_checks import check_column_names, check_key_types
 

@@ -21,7 +21,8 @@ from qdask.ledger import Ledger
 from qdask.qserv.czar import Czar, describe_error
 from qdask.sources.units import InputUnit
 from qdask.stages.key_match import without_keys
-from qdask.stages.keys import key_column, load_exclusion, unit_key_files
+from qdask.stages.key_policy import key_column
+from qdask.stages.keys import load_exclusion, unit_key_files
 from qdask.stages.partition import TablePlan, conform_batch, read_input
 from qdask.stages.placement import PlacementIndex, index_directory
 from qdask.stages.plan import TableSetup

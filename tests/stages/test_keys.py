@@ -14,6 +14,7 @@ import yaml
 from qdask.config import config_from_dict
 from qdask.ledger import Shard
 from qdask.stages.collect import CorruptShardError
+from qdask.stages.key_policy import family_checks, table_policy
 from qdask.stages.keys import (
     EXAMPLES,
     CorruptKeyFile,
@@ -24,12 +25,10 @@ from qdask.stages.keys import (
     aligned_blocks,
     check_family_task,
     exclusion_path,
-    family_checks,
     find_key_problems,
     load_exclusion,
     outcome,
     save_unit_keys,
-    table_policy,
     unit_key_files,
     unit_key_path,
     unit_keys_task,
