@@ -228,6 +228,29 @@ def run_qdask(inputs: Path, work: Path, workers: int, compression: str) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def spy_qdask(inputs: Path, work: Path, workers: int, compression: str, out_dir: Path) -> None:
+    """One `qdask --stage-only` run sampled by py-spy, driver and workers (`benchmarks.suite.spy`): the raw
+    stacks and a per-process summary written to `out_dir`."""
+    from benchmarks.suite import spy
+
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw = json.dumps(qdask_config(inputs, work / "staging", workers, compression))
+    stacks = out_dir / "spy-stage-only.raw.txt"
+    try:
+        env = os.environ | {"PYTHONPATH": str(ROOT)}
+        spy.record([sys.executable, "-c", QDASK_CHILD, raw, str(work)], stacks, env)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    text = spy.summary(stacks)
+    (out_dir / "spy-stage-only.txt").write_text(
+        f"# py-spy of one qdask --stage-only run ({spy.RATE} samples/s, every process, waits left out)"
+        f"\n\n{text}"
+    )
+    print(f"# py-spy profile: {out_dir / 'spy-stage-only.txt'}", flush=True)
+
+
 def hats_compression(compression: str) -> dict:
     return (
         {"compression": "zstd", "compression_level": 3}
@@ -369,6 +392,9 @@ def main() -> None:
         "--profile", type=Path, help="write cProfiles of the partition and collect tasks here"
     )
     parser.add_argument("--profile-only", type=Path, help="only the cProfiles (no timed runs), here")
+    parser.add_argument(
+        "--spy", type=Path, help="after the timed runs, one more qdask run sampled by py-spy, written here"
+    )
     parser.add_argument("--keep", type=Path, help="work under this directory (default: a temp dir)")
     args = parser.parse_args()
     if args.profile_only:
@@ -438,6 +464,8 @@ def main() -> None:
         print(f"# load at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         if args.profile:
             profile(root / "in", root / "p", args.shard_compression, args.profile)
+        if args.spy:
+            spy_qdask(root / "in", root / "q", args.workers, args.shard_compression, args.spy)
 
 
 if __name__ == "__main__":

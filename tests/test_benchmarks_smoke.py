@@ -93,3 +93,26 @@ def test_bench_hats_runs_and_profiles(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     for name in ("profile-partition.txt", "profile-collect.txt"):
         assert "sorted by own time" in (profiles / name).read_text()
+
+
+def test_spy_summary_splits_processes_and_leaves_waits_out(tmp_path: Path) -> None:
+    """`benchmarks.suite.spy.summary` on py-spy's raw format (a child's stacks nested under its parent's,
+    command lines holding ';'): busy seconds per process, waiting frames not counted, lines folded."""
+    from benchmarks.suite import spy
+
+    driver = 'process 10:"python -c import x; run()"'
+    worker = 'process 11:"python -c from multiprocessing.spawn import spawn_main; spawn_main(fd=3)"'
+    task = "_run_task (distributed/worker.py:9)"
+    raw = tmp_path / "raw.txt"
+    raw.write_text(
+        f"{driver};<module> (<string>:1);plan (qdask/ingest.py:10) 30\n"
+        f"{driver};run (distributed/utils.py:5);Condition.wait (threading.py:327) 500\n"
+        f"{driver};{worker};{task};collect_chunks (qdask/stages/collect.py:470) 70\n"
+        f"{driver};{worker};{task};collect_chunks (qdask/stages/collect.py:471) 50\n"
+        f"{driver};{worker};loop (asyncio/base_events.py:1);EpollSelector.select (selectors.py:468) 900\n"
+    )
+    text = spy.summary(raw, rate=100)
+    assert "== process 11 (worker (or nanny)): 1.20 s busy" in text
+    assert "== process 10 (driver): 0.30 s busy" in text
+    assert "1.20  collect_chunks (qdask/stages/collect.py)" in text  # two lines of one function together
+    assert "select" not in text and "Condition.wait" not in text
