@@ -97,10 +97,11 @@ def test_bench_hats_runs_and_profiles(tmp_path: Path) -> None:
 
 def test_spy_summary_splits_processes_and_leaves_waits_out(tmp_path: Path) -> None:
     """`benchmarks.suite.spy.summary` on py-spy's raw format (a child's stacks nested under its parent's,
-    command lines holding ';'): busy seconds per process, waiting frames not counted, lines folded."""
+    command lines holding ';', quotes and newlines): busy seconds per process, waits not counted, a
+    function's lines counted together."""
     from benchmarks.suite import spy
 
-    driver = 'process 10:"python -c import x; run()"'
+    driver = 'process 10:"python -c import x; run()\nprint({"a": "b;c"}) {"d": 1}"'
     worker = 'process 11:"python -c from multiprocessing.spawn import spawn_main; spawn_main(fd=3)"'
     task = "_run_task (distributed/worker.py:9)"
     raw = tmp_path / "raw.txt"

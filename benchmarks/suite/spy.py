@@ -31,7 +31,12 @@ IDLE = (
     "sleep",
     "poll (",
 )
-PROCESS = re.compile(r'process (\d+):"[^"]*";?')
+PROCESS = re.compile(r'process (\d+):"')
+#: Where a process's command line ends and its frames begin: a command line may hold quotes, ';' and
+#: newlines (a ``python -c`` script), a frame is ``name (file:line)``.
+FRAMES = re.compile(r'";(?=[^;"]+ \([^;]*\)(;|$))')
+#: Where one sample's record ends: its count, then the next record's first process.
+RECORD = re.compile(r"(?<=\d)\n(?=process \d+:\")")
 
 
 def py_spy() -> str:
@@ -63,12 +68,13 @@ def summary(raw: Path, rate: int = RATE, top: int = 20) -> str:
     own: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     held: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     roots = set()
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
+    for record in RECORD.split(raw.read_text().strip()):
+        stack, _, count = record.rpartition(" ")
         found = list(PROCESS.finditer(stack))
-        if not found or not count.isdigit():
+        start = FRAMES.search(stack, found[-1].end()) if found else None
+        if start is None or not count.isdigit():
             continue
-        frames = [f for f in stack[found[-1].end() :].split(";") if f]
+        frames = [f for f in stack[start.end() :].split(";") if f]
         if not frames or any(idle in frames[-1] for idle in IDLE):
             continue
         pid, n = found[-1].group(1), int(count)
