@@ -429,15 +429,31 @@ def ingest_command(
     "--staging", type=click.Path(file_okay=False), help="Staging directory (overrides staging.directory)."
 )
 @click.option("--sample", "sample_size", default=20, show_default=True, help="Source rows compared in full.")
+@click.option(
+    "--unique-scan-rows",
+    type=click.IntRange(min=0),
+    default=10_000_000,  # qdask.stages.verify.UNIQUE_SCAN_ROWS (kept equal by a test)
+    show_default=True,
+    help="A director with more rows is not grouped by id through the czar: its ids were proven unique "
+    "before loading and its key checksum compares them chunk by chunk. 0 never groups; --unique-scan-all "
+    "always does.",
+)
+@click.option(
+    "--unique-scan-all", is_flag=True, help="Group every unique key through the czar, whatever its size."
+)
 @json_option
 @log_options
-def verify_command(config, czar, staging, sample_size, as_json) -> None:
+def verify_command(config, czar, staging, sample_size, unique_scan_rows, unique_scan_all, as_json) -> None:
     """Compare Qserv (through the czar) with the ledger and the source; exit 0 only when all agree."""
     from qdask import api
     from qdask.ingest import verify_to_dict
     from qdask.progress import print_verify_report
 
-    report = api.verify(_config(config, czar=czar, staging=staging), sample_size=sample_size)
+    report = api.verify(
+        _config(config, czar=czar, staging=staging),
+        sample_size=sample_size,
+        unique_scan_rows=None if unique_scan_all else unique_scan_rows,
+    )
     if as_json:
         _print_json(verify_to_dict(report))
     else:

@@ -76,7 +76,7 @@ from qdask.stages.publish import is_published, publish
 from qdask.stages.register import register_catalog
 from qdask.stages.staging_errors import as_staging_error
 from qdask.stages.unit_splits import keep_recorded_splits
-from qdask.stages.verify import VerifyReport
+from qdask.stages.verify import UNIQUE_SCAN_ROWS, VerifyReport
 from qdask.stages.verify_catalog import verify_catalog
 from qdask.staging_lock import StagingLock
 from qdask.staging_run import ROUNDS, StagingRun
@@ -586,8 +586,15 @@ class Ingest:
 
     # -- verify -----------------------------------------------------------------------------------
 
-    def verify(self, sample_size: int = 20, *, seed: int | None = None) -> VerifyReport:
-        """The verify stage over this config's tables (planned first when needed)."""
+    def verify(
+        self,
+        sample_size: int = 20,
+        *,
+        seed: int | None = None,
+        unique_scan_rows: int | None = UNIQUE_SCAN_ROWS,
+    ) -> VerifyReport:
+        """The verify stage over this config's tables (planned first when needed); `unique_scan_rows`: a
+        director with more rows is not grouped by id through the czar (`qdask.stages.verify`)."""
         if not self.setups:
             self.plan()
         report = verify_catalog(
@@ -598,6 +605,7 @@ class Ingest:
             self.keys_root,
             sample_size=sample_size,
             seed=seed,
+            unique_scan_rows=unique_scan_rows,
         )
         failed = [f"{c.table}: {c.name}: {c.detail}" for c in report.checks if not c.ok]
         self.record.verified = {"at": now(), "ok": report.ok, "checks": len(report.checks), "failed": failed}

@@ -9,7 +9,13 @@ every statement here is built from :data:`STATEMENTS`, which uses only what Qser
   MAX(key) … GROUP BY chunkId`` (one scan; a regular table has no chunks and no GROUP BY), against the
   ledger's rows per chunk and the (count, exact sum, min, max) of the staged keys;
 * key uniqueness: ``SELECT key, COUNT(*) AS n … GROUP BY key HAVING n > 1 LIMIT 10`` (Qserv applies
-  HAVING after merging the chunks' partial counts, so a key repeated in two chunks is found);
+  HAVING after merging the chunks' partial counts, so a key repeated in two chunks is found). That merge
+  brings every key of the table to the czar (every chunk's partial groups), and without an index on the
+  key each chunk groups all its rows: on the stand-in's MariaDB 39 s for 8.1M rows against 1.9 s for the
+  per-chunk checksum scan. A director's ids were proven unique before loading (the key check, whose
+  policies stop or quarantine on a repeat) and its per-chunk key checksum compares the czar's ids with
+  those, so above ``unique_scan_rows`` rows (default `UNIQUE_SCAN_ROWS`) a director with an integer id is
+  not scanned again and the report says so; other tables' unique keys are always scanned;
 * a full-row comparison of a sample of source rows drawn from all of the table's units (bounded memory:
   one batch at a time), fetched with ``key IN (…)``; FLOAT columns are read as ``col + 0.0`` so that the
   exact stored value travels (the text of a FLOAT has too few digits, and Qserv has no CAST).
@@ -42,6 +48,9 @@ SHOWN = 10
 CHUNK_COLUMNS = ("chunkId", "subChunkId")
 
 # Every statement verify sends, as a template (names are validated and quoted before substitution).
+#: Above this many rows a director's ids are not grouped through the czar again (see the module doc).
+UNIQUE_SCAN_ROWS = 10_000_000
+
 STATEMENTS = {
     "rows": "SELECT COUNT(*) AS n FROM {table}",
     "rows and key": (
@@ -278,8 +287,10 @@ def verify(
     seed: int | None = None,
     exclusions: dict[str, tuple[str, np.ndarray]] | None = None,
     key_files: dict[str, tuple[str, Path]] | None = None,
+    unique_scan_rows: int | None = UNIQUE_SCAN_ROWS,
 ) -> VerifyReport:
-    """Run every check for every table and return the report."""
+    """Run every check for every table and return the report (`unique_scan_rows`: see the module doc;
+    None scans every unique key)."""
     report = VerifyReport()
     rng = random.Random(seed)
     loaded = ledger.chunk_rows(status=FileStatus.LOADED)
@@ -316,7 +327,16 @@ def verify(
         if not table.key:
             continue
         if table.unique:
-            _check_unique(czar, database, table, report)
+            proven = table.kind == "director" and key is not None
+            if proven and unique_scan_rows is not None and found_total > unique_scan_rows:
+                report.add(
+                    table.name, "unique key", True,
+                    f"not scanned through the czar ({found_total:,} rows > {unique_scan_rows:,}): the key "
+                    f"check found each staged {table.key} once before loading, and the key checksum "
+                    "compares the czar's with them chunk by chunk",
+                )  # fmt: skip
+            else:
+                _check_unique(czar, database, table, report)
         if key is not None:
             staged = staged_key_digest(
                 ledger,

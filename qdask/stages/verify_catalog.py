@@ -26,7 +26,7 @@ from qdask.stages.keys import load_exclusion, unit_key_files
 from qdask.stages.partition import TablePlan, conform_batch, read_input
 from qdask.stages.placement import PlacementIndex, index_directory
 from qdask.stages.plan import TableSetup
-from qdask.stages.verify import SourceSample, TableToVerify, VerifyReport, verify
+from qdask.stages.verify import UNIQUE_SCAN_ROWS, SourceSample, TableToVerify, VerifyReport, verify
 
 
 class VerifyError(QdaskError):
@@ -116,6 +116,7 @@ def verify_catalog(
     *,
     sample_size: int = 20,
     seed: int | None = None,
+    unique_scan_rows: int | None = UNIQUE_SCAN_ROWS,
 ) -> VerifyReport:
     """Run the verify stage over every planned table of the catalog."""
     by_name = {s.name: s for s in setups}
@@ -132,6 +133,7 @@ def verify_catalog(
             seed=seed,
             exclusions=exclusions,
             key_files=key_files,
+            unique_scan_rows=unique_scan_rows,
         )
     except pymysql.MySQLError as exc:  # unreachable, refused, or the database unknown to the czar
         raise VerifyError(

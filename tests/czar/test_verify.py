@@ -191,3 +191,48 @@ def test_sample_is_drawn_from_all_units_one_batch_at_a_time():
         u: max(int(i) % 10_000 for i in sample["id"].to_pylist() if int(i) // 10_000 == u) for u in range(5)
     }
     assert all(deepest[u] == picked[u] // 100 * 100 for u in range(5))  # a unit is read up to its last pick
+
+
+def test_a_large_director_is_not_grouped_by_id_again_but_a_child_still_is(czar_case01, qserv):
+    """Above `unique_scan_rows` a director's ids (proven unique by the key check, compared chunk by chunk
+    by the key checksum) are not brought to the czar by a GROUP BY; a child's own id still is."""
+    config, _ = czar_case01
+    frontend = qserv.emulator.frontend
+    before = len(frontend.accepted)
+    report = Ingest(config).verify(0, unique_scan_rows=10)
+    grouped = [sql for sql, _ in frontend.accepted[before:] if "HAVING n > 1" in sql]
+    assert grouped and not any("`Object`" in sql for sql in grouped), grouped
+    assert any("`Source`" in sql for sql in grouped)
+    unique = _check(report, "Object", "unique key")
+    assert unique.ok and "not scanned through the czar" in unique.detail and "> 10" in unique.detail
+    assert _check(report, "Object", "key checksum").ok and report.ok
+    assert "appears twice" in _check(report, "Source", "unique key").detail
+    before = len(frontend.accepted)
+    report = Ingest(config).verify(0, unique_scan_rows=None)  # every unique key, whatever the size
+    grouped = [sql for sql, _ in frontend.accepted[before:] if "HAVING n > 1" in sql]
+    assert any("`Object`" in sql for sql in grouped)
+    assert "appears twice" in _check(report, "Object", "unique key").detail
+
+
+def test_a_duplicate_in_a_large_director_still_fails_verify(czar_case01, qserv):
+    """Without the GROUP BY, a repeated id still shows: the czar's rows per chunk and key checksum differ
+    from the ledger's."""
+    config, _ = czar_case01
+    (db, first), (_, second) = _worker_tables(qserv, "Object")[:2]
+    other_db = next(d for d, n in _worker_tables(qserv, "Object") if n == second)
+    with qserv.czar_connect() as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT objectId FROM `{db}`.`{first}` ORDER BY objectId LIMIT 1")
+        (key,) = cur.fetchone()
+        cur.execute(
+            f"INSERT INTO `{other_db}`.`{second}` SELECT * FROM `{db}`.`{first}` WHERE objectId=%s", (key,)
+        )
+    try:
+        report = Ingest(config).verify(0, unique_scan_rows=10)
+        assert not report.ok and "not scanned" in _check(report, "Object", "unique key").detail
+        assert (
+            not _check(report, "Object", "rows per chunk").ok
+            and not _check(report, "Object", "key checksum").ok
+        )
+    finally:
+        with qserv.czar_connect() as conn, conn.cursor() as cur:
+            cur.execute(f"DELETE FROM `{other_db}`.`{second}` WHERE objectId=%s", (key,))

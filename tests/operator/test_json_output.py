@@ -106,3 +106,34 @@ def test_status_json_of_a_staging_directory_never_used_is_null(ingested, qserv, 
 def test_json_is_offered_by_the_commands_help(qserv, tmp_path, command):
     result = run_qdask(qserv, command, "--help", cwd=tmp_path)
     assert "--json" in result.stdout and "docs/json.md" in result.stdout
+
+
+def test_verify_unique_scan_options_are_honoured(ingested, qserv):
+    """`--unique-scan-rows N`: a director of more rows is not grouped by id (the report says so);
+    `--unique-scan-all` groups it whatever N; the default is the library's."""
+    import inspect
+
+    from qdask import api, cli
+    from qdask.stages.verify import UNIQUE_SCAN_ROWS
+
+    option = next(p for p in cli.verify_command.params if p.name == "unique_scan_rows")
+    assert (
+        option.default
+        == UNIQUE_SCAN_ROWS
+        == inspect.signature(api.verify).parameters["unique_scan_rows"].default
+    )
+
+    def unique_detail(*flags: str) -> str:
+        result = run_qdask(
+            qserv, "verify", ingested.config, "--json", "--sample", "0", *flags, cwd=ingested.config.parent
+        )
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        jsonschema.validate(report, schemas()["verify"])
+        return next(
+            c["detail"] for c in report["checks"] if c["table"] == "Object" and c["check"] == "unique key"
+        )
+
+    assert "not scanned through the czar" in unique_detail("--unique-scan-rows", "5")
+    assert "appears twice" in unique_detail("--unique-scan-rows", "5", "--unique-scan-all")
+    assert "appears twice" in unique_detail()
