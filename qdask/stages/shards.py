@@ -79,9 +79,10 @@ def shard_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def reordered(table: pa.Table, order: np.ndarray) -> pa.Table:
-    """`table`'s rows in `order`, one contiguous array per column. Each column is made contiguous first
-    (one column's copy at a time): pyarrow's take over a column of many chunks costs a few times the take
-    over one (a 200k x 43 table of 25 chunks: 153 ms against 40 ms)."""
+    """`table`'s rows in `order`, one contiguous array per column (made contiguous one column at a time),
+    so that slices of the result are single batches: the encoder then gets them as large as they are, not
+    as they were read. As fast as pyarrow's take over the chunked table (0.3-0.6 s per million 43-column
+    rows either way on this machine, measured interleaved)."""
     indices = pa.array(order)
     columns = [column.combine_chunks().take(indices) for column in table.columns]
     return pa.Table.from_arrays(columns, schema=table.schema)
