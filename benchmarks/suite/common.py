@@ -236,9 +236,9 @@ class TimedIngest(Ingest):
         with self._stage("counters"):
             super()._check_counters(qserv)
 
-    def verify(self, sample_size: int = 20, *, seed: int | None = None):
+    def verify(self, sample_size: int = 20, **options):
         with self._stage("verify"):
-            return super().verify(sample_size, seed=seed)
+            return super().verify(sample_size, **options)
 
     def run(self, **kwargs):
         original = ingest_module.publish
