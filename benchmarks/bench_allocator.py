@@ -15,16 +15,13 @@ dask / qdask (> 1: qdask's setting costs less).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import shutil
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.bench_hats import QDASK_CHILD, ROOT, qdask_config, run_child, write_inputs
+from benchmarks.bench_hats import qdask_child, run_child, write_inputs
 from qdask.cluster import WORKER_MALLOC_ENV
 
 DASK_DEFAULT = {"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_MMAP_THRESHOLD_": "131072"}
@@ -33,14 +30,8 @@ DASK_DEFAULT = {"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_MMAP_THRESHOLD_": "13
 def run(inputs: Path, work: Path, env: dict[str, str]) -> dict:
     """One stage-only run in a child process (`run_child`, its tree read every 0.3 s): the whole tree's
     CPU, and its workers' CPU, page faults and peak RSS."""
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    raw = json.dumps(qdask_config(inputs, work / "staging", 2, "none"))
-    argv = [sys.executable, "-c", QDASK_CHILD, raw, str(work)]
-    try:
-        r = run_child(argv, os.environ | {"PYTHONPATH": str(ROOT)} | env, every=0.3)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with qdask_child(inputs, work, 2, "none", env) as (argv, child_env):
+        r = run_child(argv, child_env, every=0.3)
     workers = [s for pid, s in r["processes"].items() if pid != r["pid"] and s.user + s.system > 0.5]
     return {
         "wall": r["wall"],

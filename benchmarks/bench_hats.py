@@ -37,6 +37,7 @@ task are written there after the timed runs (in this process, no cluster).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -48,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -122,6 +124,7 @@ def qdask_config(inputs: Path, staging: Path, workers: int, compression: str) ->
 
 QDASK_CHILD = """
 import json, sys
+from collections.abc import Iterator
 from pathlib import Path
 from qdask.config import config_from_dict
 from benchmarks.suite.common import TimedIngest
@@ -217,15 +220,27 @@ def run_child(argv: list[str], env: dict[str, str] | None = None, every: float =
     return result
 
 
-def run_qdask(inputs: Path, work: Path, workers: int, compression: str) -> dict:
+@contextlib.contextmanager
+def qdask_child(
+    inputs: Path, work: Path, workers: int, compression: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """The argv and environment of one `qdask --stage-only` child (`QDASK_CHILD`) working in `work`,
+    emptied before and removed after; `env` is added to this process's environment."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     raw = json.dumps(qdask_config(inputs, work / "staging", workers, compression))
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
     try:
-        return run_child([sys.executable, "-c", QDASK_CHILD, raw, str(work)], env)
+        yield (
+            [sys.executable, "-c", QDASK_CHILD, raw, str(work)],
+            os.environ | {"PYTHONPATH": str(ROOT)} | (env or {}),
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_qdask(inputs: Path, work: Path, workers: int, compression: str) -> dict:
+    with qdask_child(inputs, work, workers, compression) as (argv, env):
+        return run_child(argv, env)
 
 
 def spy_qdask(inputs: Path, work: Path, workers: int, compression: str, out_dir: Path) -> None:
@@ -233,16 +248,10 @@ def spy_qdask(inputs: Path, work: Path, workers: int, compression: str, out_dir:
     stacks and a per-process summary written to `out_dir`."""
     from benchmarks.suite import spy
 
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    raw = json.dumps(qdask_config(inputs, work / "staging", workers, compression))
     stacks = out_dir / "spy-stage-only.raw.txt"
-    try:
-        env = os.environ | {"PYTHONPATH": str(ROOT)}
-        spy.record([sys.executable, "-c", QDASK_CHILD, raw, str(work)], stacks, env)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with qdask_child(inputs, work, workers, compression) as (argv, env):
+        spy.record(argv, stacks, env)
     text = spy.summary(stacks)
     (out_dir / "spy-stage-only.txt").write_text(
         f"# py-spy of one qdask --stage-only run ({spy.RATE} samples/s, every process, waits left out)"
