@@ -191,8 +191,9 @@ def verify(
     seed: int | None = None,
     unique_scan_rows: int | None = 10_000_000,  # qdask.stages.verify.UNIQUE_SCAN_ROWS (kept equal by a test)
 ) -> VerifyReport:
-    """Compare Qserv (through the czar) with the ledger and the source, as `qdask verify` does; a director
-    of more than `unique_scan_rows` rows is not grouped by id through the czar (None: always)."""
+    """Compare Qserv (through the czar) with the ledger and the source, as `qdask verify` does; a table of
+    more than `unique_scan_rows` rows is not grouped by its unique integer key through the czar (None:
+    always)."""
     from qdask.ingest import Ingest
 
     return Ingest(load(config)).verify(sample_size=sample_size, seed=seed, unique_scan_rows=unique_scan_rows)

@@ -434,9 +434,9 @@ def ingest_command(
     type=click.IntRange(min=0),
     default=10_000_000,  # qdask.stages.verify.UNIQUE_SCAN_ROWS (kept equal by a test)
     show_default=True,
-    help="A director with more rows is not grouped by id through the czar: its ids were proven unique "
-    "before loading and its key checksum compares them chunk by chunk. 0 never groups; --unique-scan-all "
-    "always does.",
+    help="A table with more rows is not grouped by its unique integer key through the czar: a director's "
+    "ids were proven unique before loading, a child's own ids are checked in the staged rows, and the key "
+    "checksum compares them with the czar's chunk by chunk. 0 never groups; --unique-scan-all always does.",
 )
 @click.option(
     "--unique-scan-all", is_flag=True, help="Group every unique key through the czar, whatever its size."

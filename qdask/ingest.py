@@ -594,7 +594,8 @@ class Ingest:
         unique_scan_rows: int | None = UNIQUE_SCAN_ROWS,
     ) -> VerifyReport:
         """The verify stage over this config's tables (planned first when needed); `unique_scan_rows`: a
-        director with more rows is not grouped by id through the czar (`qdask.stages.verify`)."""
+        table with more rows is not grouped by its unique integer key through the czar
+        (`qdask.stages.verify`)."""
         if not self.setups:
             self.plan()
         report = verify_catalog(

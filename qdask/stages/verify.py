@@ -15,7 +15,10 @@ every statement here is built from :data:`STATEMENTS`, which uses only what Qser
   per-chunk checksum scan. A director's ids were proven unique before loading (the key check, whose
   policies stop or quarantine on a repeat) and its per-chunk key checksum compares the czar's ids with
   those, so above ``unique_scan_rows`` rows (default `UNIQUE_SCAN_ROWS`) a director with an integer id is
-  not scanned again and the report says so; other tables' unique keys are always scanned;
+  not scanned again and the report says so. Above it, another table's unique integer id (a child's own
+  id, which the key check does not read) is checked in its staged rows instead, by a merge of per-unit
+  sorted files in bounded memory (`qdask.stages.staged_ids`), and the key checksum ties those to the
+  czar's. A key that is not an integer is always grouped through the czar;
 * a full-row comparison of a sample of source rows drawn from all of the table's units (bounded memory:
   one batch at a time), fetched with ``key IN (…)``; FLOAT columns are read as ``col + 0.0`` so that the
   exact stored value travels (the text of a FLOAT has too few digits, and Qserv has no CAST).
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import math
 import random
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -38,18 +42,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from qdask.ledger import FileStatus, Ledger, Shard
+from qdask.ledger import FileStatus, Ledger
 from qdask.qserv.czar import Czar, quote_identifier, quote_qualified
-from qdask.stages.key_match import without_keys
-from qdask.stages.keys import key_values, unit_key_path
-from qdask.stages.shards import home_rows
+from qdask.stages.keys import unit_key_path
+from qdask.stages.staged_ids import loaded_ids, repeated_ids, sorted_unit_ids
 
 SHOWN = 10
 CHUNK_COLUMNS = ("chunkId", "subChunkId")
 
-# Every statement verify sends, as a template (names are validated and quoted before substitution).
-#: Above this many rows a director's ids are not grouped through the czar again (see the module doc).
+#: Above this many rows a table's unique integer key is not grouped through the czar (see the module doc).
 UNIQUE_SCAN_ROWS = 10_000_000
+
+# Every statement verify sends, as a template (names are validated and quoted before substitution).
 
 STATEMENTS = {
     "rows": "SELECT COUNT(*) AS n FROM {table}",
@@ -177,19 +181,8 @@ def staged_key_digest(
             digest = digest + key_digest(_without(np.asarray(values), exclusion[1] if exclusion else None))
             continue
         for shard in shards:
-            digest = digest + key_digest(_shard_keys(shard, key, exclusion))
+            digest = digest + key_digest(loaded_ids(shard, key, exclusion))
     return digest
-
-
-def _shard_keys(shard: Shard, key: str, exclusion: tuple[str, np.ndarray] | None) -> np.ndarray:
-    """The keys of a shard's home rows as loaded (rows the key check quarantined were never loaded)."""
-    columns = [key] if exclusion is None else list(dict.fromkeys([key, exclusion[0]]))
-    parts = []
-    for batch in home_rows(shard, columns):
-        if exclusion is not None:
-            batch = without_keys(batch, *exclusion)
-        parts.append(key_values(batch.column(key)))  # as the czar's COUNT/SUM(key): no NULLs, exact int64
-    return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
 def czar_key_digest(rows: Iterable[Sequence]) -> KeyDigest:
@@ -288,9 +281,11 @@ def verify(
     exclusions: dict[str, tuple[str, np.ndarray]] | None = None,
     key_files: dict[str, tuple[str, Path]] | None = None,
     unique_scan_rows: int | None = UNIQUE_SCAN_ROWS,
+    scratch: Path | None = None,
 ) -> VerifyReport:
     """Run every check for every table and return the report (`unique_scan_rows`: see the module doc;
-    None scans every unique key)."""
+    None scans every unique key through the czar; `scratch`: where the staged-id check keeps its files, a
+    temporary directory of the system's by default)."""
     report = VerifyReport()
     rng = random.Random(seed)
     loaded = ledger.chunk_rows(status=FileStatus.LOADED)
@@ -326,25 +321,30 @@ def verify(
             report.add(table.name, "rows per chunk", not differ, detail)
         if not table.key:
             continue
+        staged: KeyDigest | None = None
         if table.unique:
-            proven = table.kind == "director" and key is not None
-            if proven and unique_scan_rows is not None and found_total > unique_scan_rows:
+            large = unique_scan_rows is not None and found_total > unique_scan_rows
+            if large and key is not None and table.kind == "director":
                 report.add(
                     table.name, "unique key", True,
                     f"not scanned through the czar ({found_total:,} rows > {unique_scan_rows:,}): the key "
                     f"check found each staged {table.key} once before loading, and the key checksum "
                     "compares the czar's with them chunk by chunk",
                 )  # fmt: skip
+            elif large and key is not None:
+                exclusion = (exclusions or {}).get(table.name)
+                staged = _check_unique_staged(ledger, table, key, exclusion, scratch, report)
             else:
                 _check_unique(czar, database, table, report)
         if key is not None:
-            staged = staged_key_digest(
-                ledger,
-                table.name,
-                key,
-                key_files=(key_files or {}).get(table.name),
-                exclusion=(exclusions or {}).get(table.name),
-            )
+            if staged is None:
+                staged = staged_key_digest(
+                    ledger,
+                    table.name,
+                    key,
+                    key_files=(key_files or {}).get(table.name),
+                    exclusion=(exclusions or {}).get(table.name),
+                )
             report.add(
                 table.name, "key checksum", found_digest == staged,
                 f"czar ({found_digest}) vs staged ({staged})",
@@ -378,6 +378,36 @@ def _counts(czar: Czar, database: str, table: TableToVerify, key: str | None) ->
             if key:
                 digests.append(rest[1:])
     return chunks, czar_key_digest(digests)
+
+
+def _check_unique_staged(
+    ledger: Ledger,
+    table: TableToVerify,
+    key: str,
+    exclusion: tuple[str, np.ndarray] | None,
+    scratch: Path | None,
+    report: VerifyReport,
+) -> KeyDigest:
+    """Check a table's unique integer key in its staged rows as loaded (`qdask.stages.staged_ids`), and
+    return those ids' digest for the key checksum."""
+    digest, paths = KeyDigest(), []
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".verify-{table.name}-", dir=scratch) as directory:
+        for path, ids in sorted_unit_ids(ledger.shards(table=table.name), key, exclusion, Path(directory)):
+            digest = digest + key_digest(ids)
+            paths.append(path)
+        repeats = repeated_ids(paths, SHOWN)
+    where = f"the {digest.count:,} staged {key} values as loaded ({len(paths):,} unit files merged)"
+    report.add(
+        table.name, "unique key", not repeats.ids,
+        f"no {key} value appears twice in {where}, not grouped through the czar; the key checksum compares "
+        "the czar's with them chunk by chunk"
+        if not repeats.ids
+        else f"{key} values repeated in {where}: {repeats.rows:,} rows share {repeats.ids:,} values, e.g. "
+        + ", ".join(f"{k} ({n}×)" for k, n in repeats.examples),
+    )  # fmt: skip
+    return digest
 
 
 def _check_unique(czar: Czar, database: str, table: TableToVerify, report: VerifyReport) -> None:

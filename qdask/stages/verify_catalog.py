@@ -134,6 +134,7 @@ def verify_catalog(
             exclusions=exclusions,
             key_files=key_files,
             unique_scan_rows=unique_scan_rows,
+            scratch=Path(keys_root),
         )
     except pymysql.MySQLError as exc:  # unreachable, refused, or the database unknown to the czar
         raise VerifyError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ import pytest
 from qdask.emulator.czar.proxy import proxy_text
 from qdask.emulator.czar.rules import parse_select
 from qdask.ingest import Ingest
+from qdask.run_settings import czar_for
 from qdask.stages.shards import CorruptShardError
+from qdask.stages.staged_ids import loaded_ids
 from qdask.stages.verify import (
     STATEMENTS,
     SourceSample,
@@ -22,8 +25,9 @@ from qdask.stages.verify import (
     sample_source,
     staged_key_digest,
     statement,
+    verify,
 )
-from qdask.stages.verify_catalog import source_sample
+from qdask.stages.verify_catalog import source_sample, table_to_verify
 from tests.czar.conftest import CZAR_DB
 
 EXAMPLE_NAMES = {
@@ -193,25 +197,55 @@ def test_sample_is_drawn_from_all_units_one_batch_at_a_time():
     assert all(deepest[u] == picked[u] // 100 * 100 for u in range(5))  # a unit is read up to its last pick
 
 
-def test_a_large_director_is_not_grouped_by_id_again_but_a_child_still_is(czar_case01, qserv):
-    """Above `unique_scan_rows` a director's ids (proven unique by the key check, compared chunk by chunk
-    by the key checksum) are not brought to the czar by a GROUP BY; a child's own id still is."""
+def test_above_unique_scan_rows_no_integer_key_is_grouped_through_the_czar(czar_case01, qserv):
+    """Above `unique_scan_rows` a director's ids (proven unique by the key check) and a child's own ids
+    (merged from the staged rows) are not brought to the czar by a GROUP BY; both keys' checksums still
+    tie the staged ids to the czar's. Without the bound both are grouped."""
     config, _ = czar_case01
     frontend = qserv.emulator.frontend
     before = len(frontend.accepted)
     report = Ingest(config).verify(0, unique_scan_rows=10)
-    grouped = [sql for sql, _ in frontend.accepted[before:] if "HAVING n > 1" in sql]
-    assert grouped and not any("`Object`" in sql for sql in grouped), grouped
-    assert any("`Source`" in sql for sql in grouped)
+    assert not [sql for sql, _ in frontend.accepted[before:] if "HAVING n > 1" in sql]
     unique = _check(report, "Object", "unique key")
     assert unique.ok and "not scanned through the czar" in unique.detail and "> 10" in unique.detail
-    assert _check(report, "Object", "key checksum").ok and report.ok
-    assert "appears twice" in _check(report, "Source", "unique key").detail
+    child = _check(report, "Source", "unique key")
+    assert child.ok and "no sourceId value appears twice in the 3,339 staged sourceId values" in child.detail
+    assert _check(report, "Source", "key checksum").ok and report.ok
     before = len(frontend.accepted)
     report = Ingest(config).verify(0, unique_scan_rows=None)  # every unique key, whatever the size
     grouped = [sql for sql, _ in frontend.accepted[before:] if "HAVING n > 1" in sql]
-    assert any("`Object`" in sql for sql in grouped)
+    assert any("`Object`" in sql for sql in grouped) and any("`Source`" in sql for sql in grouped)
     assert "appears twice" in _check(report, "Object", "unique key").detail
+    assert "staged" not in _check(report, "Source", "unique key").detail
+
+
+def test_a_repeated_id_in_a_large_child_is_found_in_its_staged_rows(czar_case01, qserv, tmp_path):
+    """Source's objectId (its director key) repeats: checked as if it were the child's own id, the merge of
+    the staged rows finds every repeat, as the czar's GROUP BY does below the bound, and leaves no scratch
+    file behind."""
+    config, _ = czar_case01
+    ingest = Ingest(config)
+    ingest.plan()
+    table = replace(table_to_verify(ingest.setups["Source"]), key="objectId")
+    frontend = qserv.emulator.frontend
+    before = len(frontend.accepted)
+    report = verify(czar_for(config), ingest.ledger, CZAR_DB, [table], unique_scan_rows=10, scratch=tmp_path)
+    assert not [sql for sql, _ in frontend.accepted[before:] if "HAVING n > 1" in sql]
+    ids = np.concatenate([loaded_ids(s, "objectId", None) for s in ingest.ledger.shards(table="Source")])
+    values, counts = np.unique(ids, return_counts=True)
+    repeated = counts > 1
+    assert repeated.sum() > 10
+    unique = _check(report, "Source", "unique key")
+    assert not unique.ok and not report.ok
+    assert f"{counts[repeated].sum():,} rows share {repeated.sum():,} values" in unique.detail
+    shown = ", ".join(
+        f"{v} ({n}×)" for v, n in zip(values[repeated][:10], counts[repeated][:10], strict=True)
+    )
+    assert unique.detail.endswith(shown)
+    assert _check(report, "Source", "key checksum").ok  # the merge's ids are the czar's
+    assert list(tmp_path.iterdir()) == []
+    by_czar = verify(czar_for(config), ingest.ledger, CZAR_DB, [table], unique_scan_rows=None)
+    assert not _check(by_czar, "Source", "unique key").ok
 
 
 def test_a_duplicate_in_a_large_director_still_fails_verify(czar_case01, qserv):
