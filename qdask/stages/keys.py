@@ -24,12 +24,13 @@ NULL keys are neither checked nor excluded (a NULL is no id and refers to none).
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -40,8 +41,15 @@ from qdask.stages.shards import home_rows, unit_file_key
 log = logging.getLogger(__name__)
 
 EXAMPLES = 5
-BLOCK = 1 << 16
-"""Keys per array and pass of the merge: the check holds about this many keys per unit file at once."""
+MERGE_KEYS = 1 << 21
+"""Keys a merge holds at once over all its files (16 MiB of int64; `np.unique` of a pass needs a few times
+that): a family of thousands of units is checked in the same memory as one of ten."""
+
+
+def merge_block(files: int) -> int:
+    """Keys per file and pass for a merge over `files` files to hold about `MERGE_KEYS` keys."""
+    return max(1024, MERGE_KEYS // max(files, 1))
+
 
 KeyPolicy = Literal["stop", "quarantine", "report"]
 
@@ -128,23 +136,56 @@ class KeyArrays(NamedTuple):
 
     table: str
     column: str
-    arrays: Sequence[np.ndarray]
+    arrays: Sequence[SortedKeys]
 
 
-def aligned_blocks(arrays: Sequence[np.ndarray], block: int) -> Iterator[list[np.ndarray]]:
+class SortedKeys(Protocol):
+    """A sorted array of keys as the merge reads it: its length and slices (`np.ndarray`, `KeyFile`)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: slice, /) -> np.ndarray: ...
+
+
+def aligned_blocks(arrays: Sequence[SortedKeys], block: int) -> Iterator[list[np.ndarray]]:
     """Cut every sorted array at the same keys, `block` keys at most per array and pass (plus ties), so
-    equal keys of all arrays always arrive in the same pass."""
-    cursors = [0] * len(arrays)
-    while True:
-        live = [i for i, a in enumerate(arrays) if cursors[i] < len(a)]
-        if not live:
-            return
-        high = min(arrays[i][min(cursors[i] + block, len(arrays[i])) - 1] for i in live)
-        parts = []
-        for i, a in enumerate(arrays):
-            end = cursors[i] + int(np.searchsorted(a[cursors[i] :], high, side="right"))
-            parts.append(np.asarray(a[cursors[i] : end]))
-            cursors[i] = end
+    equal keys of all arrays always arrive in the same pass.
+
+    Each array is read `block` keys at a time into a buffer, and read again only when its buffer is used
+    up; a pass touches only the arrays whose next key is within it, so arrays of disjoint ranges (units
+    sorted by sky region, ids by tract) cost a read per block, not a read per array and pass."""
+    n = len(arrays)
+    cursors = [0] * n  # the next key to read of each array
+    buffers: list[np.ndarray] = [np.empty(0, np.int64)] * n  # read, not yet passed on
+    heads, lasts = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    live = np.zeros(n, bool)
+
+    def refill(i: int) -> None:
+        buffers[i] = np.asarray(arrays[i][cursors[i] : cursors[i] + block])
+        cursors[i] += len(buffers[i])
+        live[i] = len(buffers[i]) > 0
+        if live[i]:
+            heads[i], lasts[i] = buffers[i][0], buffers[i][-1]
+
+    for i in range(n):
+        refill(i)
+    empty = np.empty(0, np.int64)
+    while live.any():
+        high = lasts[live].min()
+        parts = [empty] * n
+        for i in np.flatnonzero(live & (heads <= high)).tolist():
+            pieces = []
+            while True:
+                cut = int(np.searchsorted(buffers[i], high, side="right"))
+                pieces.append(buffers[i][:cut])
+                rest = buffers[i][cut:]
+                if len(rest):
+                    buffers[i], heads[i] = rest, rest[0]
+                    break
+                refill(i)  # used up: read on (a run of keys equal to `high` may go on)
+                if not live[i]:
+                    break
+            parts[i] = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         yield parts
 
 
@@ -158,7 +199,7 @@ def find_key_problems(
     *,
     quarantine_duplicates: bool,
     unique_ids: bool = True,
-    block: int = BLOCK,
+    block: int | None = None,
 ) -> list[KeyProblems]:
     """Duplicate ids of the director and orphans of each child, found by one merge over all arrays.
 
@@ -172,7 +213,7 @@ def find_key_problems(
     orphans = [KeyProblems(c.table, c.column, "orphans (no director row)") for c in children]
     found: list[list[np.ndarray]] = [[] for _ in range(1 + len(children))]  # keys found, per table
     everything = [*director.arrays, *(a for c in children for a in c.arrays)]
-    for parts in aligned_blocks(everything, block):
+    for parts in aligned_blocks(everything, block or merge_block(len(everything))):
         unique, counts = np.unique(_joined(parts[:n_ids]), return_counts=True)
         repeated = unique[counts > 1] if unique_ids else unique[:0]
         if len(repeated):
@@ -199,18 +240,37 @@ class CorruptKeyFile(RuntimeError):
     """A unit key file that cannot be read as sorted int64 keys; it was removed, to be rebuilt."""
 
 
-def _open_keys(path: str) -> np.ndarray:
-    """A unit key file, memory-mapped; a damaged one is removed and raises `CorruptKeyFile`."""
-    try:
-        keys = np.load(path, mmap_mode="r")
+class KeyFile:
+    """A sorted key file (``.npy`` of int64) read a slice at a time, with no file left open between reads:
+    a merge over thousands of unit files stays under the common limit of 1024 open files (a memory map
+    holds its file open for as long as it, or any view of it, lives)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        keys = np.load(self.path, mmap_mode="r")
         if keys.dtype != np.int64 or keys.ndim != 1:
             raise ValueError(f"holds {keys.dtype} values of {keys.ndim} dimension(s), not a list of int64")
+        self.length = len(keys)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: slice, /) -> np.ndarray:
+        return np.array(np.load(self.path, mmap_mode="r")[index])  # a copy: the map and its file close here
+
+
+def _open_keys(path: str) -> KeyFile:
+    """A unit key file; a damaged one is removed and raises `CorruptKeyFile` (running out of open files is
+    no damage: that raises as it is)."""
+    try:
+        return KeyFile(path)
     except (OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise
         Path(path).unlink(missing_ok=True)
         raise CorruptKeyFile(
             f"key file {path} is damaged ({exc}); it will be rebuilt from its shards"
         ) from None
-    return keys
 
 
 @dataclass(frozen=True)
@@ -236,11 +296,11 @@ class KeyFamily:
         return (self.director, *self.children)
 
 
-def check_family_task(family: KeyFamily, keys_root: str, block: int = BLOCK) -> list[KeyProblems]:
+def check_family_task(family: KeyFamily, keys_root: str, block: int | None = None) -> list[KeyProblems]:
     """Check one family and apply each table's policy to its exclusion file (a Dask task).
 
-    The unit key files are memory-mapped and walked a block at a time. Returns the problems found
-    without their key arrays (those stay on disk, in the exclusion files).
+    The unit key files are walked a block at a time (`merge_block`), none held open. Returns the problems
+    found without their key arrays (those stay on disk, in the exclusion files).
     """
     t0 = time.perf_counter()
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from qdask.stages.keys import save_unit_keys
+from qdask.stages.keys import KeyFile, save_unit_keys
 
 #: Rows per bucket at most (16 bytes each: an id, a chunk and a sub-chunk).
 BUCKET_ROWS = 4_000_000
@@ -70,13 +70,13 @@ def index_digest(key_files: Sequence[str]) -> str:
 def plan_buckets_task(key_files: Sequence[str], bucket_rows: int = BUCKET_ROWS) -> list[int]:
     """The ids where buckets start (after the first), drawn from a sample of every unit's sorted ids (about
     a hundred per bucket, at most every `SAMPLE_EVERY`-th id)."""
-    arrays = [np.load(path, mmap_mode="r") for path in key_files]
+    arrays = [KeyFile(path) for path in key_files]  # none held open: a director may have thousands of units
     total = sum(len(ids) for ids in arrays)
     if total <= bucket_rows:
         return []
     buckets = -(-total // bucket_rows)
     step = max(1, min(SAMPLE_EVERY, total // (buckets * 100)))
-    sample = np.sort(np.concatenate([np.asarray(ids[::step]) for ids in arrays]))
+    sample = np.sort(np.concatenate([ids[::step] for ids in arrays]))
     cuts = sample[(np.arange(1, buckets) * len(sample)) // buckets]
     return sorted({int(c) for c in cuts})
 
@@ -97,8 +97,8 @@ def bucket_task(
             raise ValueError(f"placement file {placement_path(path)} does not match {path}")
         begin = 0 if low is None else int(np.searchsorted(ids, low, side="left"))
         end = len(ids) if high is None else int(np.searchsorted(ids, high, side="left"))
-        id_parts.append(np.asarray(ids[begin:end]))
-        loc_parts.append(np.asarray(loc[begin:end]))
+        id_parts.append(np.array(ids[begin:end]))  # copies: a view would keep each file open (its map)
+        loc_parts.append(np.array(loc[begin:end]))
     ids = np.concatenate(id_parts) if id_parts else np.empty(0, np.int64)
     loc = np.concatenate(loc_parts) if loc_parts else np.empty(0, LOC)
     order = np.argsort(ids, kind="stable")
