@@ -10,8 +10,8 @@ What runs where:
   file found missing (lost, or staging written by an older qdask) is rebuilt from the unit's home shards
   by `unit_keys_task`.
 * **check task** (`check_family_task`, one Dask task per director and its children): walks all the
-  sorted arrays of the family together in key order, one block of keys at a time (a k-way merge: every
-  array is cut at the same key, `aligned_blocks`), so a duplicate or a missing director is seen
+  sorted arrays of the family together in key order, a bounded pass of keys at a time (every array is
+  cut at the same keys, `aligned_blocks`), so a duplicate or a missing director is seen
   whichever chunks or units the rows are in. It applies each table's policy by writing (or clearing)
   ``keys/<table>.exclude.npy`` — the keys whose rows the collect stage then writes to
   ``quarantine/<table>/`` instead of the contribution file, and which verify leaves out — and returns
@@ -42,14 +42,8 @@ log = logging.getLogger(__name__)
 
 EXAMPLES = 5
 MERGE_KEYS = 1 << 21
-"""Keys a merge holds at once over all its files (16 MiB of int64; `np.unique` of a pass needs a few times
+"""Keys a merge pass holds over all its files (16 MiB of int64; `np.unique` of a pass needs a few times
 that): a family of thousands of units is checked in the same memory as one of ten."""
-
-
-def merge_block(files: int) -> int:
-    """Keys per file and pass for a merge over `files` files to hold about `MERGE_KEYS` keys."""
-    return max(1024, MERGE_KEYS // max(files, 1))
-
 
 KeyPolicy = Literal["stop", "quarantine", "report"]
 
@@ -140,53 +134,51 @@ class KeyArrays(NamedTuple):
 
 
 class SortedKeys(Protocol):
-    """A sorted array of keys as the merge reads it: its length and slices (`np.ndarray`, `KeyFile`)."""
+    """A sorted array of keys as the merge reads it (`np.ndarray`, `KeyFile`)."""
 
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: slice, /) -> np.ndarray: ...
 
+    def upto(self, start: int, key: int) -> np.ndarray: ...
 
-def aligned_blocks(arrays: Sequence[SortedKeys], block: int) -> Iterator[list[np.ndarray]]:
-    """Cut every sorted array at the same keys, `block` keys at most per array and pass (plus ties), so
-    equal keys of all arrays always arrive in the same pass.
 
-    Each array is read `block` keys at a time into a buffer, and read again only when its buffer is used
-    up; a pass touches only the arrays whose next key is within it, so arrays of disjoint ranges (units
-    sorted by sky region, ids by tract) cost a read per block, not a read per array and pass."""
-    n = len(arrays)
-    cursors = [0] * n  # the next key to read of each array
-    buffers: list[np.ndarray] = [np.empty(0, np.int64)] * n  # read, not yet passed on
-    heads, lasts = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    live = np.zeros(n, bool)
+def _upto(keys: SortedKeys | np.ndarray, start: int, key: int | None) -> np.ndarray:
+    """The keys from position `start` up to `key` included (to the end for None)."""
+    if isinstance(keys, np.ndarray):
+        end = len(keys) if key is None else start + int(np.searchsorted(keys[start:], key, side="right"))
+        return keys[start:end]
+    return keys[start:] if key is None else keys.upto(start, key)
 
-    def refill(i: int) -> None:
-        buffers[i] = np.asarray(arrays[i][cursors[i] : cursors[i] + block])
-        cursors[i] += len(buffers[i])
-        live[i] = len(buffers[i]) > 0
-        if live[i]:
-            heads[i], lasts[i] = buffers[i][0], buffers[i][-1]
 
-    for i in range(n):
-        refill(i)
-    empty = np.empty(0, np.int64)
-    while live.any():
-        high = lasts[live].min()
-        parts = [empty] * n
-        for i in np.flatnonzero(live & (heads <= high)).tolist():
-            pieces = []
-            while True:
-                cut = int(np.searchsorted(buffers[i], high, side="right"))
-                pieces.append(buffers[i][:cut])
-                rest = buffers[i][cut:]
-                if len(rest):
-                    buffers[i], heads[i] = rest, rest[0]
-                    break
-                refill(i)  # used up: read on (a run of keys equal to `high` may go on)
-                if not live[i]:
-                    break
-            parts[i] = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-        yield parts
+def aligned_blocks(arrays: Sequence[SortedKeys | np.ndarray], budget: int) -> Iterator[list[np.ndarray]]:
+    """Cut every sorted array at the same keys into passes of about `budget` keys in all (more by at most
+    the larger of half the budget and twice the number of arrays, and by runs of equal keys), so equal
+    keys of all arrays always arrive in the same pass.
+
+    The cuts are quantiles of a sample of every array (every `step`-th key, `step` small enough that the
+    sampling errs by at most half the budget), so each pass reads each array once, whatever the number
+    of arrays or how their ranges overlap: the work is linear in the keys, not in keys × arrays."""
+    arrays = list(arrays)
+    total = sum(len(a) for a in arrays)
+    if not total:
+        return
+    passes = -(-total // max(budget, 1))
+    cuts: list[int | None] = [None]
+    if passes > 1:
+        step = max(1, budget // (2 * len(arrays)))
+        sample = np.sort(np.concatenate([np.asarray(a[::step]) for a in arrays]))
+        picked = sample[(np.arange(1, passes) * len(sample)) // passes]
+        cuts = [*(int(c) for c in np.unique(picked)), None]
+    starts = [0] * len(arrays)
+    for cut in cuts:
+        parts = []
+        for i, a in enumerate(arrays):
+            part = np.asarray(_upto(a, starts[i], cut))
+            starts[i] += len(part)
+            parts.append(part)
+        if any(len(p) for p in parts):  # the last cut may be the largest key
+            yield parts
 
 
 def _joined(parts: Sequence[np.ndarray]) -> np.ndarray:
@@ -199,7 +191,7 @@ def find_key_problems(
     *,
     quarantine_duplicates: bool,
     unique_ids: bool = True,
-    block: int | None = None,
+    budget: int = MERGE_KEYS,
 ) -> list[KeyProblems]:
     """Duplicate ids of the director and orphans of each child, found by one merge over all arrays.
 
@@ -213,7 +205,7 @@ def find_key_problems(
     orphans = [KeyProblems(c.table, c.column, "orphans (no director row)") for c in children]
     found: list[list[np.ndarray]] = [[] for _ in range(1 + len(children))]  # keys found, per table
     everything = [*director.arrays, *(a for c in children for a in c.arrays)]
-    for parts in aligned_blocks(everything, block or merge_block(len(everything))):
+    for parts in aligned_blocks(everything, budget):
         unique, counts = np.unique(_joined(parts[:n_ids]), return_counts=True)
         repeated = unique[counts > 1] if unique_ids else unique[:0]
         if len(repeated):
@@ -258,6 +250,11 @@ class KeyFile:
     def __getitem__(self, index: slice, /) -> np.ndarray:
         return np.array(np.load(self.path, mmap_mode="r")[index])  # a copy: the map and its file close here
 
+    def upto(self, start: int, key: int) -> np.ndarray:
+        """The keys from position `start` up to `key` included, found by a binary search of the file."""
+        keys = np.load(self.path, mmap_mode="r")
+        return np.array(keys[start : start + int(np.searchsorted(keys[start:], key, side="right"))])
+
 
 def _open_keys(path: str) -> KeyFile:
     """A unit key file; a damaged one is removed and raises `CorruptKeyFile` (running out of open files is
@@ -296,10 +293,10 @@ class KeyFamily:
         return (self.director, *self.children)
 
 
-def check_family_task(family: KeyFamily, keys_root: str, block: int | None = None) -> list[KeyProblems]:
+def check_family_task(family: KeyFamily, keys_root: str, budget: int = MERGE_KEYS) -> list[KeyProblems]:
     """Check one family and apply each table's policy to its exclusion file (a Dask task).
 
-    The unit key files are walked a block at a time (`merge_block`), none held open. Returns the problems
+    The unit key files are walked in passes of `budget` keys, none held open. Returns the problems
     found without their key arrays (those stay on disk, in the exclusion files).
     """
     t0 = time.perf_counter()
@@ -312,7 +309,7 @@ def check_family_task(family: KeyFamily, keys_root: str, block: int | None = Non
         [arrays(c) for c in family.children],
         quarantine_duplicates=family.director.policy == "quarantine",
         unique_ids=family.director.unique,
-        block=block,
+        budget=budget,
     )
     found = {p.table: p for p in problems}
     for table in family.tables:

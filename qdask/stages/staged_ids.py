@@ -5,9 +5,9 @@ only for small tables (the key check proved them unique before loading), but not
 looks at a child's own id (DP0.2's Source: billions of rows); the key check reads its director key. Here
 the ids are read from the staged shards one unit at a time (the id column only, plus the column the key
 check excluded rows by, so the ids are those loaded), sorted and kept in a scratch directory, one file per
-unit; then all the files are walked together in id order, a block at a time (`aligned_blocks`): memory is
-one unit's ids while reading and a fixed budget of ids while merging (`MERGE_KEYS`), and no file is held
-open between reads, however many units there are. The same pass yields the ids, per
+unit; then all the files are walked together in id order, a bounded pass at a time (`aligned_blocks`):
+memory is one unit's ids while reading and a fixed budget of ids while merging (`MERGE_KEYS`), and no file
+is held open between reads, however many units there are. The same pass yields the ids, per
 unit, for verify's key checksum, so the shards are read once.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from qdask.ledger import Shard
 from qdask.stages.key_match import without_keys
-from qdask.stages.keys import KeyFile, aligned_blocks, key_values, merge_block
+from qdask.stages.keys import MERGE_KEYS, KeyFile, aligned_blocks, key_values
 from qdask.stages.shards import home_rows, unit_file_key
 
 
@@ -64,12 +64,12 @@ class Repeats:
     examples: list[tuple[int, int]] = field(default_factory=list)
 
 
-def repeated_ids(paths: Sequence[Path], shown: int, block: int | None = None) -> Repeats:
-    """The ids repeated within or across the sorted id files at `paths`, by one merge in id order reading
-    `block` ids of each file per pass (by default `merge_block`: a fixed budget over all files)."""
+def repeated_ids(paths: Sequence[Path], shown: int, budget: int = MERGE_KEYS) -> Repeats:
+    """The ids repeated within or across the sorted id files at `paths`, by one walk in id order holding
+    about `budget` ids at a time (`aligned_blocks`)."""
     arrays = [KeyFile(p) for p in paths]
     found = Repeats()
-    for parts in aligned_blocks(arrays, block or merge_block(len(arrays))):
+    for parts in aligned_blocks(arrays, budget):
         values, counts = np.unique(np.concatenate(parts), return_counts=True)
         twice = counts > 1
         if not twice.any():

@@ -1,4 +1,4 @@
-"""The staged-id merge finds exactly the ids repeated within or across unit files, whatever its block size."""
+"""The staged-id merge finds exactly the ids repeated within or across unit files, whatever its budget."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ def _save(tmp_path, arrays):
     return paths
 
 
-@pytest.mark.parametrize("block", [3, 100, None])
-def test_every_repeat_is_found_whatever_the_block(tmp_path, block):
-    """Repeats inside one file, across files and on the edges of blocks (ties) all count once per id."""
+@pytest.mark.parametrize("budget", [3, 100, 1 << 21])
+def test_every_repeat_is_found_whatever_the_budget(tmp_path, budget):
+    """Repeats inside one file, across files and on the edges of passes (ties) all count once per id."""
     rng = np.random.default_rng(5)
     arrays = [rng.integers(-(2**62), 2**62, size=n) for n in (2_000, 0, 700, 1_300)]
     arrays[0][:30] = 17  # one id many times in one file
@@ -28,7 +28,7 @@ def test_every_repeat_is_found_whatever_the_block(tmp_path, block):
     paths = _save(tmp_path, arrays)
     values, counts = np.unique(np.concatenate(arrays), return_counts=True)
     twice = counts > 1
-    found = repeated_ids(paths, shown=4, block=block)
+    found = repeated_ids(paths, shown=4, budget=budget)
     assert (found.rows, found.ids) == (int(counts[twice].sum()), int(twice.sum()))
     assert found.examples == [
         (int(v), int(n)) for v, n in zip(values[twice][:4], counts[twice][:4], strict=True)
@@ -38,5 +38,5 @@ def test_every_repeat_is_found_whatever_the_block(tmp_path, block):
 def test_no_files_and_distinct_ids_find_nothing(tmp_path):
     assert repeated_ids([], shown=3).ids == 0
     paths = _save(tmp_path, [np.arange(0, 10_000, 2), np.arange(1, 10_000, 2), []])
-    found = repeated_ids(paths, shown=3, block=64)
+    found = repeated_ids(paths, shown=3, budget=64)
     assert (found.rows, found.ids, found.examples) == (0, 0, [])
