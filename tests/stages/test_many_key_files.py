@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import errno
 import json
+import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
 
+from qdask.config import load_config
+from qdask.ingest import Ingest
 from qdask.stages.keys import KeyFamily, KeyTable, save_unit_keys
 from qdask.stages.placement import save_unit_placement
 
@@ -26,6 +32,8 @@ import json, resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit}))
 from pathlib import Path
 import numpy as np
+from qdask.config import load_config
+from qdask.ingest import Ingest
 from qdask.stages.keys import KeyFamily, KeyTable, check_family_task
 from qdask.stages.placement import bucket_task, plan_buckets_task
 from qdask.stages.staged_ids import repeated_ids
@@ -120,3 +128,51 @@ def test_running_out_of_open_files_is_not_taken_for_a_damaged_key_file(tmp_path)
     files = _units(tmp_path, "Object", _director_ids()[:3])
     assert _run("exhausted", files=files, root=str(tmp_path / "keys")) == errno.EMFILE
     assert all(Path(f).is_file() for f in files)
+
+
+def test_a_catalog_of_more_input_files_than_open_files_stages_end_to_end(tmp_path):
+    """`qdask ingest --stage-only` of 1,100 small Parquet files (1,100 units) under `ulimit -n 1024`, its
+    Dask workers included: every unit partitioned, every row staged, the key check passed. Before, the
+    key check ran out of descriptors, took that for damaged key files, rebuilt them and gave up ("staging
+    did not settle")."""
+    files, rows = 1100, 50
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    rng = np.random.default_rng(8)
+    for i in range(files):
+        ra0, dec0 = (i * 0.25) % 360, -30.0 + 0.25 * (i * 0.25 // 360)
+        table = pa.table(
+            {
+                "id": np.arange(i * rows, (i + 1) * rows, dtype=np.int64),
+                "ra": rng.uniform(ra0, ra0 + 0.2, rows),
+                "dec": rng.uniform(dec0, dec0 + 0.2, rows),
+            }
+        )
+        pq.write_table(table, inputs / f"part{i:05d}.parquet")
+    config = tmp_path / "many.yaml"
+    layout = {"num_stripes": 340, "num_sub_stripes": 3, "overlap": 0.01667}
+    director = {"name": "Object", "kind": "director", "id": "id", "ra": "ra", "dec": "dec"}
+    director |= {"input": {"files": {"glob": str(inputs / "*.parquet")}}, "schema": {"infer": True}}
+    settings = {
+        "database": {"name": "many", "partitioning": layout},
+        "tables": [director],
+        "qserv": {"controller": "http://127.0.0.1:9", "czar": "mysql://qsmaster@127.0.0.1:9/many"},
+        "staging": {"directory": str(tmp_path / "staging")},
+        "cluster": {"kind": "local", "workers": 2, "memory_per_worker": "2GiB"},
+    }
+    config.write_text(yaml.safe_dump(settings))
+
+    def limit_open_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    run = subprocess.run(
+        [str(Path(sys.executable).with_name("qdask")), "ingest", str(config), "--stage-only"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=limit_open_files,
+    )
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    units = Ingest(load_config(config)).ledger.units(table="Object")
+    assert len(units) == files and sum(u.rows_read or 0 for u in units) == files * rows
+    assert f"{files} unit(s) partitioned" in run.stdout + run.stderr
