@@ -143,6 +143,13 @@ class SortedKeys(Protocol):
     def upto(self, start: int, key: int) -> np.ndarray: ...
 
 
+def quantile_cuts(arrays: Sequence[SortedKeys | np.ndarray], parts: int, step: int) -> list[int]:
+    """The keys that cut sorted `arrays` together into about `parts` parts of equal size: quantiles of a
+    sample of every `step`-th key of each array (distinct, in order)."""
+    sample = np.sort(np.concatenate([np.asarray(a[::step]) for a in arrays]))
+    return sorted({int(c) for c in sample[(np.arange(1, parts) * len(sample)) // parts]})
+
+
 def _upto(keys: SortedKeys | np.ndarray, start: int, key: int | None) -> np.ndarray:
     """The keys from position `start` up to `key` included (to the end for None)."""
     if isinstance(keys, np.ndarray):
@@ -166,10 +173,7 @@ def aligned_blocks(arrays: Sequence[SortedKeys | np.ndarray], budget: int) -> It
     passes = -(-total // max(budget, 1))
     cuts: list[int | None] = [None]
     if passes > 1:
-        step = max(1, budget // (2 * len(arrays)))
-        sample = np.sort(np.concatenate([np.asarray(a[::step]) for a in arrays]))
-        picked = sample[(np.arange(1, passes) * len(sample)) // passes]
-        cuts = [*(int(c) for c in np.unique(picked)), None]
+        cuts = [*quantile_cuts(arrays, passes, max(1, budget // (2 * len(arrays)))), None]
     starts = [0] * len(arrays)
     for cut in cuts:
         parts = []

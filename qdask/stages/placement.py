@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from qdask.stages.keys import KeyFile, save_unit_keys
+from qdask.stages.keys import KeyFile, quantile_cuts, save_unit_keys
 
 #: Rows per bucket at most (16 bytes each: an id, a chunk and a sub-chunk).
 BUCKET_ROWS = 4_000_000
@@ -75,10 +75,7 @@ def plan_buckets_task(key_files: Sequence[str], bucket_rows: int = BUCKET_ROWS) 
     if total <= bucket_rows:
         return []
     buckets = -(-total // bucket_rows)
-    step = max(1, min(SAMPLE_EVERY, total // (buckets * 100)))
-    sample = np.sort(np.concatenate([ids[::step] for ids in arrays]))
-    cuts = sample[(np.arange(1, buckets) * len(sample)) // buckets]
-    return sorted({int(c) for c in cuts})
+    return quantile_cuts(arrays, buckets, max(1, min(SAMPLE_EVERY, total // (buckets * 100))))
 
 
 def bucket_task(
