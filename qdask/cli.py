@@ -277,7 +277,9 @@ def emulator_serve(
     def terminate(*_):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, terminate)  # stop cleanly (and stop the private server) on SIGTERM
+    # Until the stand-in serves: stop cleanly (and stop the private server) on SIGTERM; once it serves, its
+    # event loop takes SIGINT and SIGTERM over and stops in order (`serve_forever`).
+    signal.signal(signal.SIGTERM, terminate)
     private = None
     if dsn is None:
         private = PrivateMariaDB().start()
