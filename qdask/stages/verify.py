@@ -322,6 +322,7 @@ def verify(
         if not table.key:
             continue
         staged: KeyDigest | None = None
+        exclusion = (exclusions or {}).get(table.name)
         if table.unique:
             large = unique_scan_rows is not None and found_total > unique_scan_rows
             if large and key is not None and table.kind == "director":
@@ -332,7 +333,6 @@ def verify(
                     "compares the czar's with them chunk by chunk",
                 )  # fmt: skip
             elif large and key is not None:
-                exclusion = (exclusions or {}).get(table.name)
                 staged = _check_unique_staged(ledger, table, key, exclusion, scratch, report)
             else:
                 _check_unique(czar, database, table, report)
@@ -343,7 +343,7 @@ def verify(
                     table.name,
                     key,
                     key_files=(key_files or {}).get(table.name),
-                    exclusion=(exclusions or {}).get(table.name),
+                    exclusion=exclusion,
                 )
             report.add(
                 table.name, "key checksum", found_digest == staged,
