@@ -48,7 +48,7 @@ from qdask.monitor import MemorySeries
 from qdask.progress import plan_table, stage_progress
 from qdask.qserv import QservClient, QservError
 from qdask.run_settings import (
-    check_transaction_budget,
+    chunks_per_transaction,
     cluster_spec,
     czar_for,
     fingerprint,
@@ -514,9 +514,9 @@ class Ingest:
             self.summary.notes += take_over(owners)
         refuse_foreign(owners)
         faultpoints.reached("load.owner_checked", db)
-        check_transaction_budget(self.config, self.ledger, self.ledger.files_to_load())
+        chunks = chunks_per_transaction(self.config, self.ledger, self.ledger.files_to_load())
         settings = dataclasses.replace(
-            load_settings(self.config, self.summary.run_id), owner=self.identity.to_context()
+            load_settings(self.config, self.summary.run_id, chunks), owner=self.identity.to_context()
         )
         for _ in range(ROUNDS):
             files = self.ledger.files_to_load()

@@ -1,19 +1,24 @@
 """What the driver builds from the config: the fingerprint of what determines the staged data, the Dask
-cluster, the Qserv Replication/Ingest client and czar, the load stage's settings, and the transaction budget
-a load must fit in."""
+cluster, the Qserv Replication/Ingest client and czar, the load stage's settings, and how many chunks a
+transaction holds to fit the transaction budget."""
 
 from __future__ import annotations
+
+import logging
 
 from pydantic import SecretStr
 
 from qdask.cluster import ClusterSpec
 from qdask.config import IngestConfig
+from qdask.config.qserv import AUTO_CHUNKS_PER_TRANSACTION
 from qdask.errors import IngestError
 from qdask.ledger import ChunkFile, Ledger, TransactionState, config_fingerprint
 from qdask.qserv import QservClient
 from qdask.qserv.czar import DSN as CzarDSN
 from qdask.qserv.czar import Czar
-from qdask.stages.load import LoadSettings, plan_transactions
+from qdask.stages.load import LoadSettings, chunks_to_fit, plan_transactions
+
+log = logging.getLogger(__name__)
 
 #: Table settings that act only after staging (registration in Qserv): they may change between runs.
 AFTER_STAGING = ("collation_name", "unique_primary_key", "policies")
@@ -73,8 +78,9 @@ def czar_for(config: IngestConfig) -> Czar:
     return Czar(CzarDSN(c.host, c.port, c.user, password, c.database), connect_timeout=q.timeouts.connect)
 
 
-def load_settings(config: IngestConfig, run_id: str) -> LoadSettings:
-    """What the load stage takes from `qserv:`: transaction sizes, concurrency, retries of a contribution
+def load_settings(config: IngestConfig, run_id: str, chunks_per_transaction: int) -> LoadSettings:
+    """What the load stage takes from `qserv:`: transaction sizes (the chunks per transaction resolved by
+    `chunks_per_transaction`), concurrency, retries of a contribution
     Qserv allows to retry (`retries.attempts` counts the first try) and their backoff, and how the
     contributions reach the workers (`transport`; with `url`, `url_base` stands for the staging directory)."""
     q = config.qserv
@@ -82,7 +88,7 @@ def load_settings(config: IngestConfig, run_id: str) -> LoadSettings:
         database=config.database.name,
         run_id=run_id,
         charsets={t.name: config.table_charset(t)[0] for t in config.tables},
-        max_chunks_per_transaction=q.max_chunks_per_transaction,
+        max_chunks_per_transaction=chunks_per_transaction,
         max_bytes_per_transaction=q.max_bytes_per_transaction,
         concurrency_total=q.concurrency.total,
         concurrency_per_worker=q.concurrency.per_worker,
@@ -97,18 +103,41 @@ def load_settings(config: IngestConfig, run_id: str) -> LoadSettings:
     )
 
 
-def check_transaction_budget(config: IngestConfig, ledger: Ledger, files: list[ChunkFile]) -> None:
-    """Refuse a load that would take more transactions than `qserv.max_transactions`: until publish, each
-    transaction is a MariaDB partition of every table of the database (committed ones count)."""
+def chunks_per_transaction(config: IngestConfig, ledger: Ledger, files: list[ChunkFile]) -> int:
+    """How many chunks each transaction of this load may hold, within `qserv.max_transactions`: until
+    publish, each transaction is a MariaDB partition of every table of the database (committed ones count).
+
+    A number in `max_chunks_per_transaction` is kept, and a load that would take too many transactions is
+    refused. `auto` is 100, or the fewest chunks per transaction that fit the budget (an all-sky DP0.2
+    catalog has ~146k chunks: 1,464 transactions of 100, over the default budget of 1000).
+    """
     q = config.qserv
-    planned = len(plan_transactions(files, q.max_chunks_per_transaction, q.max_bytes_per_transaction))
     committed = len(ledger.transactions(state=TransactionState.COMMITTED))
-    if committed + planned > q.max_transactions:
-        raise IngestError(
-            f"loading {len(files)} chunk file(s) takes {planned} transaction(s) of at most "
-            f"{q.max_chunks_per_transaction} chunks and {q.max_bytes_per_transaction:,} bytes, and "
-            f"{committed} are committed already: more than qserv.max_transactions = {q.max_transactions} "
-            "(each is a MariaDB partition of every table until publish). Raise "
-            "qserv.max_chunks_per_transaction or max_bytes_per_transaction (fewer, larger transactions), "
-            "or max_transactions (at most 8192)."
+    budget = q.max_transactions - committed
+    auto = q.max_chunks_per_transaction == "auto"
+    start = AUTO_CHUNKS_PER_TRANSACTION if auto else int(q.max_chunks_per_transaction)
+    if auto:
+        chunks = chunks_to_fit(files, start, q.max_bytes_per_transaction, budget)
+    else:
+        chunks = (
+            start if len(plan_transactions(files, start, q.max_bytes_per_transaction)) <= budget else None
         )
+    if chunks is not None:
+        if chunks > start:
+            log.info("load: %d chunks per transaction to stay within %d transaction(s)", chunks, budget)
+        return chunks
+    at = max(start, len({f.chunk_id for f in files})) if auto else start  # auto: the fewest it could take
+    planned = len(plan_transactions(files, at, q.max_bytes_per_transaction))
+    size = f"{q.max_bytes_per_transaction:,} bytes"
+    how = (
+        f"of at most {size} even with no limit on chunks (auto)"
+        if auto
+        else f"of at most {at} chunks and {size}"
+    )
+    raise IngestError(
+        f"loading {len(files)} chunk file(s) takes {planned} transaction(s) {how}, and "
+        f"{committed} are committed already: more than "
+        f"qserv.max_transactions = {q.max_transactions} (each is a MariaDB partition of every table until "
+        "publish). Raise qserv.max_chunks_per_transaction (or set it to auto) or max_bytes_per_transaction "
+        "(fewer, larger transactions), or max_transactions (at most 8192)."
+    )

@@ -23,6 +23,7 @@ from qdask.config.quantities import Bytes, parse_bytes_field
 from qdask.dsn import DSN, parse_dsn
 
 __all__ = [
+    "AUTO_CHUNKS_PER_TRANSACTION",
     "MAX_TRANSACTIONS",
     "MIN_API_VERSION",
     "Concurrency",
@@ -130,6 +131,7 @@ class Retries(ConfigModel):
 SERVE = "serve"  # url_base: qdask serves the staging directory over HTTP itself while it loads
 MIN_API_VERSION = 54  # POST /ingest/chunks (bulk chunk allocation) needs 54
 MAX_TRANSACTIONS = 8192  # MariaDB partitions per table; one partition per transaction
+AUTO_CHUNKS_PER_TRANSACTION = 100  # max_chunks_per_transaction: auto starts here, and grows only to fit
 
 
 class QservConfig(ConfigModel):
@@ -145,7 +147,7 @@ class QservConfig(ConfigModel):
     url_base: str | None = None
     serve_host: str = Field(default="127.0.0.1", min_length=1)
     serve_port: int = Field(default=0, ge=0, lt=65536)
-    max_chunks_per_transaction: int = Field(default=100, gt=0)
+    max_chunks_per_transaction: int | Literal["auto"] = "auto"
     max_bytes_per_transaction: Bytes = 10 * 2**30
     max_transactions: int = Field(default=1000, gt=0, le=MAX_TRANSACTIONS)
     concurrency: Concurrency = Field(default_factory=Concurrency)
@@ -156,6 +158,13 @@ class QservConfig(ConfigModel):
     _admin_auth_key: SecretStr | None = PrivateAttr(default=None)
 
     _bytes = field_validator("max_bytes_per_transaction", mode="before")(parse_bytes_field)
+
+    @field_validator("max_chunks_per_transaction", mode="before")
+    @classmethod
+    def _check_chunks(cls, v: Any) -> Any:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+            return v
+        raise ValueError(f"a number of chunks above 0, or auto (got {v!r})")
 
     @model_validator(mode="before")
     @classmethod

@@ -188,6 +188,26 @@ def plan_transactions(files: Iterable[ChunkFile], max_chunks: int, max_bytes: in
     return groups
 
 
+def chunks_to_fit(files: list[ChunkFile], start: int, max_bytes: int, budget: int) -> int | None:
+    """The fewest chunks per transaction, from `start` up, whose plan takes at most `budget` transactions;
+    None if no count does (the byte limit or the regular tables alone need more). A larger limit never
+    makes more transactions (each is filled as far as it goes), so a search by halving finds it."""
+
+    def fits(n: int) -> bool:
+        return len(plan_transactions(files, n, max_bytes)) <= budget
+
+    most = max(start, len({f.chunk_id for f in files}))
+    low, high = start, start
+    while not fits(high):  # doubling first: the answer is usually near the start, and each try is a plan
+        if high == most:
+            return None
+        low, high = high + 1, min(2 * high, most)
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if not fits(middle) else (low, middle)
+    return low
+
+
 def transaction_context(run_id: str, files: Iterable[ChunkFile], owner: dict | None = None) -> dict:
     """What qdask records in a transaction's `context`: the run (and its `owner`: host, staging), and each
     file's rows and checksum, so that Qserv alone tells who loaded what (`stages.ownership`)."""

@@ -384,6 +384,16 @@ def test_qserv_settings(tmp_path, good):
     assert "cannot exceed total" in found["qserv.concurrency"]
 
 
+def test_chunks_per_transaction_is_auto_or_a_positive_number(tmp_path, good):
+    good["qserv"].pop("max_chunks_per_transaction", None)
+    assert load_config(write(tmp_path, good)).qserv.max_chunks_per_transaction == "auto"
+    good["qserv"]["max_chunks_per_transaction"] = 7
+    assert load_config(write(tmp_path, good)).qserv.max_chunks_per_transaction == 7
+    for bad in (0, "many"):
+        good["qserv"]["max_chunks_per_transaction"] = bad
+        assert "above 0, or auto" in problems(tmp_path, good)["qserv.max_chunks_per_transaction"]
+
+
 def test_staging_defaults_and_relative_paths(tmp_path, good):
     cfg = load_config(write(tmp_path, good))
     assert cfg.staging.directory == tmp_path / "staging"

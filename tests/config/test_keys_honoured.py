@@ -25,6 +25,7 @@ import yaml
 from distributed import Client, LocalCluster
 from rich.console import Console
 
+from qdask import run_settings
 from qdask.cluster import ClusterError, open_client
 from qdask.config import ConfigError, config_from_dict
 from qdask.demo import make_demo_repo
@@ -32,7 +33,7 @@ from qdask.ingest import Ingest, IngestError, cluster_spec, czar_for, fingerprin
 from qdask.kube import spec as kube_spec
 from qdask.ledger import REGULAR_CHUNK, Ledger
 from qdask.qserv import QservTransportError
-from qdask.stages.load import Loader
+from qdask.stages.load import Loader, plan_transactions
 from qdask.stages.plan import discover_units, plan_ingest
 from qdask.stages.register import register_catalog
 from tests.faults.conftest import write_case01
@@ -914,6 +915,26 @@ def test_transactions_hold_at_most_max_chunks(qserv, staged, tmp_path, keys_env)
     assert max(len(c) for c in chunks) == 2 and sum(len(c) for c in chunks) > 4
 
 
+@honours("qserv.max_chunks_per_transaction", "qserv.max_transactions")
+def test_auto_chunks_per_transaction_grow_to_fit_max_transactions(
+    qserv, staged, tmp_path, keys_env, monkeypatch
+):
+    """auto starts at 100 chunks per transaction; case01 has 13 chunks, so the test starts it at 2, where
+    its chunked files take more than the 4 transactions allowed."""
+    monkeypatch.setattr(run_settings, "AUTO_CHUNKS_PER_TRANSACTION", 2)
+    cfg = loading(
+        qserv, staged, tmp_path, "keys_auto_chunks", max_chunks_per_transaction="auto", max_transactions=4
+    )
+    with Ledger(cfg.staging.ledger) as ledger:
+        files = ledger.files_to_load()
+    assert len(plan_transactions(files, 2, cfg.qserv.max_bytes_per_transaction)) > 4
+    Ingest(cfg, console=Console(file=io.StringIO())).run(verify_after=False)
+    committed = transactions(cfg)
+    chunked = [c for c in committed if c != {REGULAR_CHUNK}]
+    assert len(committed) <= 4 and max(len(c) for c in chunked) > 2
+    assert sum(len(c) for c in chunked) == len({f.chunk_id for f in files} - {REGULAR_CHUNK})
+
+
 @honours("qserv.max_bytes_per_transaction")
 def test_transactions_hold_at_most_max_bytes(qserv, staged, tmp_path, keys_env):
     cfg = loading(
@@ -962,7 +983,7 @@ def most_in_flight(cfg, qserv) -> Counter[str]:
     with Ledger(cfg.staging.ledger) as ledger, qserv_client(cfg) as real:
         register_catalog(real, cfg, {s.name: s.qserv_schema for s in plan_ingest(cfg)})
         counting = CountingClient(real)
-        Loader(counting, ledger, load_settings(cfg, ledger.run().run_id)).run(ledger.files_to_load())
+        Loader(counting, ledger, load_settings(cfg, ledger.run().run_id, 100)).run(ledger.files_to_load())
     return counting.most
 
 

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from qdask.ledger import REGULAR_CHUNK, ChunkFile
-from qdask.stages.load import plan_transactions, transaction_context
+from qdask.stages.load import chunks_to_fit, plan_transactions, transaction_context
 
 
 def _file(table: str, chunk: int, overlap: bool = False, size: int = 100) -> ChunkFile:
@@ -69,6 +69,29 @@ def test_regular_tables_share_transactions_up_to_the_byte_limit():
     groups = plan_transactions([_file("Object", 1), *regular], max_chunks=10, max_bytes=250)
     assert [[f.table for f in g] for g in groups] == [["Object"], ["A", "B"], ["C"]]
     assert plan_transactions([], 10, 100) == []
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_chunks_to_fit_is_the_fewest_chunks_per_transaction_within_the_budget(seed):
+    rng = random.Random(seed)
+    files = _random_files(rng)
+    start, max_bytes, budget = rng.randint(1, 4), rng.randint(200, 3_000), rng.randint(1, 12)
+    chunks = len({f.chunk_id for f in files})
+    fitting = [
+        n
+        for n in range(start, max(start, chunks) + 1)
+        if len(plan_transactions(files, n, max_bytes)) <= budget
+    ]
+    assert chunks_to_fit(files, start, max_bytes, budget) == (fitting[0] if fitting else None)  # brute force
+
+
+def test_chunks_to_fit_spreads_a_whole_sky_catalog_over_the_budget():
+    """DP0.2 on the whole sky at 340 stripes: 146,332 chunks of Object, home and overlap."""
+    files = [_file("Object", c, overlap) for c in range(146_332) for overlap in (False, True)]
+    assert len(plan_transactions(files, 100, 10 << 30)) == 1_464  # over the default budget of 1000
+    chunks = chunks_to_fit(files, 100, 10 << 30, 1_000)
+    assert chunks == 147 and len(plan_transactions(files, chunks, 10 << 30)) == 996
+    assert chunks_to_fit(files, 100, 200 * 100, 1_000) is None  # the byte limit allows 100 chunks at most
 
 
 def test_the_context_names_the_run_and_each_files_rows_and_checksum():
