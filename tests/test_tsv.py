@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 import subprocess
 import sys
@@ -15,12 +14,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+import xxhash
 
+from qdask.checksums import file_checksum
 from qdask.tsv import (
     MAX_LINE_BYTES,
     QSERV_DIALECT,
     TsvEncodeError,
-    file_checksum,
     load_data_sql,
     write_tsv,
 )
@@ -279,7 +279,7 @@ def test_checksum_rows_and_bytes_are_those_of_the_file(tmp_path):
     data = path.read_bytes()
     assert info.rows == 1010 == data.count(b"\n")
     assert info.bytes == len(data)
-    assert info.checksum == "sha256:" + hashlib.sha256(data).hexdigest() == file_checksum(path)
+    assert info.checksum == "xxh3_128:" + xxhash.xxh3_128_hexdigest(data) == file_checksum(path)
     assert data.splitlines()[1] == b"1\tv\\t1"
     path.write_bytes(data[:-1])
     assert file_checksum(path) != info.checksum

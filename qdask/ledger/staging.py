@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from qdask import faultpoints
+from qdask.checksums import same_content
 from qdask.ledger.base import LedgerBase, now
 from qdask.ledger.records import (
     ChunkFile,
@@ -299,7 +300,7 @@ class StagingRecords(LedgerBase):
                 for i in mine:
                     file = files[i]
                     row = held.get((file.chunk_id, file.overlap))
-                    if row == (file.path, file.rows, file.bytes, file.checksum):
+                    if row is not None and _same_file(row, file):
                         continue
                     if row is not None:
                         self._invalidate(db, file.key)
@@ -349,7 +350,7 @@ class StagingRecords(LedgerBase):
             "AND overlap = ?",
             (key.table, key.chunk_id, int(key.overlap)),
         ).fetchone()
-        if row is not None and tuple(row) == (file.path, file.rows, file.bytes, file.checksum):
+        if row is not None and _same_file(tuple(row), file):
             return False
         if row is not None:
             self._invalidate(db, key)
@@ -405,6 +406,12 @@ def _shard(r: sqlite3.Row) -> Shard:
         bytes(r["destinations"]),
         bytes(r["segments"]),
     )
+
+
+def _same_file(row: tuple, file: ChunkFile) -> bool:
+    """Whether a recorded (path, rows, bytes, checksum) is `file`: collected again with the same content
+    (a checksum an earlier qdask wrote in another algorithm is compared by hashing the file that way)."""
+    return row[:3] == (file.path, file.rows, file.bytes) and same_content(file.path, file.checksum, row[3])
 
 
 def _chunk_file_row(file: ChunkFile, stamp: str) -> tuple:

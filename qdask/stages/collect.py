@@ -14,7 +14,6 @@ that metadata.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -30,11 +29,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from qdask import faultpoints
+from qdask.checksums import CONTRIBUTION_ALGORITHM, new_digest
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, ChunkKey, Shard, dest_of, shards_digest
 from qdask.stages.key_match import in_keys
 from qdask.stages.shards import DEST, CorruptShardError, ShardReader, reordered, restricted
 from qdask.stages.staging_errors import staging_writes
-from qdask.tsv import CHECKSUM_ALGORITHM, TsvFileInfo, encode_lines, sync_filesystem, write_tsv
+from qdask.tsv import TsvFileInfo, encode_lines, sync_filesystem, write_tsv
 
 __all__ = ["CorruptShardError"]  # raised here, defined with the shards
 
@@ -352,7 +352,7 @@ class _Files:
         self.fd = os.open(directory, os.O_RDONLY)
         self.name: str | None = None  # the file being written
         self.out = -1
-        self.digest = hashlib.new(CHECKSUM_ALGORITHM)
+        self.digest = new_digest()
         self.size = 0
 
     def _tmp(self, name: str) -> str:
@@ -365,7 +365,7 @@ class _Files:
                 self.out = os.open(self._tmp(name), self.FLAGS, 0o644, dir_fd=self.fd)
             except OSError as exc:  # named in full, as a path-walking open would
                 raise OSError(exc.errno, exc.strerror, f"{self.directory}/{self._tmp(name)}") from None
-            self.name, self.digest, self.size = name, hashlib.new(CHECKSUM_ALGORITHM), 0
+            self.name, self.digest, self.size = name, new_digest(), 0
         elif self.name != name:
             raise RuntimeError(f"{name} added while {self.name} is being written")
         self.digest.update(piece)
@@ -382,7 +382,7 @@ class _Files:
         os.close(self.out)
         self.name = None
         os.rename(self._tmp(name), name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-        return f"{self.directory}/{name}", self.size, f"{CHECKSUM_ALGORITHM}:{self.digest.hexdigest()}"
+        return f"{self.directory}/{name}", self.size, f"{CONTRIBUTION_ALGORITHM}:{self.digest.hexdigest()}"
 
     def close(self) -> None:
         if self.name is not None:  # stopped mid-file: leave no temporary file behind

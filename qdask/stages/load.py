@@ -16,7 +16,6 @@ transaction this run left open — including one Qserv started but the ledger ne
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import stat
 import threading
@@ -31,6 +30,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from qdask import faultpoints
+from qdask.checksums import CONTRIBUTION_ALGORITHM, algorithm_of, file_checksum, new_digest
 from qdask.config.qserv import SERVE
 from qdask.errors import QdaskError
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, Ledger
@@ -47,7 +47,6 @@ from qdask.qserv import (
     classify,
 )
 from qdask.stages.load_server import StagingFileServer
-from qdask.tsv import file_checksum
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,10 @@ def staged_file_problem(file: ChunkFile, *, content: bool = True) -> str | None:
         return "is missing"
     if info.st_size != file.bytes:
         return f"has {info.st_size} bytes, not the {file.bytes} recorded"
-    if content and file_checksum(path) != file.checksum:
+    if (
+        content
+        and file_checksum(path, algorithm_of(file.checksum) or CONTRIBUTION_ALGORITHM) != file.checksum
+    ):
         return "no longer matches its recorded checksum"
     return None
 
@@ -90,11 +92,11 @@ class _SentDigest:
     """Hashes a file as the upload sends it (one hashlib object per attempt; the last one counts)."""
 
     def __init__(self, checksum: str):
-        self.algorithm = checksum.split(":", 1)[0]
+        self.algorithm = algorithm_of(checksum) or CONTRIBUTION_ALGORITHM
         self.last: Any = None
 
     def __call__(self) -> Any:
-        self.last = hashlib.new(self.algorithm)
+        self.last = new_digest(self.algorithm)
         return self.last
 
     def checksum(self) -> str:

@@ -31,6 +31,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from qdask.checksums import same_content
 from qdask.errors import QdaskError
 from qdask.ledger import REGULAR_CHUNK, ChunkKey, Ledger, LedgerError
 from qdask.qserv import QservClient
@@ -268,7 +269,9 @@ def _adopt(ledger: Ledger, database: str, info: TransactionInfo) -> None:
         where = place_text(key)
         if mine is None:
             problems.append(f"{where}: committed with {item.get('rows')} row(s), not staged by this run")
-        elif (mine.rows, mine.checksum) != (item.get("rows"), item.get("checksum")):
+        elif mine.rows != item.get("rows") or not same_content(
+            mine.path, mine.checksum, item.get("checksum")
+        ):
             problems.append(
                 f"{where}: committed with {item.get('rows')} row(s) (checksum {item.get('checksum')}), "
                 f"staged here with {mine.rows} (checksum {mine.checksum})"

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from qdask.checksums import file_checksum
 from qdask.config import load_config
 from qdask.ingest import Ingest, IngestError, fingerprint
 from qdask.ledger import Ledger
 from qdask.qserv import QservClient
-from qdask.tsv import file_checksum
 from tests.faults.conftest import write_case01
 
 

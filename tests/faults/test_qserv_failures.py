@@ -166,7 +166,7 @@ def test_contribution_not_loaded_exactly_is_never_accepted(qserv, truth, tmp_pat
     else:
         lines = lines[:-1]
     path.write_bytes(b"\n".join(lines) + b"\n")
-    from qdask.tsv import file_checksum
+    from qdask.checksums import file_checksum
 
     with sqlite3.connect(ledger_path) as db:  # as if qdask had staged this file: its checksum matches
         db.execute(

@@ -5,11 +5,14 @@ match."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
+from pathlib import Path
 
 import pytest
 
+from qdask.checksums import file_checksum
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, FileStatus, Ledger, TransactionState, shards_digest
 from qdask.qserv import QservClient
 from qdask.stages.load import transaction_context
@@ -114,3 +117,29 @@ def test_staging_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
         assert f"`qdask ingest`, pid {os.getpid()} on host" in str(busy.value)
     with StagingLock(ledger, what="reset") as again:  # released with its holder
         assert again.held
+
+
+def test_take_over_of_a_run_by_an_earlier_qdask_compares_its_sha256_checksums_with_the_files(setup, tmp_path):
+    """The lost run committed with SHA-256 checksums (qdask before XXH3); this run staged the same bytes
+    with XXH3 checksums: adopted. A file whose bytes differ is refused."""
+    client, ledger, database, _ = setup
+    mine = []
+    for table, text in (("T3", b"1\t2\n"), ("T4", b"3\t4\n")):
+        path = tmp_path / f"{table}.txt"
+        path.write_bytes(text)
+        mine.append(
+            ChunkFile(table, REGULAR_CHUNK, False, str(path), 1, 4, file_checksum(path), shards_digest([]))
+        )
+        ledger.record_chunk_file(mine[-1])
+    theirs = [dataclasses.replace(f, checksum=file_checksum(f.path, "sha256")) for f in mine]
+    for file in theirs:
+        client.commit_transaction(_begin(client, database, A, [file]))
+    Path(mine[1].path).write_bytes(b"3\t5\n")  # T4 differs from what the lost run loaded
+    with pytest.raises(OwnershipError, match=r"T4.*\(checksum sha256:"):
+        take_over(Owners(client, ledger, database, B))
+    Path(mine[1].path).write_bytes(b"3\t4\n")
+    take_over(Owners(client, ledger, database, B))
+    assert {f.table: f.status for f in ledger.chunk_files() if f.table in ("T3", "T4")} == {
+        "T3": FileStatus.LOADED,
+        "T4": FileStatus.LOADED,
+    }
