@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -236,27 +237,56 @@ class CorruptKeyFile(RuntimeError):
     """A unit key file that cannot be read as sorted int64 keys; it was removed, to be rebuilt."""
 
 
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
 class KeyFile:
     """A sorted key file (``.npy`` of int64) read a slice at a time, with no file left open between reads:
     a merge over thousands of unit files stays under the common limit of 1024 open files (a memory map
-    holds its file open for as long as it, or any view of it, lives)."""
+    holds its file open for as long as it, or any view of it, lives). The header is read once; a slice is
+    one ``pread`` into its array."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        keys = np.load(self.path, mmap_mode="r")
-        if keys.dtype != np.int64 or keys.ndim != 1:
-            raise ValueError(f"holds {keys.dtype} values of {keys.ndim} dimension(s), not a list of int64")
-        self.length = len(keys)
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in _NPY_HEADERS:
+                raise ValueError(f"is a .npy file of version {version}, which qdask does not write")
+            shape, fortran, dtype = _NPY_HEADERS[version](f)
+            self.offset = f.tell()
+            size = os.fstat(f.fileno()).st_size
+        if dtype != np.int64 or len(shape) != 1 or fortran:
+            raise ValueError(f"holds {dtype} values of {len(shape)} dimension(s), not a list of int64")
+        self.length = int(shape[0])
+        if size != self.offset + 8 * self.length:
+            raise ValueError(f"has {size} bytes, not the {self.offset + 8 * self.length} its header says")
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: slice, /) -> np.ndarray:
-        return np.array(np.load(self.path, mmap_mode="r")[index])  # a copy: the map and its file close here
+        start, stop, step = index.indices(self.length)
+        if step != 1 or stop <= start:  # a sample (every n-th key): a map reads only the pages it touches
+            return np.array(self._map()[index]) if self.length else np.empty(0, np.int64)
+        out = np.empty(stop - start, np.int64)
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            got = os.preadv(fd, [out.data], self.offset + 8 * start)
+        finally:
+            os.close(fd)
+        if got != out.nbytes:
+            raise ValueError(f"{self.path} is shorter than its header says")
+        return out
+
+    def _map(self) -> np.ndarray:
+        """The keys as a read-only memory map (its file stays open while it or a view of it lives)."""
+        return np.memmap(self.path, np.int64, "r", offset=self.offset, shape=(self.length,))
 
     def upto(self, start: int, key: int) -> np.ndarray:
         """The keys from position `start` up to `key` included, found by a binary search of the file."""
-        keys = np.load(self.path, mmap_mode="r")
+        if start >= self.length:
+            return np.empty(0, np.int64)
+        keys = self._map()
         return np.array(keys[start : start + int(np.searchsorted(keys[start:], key, side="right"))])
 
 

@@ -20,6 +20,7 @@ from qdask.stages.keys import (
     CorruptKeyFile,
     KeyArrays,
     KeyFamily,
+    KeyFile,
     KeyProblems,
     KeyTable,
     aligned_blocks,
@@ -251,10 +252,11 @@ def test_the_check_task_applies_each_policy_to_the_exclusion_files(tmp_path):
     assert load_exclusion(keys, "Object") is None and load_exclusion(keys, "Source") is None  # none left out
 
 
-def test_a_damaged_key_file_is_removed_to_be_rebuilt(tmp_path):
+@pytest.mark.parametrize("cut", [slice(0, 20), slice(0, -8)], ids=["header", "last key"])
+def test_a_damaged_key_file_is_removed_to_be_rebuilt(tmp_path, cut):
     family = _family(tmp_path, {"Object": "stop", "Source": "report"})
     damaged = Path(family.children[0].files[0])
-    damaged.write_bytes(damaged.read_bytes()[:20])
+    damaged.write_bytes(damaged.read_bytes()[cut])
     with pytest.raises(CorruptKeyFile, match=str(damaged)):
         check_family_task(family, str(tmp_path / "keys"))
     assert not damaged.exists()
@@ -303,3 +305,24 @@ def test_families_are_checked_while_they_have_chunks_to_collect(tmp_path, shared
     assert family_checks(config, files, pending={"Filter"}) == ([], [])
     checks, notes = family_checks(config, {"Source": []}, pending={"Object"})  # Object's ids not integers
     assert checks == [] and notes == ["keys of Object are not integers: not checked"]
+
+
+def test_a_key_file_reads_the_slices_and_samples_numpy_does(tmp_path):
+    keys = np.sort(np.random.default_rng(5).integers(-(2**63), 2**63 - 1, 10_000, dtype=np.int64))
+    path = tmp_path / "u.npy"
+    np.save(path, keys)
+    file = KeyFile(path)
+    assert len(file) == len(keys)
+    for index in (
+        slice(0, 10),
+        slice(9_990, 20_000),
+        slice(5, 5),
+        slice(3_000, 7_001),
+        slice(None, None, 97),
+    ):
+        got = file[index]
+        assert got.dtype == np.int64 and np.array_equal(got, keys[index])
+        got[:1] = 0  # a copy of its own: the caller may change it
+    assert np.array_equal(file.upto(100, int(keys[200])), keys[100:201])
+    np.save(path, np.empty(0, np.int64))
+    assert len(KeyFile(path)) == 0 and KeyFile(path)[0:5].size == 0 and KeyFile(path).upto(0, 7).size == 0
