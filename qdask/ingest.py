@@ -79,7 +79,7 @@ from qdask.stages.unit_splits import keep_recorded_splits
 from qdask.stages.verify import UNIQUE_SCAN_ROWS, VerifyReport
 from qdask.stages.verify_catalog import verify_catalog
 from qdask.staging_lock import StagingLock
-from qdask.staging_run import ROUNDS, StagingRun
+from qdask.staging_run import ROUNDS, StagingRun, keys_root
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class Ingest:
         self.client = client
         self.progress_every = progress_every
         self.staging = staging = Path(config.staging.directory)
-        self.keys_root = staging / "keys"
+        self.keys_root = keys_root(staging)
         self.summary = IngestSummary()
         self.setups: dict[str, TableSetup] = {}
         self.ledger_path = Path(config.staging.ledger or staging / "ledger.sqlite")

@@ -69,6 +69,12 @@ ROUNDS = 3
 """Rounds of staging (and of loading) before giving up: a corrupt shard or file found costs one."""
 
 
+def keys_root(staging: Path) -> Path:
+    """Where a staging directory keeps the unit key files, the key check's exclusions and verify's scratch
+    ids: one place, for staging and for `Ingest` (which verifies without staging)."""
+    return staging / "keys"
+
+
 @dataclass
 class StagingRun:
     """Stage every unit and chunk the ledger says is left, on `client` (`run`), for the driver's `Ingest`:
@@ -91,7 +97,7 @@ class StagingRun:
         self.shard_root = staging / "shards"
         self.quarantine_root = staging / "quarantine"
         self.contrib_root = staging / "contributions"
-        self.keys_root = staging / "keys"
+        self.keys_root = keys_root(staging)
 
     def _shard_damaged(self, exc: CorruptShardError) -> None:
         """A damaged shard found by a task: its unit is partitioned again next round, and the user told."""
