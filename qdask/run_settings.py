@@ -79,10 +79,10 @@ def czar_for(config: IngestConfig) -> Czar:
 
 
 def load_settings(config: IngestConfig, run_id: str, chunks_per_transaction: int) -> LoadSettings:
-    """What the load stage takes from `qserv:`: transaction sizes (the chunks per transaction resolved by
-    `chunks_per_transaction`), concurrency, retries of a contribution
-    Qserv allows to retry (`retries.attempts` counts the first try) and their backoff, and how the
-    contributions reach the workers (`transport`; with `url`, `url_base` stands for the staging directory)."""
+    """What the load stage takes from `qserv:`: transaction sizes (chunks per transaction as resolved by
+    `chunks_per_transaction`), concurrency, retries of a contribution Qserv allows to retry
+    (`retries.attempts` counts the first try) and their backoff, and how the contributions reach the
+    workers (`transport`; with `url`, `url_base` stands for the staging directory)."""
     q = config.qserv
     return LoadSettings(
         database=config.database.name,
@@ -116,12 +116,11 @@ def chunks_per_transaction(config: IngestConfig, ledger: Ledger, files: list[Chu
     budget = q.max_transactions - committed
     auto = q.max_chunks_per_transaction == "auto"
     start = AUTO_CHUNKS_PER_TRANSACTION if auto else int(q.max_chunks_per_transaction)
+    chunks: int | None = None
     if auto:
         chunks = chunks_to_fit(files, start, q.max_bytes_per_transaction, budget)
-    else:
-        chunks = (
-            start if len(plan_transactions(files, start, q.max_bytes_per_transaction)) <= budget else None
-        )
+    elif len(plan_transactions(files, start, q.max_bytes_per_transaction)) <= budget:
+        chunks = start
     if chunks is not None:
         if chunks > start:
             log.info("load: %d chunks per transaction to stay within %d transaction(s)", chunks, budget)
