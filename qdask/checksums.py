@@ -17,7 +17,14 @@ from typing import Any
 
 import xxhash
 
-__all__ = ["CONTRIBUTION_ALGORITHM", "algorithm_of", "file_checksum", "new_digest", "same_content"]
+__all__ = [
+    "CONTRIBUTION_ALGORITHM",
+    "algorithm_of",
+    "file_checksum",
+    "formatted",
+    "new_digest",
+    "same_content",
+]
 
 #: The algorithm of the contribution files qdask writes now.
 CONTRIBUTION_ALGORITHM = "xxh3_128"
@@ -31,6 +38,11 @@ def new_digest(algorithm: str = CONTRIBUTION_ALGORITHM) -> Any:
         return _DIGESTS[algorithm]()
     except KeyError:
         raise ValueError(f"unknown checksum algorithm {algorithm!r}") from None
+
+
+def formatted(digest: Any, algorithm: str = CONTRIBUTION_ALGORITHM) -> str:
+    """The checksum a finished digest of `algorithm` stands for: ``"<algorithm>:<hex>"``."""
+    return f"{algorithm}:{digest.hexdigest()}"
 
 
 def algorithm_of(checksum: str) -> str | None:
@@ -47,7 +59,7 @@ def file_checksum(
     with open(path, "rb") as f:
         while chunk := f.read(block):
             digest.update(chunk)
-    return f"{algorithm}:{digest.hexdigest()}"
+    return formatted(digest, algorithm)
 
 
 def same_content(path: str | os.PathLike, checksum: str, recorded: object) -> bool:

@@ -64,7 +64,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from qdask.checksums import CONTRIBUTION_ALGORITHM, new_digest
+from qdask.checksums import formatted, new_digest
 from qdask.dialect import TSV
 from qdask.errors import QdaskError
 from qdask.text_dialect import MARIADB_LATIN1
@@ -505,9 +505,7 @@ def write_tsv(
         raise
     if durable:
         _fsync_dir(path.parent)
-    return TsvFileInfo(
-        path, rows, size, f"{CONTRIBUTION_ALGORITHM}:{digest.hexdigest()}", charset, nan_to_null
-    )
+    return TsvFileInfo(path, rows, size, formatted(digest), charset, nan_to_null)
 
 
 def sync_filesystem(paths: Sequence[str | os.PathLike]) -> None:

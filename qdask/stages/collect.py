@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from qdask import faultpoints
-from qdask.checksums import CONTRIBUTION_ALGORITHM, new_digest
+from qdask.checksums import formatted, new_digest
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, ChunkKey, Shard, dest_of, shards_digest
 from qdask.stages.key_match import in_keys
 from qdask.stages.shards import DEST, CorruptShardError, ShardReader, reordered, restricted
@@ -382,7 +382,7 @@ class _Files:
         os.close(self.out)
         self.name = None
         os.rename(self._tmp(name), name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-        return f"{self.directory}/{name}", self.size, f"{CONTRIBUTION_ALGORITHM}:{self.digest.hexdigest()}"
+        return f"{self.directory}/{name}", self.size, formatted(self.digest)
 
     def close(self) -> None:
         if self.name is not None:  # stopped mid-file: leave no temporary file behind

@@ -266,8 +266,10 @@ class KeyFile:
 
     def __getitem__(self, index: slice, /) -> np.ndarray:
         start, stop, step = index.indices(self.length)
-        if step != 1 or stop <= start:  # a sample (every n-th key): a map reads only the pages it touches
-            return np.array(self._map()[index]) if self.length else np.empty(0, np.int64)
+        if stop <= start:
+            return np.empty(0, np.int64)
+        if step != 1:  # a sample (every n-th key): a map reads only the pages it touches
+            return np.array(self._map()[index])
         out = np.empty(stop - start, np.int64)
         fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from qdask import faultpoints
-from qdask.checksums import CONTRIBUTION_ALGORITHM, algorithm_of, file_checksum, new_digest
+from qdask.checksums import CONTRIBUTION_ALGORITHM, algorithm_of, file_checksum, formatted, new_digest
 from qdask.config.qserv import SERVE
 from qdask.errors import QdaskError
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, Ledger
@@ -100,7 +100,7 @@ class _SentDigest:
         return self.last
 
     def checksum(self) -> str:
-        return f"{self.algorithm}:{self.last.hexdigest()}" if self.last is not None else ""
+        return formatted(self.last, self.algorithm) if self.last is not None else ""
 
 
 class _Redo(Exception):
