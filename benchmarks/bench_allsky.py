@@ -230,6 +230,7 @@ def child(argv: list[str]) -> None:
     or ``stage``."""
     resource.setrlimit(resource.RLIMIT_NOFILE, (LIMIT, LIMIT))
     from benchmarks.suite.common import TimedIngest
+    from benchmarks.suite.worker_probes import peak_rss
     from qdask.config import config_from_dict
     from qdask.ledger import FileStatus
 
@@ -253,7 +254,7 @@ def child(argv: list[str]) -> None:
         "bytes": sum(f.bytes for f in files),
         "shards": counts["shards"],
         "limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-        "driver_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "driver_maxrss": peak_rss(),
         "ledger_bytes": sum(
             p.stat().st_size for p in ingest.ledger_path.parent.glob(ingest.ledger_path.name + "*")
         ),

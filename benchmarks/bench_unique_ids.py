@@ -27,7 +27,6 @@ import argparse
 import multiprocessing
 import os
 import platform
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmarks.suite.worker_probes import peak_rss
 from qdask.mariadb import PrivateMariaDB
 from qdask.stages.staged_ids import repeated_ids
 from qdask.stages.verify import SHOWN, statement
@@ -91,7 +91,7 @@ def _server_cpu(server: PrivateMariaDB) -> float:
 
 def staged(units: list[Path], scratch: Path) -> dict:
     """The staged check in this (fresh) process: read, sort, save each unit's ids, then merge them."""
-    start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start_rss = peak_rss() / 2**20
     t0, c0 = time.perf_counter(), time.process_time()
     paths = []
     for unit in units:
@@ -105,7 +105,7 @@ def staged(units: list[Path], scratch: Path) -> dict:
         "read_sort_save": (t1 - t0, c1 - c0),
         "merge": (time.perf_counter() - t1, time.process_time() - c1),
         "found": {v for v, _ in found.examples},
-        "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "maxrss_mib": peak_rss() / 2**20,
         "start_rss_mib": start_rss,
     }
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from lsst.daf.butler import Butler, Config, DatasetRef, DatasetType, FileDataset
+from peak_memory import CHILD_SOURCE
 
 from qdask.demo import make_demo_repo
 from qdask.sources.butler import (
@@ -344,14 +345,14 @@ def test_damaged_column_data_is_an_error_not_a_silent_drop(demo):
 
 _READER = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     import pyarrow as pa, pyarrow.parquet as pq
     from qdask.sources.butler import ButlerSource, read_unit
     repo, mode = sys.argv[1], sys.argv[2]
     src = ButlerSource(repo, "bigTable", "big/run")
     units = src.discover()
     pool = pa.default_memory_pool()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = mark_peak()
     rows, total = 0, 0.0
     if mode == "source":
         for unit in units:
@@ -362,7 +363,7 @@ _READER = textwrap.dedent(
         table = pq.read_table(units[0].uri.removeprefix("file://"))
         rows = table.num_rows
         total = pa.compute.sum(table.column("c0")).as_py()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    after = peak_since_mark()
     print(json.dumps({"units": len(units), "rows": rows, "total": total,
                       "pool_max": pool.max_memory(), "rss_growth": after - before}))
     """
@@ -371,7 +372,7 @@ _READER = textwrap.dedent(
 
 def _run_reader(repo: Path, mode: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", _READER, str(repo), mode],
+        [sys.executable, "-c", CHILD_SOURCE + _READER, str(repo), mode],
         capture_output=True,
         text=True,
         check=True,
@@ -419,7 +420,9 @@ def test_reading_a_2gb_dataset_streams_in_bounded_memory(scratch):
     assert got["rows"] == expected_rows
     assert got["total"] == pytest.approx(float(np.sum(cols["c0"])) * (expected_rows // rows_per_batch))
     assert got["units"] >= 4  # split by the default 512 MiB per-task budget
-    bound = size // 6  # ≈ 330 MB: a whole-file read needs at least the file's size
+    # ≈ 500 MB: a whole-file read needs at least the file's size (the control below grows 4.4 GB); the
+    # source's growth measured 320 MB since the child's own mark (`peak_memory`)
+    bound = size // 4
     assert got["pool_max"] < bound, got
     assert got["rss_growth"] < bound, got
 

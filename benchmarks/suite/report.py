@@ -258,7 +258,7 @@ def write_report(res: Results, prefix: Path) -> None:
     add("## 5. Memory\n")
     add(
         "Peak RSS of each Dask worker process while each stage ran (sampled every 0.2 s through "
-        "`client.run`), and the lifetime peak (`ru_maxrss`) at the stage's end, against the configured "
+        "`client.run`), and the lifetime peak (`VmHWM`) at the stage's end, against the configured "
         "worker limit (`memory_per_worker` = the nanny's limit). The load stage runs in the driver process "
         "(its threads stream files to Qserv), so its row is the driver's RSS.\n"
     )

@@ -2,8 +2,8 @@
 
 The upload runs in a fresh subprocess (so nothing else in the test session pollutes its memory) to a real
 loopback HTTP server that reads the multipart body in 64 KiB pieces. The child resets the kernel's peak-RSS
-mark just before the upload, then reports its resident size (psutil), the peak after the upload (`VmHWM`)
-and the highest of psutil samples taken every 5 ms during it.
+mark just before the upload (`peak_memory`), then reports its resident size, the peak after the upload
+(`VmHWM`) and the highest of psutil samples taken every 5 ms during it.
 A control run makes the same child buffer the file first, proving the measure would catch buffering.
 """
 
@@ -14,12 +14,13 @@ import subprocess
 import sys
 
 import pytest
+from peak_memory import CHILD_SOURCE
 
 SIZE = 320 * 2**20
 BOUND = 64 * 2**20
 
 CHILD = r"""
-import json, resource, sys, threading
+import json, sys, threading
 import psutil
 import qdask.qserv.transport as transport
 from qdask.qserv import QservClient
@@ -54,31 +55,21 @@ def sample():  # a second, independent measure: resident size every 5 ms during 
     while not done.wait(0.005):
         samples.append(proc.memory_info().rss)
 
-try:  # reset the kernel's peak-RSS mark (VmHWM) so that it covers the upload only
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    reset = True
-except OSError:
-    reset = False
-before = proc.memory_info().rss
+before = mark_peak()  # the peak from here on covers the upload only
 sampler = threading.Thread(target=sample)
 sampler.start()
 c = qc.ingest_csv(worker, 7, "Object", path, chunk=57)
 done.set()
 sampler.join()
-if reset:
-    hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-    peak = int(hwm.split()[1]) * 1024
-else:  # lifetime peak: an upper bound of the growth
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = peak_since_mark()
 print(json.dumps({"before": before, "peak": peak, "sampled": max(samples, default=before),
-                  "num_bytes": c.num_bytes, "reset": reset}))
+                  "num_bytes": c.num_bytes}))
 """
 
 
 def run_child(server, path, mode: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, server.url, server.worker_url, str(path), mode],
+        [sys.executable, "-c", CHILD_SOURCE + CHILD, server.url, server.worker_url, str(path), mode],
         capture_output=True,
         text=True,
         timeout=600,
