@@ -184,7 +184,9 @@ def _calibrate(config: IngestConfig, setup: TableSetup, estimate: TableEstimate,
         contribution = 0
         keys = [k for s in result.shards for k in s.keys()]
         for group, shards in plan_collect(keys, result.shards):
-            task = collect_task_for(group, shards, setup.plan.schema.names, charset)
+            task = collect_task_for(
+                group, shards, setup.plan.schema.names, charset, direct_io=config.staging.direct_io
+            )
             contribution += sum(c.file.bytes for c in collect_chunks(task, root / "contributions"))
         seconds = time.perf_counter() - t0
     rows = max(result.rows_read, 1)

@@ -382,6 +382,7 @@ class StagingRun:
                 exclusion_keys=exclusion_path(self.keys_root, setup.plan.name),
                 exclusion_column=key_column(setup.config),
                 quarantine_root=self.quarantine_root,
+                direct_io=self.config.staging.direct_io,
             )
             name = f"collect-{task.name}-{uuid4().hex[:8]}"  # never a previous round's cached result
             futures[client.submit(collect_task, task, str(self.contrib_root), key=name, pure=False)] = task

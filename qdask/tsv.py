@@ -66,6 +66,7 @@ import pyarrow.compute as pc
 
 from qdask.checksums import formatted, new_digest
 from qdask.dialect import TSV
+from qdask.direct_io import DirectWriter
 from qdask.errors import QdaskError
 from qdask.text_dialect import MARIADB_LATIN1
 
@@ -463,6 +464,7 @@ def write_tsv(
     columns: Sequence[str] | None = None,
     charset: str = "latin1",
     durable: bool = True,
+    direct_io: bool = False,
 ) -> TsvFileInfo:
     """Stream batches into the contribution file ``path``, atomically, and return what was written.
 
@@ -472,7 +474,8 @@ def write_tsv(
     encoding fails or the source raises, the temporary file is removed and ``path`` is left untouched
     (a process killed mid-write leaves only a ``.<name>.tmp-*`` file, never a partial ``path``).
     With ``durable=False`` the two fsyncs are left to the caller, who writes many files and then makes
-    them all durable at once (`sync_filesystem`) before recording any of them.
+    them all durable at once (`sync_filesystem`) before recording any of them. With ``direct_io`` the
+    file's text goes past the page cache once it outgrows a buffer (`qdask.direct_io`).
     """
     if charset not in CHARSETS:
         raise ValueError(f"unsupported charset {charset!r}; expected one of {', '.join(CHARSETS)}")
@@ -484,25 +487,32 @@ def write_tsv(
     rows = size = 0
     nan_to_null: dict[str, int] = {}
     names: list[str] | None = list(columns) if columns is not None else None
+    writer = DirectWriter(direct_io)
     try:
-        with open(tmp, "wb") as out:
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            writer.begin(out)
             for batch in batches:
                 if names is None:
                     names = batch.schema.names
                 for chunk in encode_batch(
                     batch, columns=names, charset=charset, first_row=rows, nan_to_null=nan_to_null
                 ):
-                    out.write(chunk)
+                    writer.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
                 rows += batch.num_rows
-            out.flush()
+            writer.end()
             if durable:
-                os.fsync(out.fileno())
+                os.fsync(out)
+        finally:
+            os.close(out)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        writer.close()
     if durable:
         _fsync_dir(path.parent)
     return TsvFileInfo(path, rows, size, formatted(digest), charset, nan_to_null)

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from qdask import faultpoints
 from qdask.checksums import formatted, new_digest
+from qdask.direct_io import DirectWriter
 from qdask.ledger import REGULAR_CHUNK, ChunkFile, ChunkKey, Shard, dest_of, shards_digest
 from qdask.stages.key_match import in_keys
 from qdask.stages.shards import DEST, CorruptShardError, ShardReader, reordered, restricted
@@ -83,6 +84,7 @@ class CollectTask:
     columns: tuple[str, ...]
     charset: str
     exclusion: Exclusion | None = None
+    direct_io: bool = True  # `staging.direct_io`: large files written past the page cache (`qdask.direct_io`)
 
     @property
     def name(self) -> str:
@@ -106,6 +108,7 @@ def collect_task_for(
     exclusion_keys: Path | None = None,
     exclusion_column: str | None = None,
     quarantine_root: Path | None = None,
+    direct_io: bool = True,
 ) -> CollectTask:
     """The collect task of some destinations of one table; with an existing `exclusion_keys` file (the key
     check's, see `qdask.stages.keys`), rows whose `exclusion_column` value it holds go to the quarantine
@@ -121,7 +124,7 @@ def collect_task_for(
     wanted = dest_of([k.chunk_id for k in keys], [k.overlap for k in keys])
     trimmed = (restricted(s, wanted) for s in shards)  # each shard as much as this task reads of it
     held = tuple(sorted((s for s in trimmed if s is not None), key=lambda s: s.unit_id))
-    return CollectTask(keys, held, tuple(columns), charset, exclusion)
+    return CollectTask(keys, held, tuple(columns), charset, exclusion, direct_io)
 
 
 def plan_collect(
@@ -250,7 +253,9 @@ def _collect_one(task: CollectTask, root: Path) -> Collected:
         batches = _without_excluded(batches, task.exclusion, keys, target, excluded)
     path = contribution_path(root, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    info = write_tsv(batches, path, columns=task.columns, charset=task.charset, durable=False)
+    info = write_tsv(
+        batches, path, columns=task.columns, charset=task.charset, durable=False, direct_io=task.direct_io
+    )
     return _collected(key, info, sources, sum(s.rows_in(key) for s in sources) - excluded[0])
 
 
@@ -345,7 +350,7 @@ class _Files:
 
     FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, direct_io: bool = True):
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = str(directory)
         self.token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -354,6 +359,7 @@ class _Files:
         self.out = -1
         self.digest = new_digest()
         self.size = 0
+        self.writer = DirectWriter(direct_io)  # past the page cache once a file outgrows its buffer
 
     def _tmp(self, name: str) -> str:
         return f".{name}.tmp-{self.token}"
@@ -366,19 +372,19 @@ class _Files:
             except OSError as exc:  # named in full, as a path-walking open would
                 raise OSError(exc.errno, exc.strerror, f"{self.directory}/{self._tmp(name)}") from None
             self.name, self.digest, self.size = name, new_digest(), 0
+            self.writer.begin(self.out)
         elif self.name != name:
             raise RuntimeError(f"{name} added while {self.name} is being written")
         self.digest.update(piece)
         self.size += len(piece)
-        view = memoryview(piece)
-        while view:  # a write may take less than it was given
-            view = view[os.write(self.out, view) :]
+        self.writer.write(piece)
 
     def finish(self, name: str) -> tuple[str, int, str]:
         """Close file `name` and rename it into place (an empty file if nothing was added); (path, bytes,
         checksum)."""
         if self.name is None:
             self.add(name, b"")
+        self.writer.end()
         os.close(self.out)
         self.name = None
         os.rename(self._tmp(name), name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
@@ -390,6 +396,7 @@ class _Files:
             os.unlink(self._tmp(self.name), dir_fd=self.fd)
             self.name = None
         os.close(self.fd)
+        self.writer.close()
 
 
 SOLO_ROWS = 4096  # a destination with at least this many rows is encoded in slices of its own rows
@@ -429,7 +436,7 @@ def _write_part(
     counts: dict[str, int] = {}
     out: list[Collected] = []
     table = task.keys[0].table
-    files = _Files(contribution_path(root, task.keys[0]).parent)
+    files = _Files(contribution_path(root, task.keys[0]).parent, task.direct_io)
     bounds = np.asarray(ends, np.int64)
     keys = [ChunkKey(table, d >> 1, bool(d & 1)) for d in dests]
     names = [contribution_name(key) for key in keys]

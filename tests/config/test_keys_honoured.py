@@ -23,9 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from distributed import Client, LocalCluster
+from page_cache import cached_bytes
 from rich.console import Console
 
-from qdask import run_settings
+from qdask import direct_io, run_settings
 from qdask.cluster import ClusterError, open_client
 from qdask.config import ConfigError, config_from_dict
 from qdask.demo import make_demo_repo
@@ -730,6 +731,27 @@ def test_shards_are_compressed_as_configured(tmp_path, client):
         codecs, sizes[level] = shard_codecs_and_bytes(stage(raw, tmp_path / f"z{level}", client))
         assert codecs == {"zstd"}
     assert sizes[19] != sizes[1]  # the same rows, the same writer: only the level differs
+
+
+@honours("staging.direct_io")
+def test_direct_io_writes_large_contribution_files_past_the_page_cache(tmp_path, client, monkeypatch):
+    """Read from the kernel (mincore, `page_cache`): with direct_io (the default) a contribution file holds
+    at most its first buffer and its tail in the page cache; with false, all of it."""
+    monkeypatch.setattr(direct_io, "BUFFER_BYTES", 16 * 1024)  # the cluster runs in this process
+    found = {}
+    for setting in (None, False):
+        raw = tiny(tmp_path / str(setting), rows=20_000)  # ~9 chunks of ~130 KB
+        if setting is not None:
+            raw["staging"]["direct_io"] = setting
+        files = [
+            f
+            for f in staged_files(stage(raw, tmp_path / str(setting), client), "D")
+            if f.bytes > 8 * 16 * 1024
+        ]
+        assert files, "no contribution file outgrows the buffer: the test would show nothing"
+        found[setting] = [(cached_bytes(f.path), f.bytes) for f in files]
+    assert all(cached <= 2 * 16 * 1024 for cached, _ in found[None]), found[None]  # first buffer and tail
+    assert all(cached >= size for cached, size in found[False]), found[False]
 
 
 # -- qserv: what reaches the controller -----------------------------------------------------------------
