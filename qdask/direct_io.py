@@ -79,17 +79,18 @@ class DirectWriter:
         self._drain()
         self.fd = -1
 
+    def close(self) -> None:
+        """Let the buffer go. Not `mmap.close`: a view of it may still live in a frame some sampler holds
+        (Dask's profiler walks the worker threads' stacks), and the map is unmapped with its last view."""
+        self.buffer = None
+
     def _drain(self) -> None:
+        """Write what waits in the buffer, through the page cache."""
         if self.fill:
             self._set_direct(False)
             assert self.buffer is not None
             _write_all(self.fd, memoryview(self.buffer)[: self.fill])
             self.fill = 0
-
-    def close(self) -> None:
-        """Let the buffer go. Not `mmap.close`: a view of it may still live in a frame some sampler holds
-        (Dask's profiler walks the worker threads' stacks), and the map is unmapped with its last view."""
-        self.buffer = None
 
     def _write_buffer(self) -> None:
         assert self.buffer is not None
