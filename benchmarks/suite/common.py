@@ -29,7 +29,7 @@ import qdask.ingest as ingest_module
 from qdask.ingest import Ingest
 from qdask.staging_run import StagingRun
 
-from .worker_probes import worker_maxrss, worker_rss
+from .worker_probes import peak_rss, worker_rss
 
 MiB = 1 << 20
 
@@ -166,7 +166,7 @@ class RssSampler:
             self._thread.join()
             if client is not None:
                 with contextlib.suppress(Exception):
-                    self.worker_maxrss[stage] = client.run(worker_maxrss)
+                    self.worker_maxrss[stage] = client.run(peak_rss)
             self.stage = self.client = None
 
 

@@ -17,11 +17,6 @@ def worker_rss() -> int:
     return psutil.Process().memory_info().rss
 
 
-def worker_maxrss() -> int:
-    """The worker's largest resident memory so far, in bytes."""
-    return peak_rss()
-
-
 def peak_rss() -> int:
     """This process's largest resident memory so far, in bytes: `VmHWM`, the mark of its own address space.
 
