@@ -399,6 +399,7 @@ def ingest_command(
     Tables added to the config of a published catalog are loaded with --published (docs/recovery.md).
     """
     from qdask import api
+    from qdask.long_lived import freeze_long_lived
     from qdask.progress import print_memory_plan, print_summary, print_verify_report
 
     cfg = _config(
@@ -414,6 +415,7 @@ def ingest_command(
     driver.take_over, driver.published = take_over, published
     driver.show_plan()
     print_memory_plan(memory_plan)
+    freeze_long_lived("driver")  # this process is qdask's own: its imports leave the collector's passes
     summary = driver.run(stage_only=stage_only, verify_after=not no_verify)
     print_summary(summary)
     if as_json:

@@ -116,9 +116,16 @@ def _workers_ignore_ctrl_c() -> Iterator[None]:
 
 
 def dask_setup(worker: object) -> None:
-    """Dask preload run in each local worker as it starts (also one its nanny restarts): ignore SIGINT."""
+    """Dask preload run in each local worker as it starts (also one its nanny restarts): ignore SIGINT;
+    import the stages' modules its tasks run and take everything alive then out of the garbage collector's
+    full passes (`qdask.long_lived`)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import qdask.stages.collect  # noqa: F401 - imported by the first task anyway; frozen with the rest
+    import qdask.stages.partition  # noqa: F401
+    from qdask.long_lived import freeze_long_lived
+
+    freeze_long_lived("worker")
 
 
 @contextlib.contextmanager

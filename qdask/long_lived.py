@@ -1,0 +1,34 @@
+"""Objects that live as long as the process, taken out of the garbage collector's full passes.
+
+CPython's cyclic collector visits every tracked container in each full pass. A qdask driver or worker holds
+200-350 thousand of them once its imports are done (dask, distributed, pyarrow, polars), and its work
+allocates enough containers to start full passes again and again: perf counted ~0.9 CPU s of a driver's
+~3.5, and ~0.3 of each worker's ~8.5, inside the collector when staging 5M x 43
+(benchmarks/results/hats.md). `gc.freeze` moves every object alive now into a permanent generation that no
+pass visits; what the work allocates afterwards is collected as before. The cost: a cycle among the frozen
+objects that later becomes garbage is never reclaimed, which is why the collector runs once just before.
+
+Only processes qdask owns are frozen: `qdask ingest`'s (the CLI, before its run) and the workers of the
+local cluster it starts (their preload, `qdask.cluster.dask_setup`); a program that imports qdask as a
+library decides for its own process.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+_frozen: set[str] = set()
+_lock = threading.Lock()
+
+
+def freeze_long_lived(role: str) -> bool:
+    """Once per process and `role`: collect what is garbage now, then freeze every survivor. Called where a
+    process has done its set-up (imports). True when it froze, False when `role` already had."""
+    with _lock:
+        if role in _frozen:
+            return False
+        _frozen.add(role)
+        gc.collect()
+        gc.freeze()
+        return True

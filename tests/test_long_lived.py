@@ -1,0 +1,65 @@
+"""What lives as long as a qdask process is taken out of the garbage collector's full passes, once per
+role, and only in the processes qdask owns: `qdask ingest`'s and its local workers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from qdask.cli import main
+from qdask.cluster import ClusterSpec, open_client
+from qdask.ingest import Ingest, IngestError
+
+CASE01 = Path(__file__).resolve().parents[1] / "configs" / "case01.yaml"
+
+FRESH_PROCESS = """
+import gc, json
+from qdask.long_lived import freeze_long_lived
+before = gc.get_freeze_count()
+first = freeze_long_lived("driver")
+frozen = gc.get_freeze_count()
+again = freeze_long_lived("driver")
+other = freeze_long_lived("worker")
+print(json.dumps([before, first, frozen, again, gc.get_freeze_count() - frozen, other]))
+"""
+
+
+def test_a_role_freezes_what_is_alive_once_per_process():
+    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS], capture_output=True, text=True, check=True)
+    before, first, frozen, again, added, other = json.loads(out.stdout)
+    assert before == 0 and first is True
+    assert frozen > 1_000  # what a fresh interpreter and qdask's package hold
+    assert again is False
+    assert other is True and added >= 0
+
+
+def _worker_state() -> tuple[int, bool]:
+    import gc
+
+    stages = {"polars", "qdask.stages.collect", "qdask.stages.partition"}
+    return gc.get_freeze_count(), stages <= set(sys.modules)
+
+
+def test_local_workers_start_with_the_stages_modules_frozen():
+    with open_client(ClusterSpec(kind="local", workers=1, memory_per_worker=1 << 30)) as client:
+        frozen, imported = client.submit(_worker_state, pure=False).result()
+    assert imported
+    assert frozen > 50_000  # ~130k here: distributed, pyarrow, polars and the stages, before any task
+
+
+def test_qdask_ingest_freezes_its_process_before_the_run(monkeypatch):
+    calls: list[str] = []
+
+    def run(self, **_):
+        calls.append("run")
+        raise IngestError("stopped here by the test")
+
+    monkeypatch.setattr("qdask.long_lived.freeze_long_lived", lambda role: calls.append(role) or True)
+    monkeypatch.setattr(Ingest, "run", run)
+    result = CliRunner().invoke(main, ["ingest", str(CASE01), "--stage-only"])
+    assert result.exit_code == 1, result.output
+    assert calls == ["driver", "run"]
