@@ -126,11 +126,11 @@ QDASK_CHILD = """
 import json, sys
 from collections.abc import Iterator
 from pathlib import Path
-from qdask.config import config_from_dict
-from benchmarks.suite.common import TimedIngest
-from qdask.long_lived import freeze_long_lived
-ingest = TimedIngest(config_from_dict(json.loads(sys.argv[1]), Path(sys.argv[2])), sample_interval=30)
-freeze_long_lived("driver")  # as `qdask ingest` does before its run
+from qdask.long_lived import setting_up
+with setting_up("driver"):  # as `qdask ingest` sets up before its run
+    from qdask.config import config_from_dict
+    from benchmarks.suite.common import TimedIngest
+    ingest = TimedIngest(config_from_dict(json.loads(sys.argv[1]), Path(sys.argv[2])), sample_interval=30)
 ingest.run(stage_only=True)
 summary = ingest.ledger.summary()
 seconds, files, shards = dict(ingest.seconds), summary["chunk_files"], summary["shards"]

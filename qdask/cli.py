@@ -398,24 +398,25 @@ def ingest_command(
     <staging>/report.html. A resumed run says what it reuses. Exit status 3 when verification fails.
     Tables added to the config of a published catalog are loaded with --published (docs/recovery.md).
     """
-    from qdask import api
-    from qdask.long_lived import freeze_long_lived
-    from qdask.progress import print_memory_plan, print_summary, print_verify_report
+    from qdask.long_lived import setting_up
 
-    cfg = _config(
-        config,
-        workers=workers,
-        controller=controller,
-        czar=czar,
-        staging=staging,
-        scheduler=scheduler,
-        cluster=cluster_kind,
-    )
-    driver, memory_plan = api.prepare(cfg)
+    with setting_up("driver"):  # this process is qdask's own: what its set-up leaves lives to its end
+        from qdask import api
+        from qdask.progress import print_memory_plan, print_summary, print_verify_report
+
+        cfg = _config(
+            config,
+            workers=workers,
+            controller=controller,
+            czar=czar,
+            staging=staging,
+            scheduler=scheduler,
+            cluster=cluster_kind,
+        )
+        driver, memory_plan = api.prepare(cfg)
     driver.take_over, driver.published = take_over, published
     driver.show_plan()
     print_memory_plan(memory_plan)
-    freeze_long_lived("driver")  # this process is qdask's own: its imports leave the collector's passes
     summary = driver.run(stage_only=stage_only, verify_after=not no_verify)
     print_summary(summary)
     if as_json:

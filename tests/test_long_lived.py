@@ -37,6 +37,28 @@ def test_a_role_freezes_what_is_alive_once_per_process():
     assert other is True and added >= 0
 
 
+SET_UP = """
+import gc, json
+from qdask.long_lived import setting_up
+with setting_up("driver"):
+    during = gc.isenabled()
+    import qdask.ingest  # what the CLI imports and plans under it
+after, frozen = gc.isenabled(), gc.get_freeze_count()
+gc.disable()
+with setting_up("worker"):
+    pass
+print(json.dumps([during, after, frozen, gc.isenabled()]))
+"""
+
+
+def test_set_up_runs_without_collector_passes_then_freezes_what_it_left():
+    out = subprocess.run([sys.executable, "-c", SET_UP], capture_output=True, text=True, check=True)
+    during, after, frozen, disabled_stays = json.loads(out.stdout)
+    assert during is False and after is True
+    assert frozen > 50_000  # qdask.ingest's imports: dask, distributed, pyarrow
+    assert disabled_stays is False  # a collector the caller had turned off stays off
+
+
 def _worker_state() -> tuple[int, bool]:
     import gc
 
