@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from qdask.cli import main
 from qdask.cluster import ClusterSpec, open_client
 from qdask.ingest import Ingest, IngestError
+from qdask.long_lived import YOUNG_OBJECTS
 
 CASE01 = Path(__file__).resolve().parents[1] / "configs" / "case01.yaml"
 
@@ -24,17 +25,18 @@ first = freeze_long_lived("driver")
 frozen = gc.get_freeze_count()
 again = freeze_long_lived("driver")
 other = freeze_long_lived("worker")
-print(json.dumps([before, first, frozen, again, gc.get_freeze_count() - frozen, other]))
+print(json.dumps([before, first, frozen, again, gc.get_freeze_count() - frozen, other, gc.get_threshold()]))
 """
 
 
 def test_a_role_freezes_what_is_alive_once_per_process():
     out = subprocess.run([sys.executable, "-c", FRESH_PROCESS], capture_output=True, text=True, check=True)
-    before, first, frozen, again, added, other = json.loads(out.stdout)
+    before, first, frozen, again, added, other, thresholds = json.loads(out.stdout)
     assert before == 0 and first is True
     assert frozen > 1_000  # what a fresh interpreter and qdask's package hold
     assert again is False
     assert other is True and added >= 0
+    assert thresholds == [YOUNG_OBJECTS, 10, 10]  # young passes 28x rarer than CPython's default
 
 
 SET_UP = """
@@ -59,17 +61,17 @@ def test_set_up_runs_without_collector_passes_then_freezes_what_it_left():
     assert disabled_stays is False  # a collector the caller had turned off stays off
 
 
-def _worker_state() -> tuple[int, bool]:
+def _worker_state() -> tuple[int, bool, int]:
     import gc
 
     stages = {"polars", "qdask.stages.collect", "qdask.stages.partition"}
-    return gc.get_freeze_count(), stages <= set(sys.modules)
+    return gc.get_freeze_count(), stages <= set(sys.modules), gc.get_threshold()[0]
 
 
 def test_local_workers_start_with_the_stages_modules_frozen():
     with open_client(ClusterSpec(kind="local", workers=1, memory_per_worker=1 << 30)) as client:
-        frozen, imported = client.submit(_worker_state, pure=False).result()
-    assert imported
+        frozen, imported, young = client.submit(_worker_state, pure=False).result()
+    assert imported and young == YOUNG_OBJECTS
     assert frozen > 50_000  # ~130k here: distributed, pyarrow, polars and the stages, before any task
 
 
