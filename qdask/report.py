@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow.parquet as pq
 from dask.utils import format_bytes
 
@@ -179,35 +180,57 @@ def merge_neighbours(cells: Sequence[ChunkCell], limit: int = MAP_BOXES) -> list
     least advanced state of any of them. A chunk the catalog does not reach ends a run, so a sparse map
     keeps more boxes (200k rows over the sky, 109k of 146k chunks: 27,892 boxes, 8 MB of SVG)."""
     per_box = -(-len(cells) // limit)
-    out = _merge_runs(cells, per_box)
-    while len(out) > limit and per_box < 256:  # gaps between chunks break runs: longer ones elsewhere
-        per_box *= 2
-        out = _merge_runs(cells, per_box)
-    return out
-
-
-def _merge_runs(cells: Sequence[ChunkCell], per_box: int) -> list[ChunkCell]:
-    """Runs of up to `per_box` neighbouring chunks of a stripe as one cell each (see `merge_neighbours`)."""
     if per_box <= 1:
         return list(cells)
+    box = np.array([c.box for c in cells], np.float64)
+    joins = np.zeros(len(cells), bool)  # a cell that continues the one before: same band, ends meet
+    joins[1:] = (
+        (box[1:, 2] == box[:-1, 2]) & (box[1:, 3] == box[:-1, 3]) & (np.abs(box[:-1, 1] - box[1:, 0]) < 1e-9)
+    )
+    starts = _run_starts(joins, per_box)
+    while len(starts) > limit and per_box < 256:  # gaps between chunks break runs: longer ones elsewhere
+        per_box *= 2
+        starts = _run_starts(joins, per_box)
+    return _merged(cells, box, starts)
+
+
+def _run_starts(joins: np.ndarray, per_box: int) -> np.ndarray:
+    """Where each box starts: at a cell that does not continue the one before, and every `per_box` cells
+    along a chain of cells that do."""
+    at = np.arange(len(joins))
+    chain = np.maximum.accumulate(np.where(joins, 0, at))  # where each cell's chain starts
+    return np.flatnonzero((at - chain) % per_box == 0)
+
+
+def _merged(cells: Sequence[ChunkCell], box: np.ndarray, starts: np.ndarray) -> list[ChunkCell]:
+    """One cell per box of cells `starts[i]` up to the next start: rows added per table, the least
+    advanced state of any of them, the box from the first one's start to the last one's end. Summed
+    with numpy, table by table: 140k chunks, 20k boxes in ~0.1 s (the per-chunk loop took ~1.5 s)."""
+    ends = np.append(starts[1:], len(cells)) - 1
     order = list(STATES)  # most advanced first
-    out: list[ChunkCell] = []
-    for c in cells:
-        last = out[-1] if out else None
-        if (
-            last is not None
-            and last.count < per_box
-            and last.box[2:] == c.box[2:]
-            and abs(last.box[1] - c.box[0]) < 1e-9
-        ):
-            for table, n in c.rows.items():
-                last.rows[table] = last.rows.get(table, 0) + n
-            last.box = (last.box[0], c.box[1], *last.box[2:])
-            last.state = max(last.state, c.state, key=order.index)
-            last.count += 1
-            last.last_chunk = c.chunk_id
-        else:
-            out.append(ChunkCell(c.chunk_id, c.box, dict(c.rows), c.state))
+    worst = np.maximum.reduceat(np.array([order.index(c.state) for c in cells]), starts)
+    sums = {}
+    for table in dict.fromkeys(t for c in cells for t in c.rows):
+        per_chunk = np.array([c.rows.get(table, -1) for c in cells], np.int64)
+        held = np.maximum.reduceat(per_chunk, starts) >= 0  # some chunk of the box has the table
+        sums[table] = (np.add.reduceat(np.maximum(per_chunk, 0), starts), held)
+    out = []
+    for i, (first, last) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        if first == last:
+            out.append(cells[first])
+            continue
+        rows = {t: int(total[i]) for t, (total, held) in sums.items() if held[i]}
+        ra0, dec0, dec1 = box[first, 0], box[first, 2], box[first, 3]
+        out.append(
+            ChunkCell(
+                cells[first].chunk_id,
+                (float(ra0), float(box[last, 1]), float(dec0), float(dec1)),
+                rows,
+                order[worst[i]],
+                count=last - first + 1,
+                last_chunk=cells[last].chunk_id,
+            )
+        )
     return out
 
 

@@ -220,6 +220,7 @@ class Chunker:
         if math.isnan(self._r):
             raise LayoutError("the overlap radius is NaN")
         self._t = _build_tables(self._S, self._SS, self._r)
+        self._chunks_per_stripe: list[int] = self._t.chunks_per_stripe.tolist()
         self._h = 180.0 / (self._S * self._SS)
         self._nss = self._S * self._SS
 
@@ -312,10 +313,12 @@ class Chunker:
         return bool(ok) if ok.ndim == 0 else ok
 
     def _split_chunk(self, chunk_id: int) -> tuple[int, int]:
-        if not self.is_valid_chunk(int(chunk_id)):
+        """(stripe, chunk within it) of one valid chunk id: `is_valid_chunk`'s test in plain integers, as
+        one id at a time is how the callers ask (a report maps 140k chunks; numpy on scalars took 12 µs)."""
+        stripe, chunk = divmod(int(chunk_id), 2 * self._S)
+        if int(chunk_id) < 0 or stripe >= self._S or chunk >= self._chunks_per_stripe[stripe]:
             raise ValueError(f"chunk {chunk_id} does not exist in layout {self.layout}")
-        stripe = int(chunk_id) // (2 * self._S)
-        return stripe, int(chunk_id) - stripe * 2 * self._S
+        return stripe, chunk
 
     def sub_chunks(self, chunk_id: int) -> np.ndarray:
         """The sub-chunk ids of a chunk, sorted (int32), as Qserv's Chunker::getSubChunks lists them."""
@@ -327,7 +330,7 @@ class Chunker:
     def chunk_bounds(self, chunk_id: int) -> tuple[float, float, float, float]:
         """(ra_min, ra_max, dec_min, dec_max) of a chunk in degrees, as Qserv's getChunkBounds."""
         stripe, chunk = self._split_chunk(chunk_id)
-        width = 360.0 / int(self._t.chunks_per_stripe[stripe])
+        width = 360.0 / self._chunks_per_stripe[stripe]
         return (
             chunk * width,
             _clamp_lon((chunk + 1) * width),

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from qdask.report import MAP_BOXES, STATES, ChunkCell, sky_map_svg
+from qdask.report import MAP_BOXES, STATES, ChunkCell, merge_neighbours, sky_map_svg
 from qdask.sky.chunker import Chunker
 
 
@@ -52,3 +52,38 @@ def test_a_map_under_the_limit_draws_one_box_per_chunk():
     svg = sky_map_svg(cells)
     assert re.findall(r'data-chunk="(\d+)"', svg) == [str(c) for c in ids]
     assert "data-count" not in svg
+
+
+def test_a_sparse_map_breaks_runs_at_missing_chunks_and_keeps_every_row():
+    """Half the chunks of a layout, at random: a box never spans a chunk the catalog lacks (its members
+    touch end to end in one stripe), and rows, tables and chunks all add up."""
+    chunker = Chunker(340, 3, 0.01667)
+    every = chunker.all_chunks()
+    rng = np.random.default_rng(7)
+    ids = np.sort(rng.choice(every, len(every) // 2, replace=False)).tolist()
+    rows = rng.integers(0, 900, len(ids)).tolist()
+    cells = []
+    for c, n in zip(ids, rows, strict=True):
+        tables = {"Object": n} if c % 3 else {"Object": n, "ForcedSource": 5 * n}
+        cells.append(ChunkCell(c, chunker.chunk_bounds(c), tables, "staged" if c % 7 else "partitioned"))
+    merged = merge_neighbours(cells)
+    assert len(merged) < len(cells)
+    position = {c: i for i, c in enumerate(ids)}
+    covered = []
+    for box in merged:
+        members = ids[position[box.chunk_id] : position[box.last_chunk or box.chunk_id] + 1]
+        assert len(members) == box.count
+        bounds = [chunker.chunk_bounds(c) for c in members]
+        assert all(
+            a[2:] == b[2:] and abs(a[1] - b[0]) < 1e-9 for a, b in zip(bounds, bounds[1:], strict=False)
+        )
+        assert box.box == (bounds[0][0], bounds[-1][1], *bounds[0][2:])
+        member_rows = [cells[position[c]].rows for c in members]
+        assert box.rows == {
+            t: sum(r.get(t, 0) for r in member_rows)
+            for t in ("Object", "ForcedSource")
+            if any(t in r for r in member_rows)
+        }
+        assert box.state == ("partitioned" if any(c % 7 == 0 for c in members) else "staged")
+        covered += members
+    assert covered == ids
