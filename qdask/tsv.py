@@ -52,12 +52,12 @@ import codecs
 import ctypes
 import ctypes.util
 import functools
-import io
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 import polars as pl
@@ -369,17 +369,35 @@ def _lines_csv(values: Sequence[pa.Array], pieces: int) -> Iterator[tuple[memory
     rows = len(values[0])
     step = max(1, -(-rows // pieces))
     for start in range(0, rows, step):
-        sink = io.BytesIO()
+        sink = _Written()
         frame = _polars_frame([value.slice(start, step) for value in values])
         frame.write_csv(
-            sink,
+            cast(IO[bytes], sink),
             separator="\t",
             include_header=False,
             null_value=_NULL.decode(),
             quote_style="never",
             line_terminator="\n",
         )
-        yield sink.getbuffer(), frame.height
+        yield sink.text(), frame.height
+
+
+class _Written:
+    """The file object polars' CSV writer writes to: it keeps the bytes objects it is given (polars writes
+    a part's text in one call), where a BytesIO would copy them into a buffer of its own."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(data if type(data) is bytes else bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def text(self) -> memoryview:
+        return memoryview(self.parts[0] if len(self.parts) == 1 else b"".join(self.parts))
 
 
 def _lines_joined(values: Sequence[pa.Array], row0: int) -> pa.Array:
