@@ -61,22 +61,29 @@ class MemoryWatch:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
-                processing = self.client.processing()
-            except Exception:  # noqa: BLE001 - sampling is best effort; the stage goes on without it
-                continue
-            if self.series is not None:
-                for address, info in workers.items():
-                    used = int((info.get("metrics") or {}).get("memory") or 0)
-                    self.series.add(str(info.get("name", address)), used, info.get("memory_limit"))
-            for address, keys in processing.items():
-                info = workers.get(address, {})
+        """A sample as the stage starts, then one every `interval` until it ends: a stage shorter than
+        the interval is still seen (a quick run's report still plots its workers' memory)."""
+        while True:
+            self._sample()
+            if self._stop.wait(self.interval):
+                return
+
+    def _sample(self) -> None:
+        try:
+            workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+            processing = self.client.processing()
+        except Exception:  # noqa: BLE001 - sampling is best effort; the stage goes on without it
+            return
+        if self.series is not None:
+            for address, info in workers.items():
                 used = int((info.get("metrics") or {}).get("memory") or 0)
-                for key in keys:
-                    seen, _ = self.peak.get(str(key), (0, None))
-                    self.peak[str(key)] = (max(seen, used), info.get("memory_limit"))
+                self.series.add(str(info.get("name", address)), used, info.get("memory_limit"))
+        for address, keys in processing.items():
+            info = workers.get(address, {})
+            used = int((info.get("metrics") or {}).get("memory") or 0)
+            for key in keys:
+                seen, _ = self.peak.get(str(key), (0, None))
+                self.peak[str(key)] = (max(seen, used), info.get("memory_limit"))
 
     def explain(self, exc: BaseException, what: str) -> str:
         """A failed task's error as one line; for `KilledWorker`, with the memory seen and the limit."""
