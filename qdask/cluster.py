@@ -24,13 +24,20 @@ if TYPE_CHECKING:
     from qdask.config import KubernetesConfig
 
 
-#: glibc's allocator in worker processes. Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` (give freed
-#: memory back at once), which also fixes glibc's mmap threshold at 128 KiB: every buffer larger than that
-#: is then a fresh mapping whose pages fault in on first touch, task after task. qdask's tasks allocate the
-#: same bounded buffers over and over; keeping up to 64 MiB of freed heap (buffers under 32 MiB from the
-#: heap) halved a worker's page faults and its system CPU (benchmarks/results/hats.md). An operator's own
-#: value in the environment still wins, as the nanny reads the environment first.
-WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(64 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
+#: The allocators' settings in worker processes. Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` (give
+#: freed memory back at once), which also fixes glibc's mmap threshold at 128 KiB: every buffer larger than
+#: that is then a fresh mapping whose pages fault in on first touch, task after task. qdask's tasks allocate
+#: the same bounded buffers over and over; keeping up to 64 MiB of freed heap (buffers under 32 MiB from the
+#: heap) halved a worker's page faults and its system CPU (benchmarks/results/hats.md). Arrow's allocator
+#: (mimalloc 3) asks for transparent huge pages by default: a first touch anywhere in 2 MiB then zeroes all of
+#: it, and its small-object pages lie spread over its arena. perf counted 1.9-3.0 CPU s of a worker staging 1M
+#: x 43 rows zeroing huge pages, against 0.02-0.24 s with them off. An operator's own value in the environment
+#: still wins, as the nanny reads the environment first.
+WORKER_MALLOC_ENV = {
+    "MALLOC_TRIM_THRESHOLD_": str(64 << 20),
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MIMALLOC_ALLOW_THP": "0",
+}
 
 
 class ClusterError(QdaskError, RuntimeError):
