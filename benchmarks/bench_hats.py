@@ -262,6 +262,23 @@ def spy_qdask(inputs: Path, work: Path, workers: int, compression: str, out_dir:
     print(f"# py-spy profile: {out_dir / 'spy-stage-only.txt'}", flush=True)
 
 
+def perf_qdask(inputs: Path, work: Path, workers: int, compression: str, out_dir: Path) -> None:
+    """One `qdask --stage-only` run recorded by perf, kernel included (`benchmarks.suite.kernel_profile`):
+    per process, the collector's, the page zeroing's and the page cache's seconds, and the top functions."""
+    from benchmarks.suite import kernel_profile
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = out_dir / "perf-stage-only.data"
+    with qdask_child(inputs, work, workers, compression) as (argv, env):
+        kernel_profile.record(argv, data, env)
+    text = kernel_profile.summary(data)
+    (out_dir / "perf-stage-only.txt").write_text(
+        f"# perf of one qdask --stage-only run ({kernel_profile.RATE} samples/s, every process, kernel "
+        f"included)\n\n{text}"
+    )
+    print(f"# perf profile: {out_dir / 'perf-stage-only.txt'}", flush=True)
+
+
 def hats_compression(compression: str) -> dict:
     return (
         {"compression": "zstd", "compression_level": 3}
@@ -406,6 +423,9 @@ def main() -> None:
     parser.add_argument(
         "--spy", type=Path, help="after the timed runs, one more qdask run sampled by py-spy, written here"
     )
+    parser.add_argument(
+        "--perf", type=Path, help="after the timed runs, one more qdask run recorded by perf, written here"
+    )
     parser.add_argument("--keep", type=Path, help="work under this directory (default: a temp dir)")
     args = parser.parse_args()
     if args.profile_only:
@@ -477,6 +497,8 @@ def main() -> None:
             profile(root / "in", root / "p", args.shard_compression, args.profile)
         if args.spy:
             spy_qdask(root / "in", root / "q", args.workers, args.shard_compression, args.spy)
+        if args.perf:
+            perf_qdask(root / "in", root / "q", args.workers, args.shard_compression, args.perf)
 
 
 if __name__ == "__main__":

@@ -117,3 +117,29 @@ def test_spy_summary_splits_processes_and_leaves_waits_out(tmp_path: Path) -> No
     assert "== process 10 (driver): 0.30 s busy" in text
     assert "1.20  collect_chunks (qdask/stages/collect.py)" in text  # two lines of one function together
     assert "select" not in text and "Condition.wait" not in text
+
+
+def test_kernel_profile_summary_counts_each_processes_collector_and_page_zeroing() -> None:
+    """`benchmarks.suite.kernel_profile.summarize` on the text `perf script` prints: a sample's innermost
+    frame decides its category, the process started first is the driver, a process under 0.1 s is left
+    out."""
+    from benchmarks.suite import kernel_profile
+
+    def sample(pid: int, tid: int, *frames: str) -> str:
+        return f" {pid}/{tid}  \n" + "".join(f"\t    7f00{i:04x} {f}\n" for i, f in enumerate(frames)) + "\n"
+
+    script = (
+        sample(100, 100, "gc_collect_main+0x1f", "_PyEval_EvalFrameDefault")
+        + sample(100, 101, "visit_decref+0x4", "gc_collect_main")
+        + sample(100, 100, "_PyEval_EvalFrameDefault+0x9")
+        + sample(200, 203, "clear_page_erms+0x2", "folio_zero_user", "asm_exc_page_fault")
+        + sample(200, 200, "copy_folio_from_iter_atomic+0x10", "generic_perform_write")
+        + sample(300, 300, "_PyEval_EvalFrameDefault")
+    )
+    text = kernel_profile.summarize(script, rate=20)  # 0.05 s a sample; under 2 samples, left out
+    driver, worker = text.split("\n\n")[:2]
+    assert driver.startswith("== process 100 (driver): 0.15 CPU s")
+    assert "0.10  collector (CPython gc)" in driver and "0.00  new pages zeroed" in driver
+    assert worker.startswith("== process 200 (worker (or nanny)): 0.10 CPU s")
+    assert "0.05  new pages zeroed" in worker and "0.05  page-cache copies" in worker
+    assert "process 300" not in text
