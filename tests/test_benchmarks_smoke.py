@@ -95,6 +95,39 @@ def test_bench_hats_runs_and_profiles(tmp_path: Path) -> None:
         assert "sorted by own time" in (profiles / name).read_text()
 
 
+@pytest.mark.timeout(600)
+def test_bench_ab_alternates_two_trees_on_the_same_inputs() -> None:
+    """`benchmarks.bench_ab` with this checkout as both trees, at a tiny size: a row per run, A then B in
+    each pair, every measure positive, and the medians' ratio."""
+    import subprocess
+
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    argv = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_ab",
+        str(ROOT),
+        str(ROOT),
+        "--rows",
+        "3000",
+        "--columns",
+        "8",
+    ]
+    run = subprocess.run(
+        [*argv, "--pairs", "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=500
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [
+        line.split("|")[1:-1]
+        for line in run.stdout.splitlines()
+        if line.startswith("| 1 |") or line.startswith("| 2 |")
+    ]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [("1", "A"), ("1", "B"), ("2", "A"), ("2", "B")]
+    assert all(float(x) > 0 for r in rows for x in r[2:6])  # wall, CPU, user, system
+    [cpu] = [line for line in run.stdout.splitlines() if line.startswith("| cpu s |")]
+    assert float(cpu.split("**")[1]) > 0
+
+
 def test_spy_summary_splits_processes_and_leaves_waits_out(tmp_path: Path) -> None:
     """`benchmarks.suite.spy.summary` on py-spy's raw format (a child's stacks nested under its parent's,
     command lines holding ';', quotes and newlines): busy seconds per process, waits not counted, a
