@@ -245,38 +245,29 @@ def run_qdask(inputs: Path, work: Path, workers: int, compression: str) -> dict:
         return run_child(argv, env)
 
 
-def spy_qdask(inputs: Path, work: Path, workers: int, compression: str, out_dir: Path) -> None:
-    """One `qdask --stage-only` run sampled by py-spy, driver and workers (`benchmarks.suite.spy`): the raw
-    stacks and a per-process summary written to `out_dir`."""
-    from benchmarks.suite import spy
+def profile_qdask(
+    profiler: str, inputs: Path, work: Path, workers: int, compression: str, out_dir: Path
+) -> None:
+    """One `qdask --stage-only` run, driver and workers, sampled by py-spy (``spy``: Python frames, waits
+    left out, `benchmarks.suite.spy`) or perf (``perf``: the kernel included, the collector and the page
+    costs counted, `benchmarks.suite.kernel_profile`): the raw samples and a per-process summary, in
+    `out_dir`."""
+    from benchmarks.suite import kernel_profile, spy
 
+    tool, name, raw_name, note = {
+        "spy": (spy, "py-spy", "spy-stage-only.raw.txt", "waits left out"),
+        "perf": (kernel_profile, "perf", "perf-stage-only.data", "kernel included"),
+    }[profiler]
     out_dir.mkdir(parents=True, exist_ok=True)
-    stacks = out_dir / "spy-stage-only.raw.txt"
+    raw = out_dir / raw_name
     with qdask_child(inputs, work, workers, compression) as (argv, env):
-        spy.record(argv, stacks, env)
-    text = spy.summary(stacks)
-    (out_dir / "spy-stage-only.txt").write_text(
-        f"# py-spy of one qdask --stage-only run ({spy.RATE} samples/s, every process, waits left out)"
-        f"\n\n{text}"
+        tool.record(argv, raw, env)
+    summary = out_dir / f"{profiler}-stage-only.txt"
+    summary.write_text(
+        f"# {name} of one qdask --stage-only run ({tool.RATE} samples/s, every process, {note})"
+        f"\n\n{tool.summary(raw)}"
     )
-    print(f"# py-spy profile: {out_dir / 'spy-stage-only.txt'}", flush=True)
-
-
-def perf_qdask(inputs: Path, work: Path, workers: int, compression: str, out_dir: Path) -> None:
-    """One `qdask --stage-only` run recorded by perf, kernel included (`benchmarks.suite.kernel_profile`):
-    per process, the collector's, the page zeroing's and the page cache's seconds, and the top functions."""
-    from benchmarks.suite import kernel_profile
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = out_dir / "perf-stage-only.data"
-    with qdask_child(inputs, work, workers, compression) as (argv, env):
-        kernel_profile.record(argv, data, env)
-    text = kernel_profile.summary(data)
-    (out_dir / "perf-stage-only.txt").write_text(
-        f"# perf of one qdask --stage-only run ({kernel_profile.RATE} samples/s, every process, kernel "
-        f"included)\n\n{text}"
-    )
-    print(f"# perf profile: {out_dir / 'perf-stage-only.txt'}", flush=True)
+    print(f"# {name} profile: {summary}", flush=True)
 
 
 def hats_compression(compression: str) -> dict:
@@ -495,10 +486,10 @@ def main() -> None:
         print(f"# load at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         if args.profile:
             profile(root / "in", root / "p", args.shard_compression, args.profile)
-        if args.spy:
-            spy_qdask(root / "in", root / "q", args.workers, args.shard_compression, args.spy)
-        if args.perf:
-            perf_qdask(root / "in", root / "q", args.workers, args.shard_compression, args.perf)
+        for profiler, out_dir in (("spy", args.spy), ("perf", args.perf)):
+            if out_dir:
+                shards = args.shard_compression
+                profile_qdask(profiler, root / "in", root / "q", args.workers, shards, out_dir)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from all_sky_catalog import all_sky_director
 
 from qdask.sky import Chunker
 
@@ -113,33 +114,11 @@ def test_a_driver_killed_inside_a_batch_of_chunk_file_records_resumes_with_every
     from qdask.ledger import Ledger
     from qdask.stages.collect import plan_collect
 
-    rng = np.random.default_rng(41)
     n = 3000
-    ra = rng.uniform(0, 360, n)
-    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
-    ids = np.arange(n, dtype=np.int64)
-    (tmp_path / "in").mkdir()
-    pq.write_table(pa.table({"id": ids, "ra": ra, "dec": dec}), tmp_path / "in" / "allsky.parquet")
-    config = {
-        "database": {
-            "name": "killbatch",
-            "partitioning": {"num_stripes": 340, "num_sub_stripes": 3, "overlap": 0.01667},
-        },
-        "tables": [
-            {
-                "name": "Object",
-                "kind": "director",
-                "id": "id",
-                "ra": "ra",
-                "dec": "dec",
-                "input": {"files": {"glob": str(tmp_path / "in" / "*.parquet")}},
-                "schema": {"infer": True},
-            }
-        ],
-        "qserv": {"controller": "http://127.0.0.1:9", "czar": "mysql://qsmaster@127.0.0.1:9/killbatch"},
-        "staging": {"directory": str(tmp_path / "staging")},
-        "cluster": {"kind": "local", "workers": 1, "memory_per_worker": "2GiB"},
-    }
+    config = all_sky_director(tmp_path, "killbatch", n, seed=41)
+    written = pq.read_table(tmp_path / "in" / "allsky.parquet")
+    ids, ra, dec = (written.column(c).to_numpy() for c in ("id", "ra", "dec"))
+    config["cluster"] = {"kind": "local", "workers": 1, "memory_per_worker": "2GiB"}
     faults = tmp_path / "faults"
     faults.mkdir()
     env = {**os.environ, "QDASK_FAULT_DIR": str(faults)}

@@ -4,10 +4,8 @@ the files it does write measure bytes and seconds per row as well."""
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from all_sky_catalog import all_sky_director
 
 from qdask import estimate
 from qdask.config import config_from_dict
@@ -19,33 +17,7 @@ ROWS = 3_000
 @pytest.fixture
 def all_sky(tmp_path):
     """One director over a Parquet file of `ROWS` rows uniform over the sphere (DP0.2's layout)."""
-    rng = np.random.default_rng(11)
-    ra = rng.uniform(0, 360, ROWS)
-    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, ROWS)))
-    table = pa.table(
-        {"id": np.arange(ROWS, dtype=np.int64), "ra": ra, "dec": dec, "flux": rng.normal(size=ROWS)}
-    )
-    pq.write_table(table, tmp_path / "sky.parquet")
-    raw = {
-        "database": {
-            "name": "sky",
-            "partitioning": {"num_stripes": 340, "num_sub_stripes": 3, "overlap": 0.01667},
-        },
-        "tables": [
-            {
-                "name": "Object",
-                "kind": "director",
-                "id": "id",
-                "ra": "ra",
-                "dec": "dec",
-                "input": {"files": {"glob": str(tmp_path / "sky.parquet")}},
-                "schema": {"infer": True},
-            }
-        ],
-        "qserv": {"controller": "http://127.0.0.1:9", "czar": "mysql://qsmaster@127.0.0.1:9/sky"},
-        "staging": {"directory": str(tmp_path / "staging")},
-    }
-    config = config_from_dict(raw, tmp_path)
+    config = config_from_dict(all_sky_director(tmp_path, "sky", ROWS, seed=11), tmp_path)
     (setup,) = Ingest(config).plan()
     return config, setup
 
