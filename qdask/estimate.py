@@ -10,11 +10,10 @@ chunks the catalog touches, the staging disk and the time, from rates measured o
   partition and collect code (`qdask.stages`) in a temporary directory, removed after: bytes of shards
   and contribution files per row, overlap copies per row, and seconds per row on one thread (collect
   writes the files of the sample's first `CALIBRATION_FILES` destinations, scaled by their share of its
-  rows). Disk is
-  per-row bytes times rows; time is per-row seconds times rows over the cluster's worker threads. When an
-  earlier run with the same ledger measured its stages (its run record, `qdask.runrecord`), those rates
-  are used instead, and the load time too; without them the load time is unknown (it depends on the
-  Qserv instance), and said so.
+  rows). Disk is per-row bytes times rows; time is per-row seconds times rows over the cluster's worker
+  threads. When an earlier run with the same ledger measured its stages (its run record,
+  `qdask.runrecord`), those rates are used instead, and the load time too; without them the load time is
+  unknown (it depends on the Qserv instance), and said so.
 """
 
 from __future__ import annotations

@@ -205,7 +205,8 @@ def _run_starts(joins: np.ndarray, per_box: int) -> np.ndarray:
 def _merged(cells: Sequence[ChunkCell], box: np.ndarray, starts: np.ndarray) -> list[ChunkCell]:
     """One cell per box of cells `starts[i]` up to the next start: rows added per table, the least
     advanced state of any of them, the box from the first one's start to the last one's end. Summed
-    with numpy, table by table: 140k chunks, 20k boxes in ~0.1 s (the per-chunk loop took ~1.5 s)."""
+    with numpy, table by table: 72k chunks of an all-sky run in 0.18 s with the runs found, where a loop
+    over the chunks, run up to seven times, took 1.5 s."""
     ends = np.append(starts[1:], len(cells)) - 1
     order = list(STATES)  # most advanced first
     worst = np.maximum.reduceat(np.array([order.index(c.state) for c in cells]), starts)
