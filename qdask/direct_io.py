@@ -1,38 +1,71 @@
-"""Contribution files written past the page cache: O_DIRECT once a file outgrows its first buffer.
+"""Files written once and read once, past the page cache: O_DIRECT once a file outgrows its first buffer.
 
-A contribution file is written once and read again only by the load, often much later. Written through
-the page cache, each byte costs the kernel a freshly allocated page and a copy: 0.9-3.9 s of system time
-per 1.3 GB on this project's machines, against 0.08 s with O_DIRECT, where the device reads the writer's
-own buffer (`benchmarks/results/hats.md`). The dirty pages also count against the writer's memory cgroup,
-which is a pod's limit, until they are written back.
+A contribution file is written once and read again only by the load, often much later; a shard is written
+once by the partition stage and read once by the collect stage. Written through the page cache, each byte
+costs the kernel a freshly allocated page and a copy: 0.9-3.9 s of system time per 1.3 GB on this
+project's machines, against 0.08 s with O_DIRECT, where the device reads the writer's own buffer
+(`benchmarks/results/hats.md`). The dirty pages also count against the writer's memory cgroup, which is a
+pod's limit, until they are written back.
 
 `DirectWriter` writes a file's first buffer-full straight through the page cache, as any writer would, so
 a file smaller than one buffer is written exactly as without it. From the end of that first buffer on, it
-gathers what it is given in a page-aligned buffer and writes whole buffers with O_DIRECT: their length and
-the file offset are multiples of the buffer, as O_DIRECT requires. The rest, less than a buffer, goes
-through the page cache when the file ends (O_DIRECT off again), so no file needs truncating. A file system
-that refuses O_DIRECT (EINVAL) gets the page cache, as with ``direct=False``.
-"""
+gathers what it is given in page-aligned buffers and writes whole buffers with O_DIRECT, in background
+threads, each at its own offset: their length and offset are multiples of the buffer, as O_DIRECT
+requires. The rest, less than a buffer, goes through the page cache when the file ends (O_DIRECT off
+again), so no file needs truncating. A file system that refuses O_DIRECT (EINVAL) gets the page cache, as
+with ``direct=False``.
+
+`DirectReader` reads a range of such a file into a new Arrow buffer, with O_DIRECT from a page-aligned
+start, so the device fills the buffer the batches are then sliced from. Read through the page cache
+instead, each page of a file not cached is first allocated and filled there, then copied."""
 
 from __future__ import annotations
 
+import collections
+import ctypes
 import errno
 import fcntl
 import mmap
 import os
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-__all__ = ["BUFFER_BYTES", "DirectWriter"]
+import pyarrow as pa
+
+__all__ = ["BUFFER_BYTES", "DirectReader", "DirectWriter", "background"]
 
 #: The aligned buffer's size: the unit of every O_DIRECT write (a multiple of any device's block size).
 BUFFER_BYTES = 1 << 20
+#: Full buffers a writer may have in flight (written in the background) before it waits for the oldest.
+IN_FLIGHT = 4
+
+#: Offsets, lengths and buffers of O_DIRECT reads are aligned to this (the page: a multiple of any
+#: device's logical block).
+ALIGNMENT = mmap.PAGESIZE
+#: A read shorter than this goes through the page cache (a header, a small segment).
+DIRECT_READ_BYTES = 64 << 10
 
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
+def background() -> ThreadPoolExecutor:
+    """The threads that write full buffers while their writers fill the next ones, and read a shard's
+    next segment while its reader decodes this one."""
+    global _BACKGROUND
+    if _BACKGROUND is None:
+        _BACKGROUND = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qdask-direct-io")
+    return _BACKGROUND
+
+
+_BACKGROUND: ThreadPoolExecutor | None = None
+
+
 class DirectWriter:
-    """Writes files one after another (`begin`, `write`…, `end`) through one aligned buffer, with O_DIRECT
+    """Writes files one after another (`begin`, `write`…, `end`) through aligned buffers, with O_DIRECT
     where `direct` and the file system allow it; with ``direct=False`` every write goes straight to the
-    file. The caller opens and closes each file; `close` releases the buffer."""
+    file. Full buffers are written in the background (`background`), up to `IN_FLIGHT` at a time, each
+    at its own offset, while the caller fills the next: an O_DIRECT write waits for the device, and text
+    comes from the encoder in bursts of several buffers. The caller opens and closes each file, after
+    `end` (or `abort`, when the file is thrown away); `close` releases the buffers."""
 
     def __init__(self, direct: bool = True, buffer_bytes: int | None = None):
         self.size = BUFFER_BYTES if buffer_bytes is None else buffer_bytes
@@ -41,32 +74,32 @@ class DirectWriter:
                 f"the buffer must be a positive multiple of {mmap.PAGESIZE} bytes, not {self.size}"
             )
         self.allowed = direct and bool(_O_DIRECT)  # False once the file system has refused O_DIRECT
-        self.buffer: mmap.mmap | None = None  # made when a file first outgrows `size`
+        self.buffer: mmap.mmap | None = None  # being filled; made when a file first outgrows `size`
+        self.free: list[mmap.mmap] = []  # buffers whose writes are done
+        self.pending: collections.deque[tuple[Future[None], mmap.mmap]] = collections.deque()
         self.fd = -1
-        self.head = 0  # bytes of the current file written straight (at most `size`)
+        self.offset = 0  # where the current file's next byte goes
         self.fill = 0  # bytes waiting in the buffer
         self.direct = False  # O_DIRECT is on for the current file
 
     def begin(self, fd: int) -> None:
         """Start writing the file open (for writing, at offset 0) on `fd`."""
-        self.fd, self.head, self.fill, self.direct = fd, 0, 0, False
+        self.abort()  # the previous file's writes, if it was not ended
+        self.fd, self.offset, self.fill, self.direct = fd, 0, 0, False
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data).cast("B")
         if not self.allowed:  # never allowed, or refused by the file system (what is buffered goes first)
             self._drain()
-            _write_all(self.fd, view)
+            self.offset += _pwrite_all(self.fd, view, self.offset)
             return
-        if self.head < self.size:  # the first buffer-full: straight through the page cache
-            head = view[: self.size - self.head]
-            _write_all(self.fd, head)
-            self.head += len(head)
+        if self.offset < self.size:  # the first buffer-full: straight through the page cache
+            head = view[: self.size - self.offset]
+            self.offset += _pwrite_all(self.fd, head, self.offset)
             view = view[len(head) :]
-        if not view:
-            return
-        if self.buffer is None:
-            self.buffer = mmap.mmap(-1, self.size)
         while view:
+            if self.buffer is None:
+                self.buffer = self.free.pop() if self.free else mmap.mmap(-1, self.size)
             n = min(len(view), self.size - self.fill)
             self.buffer[self.fill : self.fill + n] = view[:n]
             self.fill += n
@@ -75,41 +108,76 @@ class DirectWriter:
                 self._write_buffer()
 
     def end(self) -> None:
-        """Write what is left in the buffer, through the page cache; the file stays open."""
+        """Write what is left in the buffer, through the page cache, once every write in flight is done
+        (raising what one raised); the file stays open."""
         self._drain()
         self.fd = -1
 
+    def abort(self) -> None:
+        """Let every write in flight end, ignoring their errors (the file is being thrown away): its
+        descriptor may then be closed. What waits in the buffer is dropped."""
+        while self.pending:
+            future, buffer = self.pending.popleft()
+            wait([future])
+            self.free.append(buffer)
+        self.fill = 0
+
     def close(self) -> None:
-        """Let the buffer go. Not `mmap.close`: a view of it may still live in a frame some sampler holds
-        (Dask's profiler walks the worker threads' stacks), and the map is unmapped with its last view."""
-        self.buffer = None
+        """Let the buffers go (after any write in flight). Not `mmap.close`: a view of one may still live
+        in a frame some sampler holds (Dask's profiler walks the worker threads' stacks), and a map is
+        unmapped with its last view."""
+        self.abort()
+        self.buffer, self.free = None, []
+
+    def _wait(self, keep: int = 0) -> None:
+        """Wait for the oldest writes in flight until at most `keep` are left; every one ends before
+        the first error, if any, is raised."""
+        error: BaseException | None = None
+        while len(self.pending) > keep:
+            future, buffer = self.pending.popleft()
+            self.free.append(buffer)
+            try:
+                future.result()
+            except BaseException as exc:  # noqa: BLE001 - raised below, once the rest are done
+                if error is None:
+                    error, keep = exc, 0
+        if error is not None:
+            raise error
 
     def _drain(self) -> None:
-        """Write what waits in the buffer, through the page cache."""
+        """Write what waits in the buffer, through the page cache, after the writes in flight."""
+        self._wait()
         if self.fill:
             self._set_direct(False)
             assert self.buffer is not None
-            _write_all(self.fd, memoryview(self.buffer)[: self.fill])
+            self.offset += _pwrite_all(self.fd, memoryview(self.buffer)[: self.fill], self.offset)
             self.fill = 0
 
     def _write_buffer(self) -> None:
-        assert self.buffer is not None
+        """Hand the full buffer to the background, to be written at the file's current end."""
+        self._wait(keep=IN_FLIGHT - 1)
+        full = self.buffer
+        assert full is not None
         if self.allowed and not self.direct:
             self._set_direct(True)
-        view = memoryview(self.buffer)
+        self.pending.append((background().submit(self._write_out, full, self.offset), full))
+        self.offset += self.size
+        self.buffer, self.fill = None, 0
+
+    def _write_out(self, buffer: mmap.mmap, offset: int) -> None:
+        """Write a whole buffer at `offset` (a multiple of its size); through the page cache if the file
+        system refuses O_DIRECT."""
+        view = memoryview(buffer)
         while view:
             try:
-                written = os.write(self.fd, view)
+                written = os.pwrite(self.fd, view, offset)
             except OSError as exc:  # refused at the first write by some file systems: the page cache then
                 if exc.errno != errno.EINVAL or not self.direct:
                     raise
                 self.allowed = False
                 self._set_direct(False)
                 continue
-            view = view[written:]
-            if view and self.direct:  # a short write leaves the offset unaligned: the rest goes buffered
-                self._set_direct(False)
-        self.fill = 0
+            view, offset = view[written:], offset + written
 
     def _set_direct(self, on: bool) -> None:
         if on == self.direct:
@@ -125,6 +193,78 @@ class DirectWriter:
         self.direct = on
 
 
-def _write_all(fd: int, view: memoryview) -> None:
-    while view:  # a write may take less than it was given
-        view = view[os.write(fd, view) :]
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> int:
+    """Write all of `view` at `offset` (a write may take less than it was given); how many bytes."""
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+    return len(view)
+
+
+class DirectReader:
+    """Reads byte ranges of one file (`read`) into Arrow buffers: with O_DIRECT where `direct` and the file
+    system allow it, for ranges of at least `DIRECT_READ_BYTES`; otherwise through the page cache. Either
+    way the bytes are the file's: the kernel writes back any dirty page of a range before reading it
+    directly."""
+
+    def __init__(self, path: str | os.PathLike, direct: bool = True):
+        self.fd = os.open(path, os.O_RDONLY)  # small reads, and whatever O_DIRECT cannot do
+        self.direct_fd = -1
+        if direct and _O_DIRECT:
+            try:
+                self.direct_fd = os.open(path, os.O_RDONLY | _O_DIRECT)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # EINVAL: this file system has no O_DIRECT
+                    os.close(self.fd)
+                    raise
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def pread(self, length: int, offset: int) -> bytes:
+        """`length` bytes at `offset` (fewer at the end of the file), through the page cache."""
+        return os.pread(self.fd, length, offset)
+
+    def read(self, offset: int, length: int) -> pa.Buffer:
+        """The file's bytes [offset, offset + length), fewer if the file ends sooner."""
+        if self.direct_fd < 0 or length < DIRECT_READ_BYTES:
+            return pa.py_buffer(os.pread(self.fd, length, offset))
+        start = offset - offset % ALIGNMENT
+        span = -(-(offset + length - start) // ALIGNMENT) * ALIGNMENT
+        raw = pa.allocate_buffer(span + ALIGNMENT)  # Arrow's allocator: reused memory, no page zeroed
+        skew = -raw.address % ALIGNMENT
+        view = memoryview((ctypes.c_char * span).from_address(raw.address + skew)).cast("B")
+        wanted = offset + length - start
+        got = self._read_direct(view, start)
+        while got < wanted:  # the end of a file with a partial last block, or O_DIRECT refused
+            n = os.preadv(self.fd, [view[got:wanted]], start + got)
+            if n == 0:
+                break
+            got += n
+        return raw.slice(skew + offset - start, max(0, min(got, wanted) - (offset - start)))
+
+    def _read_direct(self, view: memoryview, start: int) -> int:
+        """Fill `view` from `start` with O_DIRECT reads; how many bytes were read before the end of the
+        file, a short read or a refusal (after which this file is read through the page cache)."""
+        got = 0
+        while got < len(view):
+            try:
+                n = os.preadv(self.direct_fd, [view[got:]], start + got)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                self._no_direct()
+                break
+            got += n
+            if n == 0 or got % ALIGNMENT:  # O_DIRECT cannot go on from an unaligned offset
+                break
+        return got
+
+    def _no_direct(self) -> None:
+        os.close(self.direct_fd)
+        self.direct_fd = -1
+
+    def close(self) -> None:
+        if self.direct_fd >= 0:
+            self._no_direct()
+        os.close(self.fd)

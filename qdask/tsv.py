@@ -523,6 +523,9 @@ def write_tsv(
             writer.end()
             if durable:
                 os.fsync(out)
+        except BaseException:
+            writer.abort()  # no write in flight on the descriptor once it is closed
+            raise
         finally:
             os.close(out)
         os.replace(tmp, path)

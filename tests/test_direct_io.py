@@ -1,4 +1,5 @@
-"""`DirectWriter` writes exactly the bytes given, past the page cache once a file outgrows its buffer.
+"""`DirectWriter` writes exactly the bytes given, past the page cache once a file outgrows its buffer;
+`DirectReader` reads them back the same way.
 
 Whether a file's pages are in the page cache is read from the kernel (mincore(2), `page_cache`). Each test
 that finds a file mostly uncached has a control: the same bytes written with ``direct=False`` are all
@@ -11,12 +12,13 @@ import errno
 import fcntl
 import os
 import random
+import time
 
 import pytest
 from page_cache import cached_bytes
 
 from qdask import direct_io
-from qdask.direct_io import DirectWriter
+from qdask.direct_io import DIRECT_READ_BYTES, DirectReader, DirectWriter
 
 BUFFER = 64 * 1024
 
@@ -100,16 +102,16 @@ def test_a_file_system_refusing_o_direct_gets_the_page_cache(tmp_path, monkeypat
 
 
 def test_a_refusal_at_the_first_write_is_retried_through_the_page_cache(tmp_path, monkeypatch):
-    real_write, refusals = os.write, []
+    real_pwrite, refusals = os.pwrite, []
 
-    def refusing(fd, data):
+    def refusing(fd, data, offset):
         if real_fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
             refusals.append(fd)
             raise OSError(errno.EINVAL, "Invalid argument")
-        return real_write(fd, data)
+        return real_pwrite(fd, data, offset)
 
     real_fcntl = fcntl.fcntl
-    monkeypatch.setattr(direct_io.os, "write", refusing)
+    monkeypatch.setattr(direct_io.os, "pwrite", refusing)
     pieces = pieces_of(3 * BUFFER + 77, seed=4)
     write_file(tmp_path / "f", pieces, DirectWriter(True, BUFFER))
     monkeypatch.undo()
@@ -120,3 +122,95 @@ def test_a_refusal_at_the_first_write_is_retried_through_the_page_cache(tmp_path
 def test_the_buffer_must_suit_o_direct():
     with pytest.raises(ValueError, match="multiple of"):
         DirectWriter(True, 1000)
+
+
+def test_an_error_of_a_write_in_flight_is_raised_once_every_write_has_ended(tmp_path, monkeypatch):
+    """A background write that fails (a full disk) stops the file: its error reaches the caller, and no
+    other write of the file is still running then (the descriptor may be closed)."""
+    real_pwrite, running, ended = os.pwrite, [0], []
+
+    def failing(fd, data, offset):
+        running[0] += 1
+        try:
+            if offset >= 3 * BUFFER:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_pwrite(fd, data, offset)
+        finally:
+            running[0] -= 1
+            ended.append(offset)
+
+    monkeypatch.setattr(direct_io.os, "pwrite", failing)
+    writer = DirectWriter(True, BUFFER)
+    with pytest.raises(OSError) as raised:
+        write_file(tmp_path / "full", pieces_of(12 * BUFFER, seed=5), writer)
+    assert raised.value.errno == errno.ENOSPC
+    assert running[0] == 0 and not writer.pending
+    assert any(offset >= 3 * BUFFER for offset in ended)
+    monkeypatch.undo()
+    pieces = pieces_of(5 * BUFFER + 9, seed=6)  # the same writer goes on with the next file
+    write_file(tmp_path / "next", pieces, writer)
+    assert (tmp_path / "next").read_bytes() == b"".join(pieces)
+
+
+def test_abort_returns_once_the_writes_in_flight_have_ended(tmp_path, monkeypatch):
+    real_pwrite, started, ended = os.pwrite, [], []
+
+    def slow(fd, data, offset):
+        started.append(offset)
+        if offset >= BUFFER:  # the background writes
+            time.sleep(0.05)
+        out = real_pwrite(fd, data, offset)
+        ended.append(offset)
+        return out
+
+    monkeypatch.setattr(direct_io.os, "pwrite", slow)
+    writer = DirectWriter(True, BUFFER)
+    fd = os.open(tmp_path / "thrown", os.O_WRONLY | os.O_CREAT, 0o644)
+    writer.begin(fd)
+    writer.write(b"x" * (4 * BUFFER))  # the head, then three buffers in flight
+    assert writer.pending
+    writer.abort()
+    os.close(fd)
+    assert sorted(started) == sorted(ended) and len(ended) == 4
+    assert not writer.pending
+
+
+def test_direct_reads_return_the_bytes_and_leave_the_page_cache_alone(tmp_path):
+    """Ranges of every alignment, the file's end included, read past the page cache; the control reads
+    the same ranges through it."""
+    pieces = pieces_of(6 * BUFFER + 4321, seed=7)
+    data = b"".join(pieces)
+    for name in ("direct", "cached"):
+        write_file(tmp_path / name, pieces, DirectWriter(True, BUFFER))
+    rng = random.Random(8)
+    ranges = [(0, len(data)), (1, DIRECT_READ_BYTES), (len(data) - 70_001, 70_001), (len(data) - 5, 100_000)]
+    ranges += [(rng.randrange(len(data)), rng.randrange(DIRECT_READ_BYTES, 3 * BUFFER)) for _ in range(20)]
+    for name, direct in (("direct", True), ("cached", False)):
+        reader = DirectReader(tmp_path / name, direct)
+        try:
+            for offset, length in ranges:
+                assert reader.read(offset, length).to_pybytes() == data[offset : offset + length]
+        finally:
+            reader.close()
+    assert cached_bytes(tmp_path / "direct") <= 2 * BUFFER  # what the writer put there, no more
+    assert cached_bytes(tmp_path / "cached") >= len(data)  # the control: a plain read caches it all
+
+
+def test_a_file_system_refusing_o_direct_reads_through_the_page_cache(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def refusing(path, flags, *args, **kwargs):
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args, **kwargs)
+
+    data = random.Random(9).randbytes(3 * BUFFER)
+    (tmp_path / "f").write_bytes(data)
+    monkeypatch.setattr(direct_io.os, "open", refusing)
+    reader = DirectReader(tmp_path / "f", True)
+    monkeypatch.undo()
+    try:
+        assert reader.direct_fd == -1
+        assert reader.read(4097, 2 * BUFFER).to_pybytes() == data[4097 : 4097 + 2 * BUFFER]
+    finally:
+        reader.close()

@@ -215,10 +215,12 @@ def _held(reader: ShardReader, first: int, last: int, columns: list[str]) -> lis
     return out
 
 
-def _streamed(shards: Sequence[Shard], dest: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
+def _streamed(
+    shards: Sequence[Shard], dest: int, columns: list[str], direct: bool
+) -> Iterator[pa.RecordBatch]:
     """One destination's rows, shard by shard in unit order, segment by segment: nothing held."""
     for shard in shards:
-        with ShardReader(shard) as reader:
+        with ShardReader(shard, direct) as reader:
             yield from reader.batches(dest, dest, columns)
 
 
@@ -245,7 +247,7 @@ def _collect_one(task: CollectTask, root: Path) -> Collected:
     faultpoints.reached("collect.task", key_text(key))
     dest = int(dest_of(key.chunk_id, key.overlap))
     sources = [s for s in task.shards if s.rows_in(key)]
-    batches = _streamed(sources, dest, list(task.columns))
+    batches = _streamed(sources, dest, list(task.columns), task.direct_io)
     excluded = [0]
     if task.exclusion is not None:
         keys = pa.array(np.load(task.exclusion.keys_path), pa.int64())
@@ -271,7 +273,7 @@ def _group_rows(task: CollectTask, dests: np.ndarray) -> tuple[pa.Table, np.ndar
     lists them in). Gathered once, so each kind of row is a slice of the result, not a copy."""
     pieces = []
     for shard in task.shards:
-        with ShardReader(shard) as reader:
+        with ShardReader(shard, task.direct_io) as reader:
             held = _held(reader, int(dests[0]), int(dests[-1]), list(task.columns))
             pieces += [p.replace_schema_metadata(None) for p in held]
     if not pieces:
@@ -391,12 +393,12 @@ class _Files:
         return f"{self.directory}/{name}", self.size, formatted(self.digest)
 
     def close(self) -> None:
+        self.writer.close()  # first: no write in flight on a descriptor closed below
         if self.name is not None:  # stopped mid-file: leave no temporary file behind
             os.close(self.out)
             os.unlink(self._tmp(self.name), dir_fd=self.fd)
             self.name = None
         os.close(self.fd)
-        self.writer.close()
 
 
 SOLO_ROWS = 4096  # a destination with at least this many rows is encoded in slices of its own rows

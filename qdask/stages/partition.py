@@ -58,6 +58,7 @@ class TablePlan:
     invalid_policy: str = "quarantine"  # or "stop"
     compression: str = "none"  # the shards' codec (`staging.shard_compression`, whose default this is)
     compression_level: int | None = None
+    direct_io: bool = True  # shards written past the page cache after their first MiB (`staging.direct_io`)
     key_column: str | None = None  # an integer column whose sorted values the key checks need
     ra2: str | None = None  # a match table's second side: its position columns,
     dec2: str | None = None
@@ -204,6 +205,7 @@ def partition_batches(
         plan.schema,
         compression=plan.compression,
         compression_level=plan.compression_level,
+        direct_io=plan.direct_io,
     )
     chunker = plan.chunker() if plan.partitioned else None
     quarantine_file = Path(quarantine_root) / plan.name / f"{key}.parquet"

@@ -195,6 +195,7 @@ def plan_table(
         invalid_policy=_unplaceable_policy(table),
         compression=config.staging.shard_compression,
         compression_level=config.staging.shard_compression_level,
+        direct_io=config.staging.direct_io,
         key_column=key if key is not None and pa.types.is_integer(arrow.field(key).type) else None,
         save_placement=any(
             isinstance(t, ChildTable) and t.placed_by_id and t.director == table.name for t in config.tables

@@ -13,7 +13,8 @@ destinations it wants, checks each one's hash as it reads it, and slices it: a s
 gone raises `CorruptShardError`, and its unit is partitioned again. The file is written under a temporary
 name and renamed when complete, so a killed task never leaves a partial shard at a final path. Shards are
 local intermediates: no codec by default (`staging.shard_compression`), or lz4 (``snappy`` in the config,
-which IPC lacks), or zstd.
+which IPC lacks), or zstd. They go past the page cache after their first MiB, and collect reads them back
+the same way, the next segment read while this one is sliced (`staging.direct_io`, `qdask.direct_io`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, wait
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import xxhash
 
+from qdask.direct_io import DirectReader, DirectWriter, background
 from qdask.ledger import DESTINATIONS, Shard, dest_of
 
 DEST = "_dest"
@@ -89,16 +92,20 @@ def reordered(table: pa.Table, order: np.ndarray) -> pa.Table:
 
 
 class _HashingSink:
-    """A write-only file object that hashes what passes through, segment by segment."""
+    """A write-only file object that hashes what passes through, segment by segment; past the page cache
+    after the file's first MiB where `direct` (`qdask.direct_io`: a shard is read back once, by collect)."""
 
-    def __init__(self, path: Path):
-        self.file = open(path, "wb")  # noqa: SIM115 - closed by close()
+    def __init__(self, path: Path, direct: bool):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.writer = DirectWriter(direct)
+        self.writer.begin(self.fd)
+        self.closed = False
         self.position = self.start = 0
         self.digest = xxhash.xxh3_128()
 
     def write(self, data) -> int:
         view = memoryview(data)
-        self.file.write(view)
+        self.writer.write(view)
         self.digest.update(view)
         self.position += view.nbytes
         return view.nbytes
@@ -110,14 +117,25 @@ class _HashingSink:
         return out
 
     def flush(self) -> None:
-        self.file.flush()
+        """Nothing to do: what the writer holds back is a part of a block, written at `close`."""
 
     def close(self) -> None:
-        self.file.close()
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.writer.end()
+        finally:
+            self.writer.close()  # after any write in flight
+            os.close(self.fd)
 
-    @property
-    def closed(self) -> bool:
-        return self.file.closed
+    def abandon(self) -> None:
+        """Close without finishing the file (it is being removed): errors of writes in flight ignored."""
+        if not self.closed:
+            self.writer.abort()
+            self.closed = True
+            self.writer.close()
+            os.close(self.fd)
 
     def writable(self) -> bool:
         return True
@@ -149,8 +167,10 @@ class ShardWriter:
         compression: str = "none",
         compression_level: int | None = None,
         buffer_budget_bytes: int | None = None,
+        direct_io: bool = True,
     ) -> None:
         self.root, self.table, self.unit_key = Path(root), table, unit_key
+        self.direct_io = direct_io  # `staging.direct_io`: past the page cache after the first MiB
         self.schema, self.file_schema = schema, shard_schema(schema)
         codec = CODECS[compression]
         self.file_schema = self.file_schema.with_metadata({"qdask.codec": codec or "none"})
@@ -193,7 +213,7 @@ class ShardWriter:
 
     def _open(self) -> None:
         self.tmp_path.parent.mkdir(parents=True, exist_ok=True)
-        self._sink = _HashingSink(self.tmp_path)
+        self._sink = _HashingSink(self.tmp_path, self.direct_io)
         # The IPC writer writes each buffer of a batch on its own (a thousand columns: thousands of small
         # writes); a C++ buffer in front of the Python sink turns them into a few large ones, and is
         # flushed at every segment's end so that each segment is hashed on its own.
@@ -278,7 +298,7 @@ class ShardWriter:
             pass
         finally:
             if self._sink is not None:
-                self._sink.close()
+                self._sink.abandon()
             self.tmp_path.unlink(missing_ok=True)
             self._writer = self._sink = self._buffered_sink = None
 
@@ -313,31 +333,30 @@ def segment_digest(shard: Shard) -> Callable[[bytes], bytes]:
 class ShardReader:
     """Reads slices of one shard file, checking each segment against the ledger as it is read.
 
-    Opened once per task and shard (one file descriptor), closed after: a collect task holds one shard
-    open at a time, whatever the number of shards or chunks.
+    Opened once per task and shard, closed after: a collect task holds one shard open at a time, whatever
+    the number of shards or chunks. With `direct`, large segments are read past the page cache, as
+    `ShardWriter` wrote them (`qdask.direct_io`).
     """
 
-    def __init__(self, shard: Shard):
+    def __init__(self, shard: Shard, direct: bool = False):
         self.shard = shard
         self.segments = np.frombuffer(shard.segments, SEGMENTS)
         self._digest = segment_digest(shard)
-        path = Path(shard.path)
+        self._ahead: tuple[int, Future[pa.Buffer]] | None = None  # a segment read in the background
         try:
-            self.fd = os.open(path, os.O_RDONLY)
+            self.file = DirectReader(shard.path, direct)
         except FileNotFoundError:
             raise CorruptShardError(shard, "missing") from None
-        if os.fstat(self.fd).st_size != shard.bytes:
-            os.close(self.fd)
-            raise CorruptShardError(shard, "altered (its size differs from the ledger)")
-        end = int(self.segments["offset"][-1] + self.segments["length"][-1]) if len(self.segments) else 0
-        if os.pread(self.fd, len(END), end) != END or end + len(END) != shard.bytes:
-            os.close(self.fd)
-            raise CorruptShardError(shard, "altered (its end differs from the ledger)")
         try:
+            if self.file.size() != shard.bytes:
+                raise CorruptShardError(shard, "altered (its size differs from the ledger)")
+            end = int(self.segments["offset"][-1] + self.segments["length"][-1]) if len(self.segments) else 0
+            if self.file.pread(len(END), end) != END or end + len(END) != shard.bytes:
+                raise CorruptShardError(shard, "altered (its end differs from the ledger)")
             header = self._messages(0)
             self.schema = ipc.read_schema(next(header))
         except BaseException:
-            os.close(self.fd)
+            self.file.close()
             raise
 
     def __enter__(self) -> ShardReader:
@@ -347,25 +366,49 @@ class ShardReader:
         self.close()
 
     def close(self) -> None:
-        os.close(self.fd)
-
-    def _messages(self, index: int) -> Iterator[ipc.Message]:
-        entry = self.segments[index]
-        data = os.pread(self.fd, int(entry["length"]), int(entry["offset"]))
-        if len(data) != entry["length"] or self._digest(data) != bytes(entry["digest"]):
-            raise CorruptShardError(self.shard, "altered (a segment's checksum differs from the ledger)")
         try:
-            yield from ipc.MessageReader.open_stream(pa.py_buffer(data))
+            if self._ahead is not None:  # a read in flight uses the file: let it end first
+                wait([self._ahead[1]])
+        finally:
+            self._ahead = None
+            self.file.close()
+
+    def _read(self, index: int) -> pa.Buffer:
+        """A segment's bytes, checked against the ledger."""
+        entry = self.segments[index]
+        data = self.file.read(int(entry["offset"]), int(entry["length"]))
+        if data.size != entry["length"] or self._digest(data) != bytes(entry["digest"]):
+            raise CorruptShardError(self.shard, "altered (a segment's checksum differs from the ledger)")
+        return data
+
+    def _messages(self, index: int, data: pa.Buffer | None = None) -> Iterator[ipc.Message]:
+        try:
+            yield from ipc.MessageReader.open_stream(self._read(index) if data is None else data)
         except pa.ArrowException as exc:
             raise CorruptShardError(self.shard, f"unreadable ({exc})") from exc
+
+    def _read_ahead(self, indices: list[int]) -> Iterator[tuple[int, pa.Buffer]]:
+        """The segments `indices`, in order, each read (in the background) while the caller works on the
+        one before: a read past the page cache waits for the device."""
+        for k, index in enumerate(indices):
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None and ahead[0] == index:
+                data = ahead[1].result()
+            else:  # none in flight, or one an abandoned pass asked for
+                if ahead is not None:
+                    wait([ahead[1]])
+                data = self._read(index)
+            if k + 1 < len(indices):
+                self._ahead = (indices[k + 1], background().submit(self._read, indices[k + 1]))
+            yield index, data
 
     def batches(self, first: int, last: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """The rows whose destination is in [first, last], in file order (run by run), with `_dest`."""
         segments = self.segments
         wanted = np.flatnonzero((segments["first"] <= last) & (segments["last"] >= first))
         wanted = wanted[wanted > 0]  # segment 0 is the header
-        for index in wanted.tolist():
-            for message in self._messages(index):
+        for index, data in self._read_ahead(wanted.tolist()):
+            for message in self._messages(index, data):
                 if message.type != "record batch":
                     continue
                 try:

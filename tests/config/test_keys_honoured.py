@@ -754,6 +754,24 @@ def test_direct_io_writes_large_contribution_files_past_the_page_cache(tmp_path,
     assert all(cached >= size for cached, size in found[False]), found[False]
 
 
+@honours("staging.direct_io")
+def test_direct_io_writes_and_reads_shards_past_the_page_cache(tmp_path, client, monkeypatch):
+    """A shard is written once (partition) and read once (collect): with direct_io (the default) it holds
+    at most its first buffer and its tail in the page cache once both are done; with false, all of it."""
+    monkeypatch.setattr(direct_io, "BUFFER_BYTES", 16 * 1024)  # the cluster runs in this process
+    found = {}
+    for setting in (None, False):
+        raw = tiny(tmp_path / str(setting), rows=20_000)
+        if setting is not None:
+            raw["staging"]["direct_io"] = setting
+        ingest = stage(raw, tmp_path / str(setting), client)
+        shards = [s for s in ingest.ledger.shards(table="D") if s.bytes > 8 * 16 * 1024]
+        assert shards, "no shard outgrows the buffer: the test would show nothing"
+        found[setting] = [(cached_bytes(s.path), s.bytes) for s in shards]
+    assert all(cached <= 2 * 16 * 1024 for cached, _ in found[None]), found[None]
+    assert all(cached >= size for cached, size in found[False]), found[False]
+
+
 # -- qserv: what reaches the controller -----------------------------------------------------------------
 
 
