@@ -21,7 +21,7 @@ import numpy as np
 
 from qdask.ledger import Shard
 from qdask.stages.key_match import without_keys
-from qdask.stages.keys import MERGE_KEYS, KeyFile, aligned_blocks, key_values
+from qdask.stages.keys import MERGE_KEYS, KeyFile, aligned_blocks, key_values, unique_counts
 from qdask.stages.shards import home_rows, unit_file_key
 
 
@@ -70,7 +70,7 @@ def repeated_ids(paths: Sequence[Path], shown: int, budget: int = MERGE_KEYS) ->
     arrays = [KeyFile(p) for p in paths]
     found = Repeats()
     for parts in aligned_blocks(arrays, budget):
-        values, counts = np.unique(np.concatenate(parts), return_counts=True)
+        values, counts = unique_counts(parts)
         twice = counts > 1
         if not twice.any():
             continue

@@ -30,6 +30,7 @@ from qdask.stages.keys import (
     load_exclusion,
     outcome,
     save_unit_keys,
+    unique_counts,
     unit_key_files,
     unit_key_path,
     unit_keys_task,
@@ -326,3 +327,16 @@ def test_a_key_file_reads_the_slices_and_samples_numpy_does(tmp_path):
     assert np.array_equal(file.upto(100, int(keys[200])), keys[100:201])
     np.save(path, np.empty(0, np.int64))
     assert len(KeyFile(path)) == 0 and KeyFile(path)[0:5].size == 0 and KeyFile(path).upto(0, 7).size == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_unique_counts_of_sorted_arrays_match_numpy(seed):
+    """Runs with keys repeated within and across arrays, empty arrays, one key: as np.unique counts."""
+    rng = np.random.default_rng(seed)
+    parts = [np.sort(rng.integers(-50, 50, int(rng.integers(0, 40)))) for _ in range(int(rng.integers(1, 6)))]
+    parts.append(np.empty(0, np.int64))
+    keys, counts = unique_counts(parts)
+    want_keys, want_counts = np.unique(np.concatenate(parts), return_counts=True)
+    assert keys.tolist() == want_keys.tolist() and counts.tolist() == want_counts.tolist()
+    assert unique_counts([np.array([7, 7, 7])])[1].tolist() == [3]
+    assert len(unique_counts([])[0]) == 0
