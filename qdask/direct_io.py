@@ -202,13 +202,14 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> int:
 
 
 class DirectReader:
-    """Reads byte ranges of one file (`read`) into Arrow buffers: with O_DIRECT where `direct` and the file
-    system allow it, for ranges of at least `DIRECT_READ_BYTES`; otherwise through the page cache. Either
-    way the bytes are the file's: the kernel writes back any dirty page of a range before reading it
-    directly."""
+    """Reads byte ranges of one file (`read`) into Arrow buffers, the way `DirectWriter` wrote it: the
+    whole buffers after the first with O_DIRECT (where `direct` and the file system allow it, for at least
+    `DIRECT_READ_BYTES` of them), the first buffer and the tail through the page cache, where the writer
+    left them (reading them directly would first make the kernel write them back). A file written some
+    other way reads the same bytes, only slower."""
 
-    def __init__(self, path: str | os.PathLike, direct: bool = True):
-        self.fd = os.open(path, os.O_RDONLY)  # small reads, and whatever O_DIRECT cannot do
+    def __init__(self, path: str | os.PathLike, direct: bool = True, buffer_bytes: int | None = None):
+        self.fd = os.open(path, os.O_RDONLY)  # the first buffer, the tail, and what O_DIRECT cannot do
         self.direct_fd = -1
         if direct and _O_DIRECT:
             try:
@@ -217,6 +218,10 @@ class DirectReader:
                 if exc.errno != errno.EINVAL:  # EINVAL: this file system has no O_DIRECT
                     os.close(self.fd)
                     raise
+        size = BUFFER_BYTES if buffer_bytes is None else buffer_bytes
+        # [direct_from, direct_to): where the writer's whole buffers went past the page cache
+        self.direct_from = size
+        self.direct_to = size + max(0, self.size() - size) // size * size
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
@@ -227,21 +232,33 @@ class DirectReader:
 
     def read(self, offset: int, length: int) -> pa.Buffer:
         """The file's bytes [offset, offset + length), fewer if the file ends sooner."""
-        if self.direct_fd < 0 or length < DIRECT_READ_BYTES:
+        end = offset + length
+        lo, hi = max(offset, self.direct_from), min(end, self.direct_to)
+        if self.direct_fd < 0 or hi - lo < DIRECT_READ_BYTES:
             return pa.py_buffer(os.pread(self.fd, length, offset))
-        start = offset - offset % ALIGNMENT
-        span = -(-(offset + length - start) // ALIGNMENT) * ALIGNMENT
-        raw = pa.allocate_buffer(span + ALIGNMENT)  # Arrow's allocator: reused memory, no page zeroed
-        skew = -raw.address % ALIGNMENT
-        view = memoryview((ctypes.c_char * span).from_address(raw.address + skew)).cast("B")
-        wanted = offset + length - start
-        got = self._read_direct(view, start)
-        while got < wanted:  # the end of a file with a partial last block, or O_DIRECT refused
-            n = os.preadv(self.fd, [view[got:wanted]], start + got)
+        a, z = lo - lo % ALIGNMENT, -(-hi // ALIGNMENT) * ALIGNMENT  # the direct part, aligned
+        first = min(offset, a)  # the file offset of the buffer's first byte
+        raw = pa.allocate_buffer(max(end, z) - first + ALIGNMENT)  # Arrow's allocator: no page zeroed
+        skew = -(raw.address + a - first) % ALIGNMENT  # so that offset `a` lands on an aligned address
+        view = memoryview((ctypes.c_char * (max(end, z) - first)).from_address(raw.address + skew)).cast("B")
+        at = offset
+        if offset < a:  # the part in the first buffer
+            at += self._read_cached(view[offset - first : a - first], offset)
+        if at >= a:
+            at = max(at, a + self._read_direct(view[a - first : z - first], a))
+            if at < end:  # the tail, or what O_DIRECT did not read
+                at += self._read_cached(view[at - first : end - first], at)
+        return raw.slice(skew + offset - first, max(0, min(at, end) - offset))
+
+    def _read_cached(self, view: memoryview, start: int) -> int:
+        """Fill `view` from file offset `start` through the page cache; how many bytes there were."""
+        got = 0
+        while got < len(view):
+            n = os.preadv(self.fd, [view[got:]], start + got)
             if n == 0:
                 break
             got += n
-        return raw.slice(skew + offset - start, max(0, min(got, wanted) - (offset - start)))
+        return got
 
     def _read_direct(self, view: memoryview, start: int) -> int:
         """Fill `view` from `start` with O_DIRECT reads; how many bytes were read before the end of the

@@ -183,10 +183,16 @@ def test_direct_reads_return_the_bytes_and_leave_the_page_cache_alone(tmp_path):
     for name in ("direct", "cached"):
         write_file(tmp_path / name, pieces, DirectWriter(True, BUFFER))
     rng = random.Random(8)
-    ranges = [(0, len(data)), (1, DIRECT_READ_BYTES), (len(data) - 70_001, 70_001), (len(data) - 5, 100_000)]
-    ranges += [(rng.randrange(len(data)), rng.randrange(DIRECT_READ_BYTES, 3 * BUFFER)) for _ in range(20)]
+    ranges = [(0, len(data)), (1, BUFFER - 1), (len(data) - 70_001, 70_001), (len(data) - 5, 100_000)]
+    ranges += [(rng.randrange(len(data)), rng.randrange(DIRECT_READ_BYTES, 3 * BUFFER)) for _ in range(40)]
+
+    def direct_part(offset: int, length: int) -> int:  # the writer's buffers went to [BUFFER, 6 * BUFFER)
+        return max(0, min(offset + length, 6 * BUFFER) - max(offset, BUFFER))
+
+    # a range with a little of the direct part is read through the page cache as a whole: left out here
+    ranges = [r for r in ranges if direct_part(*r) == 0 or direct_part(*r) >= DIRECT_READ_BYTES]
     for name, direct in (("direct", True), ("cached", False)):
-        reader = DirectReader(tmp_path / name, direct)
+        reader = DirectReader(tmp_path / name, direct, BUFFER)
         try:
             for offset, length in ranges:
                 assert reader.read(offset, length).to_pybytes() == data[offset : offset + length]
@@ -207,10 +213,35 @@ def test_a_file_system_refusing_o_direct_reads_through_the_page_cache(tmp_path, 
     data = random.Random(9).randbytes(3 * BUFFER)
     (tmp_path / "f").write_bytes(data)
     monkeypatch.setattr(direct_io.os, "open", refusing)
-    reader = DirectReader(tmp_path / "f", True)
+    reader = DirectReader(tmp_path / "f", True, BUFFER)
     monkeypatch.undo()
     try:
         assert reader.direct_fd == -1
         assert reader.read(4097, 2 * BUFFER).to_pybytes() == data[4097 : 4097 + 2 * BUFFER]
     finally:
         reader.close()
+
+
+def test_only_what_went_past_the_page_cache_is_read_directly(tmp_path, monkeypatch):
+    """The first buffer and the tail were written through the page cache (and may be dirty there): they
+    are read from it, whatever range is asked; the whole buffers between, directly."""
+    pieces = pieces_of(5 * BUFFER + 999, seed=10)
+    data = b"".join(pieces)
+    write_file(tmp_path / "f", pieces, DirectWriter(True, BUFFER))
+    real_preadv, direct_reads = os.preadv, []
+    reader = DirectReader(tmp_path / "f", True, BUFFER)
+
+    def recording(fd, buffers, offset):
+        n = real_preadv(fd, buffers, offset)
+        if fd == reader.direct_fd:
+            direct_reads.append((offset, offset + n))
+        return n
+
+    monkeypatch.setattr(direct_io.os, "preadv", recording)
+    try:
+        for offset, length in [(0, len(data)), (100, 2 * BUFFER), (3 * BUFFER + 5, 2 * BUFFER + 994)]:
+            assert reader.read(offset, length).to_pybytes() == data[offset : offset + length]
+    finally:
+        reader.close()
+    assert (reader.direct_from, reader.direct_to) == (BUFFER, 5 * BUFFER)
+    assert direct_reads and all(BUFFER <= a and b <= 5 * BUFFER for a, b in direct_reads), direct_reads
