@@ -15,9 +15,10 @@ requires. The rest, less than a buffer, goes through the page cache when the fil
 again), so no file needs truncating. A file system that refuses O_DIRECT (EINVAL) gets the page cache, as
 with ``direct=False``.
 
-`DirectReader` reads a range of such a file into a new Arrow buffer, with O_DIRECT from a page-aligned
-start, so the device fills the buffer the batches are then sliced from. Read through the page cache
-instead, each page of a file not cached is first allocated and filled there, then copied."""
+`DirectReader` reads a range of such a file into a new Arrow buffer: what went past the page cache with
+O_DIRECT, so the device fills the buffer the batches are then sliced from, and the first buffer and the
+tail from the page cache, where they were left. Read through the page cache instead, each page of a file
+not cached is first allocated and filled there, then copied."""
 
 from __future__ import annotations
 
